@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
 from camsight.bus import Bus, connect
 from camsight.config import NatsSettings, StreamSettings
 from camsight.natsserver import EmbeddedNats

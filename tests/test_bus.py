@@ -7,13 +7,12 @@ from collections.abc import Sequence
 
 import nats
 import pytest
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy, StorageType
-
 from camsight.bus import Bus, PullWorker, WorkerConfig, connect, each, subjects
 from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import event_pb2
 from helpers import wait_for
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy, StorageType
 
 
 async def test_topology_is_idempotent(bus: Bus) -> None:
@@ -41,7 +40,10 @@ async def test_changed_limits_update_the_stream(bus: Bus) -> None:
 
 async def test_same_event_published_twice_is_stored_once(bus: Bus) -> None:
     event = event_pb2.Event(
-        id="evt-1", type=event_pb2.EVENT_TYPE_ZONE_ENTER, state=event_pb2.EVENT_STATE_STARTED, camera_id="cam1"
+        id="evt-1",
+        type=event_pb2.EVENT_TYPE_ZONE_ENTER,
+        state=event_pb2.EVENT_STATE_STARTED,
+        camera_id="cam1",
     )
     first = await bus.publish_event(event)
     second = await bus.publish_event(event)
@@ -185,4 +187,3 @@ def test_bad_subject_tokens_are_refused() -> None:
     for bad in ("a.b", "*", ">", "", "x y", "../etc"):
         with pytest.raises(ValueError, match="invalid camera id"):
             subjects.frames(bad)
-

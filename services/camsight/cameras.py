@@ -57,10 +57,10 @@ class Zone(_Model):
     @field_validator("polygon")
     @classmethod
     def _simple(cls, polygon: list[Point]) -> list[Point]:
-        if _area(polygon) < 1e-6:
-            raise ValueError("polygon has no area")
         if _self_intersects(polygon):
             raise ValueError("polygon intersects itself")
+        if _area(polygon) < 1e-6:
+            raise ValueError("polygon has no area")
         return polygon
 
 
@@ -209,7 +209,11 @@ class CameraConfig(_Model):
             ],
             lines=[
                 camera_pb2.Line(
-                    id=ln.id, display_name=ln.display_name, a=_pt(ln.a), b=_pt(ln.b), in_side_right=ln.in_side_right
+                    id=ln.id,
+                    display_name=ln.display_name,
+                    a=_pt(ln.a),
+                    b=_pt(ln.b),
+                    in_side_right=ln.in_side_right,
                 )
                 for ln in self.lines
             ],
@@ -302,9 +306,15 @@ def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
 
 def _area(polygon: list[Point]) -> float:
     n = len(polygon)
-    return abs(
-        sum(polygon[i].x * polygon[(i + 1) % n].y - polygon[(i + 1) % n].x * polygon[i].y for i in range(n))
-    ) / 2
+    return (
+        abs(
+            sum(
+                polygon[i].x * polygon[(i + 1) % n].y - polygon[(i + 1) % n].x * polygon[i].y
+                for i in range(n)
+            )
+        )
+        / 2
+    )
 
 
 def _self_intersects(polygon: list[Point]) -> bool:

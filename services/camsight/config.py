@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from camsight.cameras import CameraConfig
 
@@ -42,7 +42,10 @@ class NatsSettings(_Section):
     """How to reach NATS. Reconnects are unlimited with jitter: a service
     outlives a NATS restart and stays not-ready meanwhile."""
 
-    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1)
+    # NoDecode: CAMSIGHT_NATS__SERVERS is a comma-separated list, not JSON.
+    servers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"], min_length=1
+    )
     user: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None
@@ -174,7 +177,9 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}"
+            )
         data = loaded
     data.update(overrides)
     try:

@@ -183,7 +183,7 @@ class PullWorker:
             if outcome is None:
                 await msg.ack()
                 HANDLED.labels(self.name).inc()
-            elif isinstance(outcome, TRANSIENT_ERRORS + (TransientError,)) and not self._last_delivery(msg):
+            elif isinstance(outcome, (*TRANSIENT_ERRORS, TransientError)) and not self._last_delivery(msg):
                 await msg.nak(delay=self.config.retry_delay)
                 RETRIED.labels(self.name).inc()
             else:
@@ -196,7 +196,7 @@ class PullWorker:
     def _last_delivery(self, msg: Msg) -> bool:
         try:
             return msg.metadata.num_delivered >= self.config.max_deliver
-        except (nats.errors.NotJSMsgError, AttributeError):
+        except (nats.errors.NotJSMessageError, AttributeError):
             return True
 
     async def dead_letter(self, msg: Msg, error: BaseException) -> None:

@@ -11,7 +11,12 @@ from camsight.config import ConfigError, Settings, load_settings
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config file (CAMSIGHT_* variables override it).", envvar="CAMSIGHT_CONFIG"),
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file (CAMSIGHT_* variables override it).",
+        envvar="CAMSIGHT_CONFIG",
+    ),
 ]
 
 EXIT_USAGE = 2

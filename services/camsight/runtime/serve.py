@@ -7,8 +7,9 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from camsight.bus import connect_with_retry
+from camsight.bus import Bus, connect_with_retry
 from camsight.config import Settings
 from camsight.runtime.health import HealthServer
 from camsight.runtime.service import Service, ServiceContext
@@ -72,7 +73,7 @@ class Runtime:
             log.info("%s stopped", self.name)
         return code
 
-    async def _connect(self):  # type: ignore[no-untyped-def]
+    async def _connect(self) -> Bus | None:
         """Connect, giving up quietly if asked to stop meanwhile."""
         connecting = asyncio.create_task(
             connect_with_retry(self.settings.nats, self.settings.streams, name=f"camsight-{self.name}")
@@ -91,10 +92,12 @@ class Runtime:
         for service in self.services:
             await service.start()
         self._started = True
-        tasks = {asyncio.create_task(s.run(), name=s.name): s for s in self.services}
+        tasks: dict[asyncio.Task[Any], Service] = {
+            asyncio.create_task(s.run(), name=s.name): s for s in self.services
+        }
         code = 0
-        pending = set(tasks)
-        stopping = asyncio.create_task(self.ctx.stopping.wait())
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        stopping: asyncio.Task[Any] = asyncio.create_task(self.ctx.stopping.wait())
         while pending:
             done, pending = await asyncio.wait(pending | {stopping}, return_when=asyncio.FIRST_COMPLETED)
             pending.discard(stopping)

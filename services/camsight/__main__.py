@@ -1,0 +1,5 @@
+"""``python -m camsight`` is the ``camsight`` command."""
+
+from camsight.cli import main
+
+main()

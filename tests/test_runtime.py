@@ -1,0 +1,120 @@
+"""The service runtime: health endpoints, not-ready while NATS is away, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from camsight.bus import PullWorker, WorkerConfig, each
+from camsight.config import HttpSettings, NatsSettings, Settings
+from camsight.natsserver import EmbeddedNats
+from camsight.runtime import Service, ServiceContext
+from camsight.runtime.serve import Runtime
+from camsight.v1 import event_pb2
+from helpers import wait_for
+from nats.aio.msg import Msg
+
+
+class Recorder(Service):
+    """A minimal real service: consumes EVENTS and records the ids it saw."""
+
+    name = "recorder"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.seen: list[str] = []
+        self.drained = False
+
+    async def start(self) -> None:
+        config = WorkerConfig(
+            stream="EVENTS", durable="recorder", filter_subjects=["events.>"], fetch_timeout=0.2
+        )
+        self.worker = PullWorker(self.ctx.bus, config, each(self._handle))
+        await self.worker.subscribe()
+        self.set_ready(True)
+
+    async def _handle(self, msg: Msg) -> None:
+        self.seen.append(event_pb2.Event.FromString(msg.data).id)
+
+    async def run(self) -> None:
+        task = asyncio.create_task(self.worker.run())
+        await self.ctx.stopping.wait()
+        await self.worker.stop()
+        await task
+        self.drained = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+async def test_not_ready_until_nats_comes_then_serves_and_drains(tmp_path: Path) -> None:
+    nats_port = free_port()
+    settings = Settings(
+        nats=NatsSettings(
+            servers=[f"nats://127.0.0.1:{nats_port}"], reconnect_wait_s=0.1, reconnect_jitter_s=0
+        ),
+        http=HttpSettings(host="127.0.0.1", port=0),
+    )
+    runtime = Runtime(settings, [Recorder], name="recorder")
+    task = asyncio.create_task(runtime.run())
+    base = ""
+
+    def started() -> bool:
+        return runtime.health.port != 0
+
+    await wait_for(started, what="health endpoint")
+    base = f"http://127.0.0.1:{runtime.health.port}"
+    assert await get(f"{base}/healthz") == (200, '{"status": "ok"}')
+    status, body = await get(f"{base}/readyz")
+    assert status == 503 and "connecting to NATS" in body
+
+    server = EmbeddedNats(store_dir=tmp_path / "js", port=nats_port)
+    await asyncio.to_thread(server.start)
+    try:
+
+        async def ready() -> bool:
+            return (await get(f"{base}/readyz"))[0] == 200
+
+        await wait_for(ready, timeout=20, what="ready once NATS is up")
+        await runtime.ctx.bus.publish_event(
+            event_pb2.Event(id="e1", type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c")
+        )
+        recorder = runtime.services[0]
+        assert isinstance(recorder, Recorder)
+        await wait_for(lambda: recorder.seen == ["e1"], what="event consumed")
+        status, metrics = await get(f"{base}/metrics")
+        assert status == 200 and 'camsight_bus_messages_handled_total{consumer="recorder"}' in metrics
+
+        runtime.stop()
+        assert await asyncio.wait_for(task, 10) == 0
+        assert recorder.drained
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def test_failing_service_exits_non_zero(nats_settings: NatsSettings) -> None:
+    class Broken(Service):
+        name = "broken"
+
+        async def run(self) -> None:
+            raise RuntimeError("boom")
+
+    settings = Settings(nats=nats_settings, http=HttpSettings(host="127.0.0.1", port=0))
+    assert await asyncio.wait_for(Runtime(settings, [Broken], name="broken").run(), 10) == 1
+
+
+def test_bus_is_not_available_before_start() -> None:
+    ctx = ServiceContext(settings=Settings())
+    with pytest.raises(RuntimeError, match="not connected yet"):
+        _ = ctx.bus
