@@ -1,0 +1,255 @@
+{{/* Names */}}
+{{- define "camsight.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "camsight.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "camsight.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "camsight.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "camsight.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "camsight.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "camsight.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Labels; call with (dict "root" $ "component" "decoder") */}}
+{{- define "camsight.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "camsight.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "camsight.labels" -}}
+helm.sh/chart: {{ include "camsight.chart" .root }}
+{{ include "camsight.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: camsight
+{{- end }}
+
+{{/* The image; call with (dict "root" $ "gpu" bool) */}}
+{{- define "camsight.image" -}}
+{{- $tag := default .root.Chart.AppVersion .root.Values.image.tag -}}
+{{- if .gpu }}{{ $tag = printf "%s%s" $tag .root.Values.image.cudaSuffix }}{{ end -}}
+{{ .root.Values.image.repository }}:{{ $tag }}
+{{- end }}
+
+{{/* NATS URLs: the bundled cluster's client service, or externalNats.servers. */}}
+{{- define "camsight.natsServers" -}}
+{{- if .Values.nats.enabled -}}
+{{- list (printf "nats://%s-nats.%s.svc:4222" .Release.Name .Release.Namespace) | toJson -}}
+{{- else if .Values.externalNats.servers -}}
+{{- .Values.externalNats.servers | toJson -}}
+{{- else -}}
+{{- fail "externalNats.servers is required when nats.enabled is false" -}}
+{{- end -}}
+{{- end }}
+
+{{- define "camsight.natsSecretName" -}}
+{{- default (printf "%s-nats-auth" (include "camsight.fullname" .)) .Values.natsAuth.existingSecret }}
+{{- end }}
+
+{{- define "camsight.natsAuthEnabled" -}}
+{{- if or .Values.natsAuth.existingSecret .Values.natsAuth.user .Values.natsAuth.password .Values.natsAuth.token }}true{{ end }}
+{{- end }}
+
+{{- define "camsight.gpuEnabled" -}}
+{{- $svc := index .root.Values.services .name -}}
+{{- if and $svc.gpu $svc.gpu.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The pod template every workload shares: security context, config file,
+secrets as environment, /tmp and data emptyDirs, probes on the health port,
+GPU scheduling for analyzers. Call with (dict "root" $ "name" "detector").
+*/}}
+{{- define "camsight.podTemplate" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := index $root.Values.services $name -}}
+{{- $gpu := include "camsight.gpuEnabled" . -}}
+metadata:
+  labels:
+    {{- include "camsight.labels" (dict "root" $root "component" $name) | nindent 4 }}
+    {{- with $root.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+    {{- with $root.Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ if eq $name "controller" }}{{ include "camsight.serviceAccountName" $root }}-controller{{ else }}{{ include "camsight.serviceAccountName" $root }}{{ end }}
+  automountServiceAccountToken: {{ eq $name "controller" }}
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  {{- if $gpu }}
+  runtimeClassName: {{ $svc.gpu.runtimeClassName }}
+  {{- end }}
+  {{- $nodeSelector := $svc.nodeSelector | default dict }}
+  {{- if $gpu }}{{ $nodeSelector = merge (deepCopy $nodeSelector) $svc.gpu.nodeSelector }}{{ end }}
+  {{- with $nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- $tolerations := $svc.tolerations | default list }}
+  {{- if $gpu }}{{ $tolerations = concat $tolerations $svc.gpu.tolerations }}{{ end }}
+  {{- with $tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $svc.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $svc.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  terminationGracePeriodSeconds: 45
+  containers:
+    - name: {{ $name }}
+      image: {{ include "camsight.image" (dict "root" $root "gpu" $gpu) }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      args: ["serve", {{ $name | quote }}, "--config", "/etc/camsight/config.yaml"]
+      ports:
+        - name: http
+          containerPort: {{ $root.Values.httpPort }}
+          protocol: TCP
+        {{- if eq $name "query" }}
+        - name: grpc
+          containerPort: {{ $svc.grpcPort }}
+          protocol: TCP
+        {{- end }}
+      env:
+        - name: CAMSIGHT_INSTANCE
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- if eq $name "behavior" }}
+        # The StatefulSet ordinal is this replica's partition.
+        - name: CAMSIGHT_SERVICES__BEHAVIOR__REPLICA_INDEX
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+        {{- end }}
+        {{- if include "camsight.natsAuthEnabled" $root }}
+        {{- range $key, $var := dict "user" "CAMSIGHT_NATS__USER" "password" "CAMSIGHT_NATS__PASSWORD" "token" "CAMSIGHT_NATS__TOKEN" }}
+        {{- if or $root.Values.natsAuth.existingSecret (index $root.Values.natsAuth $key) }}
+        - name: {{ $var }}
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "camsight.natsSecretName" $root }}
+              key: {{ $key }}
+              optional: {{ not (index $root.Values.natsAuth $key) }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
+        {{- if and (eq $name "decoder") (or $root.Values.cameras $root.Values.camerasExistingSecret) }}
+        - name: CAMSIGHT_CAMERAS
+          valueFrom:
+            secretKeyRef:
+              name: {{ default (printf "%s-cameras" (include "camsight.fullname" $root)) $root.Values.camerasExistingSecret }}
+              key: CAMSIGHT_CAMERAS
+        {{- end }}
+        {{- if and (eq $name "query") (or $root.Values.apiTokens.tokens $root.Values.apiTokens.existingSecret) }}
+        - name: CAMSIGHT_SERVICES__QUERY
+          valueFrom:
+            secretKeyRef:
+              name: {{ default (printf "%s-api-tokens" (include "camsight.fullname" $root)) $root.Values.apiTokens.existingSecret }}
+              key: CAMSIGHT_SERVICES__QUERY
+        {{- end }}
+        {{- with $svc.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+      resources:
+        {{- $resources := deepCopy ($svc.resources | default dict) }}
+        {{- if $gpu }}
+        {{- $limits := merge (dict $svc.gpu.resourceName $svc.gpu.count) ($resources.limits | default dict) }}
+        {{- $_ := set $resources "limits" $limits }}
+        {{- end }}
+        {{- toYaml $resources | nindent 8 }}
+      startupProbe:
+        {{- if eq $name "query" }}
+        grpc:
+          port: {{ $svc.grpcPort }}
+        {{- else }}
+        httpGet:
+          path: /readyz
+          port: http
+        {{- end }}
+        periodSeconds: {{ $svc.startupProbe.periodSeconds }}
+        failureThreshold: {{ $svc.startupProbe.failureThreshold }}
+        timeoutSeconds: 3
+      readinessProbe:
+        {{- if eq $name "query" }}
+        grpc:
+          port: {{ $svc.grpcPort }}
+        {{- else }}
+        httpGet:
+          path: /readyz
+          port: http
+        {{- end }}
+        periodSeconds: 5
+        failureThreshold: 3
+        timeoutSeconds: 3
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: http
+        periodSeconds: 10
+        failureThreshold: 6
+        timeoutSeconds: 5
+      volumeMounts:
+        - name: config
+          mountPath: /etc/camsight
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+        - name: data
+          mountPath: /var/lib/camsight
+        {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
+        - name: models
+          mountPath: {{ $root.Values.models.mountPath }}
+          readOnly: true
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "camsight.fullname" $root }}-config
+    - name: tmp
+      emptyDir:
+        sizeLimit: 1Gi
+    - name: data
+      emptyDir:
+        sizeLimit: {{ if eq $name "query" }}{{ $svc.indexVolume.sizeLimit }}{{ else }}2Gi{{ end }}
+    {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
+    - name: models
+      persistentVolumeClaim:
+        claimName: {{ default (printf "%s-models" (include "camsight.fullname" $root)) $root.Values.models.existingClaim }}
+        readOnly: true
+    {{- end }}
+{{- end }}

@@ -1,0 +1,364 @@
+"""The Helm chart, rendered by the real Helm engine and validated against Kubernetes' schemas.
+
+Rendering goes through helm-sdkpy's Install against a local API stand-in
+(helm_render.py): the same code path as ``helm install``. Each rendered
+document is validated with kubernetes-validate for Kubernetes 1.33 in strict
+mode (unknown fields are errors). KEDA's ScaledObject and the Prometheus
+operator's ServiceMonitor have no schema there and are checked by the
+assertions below instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from camsight.config import load_settings, service_section
+from camsight.controller.config import ControllerConfig
+from helm_render import Rendered, render
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
+KUBE_VERSION = "1.33.0"
+NO_SCHEMA = {"ScaledObject", "ServiceMonitor"}
+SERVICES = ("decoder", "detector", "face", "behavior", "query", "controller")
+GPU_KEDA = yaml.safe_load((CHART / "ci" / "gpu-keda-values.yaml").read_text())
+# The services' own section models: the chart's sections must validate with them.
+SECTION_MODELS = {
+    "decoder": ("camsight.decoder.settings", "DecoderSettings"),
+    "behavior": ("camsight.behavior.settings", "BehaviorSettings"),
+    "query": ("camsight.query.settings", "QuerySettings"),
+}
+SECRET_VALUES = ("change-me-nats-password", "cam-secret-pw", "dashboard-token-0123456789")
+
+# helm-sdkpy ships the Helm v4 engine; see docs/deploy.md for installing it on Python 3.11.
+helm_sdkpy = pytest.importorskip("helm_sdkpy")
+InstallError = helm_sdkpy.exceptions.InstallError
+
+
+@pytest.fixture(scope="module")
+def default() -> Rendered:
+    """The chart's own defaults (bundled NATS; its subchart is not vendored here)."""
+    return render(CHART, {})
+
+
+@pytest.fixture(scope="module")
+def gpu() -> Rendered:
+    return render(CHART, GPU_KEDA)
+
+
+@pytest.fixture(params=["default", "gpu"])
+def rendered(request: pytest.FixtureRequest) -> Rendered:
+    return request.getfixturevalue(request.param)
+
+
+def pods(r: Rendered) -> dict[str, dict[str, Any]]:
+    """component -> pod spec of every workload."""
+    out = {}
+    for doc in r.of_kind("Deployment") + r.of_kind("StatefulSet"):
+        out[doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]] = doc["spec"][
+            "template"
+        ]
+    return out
+
+
+def test_every_document_is_valid_kubernetes(rendered: Rendered) -> None:
+    skipped = set()
+    for doc in rendered.manifest:
+        if doc["kind"] in NO_SCHEMA:
+            skipped.add(doc["kind"])
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    assert skipped <= NO_SCHEMA
+
+
+def test_what_helm_sent_is_what_it_rendered(rendered: Rendered) -> None:
+    created = {(d["kind"], d["metadata"]["name"]) for d in rendered.stand_in.created}
+    assert {(d["kind"], d["metadata"]["name"]) for d in rendered.manifest} <= created
+    release = [q for q in rendered.stand_in.requests if q.method == "POST" and q.path.endswith("/secrets")]
+    assert release and release[0].content_type == "application/vnd.kubernetes.protobuf"
+
+
+def test_one_workload_per_service_and_behavior_is_a_statefulset(rendered: Rendered) -> None:
+    assert set(pods(rendered)) == set(SERVICES)
+    sts = rendered.one("StatefulSet", "-behavior")
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["podManagementPolicy"] == "Parallel"
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CAMSIGHT_SERVICES__BEHAVIOR__REPLICA_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    for name, pod in pods(rendered).items():
+        container = pod["spec"]["containers"][0]
+        assert container["args"][:2] == ["serve", name]
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_restricted_security_context(rendered: Rendered) -> None:
+    for name, pod in pods(rendered).items():
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert spec["automountServiceAccountToken"] is (name == "controller")
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
+            assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            assert mounts["/tmp"] == "tmp"
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert "emptyDir" in volumes["tmp"]
+
+
+def test_probes(rendered: Rendered) -> None:
+    for name, pod in pods(rendered).items():
+        c = pod["spec"]["containers"][0]
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        if name == "query":
+            assert c["readinessProbe"]["grpc"]["port"] == 50051
+            assert c["startupProbe"]["grpc"]["port"] == 50051
+        else:
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+        # Analyzers get ten minutes to load and warm up models before liveness counts.
+        assert budget >= (600 if name in ("detector", "face") else 120), name
+        assert {p["name"]: p["containerPort"] for p in c["ports"]}["http"] == 8080
+
+
+def test_default_has_no_gpu_and_gpu_values_schedule_on_gpu_nodes(default: Rendered, gpu: Rendered) -> None:
+    for pod in pods(default).values():
+        assert "nvidia.com/gpu" not in json.dumps(pod)
+        assert "runtimeClassName" not in pod["spec"]
+    gpu_pods = pods(gpu)
+    for name in ("detector", "face"):
+        spec = gpu_pods[name]["spec"]
+        c = spec["containers"][0]
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert c["image"].endswith(":0.1.0-cuda")
+        assert spec["runtimeClassName"] == "nvidia"
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        assert mounts["models"]["readOnly"] is True and mounts["models"]["mountPath"] == "/models"
+    for name in ("decoder", "behavior", "query", "controller"):
+        assert "nvidia.com/gpu" not in json.dumps(gpu_pods[name])
+        assert gpu_pods[name]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+
+
+def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:
+    for name in ("detector", "face"):
+        so = gpu.one("ScaledObject", f"-{name}")
+        assert so["apiVersion"] == "keda.sh/v1alpha1"
+        assert so["spec"]["scaleTargetRef"]["name"] == gpu.one("Deployment", f"-{name}")["metadata"]["name"]
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "nats-jetstream"
+        assert trigger["metadata"]["stream"] == "FRAMES" and trigger["metadata"]["consumer"] == name
+        assert trigger["metadata"]["natsServerMonitoringEndpoint"] == "cs-nats-headless.video.svc:8222"
+        assert "replicas" not in gpu.one("Deployment", f"-{name}")["spec"]  # KEDA owns the count
+    assert so["spec"]["maxReplicaCount"] == 4
+    assert gpu.of_kind("HorizontalPodAutoscaler") == []
+    monitor = gpu.one("ServiceMonitor", "cs-camsight")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_hpa_without_keda() -> None:
+    values = {"services": {"detector": {"autoscaling": {"enabled": True, "maxReplicas": 5}}}}
+    r = render(CHART, values)
+    hpa = r.one("HorizontalPodAutoscaler", "-detector")
+    assert hpa["spec"]["maxReplicas"] == 5 and r.of_kind("ScaledObject") == []
+    kubernetes_validate.validate(hpa, KUBE_VERSION, strict=True)
+
+
+def test_pod_disruption_budgets(rendered: Rendered) -> None:
+    pdbs = {
+        p["metadata"]["name"].removeprefix("cs-camsight-"): p for p in rendered.of_kind("PodDisruptionBudget")
+    }
+    assert set(pdbs) == {"decoder", "detector", "face", "behavior", "query"}
+    for name, pdb in pdbs.items():
+        assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == name
+    assert pdbs["query"]["spec"]["minAvailable"] == 1
+
+
+def test_network_policies(rendered: Rendered) -> None:
+    policies = {
+        p["metadata"]["name"].removeprefix("cs-camsight-"): p["spec"]
+        for p in rendered.of_kind("NetworkPolicy")
+    }
+    assert set(SERVICES) <= set(policies)
+    for name in SERVICES:
+        spec = policies[name]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        egress_ports = [p.get("port") for rule in spec["egress"] for p in rule.get("ports", [])]
+        assert 53 in egress_ports and 4222 in egress_ports
+        ingress_ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+        assert ingress_ports == ({"http", "grpc"} if name == "query" else {"http"})
+    # Only the decoder reaches camera sources; only the controller the API server.
+    open_egress = {n for n in SERVICES if any("ipBlock" in json.dumps(r) for r in policies[n]["egress"])}
+    assert open_egress == {"decoder", "controller"}
+    nats = policies["nats"]
+    monitoring = [r for r in nats["ingress"] if {p["port"] for p in r["ports"]} == {8222, 7777}]
+    assert len(monitoring) == 1 and "namespaceSelector" in monitoring[0]["from"][0]
+    assert all("namespaceSelector" not in json.dumps(r) for r in nats["ingress"] if r not in monitoring)
+
+
+def test_secrets_never_in_configmaps(gpu: Rendered) -> None:
+    for cm in gpu.of_kind("ConfigMap"):
+        text = json.dumps(cm)
+        for secret in SECRET_VALUES:
+            assert secret not in text
+        assert "password" not in text and "token" not in text.lower()
+    secrets = "".join(json.dumps(s) for s in gpu.of_kind("Secret"))
+    for secret in SECRET_VALUES:
+        assert secret in secrets
+    # Each secret reaches only the pods that need it.
+    envs = {n: {e["name"] for e in p["spec"]["containers"][0]["env"]} for n, p in pods(gpu).items()}
+    assert all("CAMSIGHT_NATS__PASSWORD" in e for e in envs.values())
+    assert {n for n, e in envs.items() if "CAMSIGHT_CAMERAS" in e} == {"decoder"}
+    assert {n for n, e in envs.items() if "CAMSIGHT_SERVICES__QUERY" in e} == {"query"}
+
+
+def test_config_and_secrets_load_as_camsight_settings(
+    gpu: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the pods get (config file + Secret env) is a valid camsight configuration."""
+    config = tmp_path / "config.yaml"
+    config.write_text(gpu.one("ConfigMap", "-config")["data"]["config.yaml"])
+    secret_env: dict[tuple[str, str], str] = {}
+    for s in gpu.of_kind("Secret"):
+        for key, value in s.get("stringData", {}).items():
+            secret_env[(s["metadata"]["name"], key)] = value
+    for name, pod in pods(gpu).items():
+        with monkeypatch.context() as m:
+            for env in pod["spec"]["containers"][0]["env"]:
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and (ref["name"], ref["key"]) in secret_env:
+                    m.setenv(env["name"], secret_env[(ref["name"], ref["key"])])
+            if name == "behavior":
+                m.setenv("CAMSIGHT_SERVICES__BEHAVIOR__REPLICA_INDEX", "2")
+            settings = load_settings(config)
+        assert settings.nats.servers == ["nats://cs-nats.video.svc:4222"]
+        assert settings.nats.password is not None and settings.http.port == 8080
+        if name == "decoder":
+            assert [c.id for c in settings.cameras] == ["lobby"]
+        if name == "query":
+            assert settings.services["query"]["tokens"][0]["name"] == "dashboard"
+        if name == "behavior":
+            assert settings.services["behavior"] == {"replicas": 3, "replica_index": "2"}
+        if name == "controller":
+            assert service_section(settings, "controller", ControllerConfig).namespace == "video"
+        if name in SECTION_MODELS:
+            module, model = SECTION_MODELS[name]
+            service_section(settings, name, getattr(pytest.importorskip(module), model))
+
+
+def test_controller_rbac_is_minimal(gpu: Rendered) -> None:
+    role = gpu.one("Role", "-controller")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in role["rules"]}
+    assert set(rules[(("camsight.io",), ("cameras",))]["verbs"]) == {"get", "list", "watch"}
+    assert set(rules[(("camsight.io",), ("cameras/status",))]["verbs"]) == {"get", "patch"}
+    secrets = rules[(("",), ("secrets",))]
+    assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["yard-camera"]
+    assert gpu.of_kind("ClusterRole") == []
+    binding = gpu.one("RoleBinding", "-controller")
+    assert binding["subjects"][0]["name"] == pods(gpu)["controller"]["spec"]["serviceAccountName"]
+
+
+def test_camera_crd(default: Rendered) -> None:
+    crd = default.one("CustomResourceDefinition", "cameras.camsight.io")
+    assert crd["spec"]["group"] == "camsight.io" and crd["spec"]["names"]["kind"] == "Camera"
+    (version,) = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    from camsight.cameras import CameraConfig
+
+    # Same keys as the camera config, plus source_from (a Secret reference).
+    assert set(spec) == set(CameraConfig.model_fields) | {"source_from"}
+    assert set(spec["rules"]["items"]["properties"]) == {
+        "id", "type", "zone", "line", "labels", "min_score", "anchor", "hysteresis_frames",
+        "duration_s", "min_count", "direction",
+    }  # fmt: skip
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert {"state", "fps", "lastFrameTime", "message"} <= set(status)
+
+
+def test_external_nats() -> None:
+    r = render(
+        CHART, {"nats": {"enabled": False}, "externalNats": {"servers": ["nats://nats.infra.svc:4222"]}}
+    )
+    config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
+    assert config["nats"]["servers"] == ["nats://nats.infra.svc:4222"]
+    assert "cs-camsight-nats" not in {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")}
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"nats": {"enabled": False}}, r"externalNats\.servers is required"),
+        # values.schema.json: no secret in the config ConfigMap, no negative replicas, no typos.
+        ({"config": {"nats": {"password": "in-a-configmap"}}}, "at '/config': 'not' failed"),
+        ({"config": {"cameras": []}}, "at '/config': 'not' failed"),
+        ({"services": {"detector": {"replicas": -1}}}, "at '/services/detector/replicas'"),
+        ({"services": {"detecter": {}}}, "'detecter' not allowed"),
+    ],
+)
+def test_bad_values_fail_the_install(values: dict[str, Any], error: str) -> None:
+    with pytest.raises(InstallError, match=error):
+        render(CHART, values)
+
+
+def test_readme_documents_every_value() -> None:
+    """Every key of values.yaml appears in the chart README's values table."""
+    readme = (CHART / "README.md").read_text()
+    opaque = {"nats", "resources", "nodeSelector", "podSecurityContext", "securityContext", "config"}
+    opaque |= {"monitoringNamespaceSelector", "dns", "startupProbe", "pdb"}
+
+    def keys(node: Any) -> set[str]:
+        if not isinstance(node, dict):
+            return set()
+        found = set(node)
+        for key, value in node.items():
+            if key not in opaque:
+                found |= keys(value)
+        return found
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    services = set(values["services"])
+    missing = {k for k in keys(values) - services if not re.search(rf"[`.]{re.escape(k)}\b", readme)}
+    assert not missing, f"values not in README.md: {sorted(missing)}"
+
+
+def test_readme_camera_passes_the_crd_schema_and_the_controller(default: Rendered) -> None:
+    """The chart README's Camera example is accepted by the CRD schema (as the API
+    server would check it) and by the controller's validation."""
+    from camsight.controller.resources import desired_camera
+    from jsonschema import Draft4Validator  # OpenAPI v3.0 keeps draft-4's boolean exclusiveMinimum
+
+    readme = (CHART / "README.md").read_text()
+    example = yaml.safe_load(readme.split("## The Camera resource")[1].split("```yaml")[1].split("```")[0])
+    crd = default.one("CustomResourceDefinition", "cameras.camsight.io")
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    Draft4Validator(schema).validate(example)
+    bad = example | {"spec": example["spec"] | {"fps": 500, "pacing": "fast"}}
+    assert len(list(Draft4Validator(schema).iter_errors(bad))) == 2
+
+    example["metadata"]["namespace"] = "video"
+    desired = desired_camera(example, lambda name, key: "rtsp://u:p@10.0.0.9/s")
+    assert desired.camera is not None, desired.error
+    assert desired.camera.id == "lobby" and desired.camera.rules[0].zone == "door"
+
+
+def test_helm_lint_finds_no_error() -> None:
+    """helm lint (the engine loses the messages' text offline: severities only). Expected:
+    an INFO (no icon) and a WARNING (the NATS dependency is not vendored in charts/)."""
+    from helm_sdkpy.chart import Lint
+
+    config = helm_sdkpy.Configuration(namespace="video", kubeconfig="apiVersion: v1\nkind: Config\n")
+    result = asyncio.run(Lint(config).run(str(CHART)))
+    assert not result["Errors"]
+    assert max(m["Severity"] for m in result["Messages"]) < 3  # 3 = error

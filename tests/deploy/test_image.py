@@ -1,0 +1,48 @@
+"""Static checks of the Dockerfile (no Docker daemon on the build machines: the image
+itself is built and run in docs/deploy.md's kind procedure)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def final_stage() -> str:
+    return DOCKERFILE.split("\nFROM ")[-1]
+
+
+def test_multi_stage_with_cpu_and_cuda_variants() -> None:
+    assert re.findall(r"^FROM \S+ AS (\w+)", DOCKERFILE, re.M) == ["build", "runtime"]
+    assert "cpu)" in DOCKERFILE and "cuda)" in DOCKERFILE
+    assert "COPY --from=build /opt/camsight /opt/camsight" in final_stage()
+
+
+def test_runs_as_the_non_root_user_the_chart_expects() -> None:
+    values = yaml.safe_load((ROOT / "helm" / "camsight" / "values.yaml").read_text())
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", final_stage(), re.M)
+    assert user == (
+        str(values["podSecurityContext"]["runAsUser"]),
+        str(values["podSecurityContext"]["runAsGroup"]),
+    )
+    assert int(user[0]) != 0
+
+
+def test_entrypoint_is_camsight() -> None:
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--", "camsight"]' in final_stage()
+    assert "PYTHONDONTWRITEBYTECODE=1" in final_stage()  # read-only root filesystem
+
+
+def test_dockerignore_keeps_only_what_the_build_copies() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignore = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.M))
+    sources = {p.rstrip("/") for line in copied for p in line.split()}
+    assert ignore[0] == "**"
+    assert sources == {p.removeprefix("!").rstrip("/") for p in ignore if p.startswith("!")}
+    for path in sources:
+        assert (ROOT / path).exists(), path
