@@ -1,0 +1,401 @@
+"""One camera: a decode thread and a publisher task joined by a small bounded queue.
+
+The thread does the blocking work (open, grab, sample, resize, JPEG encode,
+back-off sleeps) so the event loop never blocks; the publisher task on the
+loop publishes frames in order and reports state changes. The queue holds at
+most ``queue_frames`` frames: decoding overlaps publishing, and memory stays
+bounded.
+
+* Lossless pacing (files by default): the thread blocks when the queue is
+  full and the publisher waits for its :class:`PacedChannel` turn, so no
+  frame is lost and the analyzers set the pace.
+* Real time (live sources always; files with ``pacing: realtime``): the
+  thread never waits for the publisher: a frame that finds the queue full is
+  dropped and counted, and files are played at their media rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import nats.errors
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.js.api import PubAck
+
+from camsight.bus import Bus, subjects
+from camsight.bus.pacing import AckPacer, PacedChannel
+from camsight.cameras import CameraConfig, Pacing
+from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.settings import DecoderSettings
+from camsight.decoder.sources import EndOfSource, Source, SourceError, SourceKind, classify, open_source
+from camsight.decoder.status import State, StatusReporter, now_ts
+from camsight.v1 import camera_pb2, frame_pb2
+
+log = logging.getLogger(__name__)
+
+LIVE = (SourceKind.NETWORK, SourceKind.WEBCAM)
+PUBLISH_ERRORS = (nats.errors.Error, TimeoutError)
+WAITING_FOR_ANALYZERS = "waiting for analyzers: no durable consumer with sample_freq 100% reads {subject}"
+
+
+@dataclass
+class _Frame:
+    encoded: Encoded
+    media_time: float
+    capture_time: Timestamp
+
+
+@dataclass
+class _State:
+    state: State
+    error: str | None = None
+    progress: float | None = None
+
+
+_DONE = object()
+
+
+def backoff_delay(attempt: int, low: float, high: float) -> float:
+    """Capped exponential back-off with jitter: in [d/2, d] for d = min(high, low * 2^attempt)."""
+    delay = min(high, low * (2 ** min(attempt, 30)))
+    return random.uniform(delay / 2, delay)
+
+
+class CameraWorker:
+    """Decodes and publishes one camera until stopped (or its file ends)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        config: CameraConfig,
+        settings: DecoderSettings,
+        status: StatusReporter,
+        pacer: AckPacer,
+        licensed: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.bus = bus
+        # False once this replica's lease on the camera may have expired: publish nothing more.
+        self.licensed = licensed
+        self.config = config
+        self.settings = settings
+        self.status = status
+        self.subject = subjects.frames(config.id)
+        self.kind, _ = classify(config.source)
+        self.lossless = self.kind not in LIVE and config.pacing is Pacing.LOSSLESS
+        self.channel: PacedChannel | None = (
+            pacer.channel(self.subject, settings.pacing_window) if self.lossless else None
+        )
+        self._stop = threading.Event()
+        self._reconnect = threading.Event()
+        self._slots = threading.Semaphore(settings.queue_frames)
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seq = 0
+        self._pending: deque[tuple[asyncio.Task[PubAck], frame_pb2.Frame]] = deque()
+        self._last_frame = time.monotonic()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.status.set_state(camera_pb2.CAMERA_STATE_STARTING, "")
+        self._thread = threading.Thread(target=self._decode, name=f"decoder-{self.config.id}", daemon=True)
+        self._thread.start()
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name=f"publish-{self.config.id}"),
+            asyncio.create_task(self._report_loop(), name=f"status-{self.config.id}"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop publishing at once; the thread ends by itself after its current read (see join)."""
+        self._stop.set()
+        self._slots.release()  # unblock a thread waiting for queue space
+        if self.channel is not None:
+            self.channel.close()
+        # Cancellation alone is not enough: asyncio.wait_for on Python 3.11 can swallow a
+        # cancel that races with its inner result. The sentinel and the flag end the loop too.
+        self._queue.put_nowait(_DONE)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.settings.publish_timeout_s + 1)
+            for task in late:
+                log.warning("camera %s: task %s did not stop", self.config.id, task.get_name())
+
+    @property
+    def finished(self) -> bool:
+        """The decode thread has ended."""
+        return self._thread is None or not self._thread.is_alive()
+
+    async def join(self) -> None:
+        """Wait for the decode thread (a network read returns within its read timeout)."""
+        if self._thread is not None:
+            await asyncio.to_thread(
+                self._thread.join, self.settings.open_timeout_s + self.settings.watchdog_s
+            )
+
+    # -- event loop side -------------------------------------------------
+
+    async def _publish_loop(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if self._stop.is_set():
+                    return
+                if item is _DONE:
+                    await self._settle_all()
+                    return
+                if isinstance(item, _State):
+                    await self._settle_all()  # statuses follow the frames before them
+                    await self._apply_state(item)
+                elif isinstance(item, _Frame):
+                    await self._publish(item)
+                    self._slots.release()
+        except Exception as exc:
+            if self._stop.is_set():
+                return  # e.g. the paced channel closed under a waiting publisher
+            log.exception("camera %s publisher failed", self.config.id)
+            self._stop.set()  # the decode thread must not wait for a publisher that is gone
+            await self.status.set_state(
+                camera_pb2.CAMERA_STATE_ERROR, f"publisher failure: {type(exc).__name__}"
+            )
+        finally:
+            for task, _ in self._pending:
+                task.cancel()
+
+    async def _apply_state(self, item: _State) -> None:
+        if item.progress is not None:
+            self.status.progress = item.progress
+        if item.state == camera_pb2.CAMERA_STATE_ENDED and self.channel is not None:
+            # "ended" means every analyzer has seen every frame.
+            await self.channel.drain()
+        await self.status.set_state(item.state, item.error)
+
+    async def _publish(self, item: _Frame) -> None:
+        """Send a frame without waiting for its PubAck (acks are settled in order later).
+
+        Waiting for each PubAck before sending the next frame would make the
+        server's round trip, not decoding, set the frame rate.
+        """
+        while len(self._pending) >= self.settings.pacing_window:
+            await self._settle_oldest()
+        if self.channel is not None:
+            await self._wait_turn(self.channel)
+        if not self.licensed():
+            return  # the lease lapsed: the service is about to stop this camera
+        self._seq += 1
+        frame = frame_pb2.Frame(
+            camera_id=self.config.id,
+            seq=self._seq,
+            capture_time=item.capture_time,
+            media_time=_duration(item.media_time),
+            width=item.encoded.width,
+            height=item.encoded.height,
+            encoding=frame_pb2.IMAGE_ENCODING_JPEG,
+            data=item.encoded.data,
+            source_width=item.encoded.source_width,
+            source_height=item.encoded.source_height,
+            paced=self.lossless,
+            analyzers=self.config.analyzers,
+        )
+        self._pending.append((self._send(frame), frame))
+
+    def _send(self, frame: frame_pb2.Frame) -> asyncio.Task[PubAck]:
+        # Tasks start in creation order, so frames reach the server in seq order.
+        return asyncio.ensure_future(
+            self.bus.publish(self.subject, frame, timeout=self.settings.publish_timeout_s)
+        )
+
+    async def _settle_all(self) -> None:
+        while self._pending:
+            await self._settle_oldest()
+
+    async def _settle_oldest(self) -> None:
+        """Wait for the oldest frame's PubAck; retry it (lossless) or count it dropped."""
+        task, frame = self._pending[0]
+        while True:
+            try:
+                ack = await task
+                break
+            except PUBLISH_ERRORS as exc:
+                if not self.lossless:
+                    self._pending.popleft()
+                    self.status.frame_dropped()
+                    log.debug("frame of %s dropped: %s", self.config.id, exc)
+                    return
+                # Lossless: send the same frame again once NATS answers.
+                await asyncio.sleep(self.settings.backoff_min_s)
+                task = self._send(frame)
+                self._pending[0] = (task, frame)
+        self._pending.popleft()
+        if self.channel is not None:
+            self.channel.published(ack.seq)
+        self._last_frame = time.monotonic()
+        self.status.frame_published()
+        if self.status.state != camera_pb2.CAMERA_STATE_ONLINE:
+            await self.status.set_state(camera_pb2.CAMERA_STATE_ONLINE, "")
+
+    async def _wait_turn(self, channel: PacedChannel) -> None:
+        turn = asyncio.ensure_future(channel.wait_turn(reserved=len(self._pending)))
+        try:
+            while not turn.done():
+                await asyncio.wait({turn}, timeout=self.settings.pacing_resync_s)
+                if channel.waiting_for_consumers:
+                    self._last_frame = time.monotonic()
+                    await self.status.set_state(
+                        camera_pb2.CAMERA_STATE_STARTING, WAITING_FOR_ANALYZERS.format(subject=self.subject)
+                    )
+            turn.result()
+        finally:
+            turn.cancel()
+
+    async def _report_loop(self) -> None:
+        """Refresh the status record (fps, counters) and run the watchdog of live sources."""
+        while True:
+            await asyncio.sleep(min(self.settings.status_interval_s, self.settings.watchdog_s / 2))
+            silent = time.monotonic() - self._last_frame
+            online = self.status.state == camera_pb2.CAMERA_STATE_ONLINE
+            if self.kind in LIVE and online and silent > self.settings.watchdog_s:
+                self._reconnect.set()
+                await self.status.set_state(
+                    camera_pb2.CAMERA_STATE_OFFLINE,
+                    f"no frame for {silent:.0f}s (watchdog {self.settings.watchdog_s:g}s); reconnecting",
+                )
+            await self.status.write()
+
+    def _post(self, item: object) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    # -- thread side -----------------------------------------------------
+
+    def _decode(self) -> None:
+        try:
+            self._decode_until_done()
+        except Exception as exc:  # never let a camera thread die silently
+            log.exception("camera %s decode thread failed", self.config.id)
+            self._post(_State(camera_pb2.CAMERA_STATE_ERROR, f"decoder failure: {type(exc).__name__}"))
+        finally:
+            self._post(_DONE)
+
+    def _decode_until_done(self) -> None:
+        attempt = 0
+        ever_online = False
+        while not self._stop.is_set():
+            self._reconnect.clear()
+            try:
+                source = open_source(
+                    self.config.source,
+                    image_fps=self.config.image_fps,
+                    open_timeout_s=self.settings.open_timeout_s,
+                    read_timeout_s=self.settings.watchdog_s,
+                )
+            except SourceError as exc:
+                if exc.permanent:
+                    self._post(_State(camera_pb2.CAMERA_STATE_ERROR, str(exc)))
+                    return
+                state = camera_pb2.CAMERA_STATE_OFFLINE if ever_online else camera_pb2.CAMERA_STATE_ERROR
+                self._post(_State(state, f"{exc}; retrying"))
+            else:
+                try:
+                    outcome = self._read(source)
+                finally:
+                    source.close()
+                if outcome == "finished":
+                    return
+                if outcome == "online":
+                    ever_online, attempt = True, 0
+            self._stop.wait(backoff_delay(attempt, self.settings.backoff_min_s, self.settings.backoff_max_s))
+            attempt += 1
+
+    def _read(self, source: Source) -> str:
+        """Read until the source ends, fails or must reconnect.
+
+        Returns "finished" (no reconnect wanted), "online" (frames flowed, then
+        the stream dropped) or "failed" (dropped before any frame).
+        """
+        sampler = FpsSampler(self.config.fps)
+        realtime = not self.lossless and source.kind not in LIVE
+        anchor: float | None = None  # wall clock of media time 0 (real-time files)
+        frames = 0
+        while not self._stop.is_set():
+            if self._reconnect.is_set():
+                return "online" if frames else "failed"
+            try:
+                grabbed = source.grab(sampler.take)
+            except EndOfSource:
+                if frames == 0 and source.kind is SourceKind.FILE:
+                    self._post(
+                        _State(camera_pb2.CAMERA_STATE_ERROR, f"{self._shown}: no decodable video frame")
+                    )
+                    return "finished"
+                if self.config.loop:
+                    source.close()
+                    source.open()
+                    sampler.reset()
+                    anchor = None
+                    continue
+                self._post(_State(camera_pb2.CAMERA_STATE_ENDED, "", progress=1.0))
+                return "finished"
+            except SourceError as exc:
+                self._post(_State(camera_pb2.CAMERA_STATE_OFFLINE, f"{exc}; reconnecting"))
+                return "online" if frames else "failed"
+            except cv2.error:
+                self.status.frame_corrupt()
+                continue
+            if grabbed is None:
+                continue
+            encoded = None
+            if grabbed.image is not None:
+                try:
+                    encoded = resize_and_encode(
+                        grabbed.image, self.config.max_width, self.config.max_height, self.config.jpeg_quality
+                    )
+                except cv2.error:
+                    encoded = None
+            if encoded is None:
+                self.status.frame_corrupt()
+                continue
+            frames += 1
+            if realtime:
+                if anchor is None:
+                    anchor = time.monotonic() - grabbed.media_time
+                self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
+            if frames % 25 == 0 and source.kind in (SourceKind.FILE, SourceKind.FOLDER):
+                self._post(_State(self.status.state, None, progress=source.progress()))
+            self._hand_over(_Frame(encoded, grabbed.media_time, now_ts()))
+        return "finished"
+
+    def _hand_over(self, frame: _Frame) -> None:
+        """Queue a frame for the publisher: wait for space (lossless) or drop it (real time)."""
+        if self.lossless:
+            while not self._slots.acquire(timeout=0.5):
+                if self._stop.is_set():
+                    return
+        elif not self._slots.acquire(blocking=False):
+            self.status.frame_dropped()
+            return
+        if self._stop.is_set():
+            return
+        self._post(frame)
+
+    @property
+    def _shown(self) -> str:
+        return self.config.redacted_source
+
+
+def _duration(seconds: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration

@@ -1,0 +1,41 @@
+"""The decoder's own configuration section (``services.decoder``)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from camsight.bus import subjects
+
+
+class DecoderSettings(BaseModel):
+    """Tuning of the decoder; defaults suit a cluster, tests shorten the times.
+
+    Takeover of a dead replica's cameras happens within
+    ``lease_ttl_s + renew_interval_s`` (see docs/sources.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    lease_bucket: str = Field(subjects.DECODER_LEASES_BUCKET, pattern=r"^[A-Za-z0-9_-]+$")
+    lease_ttl_s: float = Field(10.0, gt=0.2, le=600)
+    renew_interval_s: float = Field(3.0, gt=0.05, le=200)
+    backoff_min_s: float = Field(1.0, gt=0, le=600)
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrives this long")
+    open_timeout_s: float = Field(10.0, gt=0, le=600)
+    pacing_window: int = Field(4, ge=1, le=64, description="frames in flight per lossless camera")
+    pacing_resync_s: float = Field(1.0, gt=0, le=60)
+    status_interval_s: float = Field(2.0, gt=0, le=600)
+    publish_timeout_s: float = Field(5.0, gt=0, le=60)
+    queue_frames: int = Field(2, ge=1, le=64, description="decoded frames buffered before publishing")
+    seed_cameras: bool = Field(True, description="write the config file's cameras into the registry at start")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.renew_interval_s >= self.lease_ttl_s / 2:
+            raise ValueError("renew_interval_s must be less than half of lease_ttl_s")
+        if self.backoff_max_s < self.backoff_min_s:
+            raise ValueError("backoff_max_s must be at least backoff_min_s")
+        return self

@@ -1,0 +1,232 @@
+"""Opening and reading camera sources (blocking: called from a camera's thread).
+
+A source URI is one of: a video file path or ``file://`` URL (mp4, avi, mkv,
+mov, webm, anything FFmpeg decodes), an ``rtsp://``, ``rtmp://`` or
+``http(s)://`` URL (OpenCV's FFmpeg backend; RTSP over TCP; open and read
+timeouts), a webcam (``/dev/videoN`` or an index such as ``0``), or a folder
+of images played in name order.
+
+Errors are :class:`SourceError` with a message that names the problem and
+never contains credentials (URIs are redacted), and a ``permanent`` flag:
+a missing or undecodable file will not fix itself, a network camera may.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+import cv2
+import numpy as np
+
+from camsight.cameras import NETWORK_SCHEMES
+from camsight.naming import redact_uri
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# RTSP over TCP: UDP loses packets (grey smears) behind NAT and on busy links.
+# OpenCV reads this variable when a capture is opened; a user's value wins.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+class SourceKind(StrEnum):
+    FILE = "file"
+    NETWORK = "network"
+    WEBCAM = "webcam"
+    FOLDER = "folder"
+
+
+class SourceError(Exception):
+    """The source cannot be opened or read; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class EndOfSource(Exception):
+    """A file or folder was read to its end."""
+
+
+@dataclass
+class Grabbed:
+    """A sampled picture; ``image`` is None when it could not be decoded (corrupt)."""
+
+    image: np.ndarray | None
+    media_time: float
+
+
+def classify(uri: str) -> tuple[SourceKind, str]:
+    """Which kind of source ``uri`` is, and what to hand to OpenCV (a path, URL or index)."""
+    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
+    if scheme in NETWORK_SCHEMES:
+        return SourceKind.NETWORK, uri
+    if scheme == "file":
+        uri = unquote(urlsplit(uri).path)
+    if uri.isdigit() or uri.startswith("/dev/video"):
+        return SourceKind.WEBCAM, uri
+    if Path(uri).is_dir():
+        return SourceKind.FOLDER, uri
+    return SourceKind.FILE, uri
+
+
+FrameFilter = Callable[[float], bool]
+"""Decides from a media time whether a picture is kept (the fps sampler)."""
+
+
+class Source(Protocol):
+    kind: SourceKind
+
+    def open(self) -> None: ...
+    def grab(self, take: FrameFilter) -> Grabbed | None: ...
+    def progress(self) -> float: ...
+    def close(self) -> None: ...
+
+
+def open_source(uri: str, *, image_fps: float, open_timeout_s: float, read_timeout_s: float) -> Source:
+    """Build and open the source for ``uri``; raises :class:`SourceError`."""
+    kind, target = classify(uri)
+    source: Source
+    if kind is SourceKind.FOLDER:
+        source = FolderSource(Path(target), image_fps)
+    else:
+        source = VideoSource(kind, target, open_timeout_s, read_timeout_s)
+    source.open()
+    return source
+
+
+class VideoSource:
+    """A file, network stream or webcam through ``cv2.VideoCapture``."""
+
+    def __init__(self, kind: SourceKind, target: str, open_timeout_s: float, read_timeout_s: float) -> None:
+        self.kind = kind
+        self.target = target
+        self.shown = redact_uri(target)
+        self.open_timeout_ms = int(open_timeout_s * 1000)
+        self.read_timeout_ms = int(read_timeout_s * 1000)
+        self._cap: cv2.VideoCapture | None = None
+        self._opened_at = 0.0
+        self._frames = 0.0
+        self._fps = 0.0
+        self._index = 0
+
+    def open(self) -> None:
+        if self.kind is SourceKind.FILE:
+            path = Path(self.target)
+            if not path.is_file():
+                raise SourceError(f"file not found: {self.shown}", permanent=True)
+            if not os.access(path, os.R_OK):
+                raise SourceError(f"file not readable (permission denied): {self.shown}", permanent=True)
+        cap = self._capture()
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(self._open_failure(), permanent=self.kind is SourceKind.FILE)
+        self._cap = cap
+        self._opened_at = time.monotonic()
+        self._frames = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+        self._fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._index = 0
+
+    def _capture(self) -> cv2.VideoCapture:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            self.open_timeout_ms,
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            self.read_timeout_ms,
+        ]
+        if self.kind is SourceKind.WEBCAM:
+            index = int(self.target) if self.target.isdigit() else int(self.target.removeprefix("/dev/video"))
+            return cv2.VideoCapture(index, cv2.CAP_ANY)
+        return cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+
+    def _open_failure(self) -> str:
+        if self.kind is SourceKind.FILE:
+            return f"cannot decode {self.shown}: not a video container or codec FFmpeg can read"
+        if self.kind is SourceKind.WEBCAM:
+            return f"cannot open webcam {self.shown}: no such device, busy, or no permission"
+        return (
+            f"cannot open stream {self.shown}: unreachable, refused, timed out after "
+            f"{self.open_timeout_ms / 1000:g}s, or not a stream FFmpeg understands"
+        )
+
+    def grab(self, take: FrameFilter) -> Grabbed | None:
+        """Grab the next picture; None when the sampler skips it (not decoded to BGR)."""
+        assert self._cap is not None, "open() first"
+        if not self._cap.grab():
+            if self.kind is SourceKind.FILE:
+                raise EndOfSource
+            raise SourceError(f"stream {self.shown} stopped delivering frames", permanent=False)
+        self._index += 1
+        media_time = self._media_time()
+        if not take(media_time):
+            return None
+        ok, image = self._cap.retrieve()
+        return Grabbed(image if ok and image is not None and image.size else None, media_time)
+
+    def _media_time(self) -> float:
+        if self.kind is not SourceKind.FILE:
+            return time.monotonic() - self._opened_at
+        assert self._cap is not None
+        msec = float(self._cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        if msec > 0 or self._index == 1:
+            return msec / 1000.0
+        # Containers without timestamps: count frames at the declared rate.
+        return (self._index - 1) / self._fps if self._fps > 0 else 0.0
+
+    def progress(self) -> float:
+        if self.kind is not SourceKind.FILE or self._frames <= 0:
+            return 0.0
+        return min(1.0, self._index / self._frames)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class FolderSource:
+    """Images of a folder in name order, at ``image_fps`` pictures per second of media time."""
+
+    kind = SourceKind.FOLDER
+
+    def __init__(self, folder: Path, image_fps: float) -> None:
+        self.folder = folder
+        self.image_fps = image_fps
+        self._files: list[Path] = []
+        self._index = 0
+
+    def open(self) -> None:
+        try:
+            files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as exc:
+            raise SourceError(
+                f"cannot list image folder {self.folder}: {exc.strerror}", permanent=True
+            ) from None
+        if not files:
+            raise SourceError(
+                f"image folder {self.folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})",
+                permanent=True,
+            )
+        self._files = files
+        self._index = 0
+
+    def grab(self, take: FrameFilter) -> Grabbed | None:
+        if self._index >= len(self._files):
+            raise EndOfSource
+        path = self._files[self._index]
+        media_time = self._index / self.image_fps
+        self._index += 1
+        if not take(media_time):
+            return None
+        return Grabbed(cv2.imread(str(path), cv2.IMREAD_COLOR), media_time)
+
+    def progress(self) -> float:
+        return self._index / len(self._files) if self._files else 0.0
+
+    def close(self) -> None:
+        self._files = []

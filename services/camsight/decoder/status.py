@@ -1,0 +1,173 @@
+"""One camera's status: counters, state, the ``camera_status`` KV record, events, metrics.
+
+The KV record (key = camera id, value = camsight.v1.CameraStatus) is what
+operators and the query service read; a ``camera_status`` Event on EVENTS
+marks every state change so it is searchable in the event history. Both
+carry only redacted errors (the caller redacts; sources never put
+credentials in messages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import TypeAlias
+
+import nats.errors
+from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter, Gauge
+
+from camsight.bus import Bus, subjects
+from camsight.v1 import camera_pb2, event_pb2
+
+log = logging.getLogger(__name__)
+
+State: TypeAlias = camera_pb2.CameraState.ValueType
+STATES: dict[State, str] = {
+    camera_pb2.CAMERA_STATE_STARTING: "starting",
+    camera_pb2.CAMERA_STATE_ONLINE: "online",
+    camera_pb2.CAMERA_STATE_OFFLINE: "offline",
+    camera_pb2.CAMERA_STATE_ERROR: "error",
+    camera_pb2.CAMERA_STATE_ENDED: "ended",
+    camera_pb2.CAMERA_STATE_STOPPED: "stopped",
+}
+
+PUBLISHED = Counter("camsight_decoder_frames_published", "Frames published", ["camera"])
+DROPPED = Counter("camsight_decoder_frames_dropped", "Frames decoded but not published", ["camera"])
+CORRUPT = Counter(
+    "camsight_decoder_frames_corrupt", "Frames that could not be decoded or encoded", ["camera"]
+)
+FPS = Gauge("camsight_decoder_fps", "Frames published per second (last few seconds)", ["camera"])
+STATE = Gauge("camsight_decoder_camera_state", "1 for the camera's current state", ["camera", "state"])
+FPS_WINDOW_S = 5.0
+STATUS_ERRORS = (nats.errors.Error, TimeoutError)
+
+
+def now_ts() -> Timestamp:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
+class StatusReporter:
+    """Counts and reports one camera; used from the event loop (counters also from its thread)."""
+
+    def __init__(self, bus: Bus, camera_id: str, decoder_id: str) -> None:
+        self.bus = bus
+        self.camera_id = camera_id
+        self.decoder_id = decoder_id
+        self.state: State = camera_pb2.CAMERA_STATE_UNSPECIFIED
+        self.last_error = ""
+        self.published = 0
+        self.dropped = 0
+        self.corrupt = 0
+        self.progress = 0.0
+        self.last_frame_time: Timestamp | None = None
+        self._times: deque[float] = deque()
+
+    def frame_published(self) -> None:
+        self.published += 1
+        self.last_frame_time = now_ts()
+        self._times.append(time.monotonic())
+        PUBLISHED.labels(self.camera_id).inc()
+
+    def frame_dropped(self) -> None:
+        self.dropped += 1
+        DROPPED.labels(self.camera_id).inc()
+
+    def frame_corrupt(self) -> None:
+        self.corrupt += 1
+        CORRUPT.labels(self.camera_id).inc()
+
+    def fps(self) -> float:
+        now = time.monotonic()
+        while self._times and now - self._times[0] > FPS_WINDOW_S:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(now - self._times[0], 1e-6)
+
+    def message(self) -> camera_pb2.CameraStatus:
+        fps = self.fps()
+        FPS.labels(self.camera_id).set(fps)
+        status = camera_pb2.CameraStatus(
+            camera_id=self.camera_id,
+            state=self.state,
+            fps=fps,
+            frames_published=self.published,
+            frames_dropped=self.dropped,
+            frames_corrupt=self.corrupt,
+            last_error=self.last_error,
+            update_time=now_ts(),
+            decoder_id=self.decoder_id,
+            progress=self.progress,
+        )
+        if self.last_frame_time is not None:
+            status.last_frame_time.CopyFrom(self.last_frame_time)
+        return status
+
+    async def set_state(self, state: State, error: str | None = None) -> None:
+        """Change state (and the last error when given); report at once if anything changed."""
+        changed = state != self.state
+        if error is not None and error != self.last_error:
+            self.last_error = error
+        elif not changed:
+            return
+        if changed:
+            for value, name in STATES.items():
+                STATE.labels(self.camera_id, name).set(1.0 if value == state else 0.0)
+            self.state = state
+            level = logging.WARNING if state == camera_pb2.CAMERA_STATE_ERROR else logging.INFO
+            log.log(
+                level,
+                "camera %s is %s%s",
+                self.camera_id,
+                STATES.get(state, "?"),
+                f": {self.last_error}" if self.last_error and state != camera_pb2.CAMERA_STATE_ONLINE else "",
+                extra={"camera": self.camera_id, "state": STATES.get(state, "?")},
+            )
+        await self.write()
+        if changed:
+            await self._event()
+
+    async def write(self) -> None:
+        """Put the status record into the ``camera_status`` bucket."""
+        try:
+            kv = await self.bus.kv(subjects.CAMERA_STATUS_BUCKET)
+            await kv.put(self.camera_id, self.message().SerializeToString())
+        except STATUS_ERRORS as exc:
+            log.warning("cannot write status of camera %s: %s", self.camera_id, exc)
+
+    async def _event(self) -> None:
+        now = now_ts()
+        name = STATES.get(self.state, "unknown")
+        attributes = {"state": name, "decoder_id": self.decoder_id}
+        if self.last_error and self.state != camera_pb2.CAMERA_STATE_ONLINE:
+            attributes["error"] = self.last_error
+        event = event_pb2.Event(
+            # Stable for retries of this change, unique across decoder restarts.
+            id=f"{self.camera_id}-status-{now.ToMilliseconds()}",
+            type=event_pb2.EVENT_TYPE_CAMERA_STATUS,
+            state=event_pb2.EVENT_STATE_ENDED,
+            camera_id=self.camera_id,
+            start_time=now,
+            end_time=now,
+            update_time=now,
+            attributes=attributes,
+            explanation=event_pb2.EventExplanation(summary=f"camera {self.camera_id} is {name}"),
+        )
+        try:
+            await self.bus.publish_event(event)
+        except STATUS_ERRORS as exc:
+            log.warning("cannot publish status event of camera %s: %s", self.camera_id, exc)
+
+    def forget_metrics(self) -> None:
+        """Drop this camera's metric series (it moved to another replica or was removed)."""
+        for metric in (PUBLISHED, DROPPED, CORRUPT, FPS):
+            with contextlib.suppress(KeyError):
+                metric.remove(self.camera_id)
+        for name in STATES.values():
+            with contextlib.suppress(KeyError):
+                STATE.remove(self.camera_id, name)

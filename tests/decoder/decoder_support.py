@@ -1,0 +1,74 @@
+"""Helpers of the decoder tests: decoder replicas on their own bus connections, registry and status."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from camsight.bus import Bus, subjects
+from camsight.cameras import CameraConfig
+from camsight.decoder.service import DecoderService
+from camsight.v1 import camera_pb2
+
+# Short times so ownership, back-off and watchdogs play out in a test's seconds.
+FAST: dict[str, Any] = {
+    "lease_ttl_s": 1.5,
+    "renew_interval_s": 0.2,
+    "backoff_min_s": 0.1,
+    "backoff_max_s": 0.5,
+    "watchdog_s": 1.5,
+    "open_timeout_s": 2.0,
+    "pacing_resync_s": 0.5,
+    "status_interval_s": 0.5,
+}
+
+
+class RunningDecoder:
+    """One DecoderService with its own NATS connection, driven like the runtime does."""
+
+    def __init__(self, service: DecoderService, bus: Bus, task: asyncio.Task[None]) -> None:
+        self.service = service
+        self.bus = bus
+        self.task = task
+
+    async def stop(self) -> None:
+        """Graceful: stop cameras, release leases, leave."""
+        self.service.ctx.stopping.set()
+        await asyncio.wait_for(self.task, 20)
+        await self.service.close()
+        await self.bus.close()
+
+    async def kill(self) -> None:
+        """Like a crash: no lease released, no goodbye; the connection just goes away."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.service.close()
+        await self.bus.nc.close()
+
+
+StartDecoder = Callable[..., Awaitable[RunningDecoder]]
+
+
+async def put_camera(bus: Bus, camera: CameraConfig) -> None:
+    kv = await bus.kv(subjects.CAMERAS_BUCKET)
+    await kv.put(camera.id, camera.to_proto().SerializeToString())
+
+
+async def camera_status(bus: Bus, camera_id: str) -> camera_pb2.CameraStatus | None:
+    kv = await bus.kv(subjects.CAMERA_STATUS_BUCKET)
+    try:
+        entry = await kv.get(camera_id)
+    except Exception:
+        return None
+    return camera_pb2.CameraStatus.FromString(entry.value or b"")
+
+
+def state_is(bus: Bus, camera_id: str, state: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        status = await camera_status(bus, camera_id)
+        return status is not None and status.state == state
+
+    return check

@@ -1,0 +1,192 @@
+"""The decoder service end to end: a real nats-server, real OpenCV decoding of the sample videos."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from camsight.bus import Bus, subjects
+from camsight.cameras import CameraConfig
+from camsight.v1 import camera_pb2, event_pb2, frame_pb2
+from decoder_support import StartDecoder, camera_status, put_camera, state_is
+from helpers import sample_video, wait_for
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+
+
+class Frames:
+    """Collects the frames of one camera through a core subscription."""
+
+    def __init__(self) -> None:
+        self.frames: list[frame_pb2.Frame] = []
+
+    async def on_msg(self, msg: Msg) -> None:
+        self.frames.append(frame_pb2.Frame.FromString(msg.data))
+
+    @classmethod
+    async def subscribe(cls, bus: Bus, camera: str) -> Frames:
+        frames = cls()
+        await bus.nc.subscribe(subjects.frames(camera), cb=frames.on_msg)
+        return frames
+
+
+def bikes(camera_id: str = "bikes", **kw: object) -> CameraConfig:
+    return CameraConfig.model_validate(
+        {"id": camera_id, "source": str(sample_video("bikes.mp4")), "pacing": "realtime", "loop": True, **kw}
+    )
+
+
+async def test_config_cameras_are_seeded_and_frames_flow_until_removed(
+    bus: Bus, start_decoder: StartDecoder
+) -> None:
+    frames = await Frames.subscribe(bus, "bikes")
+    decoder = await start_decoder([bikes(max_width=320, max_height=320)])
+    registry = await bus.kv(subjects.CAMERAS_BUCKET)
+    assert CameraConfig.from_proto(
+        camera_pb2.Camera.FromString((await registry.get("bikes")).value or b"")
+    ).id
+    await wait_for(lambda: len(frames.frames) >= 5, 15, "frames of the seeded camera")
+    seqs = [f.seq for f in frames.frames]
+    assert seqs == list(range(1, len(seqs) + 1))
+    first = frames.frames[0]
+    assert (first.width, first.height) == (320, 136)  # 640x272 fitted into 320x320
+    assert (first.source_width, first.source_height) == (640, 272)
+    assert not first.paced
+    assert cv2.imdecode(np.frombuffer(first.data, np.uint8), cv2.IMREAD_COLOR).shape == (136, 320, 3)
+    media = [f.media_time.ToTimedelta().total_seconds() for f in frames.frames[:5]]
+    assert media == sorted(media) and media[1] > media[0]
+    await wait_for(state_is(bus, "bikes", camera_pb2.CAMERA_STATE_ONLINE), 5, "online status")
+
+    # A camera added at run time starts without a restart.
+    other = await Frames.subscribe(bus, "carphone")
+    await put_camera(bus, bikes("carphone", source=str(sample_video("carphone_pristine.mp4")), fps=10))
+    await wait_for(lambda: len(other.frames) >= 3, 15, "frames of the added camera")
+
+    # Removing a camera stops its frames within 2 s.
+    await registry.delete("bikes")
+    await wait_for(lambda: "bikes" not in decoder.service.owned(), 2, "camera stopped")
+    last = (await bus.js.get_last_msg(subjects.FRAMES_STREAM, subjects.frames("bikes"))).seq
+    seen = len(other.frames)
+    await wait_for(lambda: len(other.frames) >= seen + 5, 15, "the other camera going on")
+    assert (await bus.js.get_last_msg(subjects.FRAMES_STREAM, subjects.frames("bikes"))).seq == last
+    assert await camera_status(bus, "bikes") is None
+
+
+async def _slow_consumer(bus: Bus, received: list[frame_pb2.Frame], stop: asyncio.Event) -> None:
+    sub = await bus.js.pull_subscribe(
+        "frames.carphone",
+        durable="slow",
+        stream=subjects.FRAMES_STREAM,
+        config=ConsumerConfig(durable_name="slow", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
+    )
+    while not stop.is_set():
+        try:
+            msgs = await sub.fetch(2, timeout=0.5)
+        except TimeoutError:
+            continue
+        for msg in msgs:
+            received.append(frame_pb2.Frame.FromString(msg.data))
+            await asyncio.sleep(0.005)  # simulated analysis work: slower than the decoder
+            await msg.ack()
+    await sub.unsubscribe()
+
+
+async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: StartDecoder) -> None:
+    camera = CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))
+    await start_decoder([camera])
+    # No analyzer yet: the camera waits instead of publishing into the void.
+    await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_STARTING), 5, "starting")
+
+    async def waiting() -> bool:
+        status = await camera_status(bus, "carphone")
+        return status is not None and "waiting for analyzers" in status.last_error
+
+    await wait_for(waiting, 5, "waiting for analyzers")
+    received: list[frame_pb2.Frame] = []
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(_slow_consumer(bus, received, stop))
+    await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_ENDED), 60, "ended")
+    stop.set()
+    await consumer
+    assert [f.seq for f in received] == list(range(1, 121))
+    assert all(f.paced for f in received)
+    status = await camera_status(bus, "carphone")
+    assert status is not None
+    assert status.frames_published == 120 and status.frames_dropped == 0 and status.progress == 1.0
+    states = await _status_events(bus, "carphone")
+    assert states[-1] == "ended" and "online" in states
+
+
+async def _status_events(bus: Bus, camera: str) -> list[str]:
+    sub = await bus.js.subscribe(
+        subjects.events(event_pb2.EVENT_TYPE_CAMERA_STATUS, camera), ordered_consumer=True
+    )
+    states = []
+    while True:
+        try:
+            msg = await sub.next_msg(timeout=0.5)
+        except TimeoutError:
+            break
+        states.append(event_pb2.Event.FromString(msg.data).attributes["state"])
+    await sub.unsubscribe()
+    return states
+
+
+async def test_bad_sources_fail_alone_and_never_leak_credentials(
+    bus: Bus, start_decoder: StartDecoder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(bytes(range(256)) * 400)
+    cameras = [
+        CameraConfig(id="missing", source=str(tmp_path / "nope.mp4")),
+        CameraConfig(id="garbage", source=str(garbage)),
+        CameraConfig(id="secret", source="rtsp://admin:hunter2@127.0.0.1:1/stream"),
+        bikes("good", fps=5),
+    ]
+    good = await Frames.subscribe(bus, "good")
+    await start_decoder(cameras)
+    for camera in ("missing", "garbage", "secret"):
+        await wait_for(state_is(bus, camera, camera_pb2.CAMERA_STATE_ERROR), 20, f"{camera} in error")
+    await wait_for(lambda: len(good.frames) >= 3, 15, "the good camera running")
+    errors = {c: (await camera_status(bus, c)).last_error for c in ("missing", "garbage", "secret")}  # type: ignore[union-attr]
+    assert errors["missing"].startswith("file not found")
+    assert "cannot decode" in errors["garbage"] or "no decodable video frame" in errors["garbage"]
+    assert "rtsp://admin:***@127.0.0.1:1/stream" in errors["secret"]
+    # The password is nowhere: logs, status records, events.
+    assert "hunter2" not in caplog.text
+    status_kv = await bus.kv(subjects.CAMERA_STATUS_BUCKET)
+    for key in await status_kv.keys():
+        assert b"hunter2" not in ((await status_kv.get(key)).value or b"")
+    events = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    for seq in range(events.state.first_seq, events.state.last_seq + 1):
+        assert b"hunter2" not in (await bus.js.get_msg(subjects.EVENTS_STREAM, seq)).data
+
+
+async def test_image_folder_skips_corrupt_images(
+    bus: Bus, start_decoder: StartDecoder, tmp_path: Path
+) -> None:
+    capture = cv2.VideoCapture(str(sample_video("carphone_pristine.mp4")))
+    for i in range(5):
+        ok, image = capture.read()
+        assert ok
+        cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), image)
+    capture.release()
+    (tmp_path / "img02b.jpg").write_bytes(b"not a jpeg")
+    frames = await Frames.subscribe(bus, "folder")
+    await start_decoder([CameraConfig(id="folder", source=str(tmp_path), pacing="realtime", image_fps=50)])
+    await wait_for(state_is(bus, "folder", camera_pb2.CAMERA_STATE_ENDED), 15, "folder ended")
+    status = await camera_status(bus, "folder")
+    assert status is not None and status.frames_corrupt == 1 and status.frames_published == 5
+    await wait_for(lambda: len(frames.frames) == 5, 5, "five frames")
+    assert [round(f.media_time.ToTimedelta().total_seconds(), 2) for f in frames.frames] == [
+        0.0,
+        0.02,
+        0.04,
+        0.08,
+        0.1,
+    ]

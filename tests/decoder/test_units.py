@@ -1,0 +1,100 @@
+"""Pure parts of the decoder: sizing, fps sampling, source kinds, back-off, settings, registry parsing."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from camsight.cameras import CameraConfig
+from camsight.config import ConfigError, Settings, service_section
+from camsight.decoder.camera import backoff_delay
+from camsight.decoder.frames import FpsSampler, fit_size
+from camsight.decoder.service import DecoderService, InvalidCamera, parse_entry
+from camsight.decoder.settings import DecoderSettings
+from camsight.decoder.sources import SourceError, SourceKind, classify, open_source
+from camsight.runtime import ServiceContext
+from camsight.v1 import camera_pb2
+from helpers import sample_video
+from hypothesis import given
+from hypothesis import strategies as st
+
+
+@given(st.integers(1, 8000), st.integers(1, 8000), st.integers(16, 4000), st.integers(16, 4000))
+def test_fit_size_keeps_aspect_within_bounds(w: int, h: int, mw: int, mh: int) -> None:
+    fw, fh = fit_size(w, h, mw, mh)
+    assert fw <= max(mw, 1) and fh <= max(mh, 1)
+    assert fw <= w and fh <= h
+    if fw > 4 and fh > 4:
+        assert abs(fw / fh - w / h) <= (w / h) * (1 / min(fw, fh)) * 2
+
+
+def test_fit_size_examples() -> None:
+    assert fit_size(640, 272, 320, 320) == (320, 136)
+    assert fit_size(176, 144, 640, 640) == (176, 144)  # never upscales
+    assert fit_size(1280, 720, 640, 640) == (640, 360)
+
+
+def test_sampler_follows_media_time() -> None:
+    sampler = FpsSampler(10)
+    times = [i / 29.97 for i in range(120)]  # carphone: 120 frames at 29.97 fps
+    kept = [t for t in times if sampler.take(t)]
+    assert len(kept) == 40
+    assert all(b - a >= 0.099 for a, b in itertools.pairwise(kept))
+    assert all(FpsSampler(0).take(t) for t in times)
+
+
+def test_sampler_does_not_burst_after_a_gap() -> None:
+    sampler = FpsSampler(5)
+    assert sampler.take(0.0)
+    assert sampler.take(10.0)  # a reconnect skipped ten seconds
+    assert not sampler.take(10.1)
+    assert sampler.take(10.2)
+
+
+def test_classify(tmp_path: Path) -> None:
+    assert classify("rtsp://u:p@cam/stream")[0] is SourceKind.NETWORK
+    assert classify("https://cam/mjpeg")[0] is SourceKind.NETWORK
+    assert classify("0") == (SourceKind.WEBCAM, "0")
+    assert classify("/dev/video2")[0] is SourceKind.WEBCAM
+    assert classify(str(tmp_path)) == (SourceKind.FOLDER, str(tmp_path))
+    assert classify(f"file://{tmp_path}/a%20b.mp4") == (SourceKind.FILE, f"{tmp_path}/a b.mp4")
+
+
+def test_open_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="file not found") as missing:
+        open_source(str(tmp_path / "x.mkv"), image_fps=5, open_timeout_s=1, read_timeout_s=1)
+    assert missing.value.permanent
+    with pytest.raises(SourceError, match="holds no images"):
+        open_source(str(tmp_path), image_fps=5, open_timeout_s=1, read_timeout_s=1)
+    source = open_source(str(sample_video("bikes.mp4")), image_fps=5, open_timeout_s=1, read_timeout_s=1)
+    grabbed = source.grab(lambda t: True)
+    assert grabbed is not None and grabbed.image is not None and grabbed.image.shape == (272, 640, 3)
+    source.close()
+
+
+def test_backoff_is_capped_with_jitter() -> None:
+    delays = [backoff_delay(n, 1.0, 60.0) for n in range(12)]
+    assert 0.5 <= delays[0] <= 1.0
+    assert all(d <= 60.0 for d in delays)
+    assert delays[-1] >= 30.0
+
+
+def test_settings_validation() -> None:
+    settings = Settings(services={"decoder": {"lease_ttl_s": 2, "renew_interval_s": 1.5}})
+    with pytest.raises(ConfigError, match="renew_interval_s"):
+        service_section(settings, "decoder", DecoderSettings)
+    with pytest.raises(ConfigError, match=r"services\.decoder\.bogus"):
+        service_section(Settings(services={"decoder": {"bogus": 1}}), "decoder", DecoderSettings)
+    with pytest.raises(ConfigError, match="pacing_window"):
+        DecoderService(ServiceContext(Settings(services={"decoder": {"pacing_window": 8}})))
+
+
+def test_registry_entries_are_validated() -> None:
+    camera = CameraConfig(id="lobby", source="rtsp://cam/stream")
+    assert parse_entry("lobby", camera.to_proto().SerializeToString()) == camera
+    assert isinstance(parse_entry("other", camera.to_proto().SerializeToString()), InvalidCamera)
+    assert "not a camsight.v1.Camera" in parse_entry("x", b"\xff\xff").error  # type: ignore[union-attr]
+    bad = camera_pb2.Camera(id="bad", source_uri="gopher://x", enabled=True)
+    entry = parse_entry("bad", bad.SerializeToString())
+    assert isinstance(entry, InvalidCamera) and "unsupported source scheme" in entry.error
