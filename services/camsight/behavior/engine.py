@@ -1,0 +1,208 @@
+"""The behavior engine: results in, events out, no I/O.
+
+Per camera: one reorder buffer and one tracker per analyzer (an object
+detector and a face analyzer see the same frames but produce different
+tracks), and one runner per configured rule. Everything is driven by the
+frames' own sequence numbers and media times, so the same input always
+gives the same events, ids included.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from camsight.behavior import rules
+from camsight.behavior.events import Emission
+from camsight.behavior.model import Frame
+from camsight.behavior.reorder import ReorderBuffer
+from camsight.behavior.settings import BehaviorSettings
+from camsight.behavior.tracking import StreamTracker
+from camsight.cameras import CameraConfig
+from camsight.v1 import analysis_pb2
+
+log = logging.getLogger(__name__)
+Result = analysis_pb2.AnalysisResult
+
+
+@dataclass
+class Stats:
+    """Counters the service exports as metrics."""
+
+    processed: int = 0
+    skipped: int = 0
+    late: int = 0
+    restarts: int = 0
+    unconfigured: int = 0
+    events: int = 0
+
+
+@dataclass
+class _Stream:
+    buffer: ReorderBuffer[Result]
+    tracker: StreamTracker
+    last: Frame | None = None
+
+
+@dataclass
+class CameraEngine:
+    """Tracks and rules of one camera."""
+
+    config: CameraConfig
+    settings: BehaviorSettings
+    stats: Stats
+    streams: dict[str, _Stream] = field(default_factory=dict)
+    runners: dict[str, tuple[tuple[Any, ...], rules.RuleRunner]] = field(default_factory=dict)
+    labels: frozenset[str] | None = field(default=None, init=False)
+    """Labels some rule looks at (None: every label); only those are tracked."""
+    _numbers: int = 0
+
+    def __post_init__(self) -> None:
+        self.configure(self.config)
+
+    def _next_number(self) -> int:
+        self._numbers += 1
+        return self._numbers
+
+    @property
+    def last_frame(self) -> Frame | None:
+        frames = [s.last for s in self.streams.values() if s.last is not None]
+        return max(frames, key=lambda f: f.t, default=None)
+
+    def configure(self, config: CameraConfig) -> list[Emission]:
+        """Apply new rules; unchanged rules keep their state, others end their open events."""
+        self.config = config
+        # The labels any rule looks at (None: some rule takes every label).
+        self.labels = frozenset()
+        for rule in config.rules:
+            self.labels = None if self.labels is None or not rule.labels else self.labels | set(rule.labels)
+        old, self.runners = self.runners, {}
+        out: list[Emission] = []
+        for rule in config.rules:
+            key = rules.spec(rule, config)
+            kept = old.pop(rule.id, None)
+            if kept is not None and kept[0] == key:
+                self.runners[rule.id] = kept
+            else:
+                if kept is not None:
+                    out.extend(self._close(kept[1]))
+                self.runners[rule.id] = (key, rules.build(rule, config, self.settings))
+        for _, runner in old.values():
+            out.extend(self._close(runner))
+        return out
+
+    def _close(self, runner: rules.RuleRunner) -> list[Emission]:
+        frame = self.last_frame
+        return runner.close(frame) if frame is not None else []
+
+    def close(self) -> list[Emission]:
+        """The camera is gone: end every open event."""
+        out: list[Emission] = []
+        for _, runner in self.runners.values():
+            out.extend(self._close(runner))
+        self.runners.clear()
+        return out
+
+    def push(self, result: Result, now: float = 0.0) -> list[Emission]:
+        stream = self.streams.get(result.analyzer)
+        if stream is None:
+            stream = self.streams[result.analyzer] = _Stream(
+                ReorderBuffer(self.settings.reorder_window), StreamTracker(self.settings, self._next_number)
+            )
+        out: list[Emission] = []
+        if stream.buffer.behind(result.frame.seq) and _restarted(stream, result):
+            self.stats.restarts += 1
+            out.extend(self._process(stream, stream.buffer.restart()))
+            out.extend(self._reset(stream))
+        released = stream.buffer.push(result.frame.seq, result, now)
+        if released.late:
+            self.stats.late += 1
+            log.debug("late result dropped", extra={"camera": self.config.id, "seq": result.frame.seq})
+        out.extend(self._process(stream, released.items))
+        return out
+
+    def flush(self, older_than: float | None = None) -> list[Emission]:
+        """Release held results (all, or those waiting since before ``older_than``), skipping gaps."""
+        out: list[Emission] = []
+        for stream in self.streams.values():
+            since = stream.buffer.waiting_since
+            if since is not None and (older_than is None or since <= older_than):
+                out.extend(self._process(stream, stream.buffer.flush()))
+        return out
+
+    def _reset(self, stream: _Stream) -> list[Emission]:
+        frame = stream.last
+        out: list[Emission] = []
+        for track in stream.tracker.reset():
+            for _, runner in self.runners.values():
+                out.extend(runner.lost(frame or track.last, track))
+        return out
+
+    def _process(self, stream: _Stream, results: list[Result]) -> list[Emission]:
+        out: list[Emission] = []
+        for result in results:
+            frame = Frame.of(result)
+            stream.last = frame
+            self.stats.processed += 1
+            if result.skipped:
+                self.stats.skipped += 1
+                seen = []
+            else:
+                update = stream.tracker.update(frame, list(result.detections), self.labels)
+                seen = update.seen
+                for track in update.lost:
+                    for _, runner in self.runners.values():
+                        out.extend(runner.lost(frame, track))
+            for _, runner in self.runners.values():
+                out.extend(runner.step(frame, seen))
+        return out
+
+
+def _restarted(stream: _Stream, result: Result) -> bool:
+    """An earlier frame number with a later capture time (or seq 1 again): the camera restarted.
+
+    A result that is merely late has an earlier capture time than what was
+    already processed.
+    """
+    if result.frame.seq == 1 or stream.last is None:
+        return True
+    return result.frame.capture_time.ToNanoseconds() > stream.last.ref.capture_time.ToNanoseconds()
+
+
+class Engine:
+    """All cameras this replica owns."""
+
+    def __init__(self, settings: BehaviorSettings) -> None:
+        self.settings = settings
+        self.stats = Stats()
+        self.cameras: dict[str, CameraEngine] = {}
+
+    def _counted(self, out: list[Emission]) -> list[Emission]:
+        self.stats.events += sum(1 for e in out if e.event is not None)
+        return out
+
+    def set_camera(self, config: CameraConfig) -> list[Emission]:
+        camera = self.cameras.get(config.id)
+        if camera is None:
+            self.cameras[config.id] = CameraEngine(config, self.settings, self.stats)
+            return []
+        return self._counted(camera.configure(config))
+
+    def remove_camera(self, camera_id: str) -> list[Emission]:
+        camera = self.cameras.pop(camera_id, None)
+        return self._counted(camera.close() if camera else [])
+
+    def push(self, result: Result, now: float = 0.0) -> list[Emission]:
+        """Process one result (in whatever order it arrived); returns what to publish."""
+        camera = self.cameras.get(result.frame.camera_id)
+        if camera is None:
+            self.stats.unconfigured += 1
+            return []
+        return self._counted(camera.push(result, now))
+
+    def flush(self, older_than: float | None = None) -> list[Emission]:
+        out: list[Emission] = []
+        for camera in self.cameras.values():
+            out.extend(camera.flush(older_than))
+        return self._counted(out)

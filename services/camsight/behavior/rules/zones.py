@@ -1,0 +1,261 @@
+"""Zone rules: zone_enter, zone_exit, loitering (dwell) and crowding (count over time).
+
+All four share :class:`ZoneMembership`: a track is inside a zone when its
+anchor point is in the polygon for ``hysteresis_frames`` consecutive frames
+(and outside likewise), so a box jittering on the edge never flips it.
+Times are those of the first frame of the run that changed the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from camsight.behavior.events import ENDED, STARTED, UPDATED, Emission, OpenEvent
+from camsight.behavior.geometry import XY, point_in_polygon
+from camsight.behavior.hysteresis import Change, Debounced
+from camsight.behavior.model import Frame, Track
+from camsight.behavior.rules.base import RuleRunner
+from camsight.behavior.settings import BehaviorSettings
+from camsight.cameras import Anchor, CameraConfig, Rule, RuleType
+from camsight.v1 import event_pb2
+
+
+class ZoneMembership:
+    """Debounced inside/outside state of each track for one polygon."""
+
+    def __init__(self, zone_id: str, polygon: Sequence[XY], frames: int) -> None:
+        self.zone_id = zone_id
+        self.polygon = list(polygon)
+        self.frames = frames
+        self._states: dict[str, Debounced[bool, Frame]] = {}
+
+    def observe(self, track: Track, anchor: Anchor) -> Change[bool, Frame] | None:
+        state = self._states.get(track.key)
+        if state is None:
+            state = self._states[track.key] = Debounced(self.frames)
+        memo = (self.zone_id, anchor)  # several rules on one zone test the point once
+        inside = track.memo.get(memo)
+        if inside is None:
+            inside = track.memo[memo] = point_in_polygon(track.anchor(anchor), self.polygon)
+        return state.observe(inside, track.last)
+
+    def inside(self, key: str) -> bool:
+        state = self._states.get(key)
+        return bool(state and state.state)
+
+    def count(self) -> int:
+        return sum(1 for s in self._states.values() if s.state)
+
+    def forget(self, key: str) -> None:
+        self._states.pop(key, None)
+
+
+class ZoneRule(RuleRunner):
+    def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
+        super().__init__(rule, camera, settings)
+        zone = next(z for z in camera.zones if z.id == rule.zone)
+        self.zone_name = zone.display_name or zone.id
+        self.members = ZoneMembership(zone.id, [(p.x, p.y) for p in zone.polygon], rule.hysteresis_frames)
+
+    def changes(self, tracks: Sequence[Track]) -> list[tuple[Track, Change[bool, Frame]]]:
+        out = []
+        for track in tracks:
+            if self.accepts(track):
+                change = self.members.observe(track, self.rule.anchor)
+                if change is not None:
+                    out.append((track, change))
+        return out
+
+    def lost(self, frame: Frame, track: Track) -> list[Emission]:
+        self.members.forget(track.key)
+        return []
+
+
+class ZoneCrossing(ZoneRule):
+    """zone_enter / zone_exit: one instantaneous event per confirmed change.
+
+    A track whose first established state is inside counts as entering (it
+    appeared in the zone); a track lost while inside does not exit.
+    """
+
+    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+        entering = self.rule.type is RuleType.ZONE_ENTER
+        out = []
+        for track, change in self.changes(tracks):
+            if entering and change.new:
+                verb, type_ = "entered", event_pb2.EVENT_TYPE_ZONE_ENTER
+            elif not entering and change.old and not change.new:
+                verb, type_ = "left", event_pb2.EVENT_TYPE_ZONE_EXIT
+            else:
+                continue
+            event = self.open(type_, change.since, str(track.number), track, zone_id=self.rule.zone)
+            summary = (
+                f"{track.label} track {track.number} {verb} zone {self.zone_name} "
+                f"(held {self.rule.hysteresis_frames} frames)"
+            )
+            out.append(
+                event.emit(
+                    ENDED, frame, summary, [track.evidence], track.path(self.rule.anchor), end=change.since
+                )
+            )
+        return out
+
+
+class Loitering(ZoneRule):
+    """A track inside the zone for at least ``duration_s``: started when the dwell
+    is reached (start time = entry), ended when it leaves or is lost."""
+
+    def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
+        super().__init__(rule, camera, settings)
+        self.visits: dict[str, OpenEvent] = {}
+
+    def extra_thresholds(self) -> dict[str, str]:
+        return {"duration_s": f"{self.rule.duration_s:g}"}
+
+    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+        out: list[Emission] = []
+        for track, change in self.changes(tracks):
+            if change.new:
+                self.visits[track.key] = self.open(
+                    event_pb2.EVENT_TYPE_LOITERING,
+                    change.since,
+                    str(track.number),
+                    track,
+                    zone_id=self.rule.zone,
+                )
+            else:
+                visit = self.visits.pop(track.key, None)
+                if visit is not None and visit.published:
+                    out.append(self._emit(visit, ENDED, frame, track, change.since))
+        for track in tracks:
+            visit = self.visits.get(track.key)
+            if visit is None or not self.members.inside(track.key):
+                continue
+            hint = visit.offer_all([track.evidence])
+            if not visit.published:
+                if frame.t - visit.start.t >= self.rule.duration_s:
+                    out.append(self._emit(visit, STARTED, frame, track))
+                continue
+            visit.dirty = True  # the dwell time grew
+            if visit.due(frame, self.settings.update_interval_s):
+                out.append(self._emit(visit, UPDATED, frame, track))
+            elif hint:
+                out.append(hint)
+        return out
+
+    def _emit(
+        self,
+        visit: OpenEvent,
+        state: event_pb2.EventState.ValueType,
+        frame: Frame,
+        track: Track,
+        end: Frame | None = None,
+    ) -> Emission:
+        dwell = (end or frame).t - visit.start.t
+        summary = (
+            f"{track.label} track {track.number} stayed {dwell:.1f}s in zone {self.zone_name} "
+            f"(>= {self.rule.duration_s:g}s)"
+        )
+        return visit.emit(
+            state,
+            frame,
+            summary,
+            [track.evidence],
+            track.path(self.rule.anchor),
+            {"dwell_s": f"{dwell:.3f}"},
+            end=end,
+        )
+
+    def lost(self, frame: Frame, track: Track) -> list[Emission]:
+        super().lost(frame, track)
+        visit = self.visits.pop(track.key, None)
+        if visit is None or not visit.published:
+            return []
+        return [self._emit(visit, ENDED, frame, track, end=track.last)]
+
+    def close(self, frame: Frame) -> list[Emission]:
+        out = []
+        for visit in self.visits.values():
+            if visit.published:
+                summary = f"loitering in zone {self.zone_name} ended: rule changed or camera removed"
+                out.append(visit.emit(ENDED, frame, summary, [], end=frame))
+        self.visits.clear()
+        return out
+
+
+class Crowding(ZoneRule):
+    """At least ``min_count`` tracks inside for at least ``duration_s``.
+
+    Starts (start time = when the count was first reached) once the duration
+    is reached; ends at the first frame the count falls below ``min_count``.
+    """
+
+    def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
+        super().__init__(rule, camera, settings)
+        self.crowd: OpenEvent | None = None
+        self.peak = 0
+        self._lost_since: Frame | None = None
+
+    def extra_thresholds(self) -> dict[str, str]:
+        return {"min_count": str(self.rule.min_count), "duration_s": f"{self.rule.duration_s:g}"}
+
+    def lost(self, frame: Frame, track: Track) -> list[Emission]:
+        if self.members.inside(track.key):
+            self._lost_since = frame
+        return super().lost(frame, track)
+
+    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+        changes = self.changes(tracks)
+        # The count changed at the first frame of the run that changed it.
+        when = max((c.since for _, c in changes), key=lambda f: f.t, default=self._lost_since or frame)
+        self._lost_since = None
+        count = self.members.count()
+        inside = [t for t in tracks if self.members.inside(t.key)]
+        crowd = self.crowd
+        if count < self.rule.min_count:
+            self.crowd = None
+            if crowd is not None and crowd.published:
+                return [self._emit(crowd, ENDED, frame, inside, count, end=when)]
+            return []
+        if crowd is None:
+            crowd = self.crowd = self.open(
+                event_pb2.EVENT_TYPE_CROWDING, when, f"zone:{self.rule.zone}", None, zone_id=self.rule.zone
+            )
+            self.peak = count
+        hint = crowd.offer_all(t.evidence for t in inside)
+        if not crowd.published:
+            if frame.t - crowd.start.t >= self.rule.duration_s:
+                return [self._emit(crowd, STARTED, frame, inside, count)]
+            return []
+        if count != self.peak:
+            self.peak = max(self.peak, count)
+            crowd.dirty = True
+        if crowd.due(frame, self.settings.update_interval_s):
+            return [self._emit(crowd, UPDATED, frame, inside, count)]
+        return [hint] if hint else []
+
+    def _emit(
+        self,
+        crowd: OpenEvent,
+        state: event_pb2.EventState.ValueType,
+        frame: Frame,
+        inside: Sequence[Track],
+        count: int,
+        end: Frame | None = None,
+    ) -> Emission:
+        summary = (
+            f"{count} objects in zone {self.zone_name} (>= {self.rule.min_count} "
+            f"for >= {self.rule.duration_s:g}s, peak {self.peak})"
+        )
+        attributes = {
+            "count": str(count),
+            "peak_count": str(self.peak),
+            "duration_s": f"{(end or frame).t - crowd.start.t:.3f}",
+        }
+        return crowd.emit(state, frame, summary, [t.evidence for t in inside], (), attributes, end=end)
+
+    def close(self, frame: Frame) -> list[Emission]:
+        crowd, self.crowd = self.crowd, None
+        if crowd is None or not crowd.published:
+            return []
+        return [self._emit(crowd, ENDED, frame, [], self.members.count(), end=frame)]

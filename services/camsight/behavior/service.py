@@ -1,0 +1,232 @@
+"""The behavior service: DETECTIONS in, EVENTS and snapshots out.
+
+One replica owns the cameras :mod:`camsight.behavior.partition` gives it and
+consumes their results through its own durable consumer. Camera configs
+(zones, lines, rules) come from the ``cameras`` KV bucket and are applied
+live through a watch. A result is acknowledged only after the events it
+produced were published (and their snapshots stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from camsight.behavior import partition
+from camsight.behavior.engine import Engine, Stats
+from camsight.behavior.events import ENDED, Emission
+from camsight.behavior.settings import BehaviorSettings
+from camsight.behavior.snapshots import SnapshotStore
+from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, each, subjects
+from camsight.bus.worker import TRANSIENT_ERRORS, apply_consumer
+from camsight.cameras import CameraConfig
+from camsight.config import service_section
+from camsight.runtime import Service, ServiceContext
+from camsight.v1 import analysis_pb2, camera_pb2
+
+log = logging.getLogger(__name__)
+
+STATS = Counter("camsight_behavior_results", "AnalysisResults by what became of them", ["outcome"])
+EVENTS = Counter("camsight_behavior_events_published", "Event messages published")
+RETRY_MAX_S = 5.0
+
+
+class BehaviorService(Service):
+    name = "behavior"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx)
+        self.config = service_section(ctx.settings, "behavior", BehaviorSettings)
+        self.engine = Engine(self.config)
+        self._exported = Stats()
+        self._lock = asyncio.Lock()
+        self._cameras: dict[str, CameraConfig] = {}
+        self._owned: frozenset[str] = frozenset()
+        self._ownership_changed = asyncio.Event()
+        self._watcher: KeyValue.KeyWatcher | None = None
+        self._snapshots: SnapshotStore | None = None
+        self._snapshot_of: dict[str, str] = {}
+
+    async def start(self) -> None:
+        self._snapshots = SnapshotStore(self.ctx.bus, self.config.snapshot_cache)
+        kv = await self.ctx.bus.kv(subjects.CAMERAS_BUCKET)
+        self._watcher = await kv.watchall()
+        async for entry in self._watcher:  # the registry as it is now, up to the None marker
+            if entry is None:
+                break
+            await self._apply(entry)
+        self.set_ready(True)
+
+    async def run(self) -> None:
+        background = [asyncio.create_task(self._watch()), asyncio.create_task(self._flush_stale())]
+        stopping = asyncio.create_task(self.ctx.stopping.wait())
+        try:
+            while not self.ctx.stopping.is_set():
+                self._ownership_changed.clear()
+                changed = asyncio.create_task(self._ownership_changed.wait())
+                worker, task = await self._start_worker()
+                waits: set[asyncio.Task[Any]] = {stopping, changed, *background} | ({task} if task else set())
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if worker is not None and task is not None:
+                    await worker.stop()
+                    await task  # drained: the batch in hand is finished and acked
+                for t in background:
+                    if t.done():
+                        t.result()  # a failed background task fails the service
+        finally:
+            stopping.cancel()
+            for t in background:
+                t.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            async with self._lock:
+                # Results held for reordering were acked: process them now. Then end
+                # every open event: the next owner of a camera starts with no state.
+                emissions = self.engine.flush()
+                for camera_id in list(self.engine.cameras):
+                    emissions.extend(self.engine.remove_camera(camera_id))
+                await self._publish(emissions)
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._watcher.stop()
+
+    # -- cameras ---------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        assert self._watcher is not None
+        async for entry in self._watcher:
+            if entry is not None:
+                await self._apply(entry)
+
+    async def _apply(self, entry: KeyValue.Entry) -> None:
+        """One registry change: a camera added, updated or deleted.
+
+        Ownership is a function of the camera id alone, so a change to one
+        camera never moves another.
+        """
+        old = self._cameras.pop(entry.key, None)
+        config: CameraConfig | None = None
+        if entry.operation not in ("DEL", "PURGE") and entry.value:
+            try:
+                config = CameraConfig.from_proto(camera_pb2.Camera.FromString(entry.value))
+            except (ValidationError, ValueError) as exc:
+                log.error(
+                    "camera %s in the registry is invalid, keeping its previous config: %s", entry.key, exc
+                )
+                if old is not None:
+                    self._cameras[entry.key] = old
+                return
+            self._cameras[entry.key] = config
+        mine = (
+            config is not None
+            and partition.owner(config.id, self.config.replicas) == self.config.replica_index
+        )
+        async with self._lock:
+            emissions: list[Emission] = []
+            if old is not None and (not mine or old.id != (config.id if config else None)):
+                emissions.extend(self.engine.remove_camera(old.id))
+            if mine and config is not None:
+                emissions.extend(self.engine.set_camera(config))
+            await self._publish(emissions)
+        owned = frozenset(self.engine.cameras)
+        if owned != self._owned:
+            log.info("owning %d cameras", len(owned), extra={"cameras": sorted(owned)})
+            self._owned = owned
+            self._ownership_changed.set()
+
+    # -- detections ------------------------------------------------------------
+
+    async def _start_worker(self) -> tuple[PullWorker | None, asyncio.Task[None] | None]:
+        if not self._owned:
+            return None, None
+        config = WorkerConfig(
+            stream=subjects.DETECTIONS_STREAM,
+            durable=partition.durable(self.config.replica_index),
+            filter_subjects=partition.filter_subjects(self._owned),
+            batch=self.config.batch,
+            description=f"behavior replica {self.config.replica_index} of {self.config.replicas}",
+        )
+        await apply_consumer(self.ctx.bus, config)
+        worker = PullWorker(self.ctx.bus, config, each(self._handle))
+        return worker, asyncio.create_task(worker.run())
+
+    async def _handle(self, msg: Msg) -> None:
+        result = analysis_pb2.AnalysisResult.FromString(msg.data)
+        camera = msg.subject.rsplit(".", 1)[-1]
+        if result.frame.camera_id != camera:
+            raise MalformedMessageError(
+                f"result for camera {result.frame.camera_id!r} published on {msg.subject!r}"
+            )
+        if result.frame.seq < 1:
+            raise MalformedMessageError("result has no frame seq (FrameRef.seq must be >= 1)")
+        async with self._lock:
+            await self._publish(self.engine.push(result, time.monotonic()))
+
+    async def _flush_stale(self) -> None:
+        """Skip reorder gaps that waited longer than ``reorder_timeout_s`` of wall time."""
+        timeout = self.config.reorder_timeout_s
+        while True:
+            await asyncio.sleep(timeout / 2)
+            async with self._lock:
+                await self._publish(self.engine.flush(older_than=time.monotonic() - timeout))
+
+    # -- events ----------------------------------------------------------------
+
+    async def _publish(self, emissions: list[Emission]) -> None:
+        self._export_stats()
+        for emission in emissions:
+            event = emission.event
+            if emission.snapshot is not None:
+                name = await self._snapshot(emission)
+                if name:
+                    self._snapshot_of[emission.snapshot.event_id] = name
+            if event is None:
+                continue
+            event.snapshot_id = self._snapshot_of.get(event.id, "")
+            if event.state == ENDED:
+                self._snapshot_of.pop(event.id, None)
+            await self._publish_event(emission)
+
+    async def _snapshot(self, emission: Emission) -> str | None:
+        assert self._snapshots is not None and emission.snapshot is not None
+        try:
+            return await self._snapshots.keep(emission.snapshot)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("snapshot not stored: %s", exc)
+            return None
+
+    async def _publish_event(self, emission: Emission) -> None:
+        """Publish, retrying transient failures: the engine already moved on, so
+        giving up would lose the event (a redelivered result is a duplicate to it)."""
+        assert emission.event is not None
+        delay = 0.1
+        while True:
+            try:
+                await self.ctx.bus.publish_event(emission.event)
+                EVENTS.inc()
+                return
+            except TRANSIENT_ERRORS as exc:
+                if self.ctx.stopping.is_set():
+                    raise
+                log.warning("publishing event %s failed (%s); retrying", emission.event.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _export_stats(self) -> None:
+        now = dataclasses.asdict(self.engine.stats)
+        before = dataclasses.asdict(self._exported)
+        for outcome, value in now.items():
+            if value > before[outcome]:
+                STATS.labels(outcome).inc(value - before[outcome])
+        self._exported = dataclasses.replace(self.engine.stats)

@@ -1,0 +1,41 @@
+"""The ``services.behavior`` section of the camsight configuration."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class BehaviorSettings(BaseModel):
+    """How one behavior replica tracks, times and partitions its cameras."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replica_index: int = Field(0, ge=0, description="this replica's index, 0 <= index < replicas")
+    replicas: int = Field(1, ge=1, le=1024, description="number of behavior replicas cameras are spread over")
+    reorder_window: int = Field(4, ge=0, le=256, description="results held back waiting for a missing frame")
+    reorder_timeout_s: float = Field(
+        1.0, gt=0, description="wall time a held result waits before gaps are skipped"
+    )
+    track_buffer: int = Field(
+        30, ge=0, le=10000, description="frames a lost track is kept for re-association"
+    )
+    min_track_frames: int = Field(
+        2, ge=1, le=100, description="consecutive frames before a track is confirmed"
+    )
+    track_activation_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    high_score_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    min_iou: float = Field(0.1, gt=0.0, le=1.0)
+    path_points: int = Field(32, ge=2, le=1024, description="anchor points kept per track for explanations")
+    update_interval_s: float = Field(
+        5.0, gt=0, description="media time between UPDATED messages of one event"
+    )
+    batch: int = Field(64, ge=1, le=1024)
+    snapshot_cache: int = Field(4096, ge=16, description="snapshot names remembered as already stored")
+
+    @model_validator(mode="after")
+    def _index(self) -> Self:
+        if self.replica_index >= self.replicas:
+            raise ValueError(f"replica_index {self.replica_index} must be below replicas {self.replicas}")
+        return self

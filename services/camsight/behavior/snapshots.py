@@ -1,0 +1,111 @@
+"""Event snapshots: fetch the frame again by its claim check, draw the box, keep it.
+
+The frame comes back from the FRAMES stream with a direct get of the
+``stream_sequence`` in the result's FrameRef. FRAMES keeps only the newest
+few frames per camera, so the engine asks for a snapshot as soon as a better
+one is seen; when the frame is gone anyway the next candidate is tried (the
+latest frame of the event), then a face crop carried in the detection, else
+the event goes without (counted).
+
+Objects are named ``<event id>-<frame seq>``: a replay stores the same name
+again instead of a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+from google.protobuf.message import DecodeError
+from nats.js.api import ObjectMeta
+from prometheus_client import Counter
+
+from camsight.behavior.events import SnapshotRequest
+from camsight.bus import Bus, subjects
+from camsight.v1 import analysis_pb2, frame_pb2
+
+log = logging.getLogger(__name__)
+
+SNAPSHOTS = Counter("camsight_behavior_snapshots", "Event snapshots stored, by source", ["source"])
+JPEG = "image/jpeg"
+
+
+def decode(frame: frame_pb2.Frame) -> np.ndarray | None:
+    """The frame's pixels as BGR, whatever its encoding; None when unreadable."""
+    if frame.encoding == frame_pb2.IMAGE_ENCODING_RAW_BGR:
+        if len(frame.data) != frame.width * frame.height * 3:
+            return None
+        return np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3).copy()
+    image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+    return image if image is not None else None
+
+
+def render(frame: frame_pb2.Frame, detection: analysis_pb2.Detection, quality: int = 90) -> bytes | None:
+    """The full frame as JPEG with the detection's box and label drawn on it."""
+    image = decode(frame)
+    if image is None:
+        return None
+    h, w = image.shape[:2]
+    b = detection.box
+    p1 = (round(b.x1 * w), round(b.y1 * h))
+    p2 = (round(b.x2 * w), round(b.y2 * h))
+    thickness = max(2, w // 320)
+    cv2.rectangle(image, p1, p2, (0, 255, 0), thickness)
+    text = f"{detection.label} {detection.track_id} {detection.score:.2f}"
+    cv2.putText(image, text, (p1[0], max(12, p1[1] - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg.tobytes() if ok else None
+
+
+class SnapshotStore:
+    """Stores snapshots in the ``snapshots`` object store, remembering what it stored."""
+
+    def __init__(self, bus: Bus, cache_size: int) -> None:
+        self.bus = bus
+        self._stored: OrderedDict[str, None] = OrderedDict()
+        self._cache_size = cache_size
+
+    async def keep(self, request: SnapshotRequest) -> str | None:
+        """Store the first candidate that can be had; returns its name, None when none could."""
+        for candidate in request.candidates:
+            name = request.name(candidate)
+            if name in self._stored:
+                return name
+            ref = candidate.frame.ref
+            data = await self.bus.direct_get(ref.stream or subjects.FRAMES_STREAM, ref.stream_sequence)
+            frame = _parse(data)
+            if frame is None or frame.camera_id != ref.camera_id or frame.seq != ref.seq:
+                continue  # gone (or the sequence now holds another frame)
+            jpeg = await asyncio.to_thread(render, frame, candidate.detection)
+            if jpeg is not None:
+                await self._put(name, jpeg, "frame")
+                return name
+        for candidate in request.candidates:
+            if candidate.detection.crop_jpeg:
+                name = request.name(candidate)
+                await self._put(name, candidate.detection.crop_jpeg, "crop")
+                return name
+        SNAPSHOTS.labels("none").inc()
+        return None
+
+    async def _put(self, name: str, data: bytes, source: str) -> None:
+        store = await self.bus.object_store(subjects.SNAPSHOTS_STORE)
+        meta = ObjectMeta(name=name, description=JPEG, headers={"Content-Type": [JPEG]})
+        await store.put(name, data, meta=meta)
+        SNAPSHOTS.labels(source).inc()
+        self._stored[name] = None
+        while len(self._stored) > self._cache_size:
+            self._stored.popitem(last=False)
+
+
+def _parse(data: bytes | None) -> frame_pb2.Frame | None:
+    if data is None:
+        return None
+    try:
+        return frame_pb2.Frame.FromString(data)
+    except DecodeError:
+        log.warning("FRAMES holds a message that is not a Frame")
+        return None
