@@ -59,13 +59,13 @@ async def test_same_event_published_twice_is_stored_once(bus: Bus) -> None:
 
 
 async def test_frames_keep_only_the_newest_per_camera(bus: Bus) -> None:
-    for i in range(20):
+    for i in range(StreamSettings().frames_per_camera + 12):
         await bus.publish(subjects.frames("cam1"), str(i).encode())
     await bus.publish(subjects.frames("cam2"), b"x")
     info = await bus.js.stream_info("FRAMES")
     assert info.state.messages == StreamSettings().frames_per_camera + 1
     last = await bus.js.get_last_msg("FRAMES", subjects.frames("cam1"))
-    assert last.data == b"19"
+    assert last.data == str(StreamSettings().frames_per_camera + 11).encode()
 
 
 def _config(durable: str, **kw) -> WorkerConfig:
@@ -187,3 +187,11 @@ def test_bad_subject_tokens_are_refused() -> None:
     for bad in ("a.b", "*", ">", "", "x y", "../etc"):
         with pytest.raises(ValueError, match="invalid camera id"):
             subjects.frames(bad)
+
+
+async def test_read_stream_returns_everything_stored_on_a_subject(bus: Bus) -> None:
+    for i in range(600):
+        await bus.publish(f"detections.hog.cam{i % 2}", str(i).encode())
+    got = await bus.read_stream("DETECTIONS", "detections.*.cam1")
+    assert got == [str(i).encode() for i in range(1, 600, 2)]
+    assert await bus.read_stream("DETECTIONS", "detections.*.none") == []

@@ -76,7 +76,9 @@ class NatsSettings(_Section):
 class StreamSettings(_Section):
     """Limits of the JetStream streams; see docs/architecture.md for why."""
 
-    frames_per_camera: int = Field(8, ge=1, le=1000)
+    # 32 frames of 640 px JPEG are ~1.5 MB per camera: room for the behavior
+    # service to fetch a snapshot frame while it lags the analyzers.
+    frames_per_camera: int = Field(32, ge=1, le=1000)
     frames_max_age_s: float = Field(30.0, gt=0)
     frames_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
     detections_max_age_s: float = Field(3600.0, gt=0)

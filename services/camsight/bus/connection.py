@@ -18,7 +18,7 @@ import nats
 from google.protobuf.message import Message
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -93,6 +93,23 @@ class Bus:
             return None
         return msg.data
 
+    async def read_stream(self, stream: str, subject: str, batch: int = 256) -> list[bytes]:
+        """Every message stored in ``stream`` on ``subject`` (wildcards allowed), oldest first.
+
+        Uses a short-lived ephemeral pull consumer; meant for reports and
+        tools that read what a run produced, not for live processing.
+        """
+        sub = await self.js.pull_subscribe(
+            subject, stream=stream, config=ConsumerConfig(ack_policy=AckPolicy.NONE, inactive_threshold=30.0)
+        )
+        payloads: list[bytes] = []
+        try:
+            while (await sub.consumer_info()).num_pending:
+                payloads.extend(m.data for m in await sub.fetch(batch, timeout=5))
+        finally:
+            await sub.unsubscribe()
+        return payloads
+
     async def close(self) -> None:
         """Drain subscriptions, flush and close."""
         if self.nc.is_closed:
@@ -154,12 +171,18 @@ def connection_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
 
 async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
     """Connect once; raises when no server answers."""
+    client: list[Client] = []
+
+    def closing() -> bool:
+        return bool(client) and (client[0].is_closed or client[0].is_draining)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats: %s", exc)
+        if not closing():
+            log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats: disconnected, reconnecting")
+        if not closing():
+            log.warning("nats: disconnected, reconnecting")
 
     async def on_reconnect() -> None:
         log.info("nats: reconnected")
@@ -170,6 +193,7 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    client.append(nc)
     return Bus(nc, streams)
 
 

@@ -108,6 +108,9 @@ class WorkerConfig:
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
     description: str = ""
     inactive_threshold: float | None = None
+    sample_freq: str | None = None
+    """Ack sampling, e.g. ``"100%"``: the server then publishes a consumer-ack
+    advisory for every ack, which the decoder uses to pace lossless cameras."""
     extra: dict[str, object] = field(default_factory=dict)
 
     def consumer_config(self) -> ConsumerConfig:
@@ -122,6 +125,7 @@ class WorkerConfig:
             filter_subjects=self.filter_subjects if len(self.filter_subjects) > 1 else None,
             filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
             inactive_threshold=self.inactive_threshold,
+            sample_freq=self.sample_freq,
         )
 
 
@@ -228,3 +232,14 @@ class PullWorker:
     async def _wait(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def apply_consumer(bus: Bus, config: WorkerConfig) -> None:
+    """Create the durable consumer of ``config``, or update it in place.
+
+    :meth:`PullWorker.subscribe` binds to an existing durable as it is; call
+    this first when a durable's editable settings (its filter subjects, e.g.
+    the cameras a behavior replica owns) change between runs. Delivery
+    position and pending acks are kept.
+    """
+    await bus.js.add_consumer(config.stream, config.consumer_config())

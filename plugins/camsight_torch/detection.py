@@ -1,0 +1,106 @@
+"""Any torchvision detection model (Faster R-CNN, RetinaNet, SSD, FCOS, ...), batched, weights from a file.
+
+The model resizes its inputs itself; boxes come back in input pixels and
+are normalised here. Images of one batch may differ in size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from camsight.analyzers import (
+    KIND_OBJECTS,
+    AnalyzerConfig,
+    AnalyzerError,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    resolve_device,
+)
+from camsight.analyzers.devices import prepare_module, torch_dtype
+from pydantic import Field
+
+from camsight_torch.common import WeightsConfig, label_of, load_labels, load_weights, to_tensor
+
+
+class DetectorConfig(WeightsConfig):
+    model: str = Field(
+        default="ssdlite320_mobilenet_v3_large", description="torchvision detection model name"
+    )
+    num_classes: int = Field(
+        default=91, ge=2, description="including background, as the weights were trained"
+    )
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    keep: list[str] = Field(default_factory=list, description="report only these labels (empty = all)")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra model constructor arguments"
+    )
+
+
+class TorchvisionDetector(FrameAnalyzer):
+    name = "torchvision_detector"
+    kind = KIND_OBJECTS
+    version = "0.1.0"
+    Config = DetectorConfig
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        self._device = "cpu"
+        self._labels: list[str] = []
+
+    @property
+    def cfg(self) -> DetectorConfig:
+        assert isinstance(self.config, DetectorConfig)
+        return self.config
+
+    @property
+    def model_version(self) -> str:
+        weights = self.cfg.weights.name if self.cfg.weights else "random"
+        return f"{self.version}/{self.cfg.model}/{weights}"
+
+    def load(self) -> None:
+        import torchvision
+        from torchvision.models._meta import _COCO_CATEGORIES
+
+        cfg = self.cfg
+        if cfg.model not in torchvision.models.list_models(module=torchvision.models.detection):
+            raise AnalyzerError(f"{cfg.model!r} is not a torchvision detection model")
+        self._device = resolve_device(cfg.device)
+        self._labels = load_labels(cfg.labels, _COCO_CATEGORIES)
+        model = torchvision.models.get_model(
+            cfg.model, weights=None, weights_backbone=None, num_classes=cfg.num_classes, **cfg.model_kwargs
+        )
+        load_weights(model, cfg.weights)
+        self._model = prepare_module(model, self._device, cfg.precision)
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        if not images:
+            return []
+        if self._model is None:
+            raise RuntimeError(f"{self.name} used before load()")
+        import torch
+
+        dtype = torch_dtype(self.cfg.precision if self.cfg.precision != "int8" else None)
+        with torch.inference_mode():
+            outputs = self._model([to_tensor(img, self._device, dtype) for img in images])
+        return [self._detections(out, img) for out, img in zip(outputs, images, strict=True)]
+
+    def _detections(self, output: dict[str, Any], image: Image) -> list[Detection]:
+        height, width = image.shape[:2]
+        found = []
+        for box, score, label in zip(
+            output["boxes"].float().cpu().tolist(),
+            output["scores"].float().cpu().tolist(),
+            output["labels"].cpu().tolist(),
+            strict=True,
+        ):
+            name = label_of(self._labels, int(label))
+            if score >= self.cfg.min_score and (not self.cfg.keep or name in self.cfg.keep):
+                found.append(Detection.from_pixels(name, score, box, width, height))
+        return found
+
+    def close(self) -> None:
+        self._model = None

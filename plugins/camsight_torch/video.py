@@ -1,0 +1,107 @@
+"""A torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, mvit, s3d, swin3d) as a clip analyzer.
+
+Each window of frames becomes one ``(3, T, size, size)`` clip, normalised
+with the Kinetics mean and std the torchvision models were trained with;
+the ``top_k`` classes above ``min_score`` label the window (box = whole frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from camsight.analyzers import (
+    KIND_ACTIONS,
+    AnalyzerError,
+    Clip,
+    ClipAnalyzer,
+    ClipConfig,
+    Detection,
+    resolve_device,
+)
+from camsight.analyzers.devices import prepare_module, torch_dtype
+from pydantic import Field
+
+from camsight_torch.common import WeightsConfig, label_of, load_labels, load_weights
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+class VideoConfig(WeightsConfig, ClipConfig):
+    model: str = Field(default="r3d_18", description="torchvision video model name")
+    num_classes: int = Field(default=400, ge=1)
+    size: int = Field(default=112, ge=16, le=512, description="frames are resized to size x size")
+    top_k: int = Field(default=1, ge=1)
+    min_score: float = Field(default=0.3, ge=0, le=1)
+
+
+class TorchVideoClassifier(ClipAnalyzer):
+    name = "torch_video"
+    kind = KIND_ACTIONS
+    version = "0.1.0"
+    Config = VideoConfig
+
+    def __init__(self, config: ClipConfig | None = None) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        self._device = "cpu"
+        self._labels: list[str] = []
+
+    @property
+    def cfg(self) -> VideoConfig:
+        assert isinstance(self.config, VideoConfig)
+        return self.config
+
+    @property
+    def model_version(self) -> str:
+        weights = self.cfg.weights.name if self.cfg.weights else "random"
+        return f"{self.version}/{self.cfg.model}/{weights}"
+
+    def load(self) -> None:
+        import torchvision
+        from torchvision.models._meta import _KINETICS400_CATEGORIES
+
+        cfg = self.cfg
+        if cfg.model not in torchvision.models.list_models(module=torchvision.models.video):
+            raise AnalyzerError(f"{cfg.model!r} is not a torchvision video model")
+        self._device = resolve_device(cfg.device)
+        self._labels = load_labels(cfg.labels, _KINETICS400_CATEGORIES)
+        model = torchvision.models.get_model(cfg.model, weights=None, num_classes=cfg.num_classes)
+        load_weights(model, cfg.weights)
+        self._model = prepare_module(model, self._device, cfg.precision)
+
+    def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
+        if not clips:
+            return []
+        if self._model is None:
+            raise RuntimeError(f"{self.name} used before load()")
+        import torch
+
+        batch = torch.from_numpy(np.stack([self._clip_array(clip) for clip in clips]))
+        dtype = torch_dtype(self.cfg.precision if self.cfg.precision != "int8" else None)
+        with torch.inference_mode():
+            probs = self._model(batch.to(device=self._device, dtype=dtype)).float().softmax(dim=1).cpu()
+        top = probs.topk(min(self.cfg.top_k, probs.shape[1]), dim=1)
+        return [
+            [
+                Detection(label_of(self._labels, int(i)), float(s))
+                for s, i in zip(scores.tolist(), indices.tolist(), strict=True)
+                if s >= self.cfg.min_score
+            ]
+            for scores, indices in zip(top.values, top.indices, strict=True)
+        ]
+
+    def _clip_array(self, clip: Clip) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """(3, T, size, size) float32, RGB, Kinetics-normalised."""
+        size = self.cfg.size
+        frames = np.stack(
+            [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1] for img in clip.images]
+        )
+        array = (frames.astype(np.float32) / 255.0 - KINETICS_MEAN) / KINETICS_STD
+        return np.ascontiguousarray(array.transpose(3, 0, 1, 2), dtype=np.float32)
+
+    def close(self) -> None:
+        self._model = None

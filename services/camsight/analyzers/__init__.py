@@ -1,0 +1,52 @@
+"""The public plugin API of camsight: ``from camsight.analyzers import ...``.
+
+Plugin authors need only this package: the analyzer protocol
+(:mod:`camsight.analyzers.api`), the hook marker (:data:`hookimpl`, specs in
+:mod:`camsight.analyzers.hookspecs`), device/precision helpers for torch
+(:mod:`camsight.analyzers.devices`) and the author kit
+(:mod:`camsight.analyzers.testing`). The plugin manager and the host are
+the runtime's side (:mod:`~camsight.analyzers.manager`,
+:mod:`~camsight.analyzers.host`).
+"""
+
+from camsight.analyzers.api import (
+    KIND_ACTIONS,
+    KIND_FACES,
+    KIND_MOTION,
+    KIND_OBJECTS,
+    Analyzer,
+    AnalyzerConfig,
+    AnalyzerError,
+    Clip,
+    ClipAnalyzer,
+    ClipConfig,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    Keypoint,
+    Precision,
+)
+from camsight.analyzers.devices import resolve_device
+from camsight.analyzers.hookspecs import hookimpl
+
+__all__ = [
+    "KIND_ACTIONS",
+    "KIND_FACES",
+    "KIND_MOTION",
+    "KIND_OBJECTS",
+    "Analyzer",
+    "AnalyzerConfig",
+    "AnalyzerError",
+    "Clip",
+    "ClipAnalyzer",
+    "ClipConfig",
+    "Detection",
+    "FrameAnalyzer",
+    "FrameInfo",
+    "Image",
+    "Keypoint",
+    "Precision",
+    "hookimpl",
+    "resolve_device",
+]

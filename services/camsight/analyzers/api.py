@@ -1,0 +1,221 @@
+"""The analyzer protocol: what a camsight plugin implements.
+
+An analyzer is a class with a ``name``, a ``kind``, a typed ``Config``
+(a pydantic model) and three methods: :meth:`Analyzer.load`,
+:meth:`Analyzer.analyze` and :meth:`Analyzer.close`. The host owns
+everything else: fetching and decoding frames, batching, device defaults,
+timing, metrics, error isolation and publishing. Plugins never see NATS.
+
+Two shapes exist:
+
+* :class:`FrameAnalyzer` gets a batch of decoded images (BGR ``uint8``
+  arrays, as OpenCV uses) with their :class:`FrameInfo` and returns one list
+  of :class:`Detection` per image.
+* :class:`ClipAnalyzer` gets sliding windows of the last ``config.window``
+  frames of one camera (:class:`Clip`) and returns one list of detections
+  (labels for the window) per clip. The host keeps the windows.
+
+Boxes are normalised: (0, 0) is the top-left corner, (1, 1) the bottom-right
+one, so results do not depend on the analysis resolution.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Image = npt.NDArray[np.uint8]
+"""A decoded picture: height x width x 3, BGR, ``uint8``."""
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+"""Numeric precision for torch analyzers; int8 is dynamic quantization (CPU)."""
+
+KIND_OBJECTS = "objects"
+KIND_FACES = "faces"
+KIND_MOTION = "motion"
+KIND_ACTIONS = "actions"
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class AnalyzerError(RuntimeError):
+    """An analyzer cannot be configured, loaded or run; the message says why."""
+
+
+class AnalyzerConfig(BaseModel):
+    """Settings every analyzer accepts; subclass it to add your own fields.
+
+    ``device`` and ``precision`` default to ``None`` = "use the host's
+    default" (``services.<service>.device`` / ``.precision``); analyzers
+    that do not use torch simply ignore them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = Field(default=None, description="auto, cpu, cuda or cuda:N")
+    precision: Precision | None = Field(default=None, description="fp32, fp16, bf16 or int8")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str | None) -> str | None:
+        if value is not None and not _DEVICE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+
+class ClipConfig(AnalyzerConfig):
+    """Settings of a clip analyzer: window length and how often to evaluate it."""
+
+    window: int = Field(default=16, ge=2, le=512, description="frames per window")
+    stride: int = Field(default=1, ge=1, description="evaluate a window every `stride` frames")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Metadata of one frame, as the decoder published it."""
+
+    camera_id: str
+    seq: int
+    width: int
+    height: int
+    capture_time: float = 0.0
+    """Seconds since the epoch (wall clock at capture)."""
+    media_time: float = 0.0
+    """Seconds since the start of the media (files)."""
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    """A named point in normalised coordinates, with its own confidence."""
+
+    name: str
+    x: float
+    y: float
+    score: float = 1.0
+
+
+@dataclass
+class Detection:
+    """One thing found in one image (or one clip).
+
+    ``box`` is ``(x1, y1, x2, y2)`` normalised to 0..1 with x1 <= x2 and
+    y1 <= y2; use :meth:`from_pixels` to convert pixel boxes. ``score`` is a
+    confidence in 0..1.
+    """
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    attributes: dict[str, str] = field(default_factory=dict)
+    keypoints: list[Keypoint] = field(default_factory=list)
+    embedding: list[float] = field(default_factory=list)
+    crop_jpeg: bytes = b""
+
+    @classmethod
+    def from_pixels(
+        cls, label: str, score: float, box: Sequence[float], width: int, height: int, **extra: Any
+    ) -> Detection:
+        """Build a detection from a pixel box, normalising and clipping it to the image."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        nx1, nx2 = sorted((_clip01(x1 / width), _clip01(x2 / width)))
+        ny1, ny2 = sorted((_clip01(y1 / height), _clip01(y2 / height)))
+        return cls(label=label, score=_clip01(float(score)), box=(nx1, ny1, nx2, ny2), **extra)
+
+
+def _clip01(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+@dataclass(frozen=True)
+class Clip:
+    """The last ``window`` frames of one camera, oldest first."""
+
+    camera_id: str
+    images: Sequence[Image]
+    frames: Sequence[FrameInfo]
+
+
+class Analyzer(abc.ABC):
+    """Common part of every analyzer. Do not subclass it directly: use
+    :class:`FrameAnalyzer` or :class:`ClipAnalyzer`.
+
+    Class attributes a plugin declares:
+
+    * ``name``: unique analyzer name, one subject token (letters, digits,
+      ``-``, ``_``); results go to ``detections.<name>.<camera>``.
+    * ``kind``: what it finds: ``objects``, ``faces``, ``motion``,
+      ``actions``, ...
+    * ``version``: plugin and model version, reported with every result.
+    * ``Config``: a pydantic model (subclass of :class:`AnalyzerConfig`);
+      the host validates the operator's settings with it.
+
+    The host constructs the analyzer with a validated config whose
+    ``device`` and ``precision`` are filled in, calls :meth:`load` once (in
+    a worker thread: it may block for seconds), ``analyze`` for every batch
+    (in a worker thread, never concurrently for one instance) and
+    :meth:`close` at shutdown. ``close`` must be safe to call twice.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    version: ClassVar[str] = "0"
+    Config: ClassVar[type[AnalyzerConfig]] = AnalyzerConfig
+    clip: ClassVar[bool] = False
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @property
+    def model_version(self) -> str:
+        """Version string published with each result; override to add the model's own."""
+        return self.version
+
+    def load(self) -> None:
+        """Load weights and warm up. Raise :class:`AnalyzerError` with a clear reason on failure."""
+
+    def close(self) -> None:
+        """Release models and memory. Must be idempotent."""
+
+
+class FrameAnalyzer(Analyzer):
+    """An analyzer that looks at single frames, in batches."""
+
+    @abc.abstractmethod
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        """Return one list of detections per image (same order, same length).
+
+        ``images[i]`` is the decoded picture of ``frames[i]``. The batch may
+        mix cameras and may be empty (then return ``[]``).
+        """
+
+
+class ClipAnalyzer(Analyzer):
+    """An analyzer that looks at sliding windows of frames of one camera.
+
+    The host keeps the last ``config.window`` frames per camera and, every
+    ``config.stride`` frames once the window is full, hands the window to
+    :meth:`analyze_clips`. Frames for which no window is evaluated are
+    answered as skipped.
+    """
+
+    Config: ClassVar[type[AnalyzerConfig]] = ClipConfig
+    clip: ClassVar[bool] = True
+
+    @property
+    def window(self) -> int:
+        return self.config.window if isinstance(self.config, ClipConfig) else ClipConfig().window
+
+    @property
+    def stride(self) -> int:
+        return self.config.stride if isinstance(self.config, ClipConfig) else 1
+
+    @abc.abstractmethod
+    def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
+        """Return one list of detections (labels for the window) per clip."""

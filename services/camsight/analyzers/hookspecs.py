@@ -1,0 +1,57 @@
+"""Hook specifications of camsight plugins (pluggy project name ``camsight``).
+
+A camsight plugin is a Python module, registered through the ``camsight``
+entry-point group, that implements one or more of the hooks below with
+:data:`hookimpl`::
+
+    # pyproject.toml of your package
+    [project.entry-points.camsight]
+    my_plugin = "my_plugin"
+
+    # my_plugin/__init__.py
+    from camsight.analyzers import FrameAnalyzer, hookimpl
+
+    class Blobs(FrameAnalyzer):
+        name = "blobs"
+        kind = "objects"
+        ...
+
+    @hookimpl
+    def camsight_analyzers():
+        return [Blobs]
+
+The docstring of each hook below is its documentation. Hooks are stable:
+new hooks may be added, existing ones keep their signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pluggy
+
+from camsight.analyzers.api import Analyzer
+
+PROJECT = "camsight"
+"""Pluggy project name and entry-point group."""
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def camsight_analyzers() -> Sequence[type[Analyzer]]:
+    """Return the analyzer classes this plugin provides.
+
+    Each class subclasses :class:`camsight.analyzers.FrameAnalyzer` or
+    :class:`camsight.analyzers.ClipAnalyzer` and declares ``name``,
+    ``kind``, ``version`` and ``Config``. Return classes, not instances:
+    the host instantiates only the analyzers an operator enabled, with the
+    operator's validated config, so listing plugins stays cheap. Import
+    heavy dependencies (torch, model files) in ``load()``, not at module
+    import time.
+
+    Analyzer names must be unique across all installed plugins; a clash is
+    reported as an error naming both plugins.
+    """
+    raise NotImplementedError  # pragma: no cover - specification only

@@ -1,0 +1,521 @@
+"""The analyzer host: frames in from FRAMES, one AnalysisResult per frame and analyzer out.
+
+Shared by the detector and face services. Per fetched batch
+(``PullWorker.fetch(batch, timeout)`` is the dynamic batcher):
+
+1. parse the Frames; frames older than ``max_frame_age_s`` are answered as
+   skipped ("too old") and counted as dropped, so under overload the newest
+   frames win and every frame still gets its answer (lossless pacing);
+2. decode the images off the event loop (OpenCV, or torchvision's nvJPEG
+   batch decoder when torch analyzers run and see a GPU, per ``decode``);
+3. run every analyzer on the frames meant for it, each in a worker thread;
+   a clip analyzer gets sliding windows kept here per camera;
+4. let an optional ``postprocess`` coroutine enrich the results (the face
+   service attaches identities);
+5. publish every result, and only then return so the worker acks.
+
+A plugin raising on a batch is counted and logged and the batch's results
+are published as skipped with the reason; the service goes on. A plugin
+that fails to load makes the host not-ready (``load_errors``) while the
+other analyzers keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from google.protobuf.message import DecodeError
+from nats.aio.msg import Msg
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import BaseModel, ConfigDict, Field
+
+from camsight.analyzers.api import (
+    Analyzer,
+    Clip,
+    ClipAnalyzer,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    Precision,
+)
+from camsight.analyzers.devices import cuda_available
+from camsight.analyzers.windows import SlidingWindows
+from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, subjects
+from camsight.runtime import ServiceContext
+from camsight.v1 import analysis_pb2, frame_pb2
+
+log = logging.getLogger(__name__)
+
+Postprocess = Callable[[Analyzer, Sequence[Image], Sequence[analysis_pb2.AnalysisResult]], Awaitable[None]]
+"""``async (analyzer, images, results)``: enrich analysed results in place before publishing."""
+
+SKIP_TOO_OLD = "too old"
+
+BATCH = Histogram(
+    "camsight_analyzer_batch_size",
+    "Frames per analyzer call",
+    ["service", "analyzer"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+INFERENCE = Histogram(
+    "camsight_analyzer_inference_seconds", "Time of one analyzer call (one batch)", ["service", "analyzer"]
+)
+DECODE = Histogram("camsight_analyzer_decode_seconds", "Time to decode one fetched batch", ["service"])
+FRAMES = Counter(
+    "camsight_analyzer_frames",
+    "Frames per analyzer and outcome (analyzed, dropped, failed, skipped)",
+    ["service", "analyzer", "outcome"],
+)
+ERRORS = Counter("camsight_analyzer_errors", "Analyzer calls that raised", ["service", "analyzer"])
+LAG = Gauge(
+    "camsight_analyzer_consumer_lag", "Frames pending on the consumer after the last fetch", ["service"]
+)
+
+
+class HostSettings(BaseModel):
+    """Settings of a service that hosts analyzers (``services.<service>`` in the config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    analyzers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="analyzer name -> its config (validated by the analyzer's model)"
+    )
+    batch: int = Field(default=8, ge=1, le=256, description="frames fetched and analysed per batch (max)")
+    fetch_timeout_s: float = Field(default=0.05, gt=0, le=30, description="wait this long to fill a batch")
+    max_frame_age_s: float = Field(default=10.0, ge=0, description="older frames are skipped; 0 = never")
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
+    precision: Precision = "fp32"
+    decode: Literal["auto", "opencv", "torchvision"] = Field(
+        default="auto",
+        description="auto = torchvision on the GPU when a torch analyzer runs on one, else OpenCV",
+    )
+    ack_wait_s: float = Field(default=60.0, gt=0, description="redeliver frames held longer than this")
+    disabled_plugins: list[str] = Field(default_factory=list, description="plugin names not to load")
+    plugin_modules: list[str] = Field(default_factory=list, description="extra plugin modules to import")
+
+
+@dataclass
+class HostStats:
+    """In-process counters (the same as the metrics), for tests and benchmarks.
+
+    ``frames`` counts fetched frames; ``analyzed``, ``dropped`` (too old),
+    ``failed`` (the analyzer raised) and ``skipped`` (undecodable, no window
+    due, analyzer not loaded) count (frame, analyzer) pairs.
+    """
+
+    batches: int = 0
+    frames: int = 0
+    analyzed: int = 0
+    dropped: int = 0
+    failed: int = 0
+    skipped: int = 0
+    published: int = 0
+    decode_s: float = 0.0
+    inference_s: dict[str, float] = field(default_factory=dict)
+    publish_s: float = 0.0
+    handle_s: float = 0.0
+
+
+@dataclass
+class _Item:
+    """One parsed frame of a fetched batch, with its fate so far."""
+
+    msg: Msg
+    frame: frame_pb2.Frame
+    info: FrameInfo
+    stream_sequence: int
+    image: Image | None = None
+    skip: str = ""
+
+
+class AnalyzerHost:
+    """Runs ``analyzers`` over the FRAMES stream for service ``service_name``.
+
+    One durable pull consumer named after the service (replicas share it),
+    filter ``frames.>``, ack sampling at 100 % for the decoder's pacing.
+    """
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        analyzers: Sequence[Analyzer],
+        service_name: str,
+        settings: HostSettings,
+        postprocess: Postprocess | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.analyzers = list(analyzers)
+        self.service_name = service_name
+        self.settings = settings
+        self.postprocess = postprocess
+        self.load_errors: dict[str, str] = {}
+        self.stats = HostStats()
+        self._windows: dict[str, SlidingWindows] = {}
+        self._worker: PullWorker | None = None
+        self._gpu_decode = False
+
+    async def load(self) -> None:
+        """Load every analyzer in a worker thread; failures go to :attr:`load_errors`."""
+        for analyzer in self.analyzers:
+            try:
+                await asyncio.to_thread(analyzer.load)
+            except Exception as exc:
+                reason = f"analyzer {analyzer.name} failed to load: {type(exc).__name__}: {exc}"
+                log.error("%s", reason)
+                self.load_errors[analyzer.name] = reason
+        # auto: decode on the GPU only when an analyzer already brought torch in; an
+        # OpenCV-only service must not pay torch's import time and memory for it.
+        wanted = self.settings.decode == "torchvision" or (
+            self.settings.decode == "auto" and "torch" in sys.modules
+        )
+        self._gpu_decode = wanted and cuda_available()
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when every analyzer loaded; else the reasons."""
+        if self.load_errors:
+            return False, "; ".join(self.load_errors.values())
+        return True, ""
+
+    def worker_config(self) -> WorkerConfig:
+        return WorkerConfig(
+            stream=subjects.FRAMES_STREAM,
+            durable=self.service_name,
+            filter_subjects=[subjects.FRAMES_ALL],
+            batch=self.settings.batch,
+            fetch_timeout=self.settings.fetch_timeout_s,
+            ack_wait=self.settings.ack_wait_s,
+            sample_freq="100%",
+            description=f"camsight {self.service_name}: " + ", ".join(a.name for a in self.analyzers),
+        )
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop`; the batch in hand is finished and acked."""
+        self._worker = PullWorker(self.ctx.bus, self.worker_config(), self.handle)
+        await self._worker.run()
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
+
+    async def close(self) -> None:
+        """Close every analyzer (idempotent, errors logged)."""
+        for analyzer in self.analyzers:
+            try:
+                await asyncio.to_thread(analyzer.close)
+            except Exception:
+                log.exception("closing analyzer %s failed", analyzer.name)
+
+    async def handle(self, msgs: Sequence[Msg]) -> list[BaseException | None]:
+        """Analyse one fetched batch and publish every result; one outcome per message."""
+        if not msgs:
+            return []
+        started = time.perf_counter()
+        outcomes: list[BaseException | None] = [None] * len(msgs)
+        items: list[_Item] = []
+        for i, msg in enumerate(msgs):
+            try:
+                items.append(self._parse(msg))
+            except MalformedMessageError as exc:
+                outcomes[i] = exc
+        self.stats.batches += 1
+        self.stats.frames += len(items)
+        if items:
+            _update_lag(self.service_name, msgs[-1])
+            await self._decode(items)
+            results = await self._analyze_all(items)
+            failed = await self._publish(results)
+            for i, msg in enumerate(msgs):
+                if id(msg) in failed:
+                    outcomes[i] = failed[id(msg)]
+        self.stats.handle_s += time.perf_counter() - started
+        return outcomes
+
+    def _parse(self, msg: Msg) -> _Item:
+        frame = frame_pb2.Frame()
+        try:
+            frame.ParseFromString(msg.data)
+        except DecodeError as exc:
+            raise MalformedMessageError(f"cannot parse Frame: {exc}") from None
+        if not frame.camera_id:
+            raise MalformedMessageError("Frame without camera_id")
+        info = FrameInfo(
+            camera_id=frame.camera_id,
+            seq=frame.seq,
+            width=frame.width,
+            height=frame.height,
+            capture_time=frame.capture_time.ToNanoseconds() / 1e9,
+            media_time=frame.media_time.ToNanoseconds() / 1e9,
+        )
+        item = _Item(msg, frame, info, _stream_sequence(msg))
+        max_age = self.settings.max_frame_age_s
+        if max_age and info.capture_time and time.time() - info.capture_time > max_age:
+            item.skip = SKIP_TOO_OLD
+        return item
+
+    async def _decode(self, items: list[_Item]) -> None:
+        todo = [item for item in items if not item.skip]
+        if not todo:
+            return
+        started = time.perf_counter()
+        images = await asyncio.to_thread(decode_frames, [item.frame for item in todo], self._gpu_decode)
+        for item, image in zip(todo, images, strict=True):
+            if isinstance(image, str):
+                item.skip = image
+            else:
+                item.image = image
+        elapsed = time.perf_counter() - started
+        self.stats.decode_s += elapsed
+        DECODE.labels(self.service_name).observe(elapsed)
+
+    async def _analyze_all(self, items: list[_Item]) -> list[tuple[_Item, analysis_pb2.AnalysisResult]]:
+        per_analyzer = await asyncio.gather(*(self._analyze(a, items) for a in self.analyzers))
+        return [pair for pairs in per_analyzer for pair in pairs]
+
+    async def _analyze(
+        self, analyzer: Analyzer, items: list[_Item]
+    ) -> list[tuple[_Item, analysis_pb2.AnalysisResult]]:
+        """Results of one analyzer for the frames meant for it, analysed or skipped."""
+        mine = [it for it in items if not it.frame.analyzers or analyzer.name in it.frame.analyzers]
+        skips: dict[int, str] = {id(it): it.skip for it in mine if it.skip}
+        if analyzer.name in self.load_errors:
+            skips = {id(it): self.load_errors[analyzer.name] for it in mine}
+        live = [it for it in mine if id(it) not in skips]
+        detections: dict[int, list[analysis_pb2.Detection]] = {}
+        elapsed, batch = 0.0, 0
+        if live:
+            started = time.perf_counter()
+            try:
+                if isinstance(analyzer, ClipAnalyzer):
+                    batch = await self._run_clips(analyzer, live, detections, skips)
+                else:
+                    assert isinstance(analyzer, FrameAnalyzer)
+                    batch = await self._run_frames(analyzer, live, detections)
+            except Exception as exc:
+                reason = f"analyzer failed: {type(exc).__name__}: {exc}"[:500]
+                log.error("analyzer %s failed on a batch of %d: %s", analyzer.name, len(live), reason)
+                ERRORS.labels(self.service_name, analyzer.name).inc()
+                self.stats.failed += len(live)
+                FRAMES.labels(self.service_name, analyzer.name, "failed").inc(len(live))
+                skips.update({id(it): reason for it in live})
+                detections.clear()
+            elapsed = time.perf_counter() - started
+            self.stats.inference_s[analyzer.name] = self.stats.inference_s.get(analyzer.name, 0.0) + elapsed
+            if batch:
+                BATCH.labels(self.service_name, analyzer.name).observe(batch)
+                INFERENCE.labels(self.service_name, analyzer.name).observe(elapsed)
+        out: list[tuple[_Item, analysis_pb2.AnalysisResult]] = []
+        analysed: list[analysis_pb2.AnalysisResult] = []
+        images: list[Image] = []
+        for it in mine:
+            result = self._result(analyzer, it, batch, elapsed / max(batch, 1))
+            if id(it) in skips:
+                result.skipped = True
+                result.skip_reason = skips[id(it)]
+                self._count_skip(analyzer, skips[id(it)])
+            else:
+                result.detections.extend(detections.get(id(it), []))
+                analysed.append(result)
+                assert it.image is not None
+                images.append(it.image)
+            out.append((it, result))
+        if analysed:
+            self.stats.analyzed += len(analysed)
+            FRAMES.labels(self.service_name, analyzer.name, "analyzed").inc(len(analysed))
+            if self.postprocess is not None:
+                await self._postprocess(analyzer, images, analysed)
+        return out
+
+    async def _postprocess(
+        self, analyzer: Analyzer, images: list[Image], analysed: list[analysis_pb2.AnalysisResult]
+    ) -> None:
+        """Run the service's hook; if it raises, the results go out as skipped with the reason."""
+        assert self.postprocess is not None
+        try:
+            await self.postprocess(analyzer, images, analysed)
+        except Exception as exc:
+            reason = f"postprocess failed: {type(exc).__name__}: {exc}"[:500]
+            log.error("%s (analyzer %s, %d frames)", reason, analyzer.name, len(analysed))
+            ERRORS.labels(self.service_name, analyzer.name).inc()
+            for result in analysed:
+                del result.detections[:]
+                result.skipped = True
+                result.skip_reason = reason
+
+    def _count_skip(self, analyzer: Analyzer, reason: str) -> None:
+        if reason == SKIP_TOO_OLD:
+            self.stats.dropped += 1
+            FRAMES.labels(self.service_name, analyzer.name, "dropped").inc()
+        elif not reason.startswith("analyzer failed"):
+            self.stats.skipped += 1
+            FRAMES.labels(self.service_name, analyzer.name, "skipped").inc()
+
+    async def _run_frames(
+        self, analyzer: FrameAnalyzer, live: list[_Item], detections: dict[int, list[analysis_pb2.Detection]]
+    ) -> int:
+        images = [it.image for it in live if it.image is not None]
+        found = await asyncio.to_thread(analyzer.analyze, images, [it.info for it in live])
+        _check_count(analyzer, found, len(live))
+        detections.update({id(it): [to_proto(d) for d in dets] for it, dets in zip(live, found, strict=True)})
+        return len(live)
+
+    async def _run_clips(
+        self,
+        analyzer: ClipAnalyzer,
+        live: list[_Item],
+        detections: dict[int, list[analysis_pb2.Detection]],
+        skips: dict[int, str],
+    ) -> int:
+        clips: list[Clip] = []
+        owners: list[_Item] = []
+        for it in live:
+            assert it.image is not None
+            clip = self._window(analyzer).push(it.image, it.info)
+            if clip is None:
+                skips[id(it)] = "no window evaluated at this frame"
+            else:
+                clips.append(clip)
+                owners.append(it)
+        if not clips:
+            return 0
+        found = await asyncio.to_thread(analyzer.analyze_clips, clips)
+        _check_count(analyzer, found, len(clips))
+        detections.update(
+            {id(it): [to_proto(d) for d in dets] for it, dets in zip(owners, found, strict=True)}
+        )
+        return len(clips)
+
+    def _window(self, analyzer: ClipAnalyzer) -> SlidingWindows:
+        if analyzer.name not in self._windows:
+            self._windows[analyzer.name] = SlidingWindows(analyzer.window, analyzer.stride)
+        return self._windows[analyzer.name]
+
+    def _result(
+        self, analyzer: Analyzer, it: _Item, batch: int, per_frame_s: float
+    ) -> analysis_pb2.AnalysisResult:
+        result = analysis_pb2.AnalysisResult(
+            analyzer=analyzer.name,
+            kind=analyzer.kind,
+            model_version=analyzer.model_version,
+            batch_size=batch,
+            producer=self.ctx.settings.instance,
+        )
+        ref = result.frame
+        ref.camera_id = it.frame.camera_id
+        ref.seq = it.frame.seq
+        ref.capture_time.CopyFrom(it.frame.capture_time)
+        ref.media_time.CopyFrom(it.frame.media_time)
+        ref.stream = subjects.FRAMES_STREAM
+        ref.stream_sequence = it.stream_sequence
+        ref.width = it.frame.width
+        ref.height = it.frame.height
+        result.inference_time.FromNanoseconds(int(per_frame_s * 1e9))
+        return result
+
+    async def _publish(
+        self, results: list[tuple[_Item, analysis_pb2.AnalysisResult]]
+    ) -> dict[int, BaseException]:
+        """Publish concurrently; return ``id(msg)`` -> error for messages with an unpublished result."""
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(
+            *(
+                self.ctx.bus.publish(subjects.detections(r.analyzer, r.frame.camera_id), r)
+                for _, r in results
+            ),
+            return_exceptions=True,
+        )
+        failed: dict[int, BaseException] = {}
+        for (it, _), outcome in zip(results, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failed.setdefault(id(it.msg), outcome)
+            else:
+                self.stats.published += 1
+        self.stats.publish_s += time.perf_counter() - started
+        return failed
+
+
+def _check_count(analyzer: Analyzer, found: Sequence[Sequence[Detection]], expected: int) -> None:
+    if len(found) != expected:
+        raise RuntimeError(f"{analyzer.name} returned {len(found)} results for {expected} inputs")
+
+
+def _stream_sequence(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return 0
+
+
+def _update_lag(service: str, msg: Msg) -> None:
+    try:
+        LAG.labels(service).set(msg.metadata.num_pending)
+    except Exception:
+        log.debug("message without JetStream metadata; lag unknown")
+
+
+def to_proto(d: Detection) -> analysis_pb2.Detection:
+    """Convert the plugin-side dataclass into the wire message."""
+    x1, y1, x2, y2 = d.box
+    out = analysis_pb2.Detection(
+        label=d.label,
+        score=d.score,
+        box=analysis_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
+        embedding=d.embedding,
+        crop_jpeg=d.crop_jpeg,
+    )
+    out.attributes.update(d.attributes)
+    for kp in d.keypoints:
+        out.keypoints.add(name=kp.name, point=analysis_pb2.Point(x=kp.x, y=kp.y), score=kp.score)
+    return out
+
+
+def decode_frames(frames: Sequence[frame_pb2.Frame], gpu: bool = False) -> list[Image | str]:
+    """Decode frames to BGR arrays; an undecodable frame gives a string saying why.
+
+    ``gpu``: decode the JPEGs of the batch in one nvJPEG call through
+    torchvision, then copy to host memory (it spares the CPU cores at high
+    resolutions and camera counts); falls back to OpenCV per frame.
+    """
+    out: list[Image | str | None] = [None] * len(frames)
+    if gpu:
+        jpegs = [i for i, f in enumerate(frames) if f.encoding == frame_pb2.IMAGE_ENCODING_JPEG]
+        for i, image in zip(jpegs, _decode_jpegs_gpu([frames[i].data for i in jpegs]), strict=True):
+            out[i] = image
+    return [decode_frame(f) if done is None else done for f, done in zip(frames, out, strict=True)]
+
+
+def decode_frame(frame: frame_pb2.Frame) -> Image | str:
+    """Decode one frame with OpenCV (JPEG, PNG) or reshape raw BGR bytes."""
+    if frame.encoding == frame_pb2.IMAGE_ENCODING_RAW_BGR:
+        expected = frame.width * frame.height * 3
+        if len(frame.data) != expected:
+            return f"cannot decode image: raw BGR of {len(frame.data)} bytes, expected {expected}"
+        return np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
+    image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return f"cannot decode image: {len(frame.data)} bytes are not a valid JPEG/PNG"
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _decode_jpegs_gpu(blobs: list[bytes]) -> list[Image | None]:
+    """Batch-decode JPEGs with torchvision on CUDA; None where it failed (OpenCV retries)."""
+    if not blobs:
+        return []
+    import torch
+    from torchvision.io import decode_jpeg
+
+    try:
+        tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
+        decoded = decode_jpeg(tensors, device="cuda")
+        return [np.ascontiguousarray(t.permute(1, 2, 0).flip(-1).cpu().numpy()) for t in decoded]
+    except Exception as exc:  # corrupt JPEG in the batch, or nvJPEG unavailable
+        log.debug("GPU JPEG decode failed (%s); falling back to OpenCV", exc)
+        return [None] * len(blobs)

@@ -1,0 +1,204 @@
+"""Plugin discovery and registry: every pluggy detail of camsight lives here.
+
+Plugins come from the ``camsight`` entry-point group (built-ins included,
+exactly like third-party packages) or are added explicitly as modules
+(tests, embedded use). A plugin that cannot be imported, or whose hook
+raises, is recorded in :attr:`PluginManager.errors` and skipped: one
+broken package must not take every analyzer down.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pluggy
+from pydantic import ValidationError
+
+from camsight.analyzers import hookspecs
+from camsight.analyzers.api import Analyzer, AnalyzerError, ClipAnalyzer, FrameAnalyzer, Precision
+from camsight.naming import validate_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalyzerInfo:
+    """One analyzer class as a plugin declares it."""
+
+    name: str
+    kind: str
+    version: str
+    clip: bool
+    plugin: str
+    cls: type[Analyzer]
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: where it comes from and what it provides."""
+
+    name: str
+    module: str
+    version: str
+    analyzers: list[AnalyzerInfo] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "version": self.version,
+            "analyzers": [
+                {"name": a.name, "kind": a.kind, "version": a.version, "clip": a.clip} for a in self.analyzers
+            ],
+        }
+
+
+class PluginManager:
+    """Finds plugins and the analyzers they provide.
+
+    ``disabled`` names plugins (entry-point names or explicit module
+    names) that must not be loaded at all.
+    """
+
+    def __init__(self, disabled: Iterable[str] = ()) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._disabled = set(disabled)
+        self._versions: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        """Plugin name -> why it could not be used."""
+
+    def load_entry_points(self) -> None:
+        """Import every plugin registered in the ``camsight`` entry-point group."""
+        for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
+            if ep.name in self._disabled or self._pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:
+                self._fail(ep.name, f"cannot import {ep.value}: {type(exc).__name__}: {exc}")
+                continue
+            version = ep.dist.version if ep.dist is not None else _module_version(module)
+            self.add(module, name=ep.name, version=version)
+
+    def add(
+        self, plugin: types.ModuleType | object, name: str | None = None, version: str | None = None
+    ) -> None:
+        """Register a plugin module (or object with hook implementations) explicitly."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in self._disabled:
+            return
+        if self._pm.has_plugin(name):
+            raise AnalyzerError(f"plugin {name!r} is registered twice")
+        self._pm.register(plugin, name=name)
+        self._versions[name] = version or _module_version(plugin)
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every registered plugin with the analyzers it declares, sorted by name."""
+        infos: dict[str, PluginInfo] = {}
+        for plugin_name, plugin in self._pm.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
+            info = PluginInfo(
+                plugin_name, getattr(plugin, "__name__", type(plugin).__name__), self._versions[plugin_name]
+            )
+            infos[plugin_name] = info
+        for impl in self._pm.hook.camsight_analyzers.get_hookimpls():
+            info = infos[impl.plugin_name]
+            try:
+                classes = list(cast(Iterable[Any], impl.function() or ()))
+                info.analyzers = [_describe(cls, impl.plugin_name) for cls in classes]
+            except Exception as exc:
+                self._fail(impl.plugin_name, f"camsight_analyzers() failed: {type(exc).__name__}: {exc}")
+        return sorted((i for i in infos.values() if i.name not in self.errors), key=lambda i: i.name)
+
+    def analyzers(self) -> dict[str, AnalyzerInfo]:
+        """Analyzer name -> declaration; a name declared by two plugins is an error."""
+        found: dict[str, AnalyzerInfo] = {}
+        for plugin in self.plugins():
+            for info in plugin.analyzers:
+                if info.name in found:
+                    raise AnalyzerError(
+                        f"analyzer {info.name!r} is provided by both plugin {found[info.name].plugin!r} "
+                        f"and plugin {info.plugin!r}: disable one of them"
+                    )
+                found[info.name] = info
+        return found
+
+    def create(
+        self,
+        name: str,
+        config: Mapping[str, Any] | None = None,
+        device: str = "auto",
+        precision: Precision = "fp32",
+    ) -> Analyzer:
+        """Instantiate analyzer ``name`` with ``config`` validated by its ``Config`` model.
+
+        ``device`` and ``precision`` fill in what the analyzer's own config
+        leaves unset. Raises :class:`AnalyzerError` naming the problem.
+        """
+        available = self.analyzers()
+        if name not in available:
+            known = ", ".join(sorted(available)) or "none"
+            broken = "; ".join(f"{p}: {e}" for p, e in sorted(self.errors.items()))
+            raise AnalyzerError(
+                f"no analyzer named {name!r} (available: {known})"
+                + (f"; broken plugins: {broken}" if broken else "")
+            )
+        return instantiate(available[name].cls, config, device, precision)
+
+    def _fail(self, plugin: str, reason: str) -> None:
+        log.error("plugin %s is unusable: %s", plugin, reason)
+        self.errors[plugin] = reason
+
+
+def instantiate(
+    cls: type[Analyzer],
+    config: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    precision: Precision = "fp32",
+) -> Analyzer:
+    """Validate ``config`` with ``cls.Config``, fill device/precision defaults, construct."""
+    try:
+        validated = cls.Config.model_validate(dict(config or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise AnalyzerError(f"invalid config for analyzer {cls.name!r}: {problems}") from None
+    updates = {
+        k: v for k, v in (("device", device), ("precision", precision)) if getattr(validated, k) is None
+    }
+    return cls(validated.model_copy(update=updates))
+
+
+def _describe(cls: Any, plugin: str) -> AnalyzerInfo:
+    if not (isinstance(cls, type) and issubclass(cls, FrameAnalyzer | ClipAnalyzer)):
+        raise AnalyzerError(f"{cls!r} is not a FrameAnalyzer or ClipAnalyzer subclass")
+    for attr in ("name", "kind"):
+        if not isinstance(getattr(cls, attr, None), str):
+            raise AnalyzerError(f"analyzer class {cls.__name__} does not declare {attr!r}")
+    validate_id(cls.name, "analyzer name")
+    return AnalyzerInfo(cls.name, cls.kind, cls.version, cls.clip, plugin, cls)
+
+
+def _module_version(plugin: object) -> str:
+    return str(getattr(plugin, "__version__", "0"))
+
+
+def default_manager(disabled: Iterable[str] = (), extra: Iterable[str] = ()) -> PluginManager:
+    """Entry-point plugins plus ``extra`` modules imported by dotted name."""
+    manager = PluginManager(disabled)
+    manager.load_entry_points()
+    for module_name in extra:
+        try:
+            manager.add(importlib.import_module(module_name), name=module_name)
+        except Exception as exc:
+            manager._fail(module_name, f"cannot import {module_name}: {type(exc).__name__}: {exc}")
+    return manager

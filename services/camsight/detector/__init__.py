@@ -1,0 +1,1 @@
+"""The detector service: runs the configured object analyzers over every camera's frames."""

@@ -1,0 +1,71 @@
+"""``camsight serve detector``: a thin :class:`Service` around the analyzer host.
+
+Configuration (``services.detector``)::
+
+    services:
+      detector:
+        analyzers:            # analyzer name -> its own config
+          hog: {min_score: 0.6}
+          motion: {min_area: 0.005}
+        batch: 8
+        max_frame_age_s: 10
+        device: auto          # auto | cpu | cuda | cuda:N
+        precision: fp32       # fp32 | fp16 | bf16 | int8
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from camsight.analyzers import AnalyzerError
+from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.config import ConfigError, service_section
+from camsight.runtime import Service, ServiceContext
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    return {"hog": {}, "motion": {}}
+
+
+class DetectorSettings(HostSettings):
+    """Host settings with the OpenCV people and motion analyzers enabled by default."""
+
+    analyzers: dict[str, dict[str, Any]] = Field(default_factory=_defaults)
+
+
+class DetectorService(Service):
+    name: ClassVar[str] = "detector"
+
+    def __init__(self, ctx: ServiceContext, plugins: PluginManager | None = None) -> None:
+        super().__init__(ctx)
+        self.settings = service_section(ctx.settings, self.name, DetectorSettings)
+        if not self.settings.analyzers:
+            raise ConfigError("services.detector.analyzers: enable at least one analyzer")
+        manager = plugins or default_manager(self.settings.disabled_plugins, self.settings.plugin_modules)
+        try:
+            analyzers = [
+                manager.create(name, config, self.settings.device, self.settings.precision)
+                for name, config in self.settings.analyzers.items()
+            ]
+        except AnalyzerError as exc:
+            raise ConfigError(f"services.detector.analyzers: {exc}") from None
+        self.host = AnalyzerHost(ctx, analyzers, self.name, self.settings)
+
+    async def start(self) -> None:
+        await self.host.load()
+        self.set_ready(*self.host.readiness())
+
+    async def run(self) -> None:
+        task = asyncio.create_task(self.host.run(), name="detector-host")
+        stopping = asyncio.create_task(self.ctx.stopping.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await self.host.stop()
+        stopping.cancel()
+        await task
+
+    async def close(self) -> None:
+        await self.host.close()

@@ -1,0 +1,128 @@
+"""``camsight serve face``: the analyzer host with face analyzers, plus the gallery and enrollment.
+
+Per analysed batch the host calls :meth:`FaceService.postprocess` before
+publishing: every face detection gets its identity (the closest enrolled
+face within ``match_threshold``, or unknown), a small JPEG crop (blurred
+for unknown faces when ``blur_unknown`` is on, and then flagged with the
+attribute ``privacy=blur`` so snapshot writers blur that box too), and
+loses its embedding unless ``publish_embeddings`` is on.
+
+The enrollment endpoint (``camsight.face.enroll``, queue group shared by
+the replicas) writes the gallery; every replica follows the gallery bucket
+and matches against the new faces without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from typing import ClassVar
+
+from nats.aio.subscription import Subscription
+from prometheus_client import Counter
+
+from camsight.analyzers import KIND_FACES, Analyzer, AnalyzerError, FrameAnalyzer, Image
+from camsight.analyzers.host import AnalyzerHost
+from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.bus import subjects
+from camsight.bus.rpc import serve_requests
+from camsight.config import ConfigError, service_section
+from camsight.face.crops import face_crop
+from camsight.face.enroll import EMBEDDING_MODEL_ATTRIBUTE, Enroller, error_reply
+from camsight.face.gallery import Gallery
+from camsight.face.settings import FaceSettings
+from camsight.runtime import Service, ServiceContext
+from camsight.v1 import analysis_pb2
+
+log = logging.getLogger(__name__)
+
+PRIVACY_ATTRIBUTE = "privacy"
+
+FACES = Counter("camsight_face_faces", "Faces identified, by outcome (known, unknown)", ["outcome"])
+
+
+class FaceService(Service):
+    name: ClassVar[str] = "face"
+
+    def __init__(self, ctx: ServiceContext, plugins: PluginManager | None = None) -> None:
+        super().__init__(ctx)
+        self.settings = service_section(ctx.settings, self.name, FaceSettings)
+        manager = plugins or default_manager(self.settings.disabled_plugins, self.settings.plugin_modules)
+        try:
+            analyzers = [
+                manager.create(name, config, self.settings.device, self.settings.precision)
+                for name, config in self.settings.analyzer_configs().items()
+            ]
+        except AnalyzerError as exc:
+            raise ConfigError(f"services.face: {exc}") from None
+        faces = [a for a in analyzers if a.kind == KIND_FACES and isinstance(a, FrameAnalyzer)]
+        if not faces:
+            raise ConfigError("services.face.analyzers: enable at least one face (frame) analyzer")
+        self.enroll_analyzer: FrameAnalyzer = faces[0]
+        self.host = AnalyzerHost(ctx, analyzers, self.name, self.settings, postprocess=self.postprocess)
+        self.gallery: Gallery | None = None
+        self._endpoint: Subscription | None = None
+        s = self.settings
+        self._crop = functools.partial(
+            face_crop, size=s.crop_size or 96, quality=s.crop_quality, margin=s.crop_margin
+        )
+
+    async def start(self) -> None:
+        await self.host.load()
+        self.gallery = Gallery(self.ctx.bus, self.settings.embedding_model)
+        await self.gallery.start()
+        enroller = Enroller(self.enroll_analyzer, self.gallery, self._crop)
+        self._endpoint = await serve_requests(
+            self.ctx.bus, subjects.FACE_ENROLL_SUBJECT, self.settings.enroll_queue, enroller, error_reply
+        )
+        self.set_ready(*self.host.readiness())
+
+    async def run(self) -> None:
+        task = asyncio.create_task(self.host.run(), name="face-host")
+        stopping = asyncio.create_task(self.ctx.stopping.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await self.host.stop()
+        stopping.cancel()
+        await task
+
+    async def close(self) -> None:
+        if self._endpoint is not None:
+            try:
+                await self._endpoint.unsubscribe()
+            except Exception as exc:  # the connection may already be closed
+                log.debug("enroll endpoint unsubscribe: %s", exc)
+        if self.gallery is not None:
+            await self.gallery.stop()
+        await self.host.close()
+
+    async def postprocess(
+        self, analyzer: Analyzer, images: Sequence[Image], results: Sequence[analysis_pb2.AnalysisResult]
+    ) -> None:
+        """Attach identities and crops to the face detections of ``results`` (in place)."""
+        if analyzer.kind != KIND_FACES:
+            return
+        await asyncio.to_thread(self._identify, images, results)
+
+    def _identify(self, images: Sequence[Image], results: Sequence[analysis_pb2.AnalysisResult]) -> None:
+        s = self.settings
+        index = self.gallery.index if self.gallery is not None else None
+        for image, result in zip(images, results, strict=True):
+            for detection in result.detections:
+                if detection.label != "face":
+                    continue
+                comparable = detection.attributes.get(EMBEDDING_MODEL_ATTRIBUTE) == s.embedding_model
+                if index is not None and comparable and detection.embedding:
+                    detection.identity.CopyFrom(index.match(detection.embedding, s.match_threshold))
+                else:
+                    detection.identity.CopyFrom(analysis_pb2.IdentityMatch(matched=False))
+                FACES.labels("known" if detection.identity.matched else "unknown").inc()
+                hide = s.blur_unknown and not detection.identity.matched
+                if hide:
+                    detection.attributes[PRIVACY_ATTRIBUTE] = "blur"
+                if s.crop_size:
+                    box = (detection.box.x1, detection.box.y1, detection.box.x2, detection.box.y2)
+                    detection.crop_jpeg = self._crop(image, box, blurred=hide)
+                if not s.publish_embeddings:
+                    del detection.embedding[:]

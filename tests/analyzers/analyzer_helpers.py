@@ -1,0 +1,59 @@
+"""Helpers of the analyzer tests: frames as the decoder publishes them, and a result collector."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+from camsight.bus import Bus, subjects
+from camsight.config import NatsSettings, Settings
+from camsight.runtime import ServiceContext
+from camsight.v1 import analysis_pb2, frame_pb2
+
+Image = np.ndarray[Any, np.dtype[np.uint8]]
+
+
+def make_frame(camera: str, seq: int, image: Image, age_s: float = 0.0) -> frame_pb2.Frame:
+    """A Frame as the decoder publishes it: JPEG-encoded, captured ``age_s`` seconds ago."""
+    ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    height, width = image.shape[:2]
+    frame = frame_pb2.Frame(
+        camera_id=camera,
+        seq=seq,
+        width=width,
+        height=height,
+        source_width=width,
+        source_height=height,
+        encoding=frame_pb2.IMAGE_ENCODING_JPEG,
+        data=jpeg.tobytes(),
+    )
+    frame.capture_time.FromNanoseconds(int((time.time() - age_s) * 1e9))
+    frame.media_time.FromNanoseconds(int(seq / 25 * 1e9))
+    return frame
+
+
+async def publish_frames(bus: Bus, camera: str, images: Sequence[Image], age_s: float = 0.0) -> None:
+    for seq, image in enumerate(images, start=1):
+        await bus.publish(subjects.frames(camera), make_frame(camera, seq, image, age_s))
+
+
+class Results:
+    """Collects every AnalysisResult published on ``detections.>`` (core subscription)."""
+
+    def __init__(self) -> None:
+        self.items: list[analysis_pb2.AnalysisResult] = []
+
+    def of(self, analyzer: str) -> list[analysis_pb2.AnalysisResult]:
+        return sorted((r for r in self.items if r.analyzer == analyzer), key=lambda r: r.frame.seq)
+
+
+def context(
+    bus: Bus, nats_settings: NatsSettings, section: dict[str, Any], name: str = "detector"
+) -> ServiceContext:
+    ctx = ServiceContext(Settings(nats=nats_settings, instance="test-1", services={name: section}))
+    ctx.attach(bus)
+    return ctx

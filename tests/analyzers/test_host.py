@@ -1,0 +1,151 @@
+"""The analyzer host on a real nats-server: error isolation, clip windows, analyzer selection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from analyzer_helpers import Results, context, make_frame, publish_frames
+from camsight.analyzers import KIND_OBJECTS, Analyzer, Detection, FrameAnalyzer, FrameInfo, Image, hookimpl
+from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.bus import Bus, subjects
+from camsight.config import NatsSettings
+from camsight.detector.service import DetectorService
+from camsight.v1.analysis_pb2 import AnalysisResult
+from helpers import wait_for
+
+
+class FailsOnLoad(FrameAnalyzer):
+    name = "fails_on_load"
+    kind = KIND_OBJECTS
+
+    def load(self) -> None:
+        raise FileNotFoundError("weights.pt is missing")
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        raise AssertionError("never called")
+
+
+class FailsOnAnalyze(FrameAnalyzer):
+    name = "fails_on_analyze"
+    kind = KIND_OBJECTS
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        raise ValueError("boom")
+
+
+class BrokenPlugin:
+    """A deliberately broken third-party plugin, registered explicitly."""
+
+    @hookimpl
+    def camsight_analyzers(self) -> list[type[FrameAnalyzer]]:
+        return [FailsOnLoad, FailsOnAnalyze]
+
+
+def manager() -> PluginManager:
+    plugins = default_manager()
+    plugins.add(BrokenPlugin(), name="broken")
+    return plugins
+
+
+async def test_plugin_failing_to_load_makes_the_service_not_ready_but_alive(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    ctx = context(bus, nats_settings, {"analyzers": {"fails_on_load": {}, "motion": {}}})
+    service = DetectorService(ctx, plugins=manager())
+    await running(service)
+    ready, reason = service.readiness()
+    assert not ready and "fails_on_load failed to load: FileNotFoundError: weights.pt is missing" in reason
+
+    await publish_frames(bus, "cam", bikes[:4])
+    await wait_for(lambda: len(results.items) == 8, 20, "results of both analyzers")
+    broken = results.of("fails_on_load")
+    assert all(r.skipped and "weights.pt is missing" in r.skip_reason for r in broken)
+    assert not any(r.skipped for r in results.of("motion"))
+
+
+async def test_plugin_raising_on_a_batch_is_counted_and_the_service_goes_on(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    ctx = context(bus, nats_settings, {"analyzers": {"fails_on_analyze": {}, "motion": {}}, "batch": 2})
+    service = DetectorService(ctx, plugins=manager())
+    await running(service)
+    assert service.readiness() == (True, "")
+
+    await publish_frames(bus, "cam", bikes[:6])
+    await wait_for(lambda: len(results.items) == 12, 20, "results of both analyzers")
+    failed = results.of("fails_on_analyze")
+    assert [r.frame.seq for r in failed] == [1, 2, 3, 4, 5, 6]
+    assert all(r.skipped and r.skip_reason == "analyzer failed: ValueError: boom" for r in failed)
+    assert len(results.of("motion")) == 6 and not any(r.skipped for r in results.of("motion"))
+    assert service.host.stats.failed == 6
+
+
+async def test_clip_analyzer_gets_sliding_windows(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    section = {"analyzers": {"flow_activity": {"window": 4, "running_speed": 0.001}}, "batch": 3}
+    service = DetectorService(context(bus, nats_settings, section))
+    await running(service)
+    await publish_frames(bus, "cam", bikes[:8])
+    await wait_for(lambda: len(results.items) == 8, 20, "one result per frame")
+    got = results.of("flow_activity")
+    assert [r.skipped for r in got] == [True] * 3 + [False] * 5
+    assert got[0].skip_reason == "no window evaluated at this frame"
+    labels = {d.label for r in got for d in r.detections}
+    assert "running" in labels, "the cyclists move faster than the (tiny) threshold"
+    assert all(r.kind == "actions" for r in got)
+
+
+async def test_frame_analyzers_field_selects_analyzers_and_malformed_frames_are_dead_lettered(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    service = DetectorService(context(bus, nats_settings, {"analyzers": {"hog": {}, "motion": {}}}))
+    await running(service)
+    await bus.publish(subjects.frames("cam"), b"\xff not a protobuf")
+    frame = make_frame("cam", 1, bikes[0])
+    frame.analyzers.append("motion")
+    await bus.publish(subjects.frames("cam"), frame)
+    await wait_for(lambda: len(results.items) == 1, 20, "the motion result")
+    assert results.items[0].analyzer == "motion"
+
+    async def dead_lettered() -> bool:
+        return (await bus.js.stream_info(subjects.DEADLETTER_STREAM)).state.messages == 1
+
+    await wait_for(dead_lettered, 10, "the malformed frame in the dead-letter stream")
+
+
+async def test_postprocess_hook_enriches_results_before_they_are_published(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results
+) -> None:
+    """How the face service reuses the host: its own consumer name and a hook run before publishing."""
+    seen: list[int] = []
+
+    async def tag(analyzer: Analyzer, images: Sequence[Image], out: Sequence[AnalysisResult]) -> None:
+        seen.append(len(images))
+        for result in out:
+            if result.frame.seq == 4:
+                raise RuntimeError("gallery unavailable")
+            for det in result.detections:
+                det.attributes["checked_by"] = "hook"
+
+    settings = HostSettings(batch=2)
+    ctx = context(bus, nats_settings, {})
+    host = AnalyzerHost(ctx, [default_manager().create("motion", {"warmup": 1})], "face", settings, tag)
+    await host.load()
+    await publish_frames(bus, "cam", bikes[:6])  # before consuming: batches are (1, 2), (3, 4), (5, 6)
+    task = asyncio.create_task(host.run())
+    await wait_for(lambda: len(results.items) == 6, 20, "six results")
+    await host.stop()
+    await task
+    await host.close()
+    by_seq = {r.frame.seq: r for r in results.items}
+    tagged = [d for seq in (1, 2, 5, 6) for d in by_seq[seq].detections]
+    assert tagged and all(d.attributes["checked_by"] == "hook" for d in tagged)
+    reason = "postprocess failed: RuntimeError: gallery unavailable"
+    assert [by_seq[seq].skip_reason for seq in (3, 4)] == [reason, reason]  # the batch (3, 4) failed
+    assert sum(seen) == 6
+    info = await bus.js.consumer_info(subjects.FRAMES_STREAM, "face")
+    assert info.config.sample_freq == "100%" and info.config.filter_subject == "frames.>"
