@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from camsight.analyzers import AnalyzerConfig, AnalyzerError, Image
+from camsight.analyzers import AnalyzerConfig, AnalyzerError, Image, resolve_device
+from camsight.analyzers.devices import prepare_module
 from pydantic import Field, model_validator
 
 if TYPE_CHECKING:
@@ -70,3 +71,27 @@ def to_tensor(image: Image, device: str, dtype: torch.dtype) -> torch.Tensor:
 
     rgb = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
     return torch.from_numpy(rgb).to(device=device).to(dtype=dtype).div_(255.0)
+
+
+def weights_version(version: str, model: str, cfg: WeightsConfig) -> str:
+    """``0.1.0/r3d_18/weights.pt``: the plugin, the architecture and the weights file."""
+    return f"{version}/{model}/{cfg.weights.name if cfg.weights else 'random'}"
+
+
+def load_torchvision_model(
+    family: str, model: str, cfg: WeightsConfig, categories: Sequence[str], **model_kwargs: Any
+) -> tuple[Any, str, list[str]]:
+    """Build a torchvision model of ``family`` ("detection", "video") with the configured weights.
+
+    Returns the module placed on its device at its precision, the device, and
+    the class names. Nothing is downloaded: weights come from ``cfg.weights``.
+    """
+    import torchvision
+
+    if model not in torchvision.models.list_models(module=getattr(torchvision.models, family)):
+        raise AnalyzerError(f"{model!r} is not a torchvision {family} model")
+    device = resolve_device(cfg.device)
+    labels = load_labels(cfg.labels, categories)
+    module = torchvision.models.get_model(model, weights=None, **model_kwargs)
+    load_weights(module, cfg.weights)
+    return prepare_module(module, device, cfg.precision), device, labels

@@ -12,17 +12,21 @@ from typing import Any
 from camsight.analyzers import (
     KIND_OBJECTS,
     AnalyzerConfig,
-    AnalyzerError,
     Detection,
     FrameAnalyzer,
     FrameInfo,
     Image,
-    resolve_device,
 )
-from camsight.analyzers.devices import prepare_module, torch_dtype
+from camsight.analyzers.devices import torch_dtype
 from pydantic import Field
 
-from camsight_torch.common import WeightsConfig, label_of, load_labels, load_weights, to_tensor
+from camsight_torch.common import (
+    WeightsConfig,
+    label_of,
+    load_torchvision_model,
+    to_tensor,
+    weights_version,
+)
 
 
 class DetectorConfig(WeightsConfig):
@@ -58,23 +62,21 @@ class TorchvisionDetector(FrameAnalyzer):
 
     @property
     def model_version(self) -> str:
-        weights = self.cfg.weights.name if self.cfg.weights else "random"
-        return f"{self.version}/{self.cfg.model}/{weights}"
+        return weights_version(self.version, self.cfg.model, self.cfg)
 
     def load(self) -> None:
-        import torchvision
         from torchvision.models._meta import _COCO_CATEGORIES
 
         cfg = self.cfg
-        if cfg.model not in torchvision.models.list_models(module=torchvision.models.detection):
-            raise AnalyzerError(f"{cfg.model!r} is not a torchvision detection model")
-        self._device = resolve_device(cfg.device)
-        self._labels = load_labels(cfg.labels, _COCO_CATEGORIES)
-        model = torchvision.models.get_model(
-            cfg.model, weights=None, weights_backbone=None, num_classes=cfg.num_classes, **cfg.model_kwargs
+        self._model, self._device, self._labels = load_torchvision_model(
+            "detection",
+            cfg.model,
+            cfg,
+            _COCO_CATEGORIES,
+            weights_backbone=None,
+            num_classes=cfg.num_classes,
+            **cfg.model_kwargs,
         )
-        load_weights(model, cfg.weights)
-        self._model = prepare_module(model, self._device, cfg.precision)
 
     def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
         if not images:

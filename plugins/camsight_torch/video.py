@@ -14,17 +14,15 @@ import cv2
 import numpy as np
 from camsight.analyzers import (
     KIND_ACTIONS,
-    AnalyzerError,
     Clip,
     ClipAnalyzer,
     ClipConfig,
     Detection,
-    resolve_device,
 )
-from camsight.analyzers.devices import prepare_module, torch_dtype
+from camsight.analyzers.devices import torch_dtype
 from pydantic import Field
 
-from camsight_torch.common import WeightsConfig, label_of, load_labels, load_weights
+from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, weights_version
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
@@ -57,21 +55,15 @@ class TorchVideoClassifier(ClipAnalyzer):
 
     @property
     def model_version(self) -> str:
-        weights = self.cfg.weights.name if self.cfg.weights else "random"
-        return f"{self.version}/{self.cfg.model}/{weights}"
+        return weights_version(self.version, self.cfg.model, self.cfg)
 
     def load(self) -> None:
-        import torchvision
         from torchvision.models._meta import _KINETICS400_CATEGORIES
 
         cfg = self.cfg
-        if cfg.model not in torchvision.models.list_models(module=torchvision.models.video):
-            raise AnalyzerError(f"{cfg.model!r} is not a torchvision video model")
-        self._device = resolve_device(cfg.device)
-        self._labels = load_labels(cfg.labels, _KINETICS400_CATEGORIES)
-        model = torchvision.models.get_model(cfg.model, weights=None, num_classes=cfg.num_classes)
-        load_weights(model, cfg.weights)
-        self._model = prepare_module(model, self._device, cfg.precision)
+        self._model, self._device, self._labels = load_torchvision_model(
+            "video", cfg.model, cfg, _KINETICS400_CATEGORIES, num_classes=cfg.num_classes
+        )
 
     def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
         if not clips:

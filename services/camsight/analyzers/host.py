@@ -202,6 +202,15 @@ class AnalyzerHost:
         self._worker = PullWorker(self.ctx.bus, self.worker_config(), self.handle)
         await self._worker.run()
 
+    async def run_until(self, stopping: asyncio.Event) -> None:
+        """Run until ``stopping`` is set, then drain: a service's whole ``run()``."""
+        task = asyncio.create_task(self.run(), name=f"{self.service_name}-host")
+        waiter = asyncio.create_task(stopping.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        await self.stop()
+        waiter.cancel()
+        await task
+
     async def stop(self) -> None:
         if self._worker is not None:
             await self._worker.stop()

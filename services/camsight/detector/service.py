@@ -15,7 +15,6 @@ Configuration (``services.detector``)::
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -60,12 +59,7 @@ class DetectorService(Service):
         self.set_ready(*self.host.readiness())
 
     async def run(self) -> None:
-        task = asyncio.create_task(self.host.run(), name="detector-host")
-        stopping = asyncio.create_task(self.ctx.stopping.wait())
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        await self.host.stop()
-        stopping.cancel()
-        await task
+        await self.host.run_until(self.ctx.stopping)
 
     async def close(self) -> None:
         await self.host.close()

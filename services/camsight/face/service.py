@@ -80,12 +80,7 @@ class FaceService(Service):
         self.set_ready(*self.host.readiness())
 
     async def run(self) -> None:
-        task = asyncio.create_task(self.host.run(), name="face-host")
-        stopping = asyncio.create_task(self.ctx.stopping.wait())
-        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        await self.host.stop()
-        stopping.cancel()
-        await task
+        await self.host.run_until(self.ctx.stopping)
 
     async def close(self) -> None:
         if self._endpoint is not None:
