@@ -62,6 +62,9 @@ class EmbeddedNats:
     server_name: str = "camsight"
     extra: dict[str, Any] = field(default_factory=dict)
     log_file: Path | None = None
+    authorization: dict[str, Any] | None = field(default=None, repr=False)
+    """A nats-server ``authorization`` block (see :func:`camsight.natsauth.authorization`);
+    None: no authentication (loopback only, the default)."""
     url: str = field(init=False, default="")
     monitor_url: str = field(init=False, default="")
     _proc: subprocess.Popen[bytes] | None = field(init=False, default=None, repr=False)
@@ -77,6 +80,7 @@ class EmbeddedNats:
             "ports_file_dir": str(run_dir),
             "max_payload": self.max_payload,
             "jetstream": {"store_dir": str(Path(self.store_dir).resolve())},
+            **({"authorization": self.authorization} if self.authorization else {}),
             **self.extra,
         }
 

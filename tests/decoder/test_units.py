@@ -87,7 +87,7 @@ def test_settings_validation() -> None:
     with pytest.raises(ConfigError, match=r"services\.decoder\.bogus"):
         service_section(Settings(services={"decoder": {"bogus": 1}}), "decoder", DecoderSettings)
     with pytest.raises(ConfigError, match="pacing_window"):
-        DecoderService(ServiceContext(Settings(services={"decoder": {"pacing_window": 8}})))
+        DecoderService(ServiceContext(Settings(services={"decoder": {"pacing_window": 32}})))
 
 
 def test_registry_entries_are_validated() -> None:

@@ -256,6 +256,11 @@ class AnalyzerHost:
             raise MalformedMessageError(f"cannot parse Frame: {exc}") from None
         if not frame.camera_id:
             raise MalformedMessageError("Frame without camera_id")
+        if msg.subject and msg.subject.rsplit(".", 1)[-1] != frame.camera_id:
+            # Results are published under the frame's camera id: a mismatch would misroute them.
+            raise MalformedMessageError(
+                f"Frame for camera {frame.camera_id[:64]!r} published on {msg.subject!r}"
+            )
         info = FrameInfo(
             camera_id=frame.camera_id,
             seq=frame.seq,
@@ -508,6 +513,8 @@ def decode_frame(frame: frame_pb2.Frame) -> Image | str:
         if len(frame.data) != expected:
             return f"cannot decode image: raw BGR of {len(frame.data)} bytes, expected {expected}"
         return np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
+    if not frame.data:  # cv2.imdecode asserts on an empty buffer instead of returning None
+        return "cannot decode image: the frame holds no image data"
     image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return f"cannot decode image: {len(frame.data)} bytes are not a valid JPEG/PNG"

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from prometheus_client import Counter
@@ -120,7 +122,7 @@ class BehaviorService(Service):
         if entry.operation not in ("DEL", "PURGE") and entry.value:
             try:
                 config = CameraConfig.from_proto(camera_pb2.Camera.FromString(entry.value))
-            except (ValidationError, ValueError) as exc:
+            except (ValidationError, ValueError, DecodeError) as exc:
                 log.error(
                     "camera %s in the registry is invalid, keeping its previous config: %s", entry.key, exc
                 )
@@ -155,6 +157,7 @@ class BehaviorService(Service):
             durable=partition.durable(self.config.replica_index),
             filter_subjects=partition.filter_subjects(self._owned),
             batch=self.config.batch,
+            ack_wait=self.config.ack_wait_s,
             description=f"behavior replica {self.config.replica_index} of {self.config.replicas}",
         )
         await apply_consumer(self.ctx.bus, config)
@@ -163,13 +166,7 @@ class BehaviorService(Service):
 
     async def _handle(self, msg: Msg) -> None:
         result = analysis_pb2.AnalysisResult.FromString(msg.data)
-        camera = msg.subject.rsplit(".", 1)[-1]
-        if result.frame.camera_id != camera:
-            raise MalformedMessageError(
-                f"result for camera {result.frame.camera_id!r} published on {msg.subject!r}"
-            )
-        if result.frame.seq < 1:
-            raise MalformedMessageError("result has no frame seq (FrameRef.seq must be >= 1)")
+        check_result(result, msg.subject)
         async with self._lock:
             await self._publish(self.engine.push(result, time.monotonic()))
 
@@ -230,3 +227,21 @@ class BehaviorService(Service):
             if value > before[outcome]:
                 STATS.labels(outcome).inc(value - before[outcome])
         self._exported = dataclasses.replace(self.engine.stats)
+
+
+def check_result(result: analysis_pb2.AnalysisResult, subject: str) -> None:
+    """Refuse a result the engine must never see: raises MalformedMessageError (dead-lettered).
+
+    Checked before the result enters the reorder buffer, so a bad one can
+    neither misroute to another camera nor fail later inside the tracker
+    (non-finite boxes made supervision raise mid-push).
+    """
+    camera = subject.rsplit(".", 1)[-1]
+    if result.frame.camera_id != camera:
+        raise MalformedMessageError(f"result for camera {result.frame.camera_id!r} published on {subject!r}")
+    if result.frame.seq < 1:
+        raise MalformedMessageError("result has no frame seq (FrameRef.seq must be >= 1)")
+    for n, det in enumerate(result.detections):
+        values = (det.score, det.box.x1, det.box.y1, det.box.x2, det.box.y2)
+        if not all(math.isfinite(v) for v in values):
+            raise MalformedMessageError(f"detection {n} has a non-finite score or box coordinate")

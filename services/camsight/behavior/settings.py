@@ -32,6 +32,9 @@ class BehaviorSettings(BaseModel):
         5.0, gt=0, description="media time between UPDATED messages of one event"
     )
     batch: int = Field(64, ge=1, le=1024)
+    ack_wait_s: float = Field(
+        30.0, gt=0, le=3600, description="results a crashed replica held are redelivered after this long"
+    )
     snapshot_cache: int = Field(4096, ge=16, description="snapshot names remembered as already stored")
 
     @model_validator(mode="after")

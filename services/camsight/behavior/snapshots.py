@@ -18,6 +18,7 @@ import logging
 from collections import OrderedDict
 
 import cv2
+import nats.js.errors
 import numpy as np
 from google.protobuf.message import DecodeError
 from nats.js.api import ObjectMeta
@@ -75,7 +76,16 @@ class SnapshotStore:
             if name in self._stored:
                 return name
             ref = candidate.frame.ref
-            data = await self.bus.direct_get(ref.stream or subjects.FRAMES_STREAM, ref.stream_sequence)
+            if ref.stream_sequence < 1:
+                continue  # no claim check (a result not made from a FRAMES message)
+            try:
+                data = await self.bus.direct_get(ref.stream or subjects.FRAMES_STREAM, ref.stream_sequence)
+            except nats.js.errors.APIError as exc:
+                # The snapshot is optional: the event must still be published.
+                log.warning(
+                    "frame %s/%d not fetched for a snapshot: %s", ref.stream, ref.stream_sequence, exc
+                )
+                continue
             frame = _parse(data)
             if frame is None or frame.camera_id != ref.camera_id or frame.seq != ref.seq:
                 continue  # gone (or the sequence now holds another frame)

@@ -116,7 +116,12 @@ class Bus:
             return
         try:
             await self.nc.drain()
-        except (nats.errors.ConnectionClosedError, nats.errors.FlushTimeoutError, TimeoutError):
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.FlushTimeoutError,
+            TimeoutError,
+        ):
             await self.nc.close()
 
 

@@ -1,0 +1,223 @@
+"""GPU: batched torch analyzer against the bare model, and 5-fps cameras per GPU. One command.
+
+``.venv/bin/python bench/gpu.py`` is sized to end within 5 minutes on a GPU
+machine (64 frames x 3 paths x 3 batch sizes x 2 precisions, then 1,024
+frames through the service per precision; not yet run on a GPU: no GPU was
+available); on a CPU-only machine it runs small sizes so the script keeps
+working (the figures that matter come from a GPU).
+Random weights everywhere: speed only, the detections are noise. On the
+CPU, torch is limited to one thread so that consecutive modes compare on a
+small shared machine.
+
+1. Model vs analyzer, per batch size (1, 8, 32 on a GPU; 1, 4 on the CPU), at
+   fp32 and, on a GPU, fp16, on 640x272 frames of bikes.mp4:
+   ``bare_model``: the torchvision detector built directly
+   (fasterrcnn_mobilenet_v3_large_fpn on a GPU, ssdlite320_mobilenet_v3_large
+   on the CPU), fed tensors already on the device: the ceiling;
+   ``bare_loop``: the same model fed the BGR numpy frames converted the
+   obvious way (what a script would do);
+   ``analyzer``: camsight's ``torchvision_detector`` plugin on the same numpy
+   frames (conversion, inference, post-processing into Detections).
+   Ratios ``analyzer / bare_model`` and ``analyzer / bare_loop``.
+2. Service: the detector service (analyzer host, batch = the largest batch
+   size, nvJPEG decode on a GPU) consumes the frames as JPEG from FRAMES on a
+   real nats-server; frames/s from its start until every result is stored,
+   and ``cameras_at_5fps`` = that rate / 5, rounded down: how many 5-fps
+   cameras one device sustains with this model (with every frame analysed).
+
+Run: ``.venv/bin/python bench/gpu.py [--smoke]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from camsight.analyzers import FrameAnalyzer, FrameInfo, Image, resolve_device
+from camsight.analyzers.host import decode_frame
+from camsight.analyzers.manager import instantiate
+from camsight.bus import connect, subjects
+from camsight.config import NatsSettings, Settings, StreamSettings
+from camsight.detector.service import DetectorService
+from camsight.natsserver import EmbeddedNats
+from camsight.runtime import ServiceContext
+from camsight.v1 import frame_pb2
+from camsight_torch.detection import TorchvisionDetector
+from detector import bikes_frames
+from gpu_analyzers import rate
+
+
+def sizes(gpu: bool, smoke: bool) -> dict[str, Any]:
+    if gpu:
+        return {
+            "model": "fasterrcnn_mobilenet_v3_large_fpn",
+            "batches": (1, 8, 32),
+            "frames": 64,
+            "repeat": 3,
+            "service_frames": 96 if smoke else 1024,
+        }
+    return {
+        "model": "ssdlite320_mobilenet_v3_large",
+        "batches": (1, 4),
+        "frames": 4 if smoke else 16,
+        "repeat": 1,
+        "service_frames": 4 if smoke else 32,
+    }
+
+
+def bare_model(name: str, device: str, precision: str) -> Any:
+    """The same architecture, built straight from torchvision (random weights)."""
+    from torchvision.models import detection
+
+    model = getattr(detection, name)(weights=None, weights_backbone=None).eval().to(device)
+    return model.half() if precision == "fp16" else model
+
+
+def model_vs_analyzer(
+    images: Sequence[Image], device: str, precision: str, size: dict[str, Any]
+) -> dict[str, Any]:
+    import torch
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model = bare_model(size["model"], device, precision)
+    resident = [
+        torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).to(device, dtype) / 255 for im in images
+    ]
+    config = {"model": size["model"], "random_weights": True, "min_score": 0.3, "precision": precision}
+    analyzer = instantiate(TorchvisionDetector, config, device=device)
+    analyzer.load()
+    assert isinstance(analyzer, FrameAnalyzer)
+    infos = [FrameInfo("gpu", i + 1, im.shape[1], im.shape[0]) for i, im in enumerate(images)]
+    pairs = list(zip(images, infos, resident, strict=True))
+
+    def synced(call: Callable[[Sequence[Any]], object]) -> Callable[[Sequence[Any]], object]:
+        def inner(chunk: Sequence[Any]) -> object:
+            out = call(chunk)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return out
+
+        return inner
+
+    def on_device(chunk: Sequence[Any]) -> object:
+        with torch.inference_mode():
+            return model([t for _, _, t in chunk])
+
+    def from_numpy(chunk: Sequence[Any]) -> object:
+        with torch.inference_mode():
+            tensors = [
+                torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).to(device, dtype) / 255
+                for im, _, _ in chunk
+            ]
+            return model(tensors)
+
+    def plugin(chunk: Sequence[Any]) -> object:
+        return analyzer.analyze([im for im, _, _ in chunk], [info for _, info, _ in chunk])
+
+    modes = (("bare_model", on_device), ("bare_loop", from_numpy), ("analyzer", plugin))
+    for _, call in modes:  # warm every path at every batch size first: allocator, kernels, thread pools
+        for batch in size["batches"]:
+            synced(call)(pairs[:batch])
+    out: dict[str, Any] = {}
+    for batch in size["batches"]:
+        figures = {name: rate(pairs, batch, synced(call), size["repeat"]) for name, call in modes}
+        out[f"batch_{batch}"] = {
+            **{f"{k}_fps": round(v, 2) for k, v in figures.items()},
+            "analyzer_vs_bare_model": round(figures["analyzer"] / figures["bare_model"], 3),
+            "analyzer_vs_bare_loop": round(figures["analyzer"] / figures["bare_loop"], 3),
+        }
+    analyzer.close()
+    return out
+
+
+async def service(
+    count: int, device: str, precision: str, size: dict[str, Any], store: Path
+) -> dict[str, Any]:
+    base = bikes_frames(min(count, 250))  # bikes.mp4 has 250 frames: repeat them
+    frames = []
+    for i in range(count):
+        frame = frame_pb2.Frame()
+        frame.CopyFrom(base[i % len(base)])
+        frame.camera_id, frame.seq = f"gpu{i // 1000}", i + 1  # at most 1000 kept per camera
+        frames.append(frame)
+    server = EmbeddedNats(store_dir=store / "js")
+    server.start()
+    try:
+        nats = NatsSettings(servers=[server.url])
+        streams = StreamSettings(frames_per_camera=1000, frames_max_age_s=3600, frames_max_bytes=2**30)
+        bus = await connect(nats, streams, name="bench-gpu")
+        await bus.ensure_topology()
+        for frame in frames:
+            await bus.publish(subjects.frames(frame.camera_id), frame)
+        done = asyncio.Event()
+        received = 0
+
+        async def on_result(_msg: Any) -> None:
+            nonlocal received
+            received += 1
+            if received == len(frames):
+                done.set()
+
+        sub = await bus.nc.subscribe(subjects.DETECTIONS_ALL, cb=on_result)
+        analyzer = {"model": size["model"], "random_weights": True, "min_score": 0.3}
+        section = {
+            "analyzers": {"torchvision_detector": analyzer},
+            "batch": max(size["batches"]),
+            "max_frame_age_s": 0,
+            "device": device,
+            "precision": precision,
+        }
+        ctx = ServiceContext(Settings(nats=nats, streams=streams, services={"detector": section}))
+        ctx.attach(bus)
+        detector = DetectorService(ctx)
+        await detector.start()
+        started = time.perf_counter()
+        task = asyncio.create_task(detector.run())
+        await asyncio.wait_for(done.wait(), 600)
+        elapsed = time.perf_counter() - started
+        ctx.stopping.set()
+        await task
+        await detector.close()
+        await sub.unsubscribe()
+        await bus.close()
+        fps = len(frames) / elapsed
+        return {
+            "frames": len(frames),
+            "batch": max(size["batches"]),
+            "fps": round(fps, 2),
+            "cameras_at_5fps": int(fps // 5),
+            "mean_batch": round(detector.host.stats.frames / max(detector.host.stats.batches, 1), 2),
+        }
+    finally:
+        server.stop()
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    device = resolve_device("auto")
+    gpu = device.startswith("cuda")
+    size = sizes(gpu, smoke)
+    result: dict[str, Any] = {"device": device, "model": size["model"], "smoke": smoke}
+    import torch
+
+    if gpu:
+        result["gpu"] = torch.cuda.get_device_name(0)
+    else:
+        torch.set_num_threads(1)  # on a small shared CPU, one thread gives comparable figures
+    images = [image for f in bikes_frames(size["frames"]) if not isinstance(image := decode_frame(f), str)]
+    for precision in ("fp32", "fp16") if gpu else ("fp32",):
+        result[f"model_vs_analyzer_{precision}"] = model_vs_analyzer(images, device, precision, size)
+        with tempfile.TemporaryDirectory() as tmp:
+            result[f"service_{precision}"] = asyncio.run(
+                service(size["service_frames"], device, precision, size, Path(tmp))
+            )
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(smoke="--smoke" in sys.argv), indent=2))

@@ -1,0 +1,92 @@
+"""``camsight demo``: the pipeline on the sample videos, then an HTML report."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from camsight.bus import subjects
+from camsight.cli import app
+from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
+from camsight.cli.run import print_summary, run_pipeline
+from camsight.config import ConfigError, LogSettings
+from camsight.natsserver import NatsServerError
+from camsight.run import EmbeddedPipeline, PipelineSummary
+from camsight.run.annotate import annotate_video
+from camsight.run.demo import demo_cameras, enroll_driver
+from camsight.run.report import write_report
+from camsight.runtime import setup_logging
+from camsight.v1 import analysis_pb2
+
+
+async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
+    identity = await enroll_driver(pipeline)
+    Console(stderr=True).print(f"enrolled {identity.display_name!r} from carphone_distorted.mp4")
+
+
+def _reporter(out: Path, cameras: list) -> object:
+    async def report(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
+        snapshots: dict[str, bytes] = {}
+        for event in summary.events.values():
+            if event.snapshot_id and event.snapshot_id not in snapshots:
+                found = await store.get(event.snapshot_id)
+                if found.data:
+                    snapshots[event.snapshot_id] = found.data
+        videos = []
+        for camera in cameras:
+            raw = await pipeline.bus.read_stream(subjects.DETECTIONS_STREAM, f"detections.*.{camera.id}")
+            results = [analysis_pb2.AnalysisResult.FromString(r) for r in raw]
+            events = [e for e in summary.events.values() if e.camera_id == camera.id]
+            video = out / f"{camera.id}.mp4"
+            videos.append(
+                await asyncio.to_thread(annotate_video, Path(camera.source), results, camera, events, video)
+            )
+        await asyncio.to_thread(
+            write_report, out, list(summary.events.values()), snapshots, videos, summary.as_dict()
+        )
+
+    return report
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Folder for the report, videos and data.")] = Path(
+        "camsight-demo"
+    ),
+    config: ConfigOption = None,
+) -> None:
+    """Run camsight on sample videos (a street, a driver) and write an HTML report."""
+    settings = settings_or_exit(config)
+    setup_logging(LogSettings(level="WARNING", format="text"), "demo")
+    logging.getLogger("camsight").setLevel(logging.WARNING)
+    try:
+        cameras = demo_cameras()
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = asyncio.run(
+            run_pipeline(
+                settings,
+                cameras,
+                out / "data",
+                as_json=False,
+                before=_enroll,
+                after=_reporter(out, cameras),  # type: ignore[arg-type]
+            )
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NatsServerError as exc:
+        fail(f"embedded NATS: {exc}")
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    console = Console()
+    print_summary(summary, console)
+    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)")

@@ -1,0 +1,202 @@
+"""``camsight run``: the whole pipeline on one machine, on files or live sources."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from camsight.cameras import CameraConfig
+from camsight.cli import app
+from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
+from camsight.config import ConfigError, LogSettings, Settings
+from camsight.naming import validate_id
+from camsight.natsserver import NatsServerError
+from camsight.run import EmbeddedPipeline, PipelineSummary, source_cameras
+from camsight.run.pipeline import analyzer_counts
+from camsight.runtime import setup_logging
+from camsight.v1 import camera_pb2, event_pb2
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
+
+
+def check_source(source: str) -> None:
+    """Refuse a local source that cannot be what it claims, before starting anything."""
+    if "://" in source or source.isdigit() or source.startswith("/dev/video"):
+        return
+    path = Path(source)
+    if not path.exists():
+        fail(f"{source}: no such file or folder", EXIT_USAGE)
+    if path.is_file() and path.stat().st_size == 0:
+        fail(f"{source}: the file is empty", EXIT_USAGE)
+
+
+def event_row(event: event_pb2.Event) -> dict[str, object]:
+    return json_format.MessageToDict(event, preserving_proto_field_name=True)
+
+
+class EventPrinter:
+    """Events as a readable table on a terminal, or one JSON object per line."""
+
+    def __init__(self, as_json: bool, summary: PipelineSummary) -> None:
+        self.as_json = as_json
+        self.summary = summary
+        self.console = Console(highlight=False, soft_wrap=True)
+
+    def __call__(self, event: event_pb2.Event) -> None:
+        kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
+        if event.id not in self.summary.events:  # count each event once, whatever its updates
+            self.summary.events_by_type[kind] += 1
+        self.summary.events[event.id] = event  # the latest state wins
+        if self.as_json:
+            sys.stdout.write(json.dumps(event_row(event)) + "\n")
+            sys.stdout.flush()
+            return
+        state = event_pb2.EventState.Name(event.state).removeprefix("EVENT_STATE_").lower()
+        when = event.start_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+        who = event.identity_name or event.label or event.attributes.get("state", "")
+        where = event.zone_id or event.line_id or event.rule_id
+        track = f"#{event.track_id}" if event.track_id else ""
+        self.console.print(
+            f"{when}  {event.camera_id:<12} {kind:<16} {state:<8} {who:<12} {track:<6} {where}"
+            f"  {event.explanation.summary}"
+        )
+
+
+def print_summary(summary: PipelineSummary, console: Console) -> None:
+    data = summary.as_dict()
+    table = Table(title="camsight run: summary", show_header=False)
+    table.add_row("time", f"{data['seconds']} s")
+    table.add_row("frames decoded", str(data["frames_decoded"]))
+    table.add_row("frames dropped", str(data["frames_dropped"]))
+    table.add_row("throughput", f"{data['fps']} frames/s")
+    for analyzer, outcomes in sorted(summary.analyzer_frames.items()):
+        table.add_row(f"analyzer {analyzer}", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
+    for kind, count in data["events_by_type"].items():
+        table.add_row(f"events: {kind}", str(count))
+    for camera, error in data["errors"].items():
+        table.add_row(f"error: {camera}", error)
+    console.print(table)
+
+
+PipelineHook = Callable[[EmbeddedPipeline, PipelineSummary], Awaitable[None]]
+
+
+async def run_pipeline(
+    settings: Settings,
+    cameras: list[CameraConfig],
+    data_dir: Path,
+    as_json: bool,
+    before: PipelineHook | None = None,
+    after: PipelineHook | None = None,
+) -> PipelineSummary:
+    """Run ``cameras`` through the embedded pipeline until they ended and it drained.
+
+    ``before`` runs once every service is ready (e.g. enroll faces), ``after``
+    once everything drained, while the pipeline still runs (e.g. read what
+    it produced for a report).
+    """
+    summary = PipelineSummary()
+    stderr = Console(stderr=True)
+    printer = EventPrinter(as_json, summary)
+    started = asyncio.get_running_loop().time()
+    with Progress(
+        TextColumn("{task.description:<16}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%  {task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=False,
+    ) as progress:
+        bars = {c.id: progress.add_task(c.id, total=1.0, state="starting") for c in cameras}
+
+        def on_status(status: camera_pb2.CameraStatus) -> None:
+            state = camera_pb2.CameraState.Name(status.state).removeprefix("CAMERA_STATE_").lower()
+            done = 1.0 if status.state == camera_pb2.CAMERA_STATE_ENDED else status.progress
+            progress.update(bars[status.camera_id], completed=done, state=state)
+
+        async with EmbeddedPipeline(settings, data_dir, nats_log=data_dir / "nats.log") as pipeline:
+            if before is not None:
+                await before(pipeline, summary)
+            async with pipeline.watch_events(printer):
+                await pipeline.add_cameras(cameras)
+                summary.cameras = await pipeline.wait_finished([c.id for c in cameras], on_status)
+            summary.seconds = asyncio.get_running_loop().time() - started
+            summary.analyzer_frames = analyzer_counts()
+            if after is not None:
+                await after(pipeline, summary)
+    return summary
+
+
+def parse_enroll(item: str) -> tuple[str, bytes]:
+    """``driver=face.jpg`` -> ("driver", image bytes); exits 2 on a bad value."""
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        fail(f"--enroll {item!r}: expected NAME=IMAGE", EXIT_USAGE)
+    try:
+        validate_id(name, "identity name")
+        return name, Path(path).read_bytes()
+    except (ValueError, OSError) as exc:
+        fail(f"--enroll {item!r}: {exc}", EXIT_USAGE)
+
+
+def enroll_faces(faces: list[tuple[str, bytes]]) -> PipelineHook:
+    async def hook(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
+        for name, image in faces:
+            await pipeline.enroll_face(name, name, image)
+
+    return hook
+
+
+@app.command("run")
+def run_command(
+    sources: Annotated[list[str], typer.Argument(help="Video files, image folders, stream URLs or webcams.")],
+    config: ConfigOption = None,
+    data_dir: Annotated[Path, typer.Option(help="Event index, snapshots and NATS data.")] = Path(
+        "camsight-data"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per event on stdout.")] = False,
+    realtime: Annotated[
+        bool, typer.Option(help="Play files at their own rate, dropping what analyzers cannot take.")
+    ] = False,
+    enroll: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=IMAGE: enroll a face before the run (kept in the data folder).", metavar="NAME=IMAGE"
+        ),
+    ] = None,
+) -> None:
+    """Start NATS and every service, run the sources, print events, exit when done."""
+    for source in sources:
+        check_source(source)
+    faces = [parse_enroll(item) for item in enroll or []]
+    settings = settings_or_exit(config)
+    setup_logging(LogSettings(level="WARNING", format="text"), "run")
+    logging.getLogger("camsight").setLevel(logging.WARNING)
+    try:
+        cameras = source_cameras(sources, realtime=realtime, base=settings.cameras)
+    except ValueError as exc:
+        fail(str(exc).splitlines()[0], EXIT_USAGE)
+    try:
+        summary = asyncio.run(
+            run_pipeline(settings, cameras, data_dir, as_json, before=enroll_faces(faces) if faces else None)
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NatsServerError as exc:
+        fail(f"embedded NATS: {exc}")
+    except KeyboardInterrupt:
+        fail("interrupted; the data folder is consistent", 130)
+    print_summary(summary, Console(stderr=as_json))
+    if summary.errors:
+        fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))

@@ -1,0 +1,145 @@
+"""CameraService: the camera registry (KV ``cameras``) and live status (KV ``camera_status``).
+
+Cameras are validated by :class:`camsight.cameras.CameraConfig`, the same
+model that validates YAML configs, and stored normalised. Answers never
+carry credentials: source URIs are redacted. An update that sends back the
+redacted URI keeps the stored one, so a read-modify-write round trip works.
+"""
+
+from __future__ import annotations
+
+import grpc
+import nats.js.errors
+from google.protobuf import empty_pb2
+from pydantic import ValidationError
+
+from camsight.bus import Bus, subjects
+from camsight.cameras import CameraConfig
+from camsight.naming import redact_uri
+from camsight.query import rpc
+from camsight.query.errors import ApiError, invalid
+from camsight.query.registry import check_id, get_entry, list_page
+from camsight.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
+
+# Wire field names for the model's field names, so errors name what the client sent.
+WIRE_NAMES = {"source": "source_uri", "fps": "target_fps"}
+
+
+def validated(camera: camera_pb2.Camera) -> camera_pb2.Camera:
+    """The normalised camera; INVALID_ARGUMENT naming the first bad field."""
+    try:
+        return CameraConfig.from_proto(camera).to_proto()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = [WIRE_NAMES.get(str(part), str(part)) for part in error["loc"]]
+        field = ".".join(["camera", *loc])
+        raise invalid(field, error["msg"]) from None
+
+
+def redacted(camera: camera_pb2.Camera) -> camera_pb2.Camera:
+    out = camera_pb2.Camera()
+    out.CopyFrom(camera)
+    out.source_uri = redact_uri(camera.source_uri)
+    return out
+
+
+class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def _cameras(self) -> nats.js.kv.KeyValue:
+        rpc.ensure_connected(self.bus)
+        return await self.bus.kv(subjects.CAMERAS_BUCKET)
+
+    @rpc.unary
+    async def CreateCamera(
+        self, request: camera_service_pb2.CreateCameraRequest, context: grpc.aio.ServicerContext
+    ) -> camera_pb2.Camera:
+        camera = validated(request.camera)
+        kv = await self._cameras()
+        try:
+            await kv.create(camera.id, camera.SerializeToString())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"camera {camera.id!r} already exists") from None
+        return redacted(camera)
+
+    @rpc.unary
+    async def GetCamera(
+        self, request: camera_service_pb2.GetCameraRequest, context: grpc.aio.ServicerContext
+    ) -> camera_pb2.Camera:
+        kv = await self._cameras()
+        camera, _ = await get_entry(kv, check_id(request.id, "id"), camera_pb2.Camera, "camera")
+        return redacted(camera)
+
+    @rpc.unary
+    async def ListCameras(
+        self, request: camera_service_pb2.ListCamerasRequest, context: grpc.aio.ServicerContext
+    ) -> camera_service_pb2.ListCamerasResponse:
+        kv = await self._cameras()
+        cameras, token = await list_page(
+            kv, camera_pb2.Camera, request.page_size, request.page_token, "camera"
+        )
+        return camera_service_pb2.ListCamerasResponse(
+            cameras=[redacted(c) for c in cameras], next_page_token=token
+        )
+
+    @rpc.unary
+    async def UpdateCamera(
+        self, request: camera_service_pb2.UpdateCameraRequest, context: grpc.aio.ServicerContext
+    ) -> camera_pb2.Camera:
+        camera_id = check_id(request.camera.id, "camera.id")
+        kv = await self._cameras()
+        stored, revision = await get_entry(kv, camera_id, camera_pb2.Camera, "camera")
+        updated = camera_pb2.Camera()
+        updated.CopyFrom(stored)
+        if request.update_mask.paths:
+            for path in request.update_mask.paths:
+                if path not in camera_pb2.Camera.DESCRIPTOR.fields_by_name:
+                    raise invalid("update_mask", f"unknown field {path!r}")
+            if "id" in request.update_mask.paths:
+                raise invalid("update_mask", "id cannot be changed")
+            request.update_mask.MergeMessage(request.camera, updated, replace_repeated_field=True)
+        else:
+            updated.CopyFrom(request.camera)
+        if updated.source_uri == redact_uri(stored.source_uri):
+            updated.source_uri = stored.source_uri
+        camera = validated(updated)
+        try:
+            await kv.update(camera_id, camera.SerializeToString(), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise ApiError(grpc.StatusCode.ABORTED, f"camera {camera_id!r} changed meanwhile") from None
+        return redacted(camera)
+
+    @rpc.unary
+    async def DeleteCamera(
+        self, request: camera_service_pb2.DeleteCameraRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        kv = await self._cameras()
+        camera_id = check_id(request.id, "id")
+        await get_entry(kv, camera_id, camera_pb2.Camera, "camera")
+        await kv.delete(camera_id)
+        return empty_pb2.Empty()
+
+    @rpc.unary
+    async def GetCameraStatus(
+        self, request: camera_service_pb2.GetCameraStatusRequest, context: grpc.aio.ServicerContext
+    ) -> camera_pb2.CameraStatus:
+        kv = await self._statuses()
+        status, _ = await get_entry(
+            kv, check_id(request.camera_id, "camera_id"), camera_pb2.CameraStatus, "status of camera"
+        )
+        return status
+
+    @rpc.unary
+    async def ListCameraStatuses(
+        self, request: camera_service_pb2.ListCameraStatusesRequest, context: grpc.aio.ServicerContext
+    ) -> camera_service_pb2.ListCameraStatusesResponse:
+        kv = await self._statuses()
+        statuses, token = await list_page(
+            kv, camera_pb2.CameraStatus, request.page_size, request.page_token, "camera status"
+        )
+        return camera_service_pb2.ListCameraStatusesResponse(statuses=statuses, next_page_token=token)
+
+    async def _statuses(self) -> nats.js.kv.KeyValue:
+        rpc.ensure_connected(self.bus)
+        return await self.bus.kv(subjects.CAMERA_STATUS_BUCKET)

@@ -1,0 +1,110 @@
+"""EventService requests turned into index queries (shared by gRPC and the CLI's local mode).
+
+Everything here is blocking (it calls the index) and raises
+:class:`camsight.query.errors.ApiError` for bad requests.
+"""
+
+from __future__ import annotations
+
+from camsight.query import pagetoken
+from camsight.query.errors import ApiError, invalid, not_found
+from camsight.query.filters import TIME_FIELDS, Filter, FilterError, parse_filter
+from camsight.query.index import EventIndex, Key
+from camsight.v1 import event_pb2, event_service_pb2
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+ORDERS = {"": True, "start_time desc": True, "start_time asc": False, "start_time": False}
+GROUPS = {
+    event_service_pb2.COUNT_GROUP_BY_UNSPECIFIED: None,
+    event_service_pb2.COUNT_GROUP_BY_TYPE: "type",
+    event_service_pb2.COUNT_GROUP_BY_CAMERA: "camera",
+    event_service_pb2.COUNT_GROUP_BY_LABEL: "label",
+    event_service_pb2.COUNT_GROUP_BY_IDENTITY: "identity",
+}
+
+
+def page_size(value: int, field: str = "page_size") -> int:
+    """0 means the default; above the maximum is capped (AIP-158); negative is an error."""
+    if value < 0:
+        raise invalid(field, f"must be >= 0, got {value}")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def parse(text: str, field: str = "filter", *, live: bool = False) -> Filter:
+    try:
+        flt = parse_filter(text)
+    except FilterError as exc:
+        raise invalid(field, str(exc)) from None
+    if live and flt.fields() & TIME_FIELDS:
+        raise invalid(field, "start_time and end_time cannot filter a live stream; use start_time")
+    return flt
+
+
+def descending(order_by: str) -> bool:
+    key = " ".join(order_by.lower().split())
+    if key not in ORDERS:
+        raise invalid("order_by", f'expected "start_time desc" or "start_time asc", got {order_by!r}')
+    return ORDERS[key]
+
+
+def list_events(
+    index: EventIndex, req: event_service_pb2.ListEventsRequest, deadline: float | None = None
+) -> event_service_pb2.ListEventsResponse:
+    flt = parse(req.filter)
+    desc = descending(req.order_by)
+    size = page_size(req.page_size)
+    bound = pagetoken.binding(flt.canonical(), "desc" if desc else "asc")
+    after = None
+    if req.page_token:
+        try:
+            start_ns, event_id = pagetoken.decode(req.page_token, bound)
+            after = Key(int(start_ns), str(event_id))
+        except (pagetoken.PageTokenError, ValueError, TypeError) as exc:
+            raise invalid("page_token", str(exc)) from None
+    rows = index.page(flt, descending=desc, after=after, limit=size + 1, deadline=deadline)
+    response = event_service_pb2.ListEventsResponse(events=[event for event, _ in rows[:size]])
+    if len(rows) > size:
+        last = rows[size - 1][1]
+        response.next_page_token = pagetoken.encode([last.start_ns, last.id], bound)
+    return response
+
+
+def get_event(index: EventIndex, event_id: str, deadline: float | None = None) -> event_pb2.Event:
+    if not event_id:
+        raise invalid("id", "must not be empty")
+    event = index.get(event_id, deadline=deadline)
+    if event is None:
+        raise not_found(f"event {event_id!r}")
+    return event
+
+
+def count_events(
+    index: EventIndex, req: event_service_pb2.CountEventsRequest, deadline: float | None = None
+) -> event_service_pb2.CountEventsResponse:
+    flt = parse(req.filter)
+    if req.group_by not in GROUPS:
+        raise invalid("group_by", f"unknown value {req.group_by}")
+    group = GROUPS[req.group_by]
+    bucket_ns = None
+    if req.HasField("bucket"):
+        bucket_ns = req.bucket.ToNanoseconds()
+        if bucket_ns < 1_000_000_000:
+            raise invalid("bucket", "must be at least 1s")
+    rows = index.count(flt, group_by=group, bucket_ns=bucket_ns, deadline=deadline)
+    response = event_service_pb2.CountEventsResponse()
+    for row in rows:
+        count = response.counts.add(count=row.count)
+        if group == "type":
+            count.key = event_pb2.EventType.Name(event_pb2.EventType.ValueType(int(row.key))).removeprefix(
+                "EVENT_TYPE_"
+            )
+        else:
+            count.key = str(row.key)
+        if row.bucket_start_ns is not None:
+            count.bucket_start_time.FromNanoseconds(row.bucket_start_ns)
+        response.total += row.count
+    return response
+
+
+__all__ = ["ApiError", "count_events", "get_event", "list_events", "page_size", "parse"]

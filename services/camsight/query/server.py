@@ -1,0 +1,83 @@
+"""The grpc.aio server: the three camsight services, health, reflection, TLS, auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from camsight.bus import Bus
+from camsight.config import ConfigError
+from camsight.query.auth import TokenAuth
+from camsight.query.cameras_api import CameraServicer
+from camsight.query.events_api import EventServicer
+from camsight.query.faces_api import FaceGalleryServicer
+from camsight.query.index import EventIndex
+from camsight.query.ingest import LiveHub
+from camsight.query.settings import QuerySettings
+from camsight.v1 import (
+    camera_service_pb2,
+    camera_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
+    face_gallery_service_pb2,
+    face_gallery_service_pb2_grpc,
+)
+
+SERVICES = (
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    camera_service_pb2.DESCRIPTOR.services_by_name["CameraService"].full_name,
+    face_gallery_service_pb2.DESCRIPTOR.services_by_name["FaceGalleryService"].full_name,
+)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICES):
+            await self.health.set(name, status)
+
+
+def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) -> GrpcServer:
+    """Create and bind the server (not started); raises ConfigError when it cannot bind."""
+    server = grpc.aio.server(
+        interceptors=[TokenAuth(cfg.tokens)] if cfg.tokens else [],
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_concurrent_streams", cfg.max_concurrent_streams),
+        ],
+    )
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(EventServicer(index, hub, bus), server)
+    camera_service_pb2_grpc.add_CameraServiceServicer_to_server(CameraServicer(bus), server)
+    face_gallery_service_pb2_grpc.add_FaceGalleryServiceServicer_to_server(
+        FaceGalleryServicer(bus, index), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{cfg.host}:{cfg.port}"
+    try:
+        if cfg.tls_cert_file and cfg.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(cfg.tls_key_file.read_bytes(), cfg.tls_cert_file.read_bytes())]
+            )
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(f"services.query: cannot serve gRPC on {address}: {exc}") from None
+    if port == 0:
+        raise ConfigError(f"services.query: cannot serve gRPC on {address}")
+    return GrpcServer(server, health_servicer, port)

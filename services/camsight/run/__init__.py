@@ -1,0 +1,9 @@
+"""Embedded mode: every service and a private nats-server in one process.
+
+``camsight run`` and ``camsight demo`` use :class:`EmbeddedPipeline`; it sits
+above the services in the layering (it starts them all) and below the CLI.
+"""
+
+from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary, source_cameras
+
+__all__ = ["EmbeddedPipeline", "PipelineSummary", "source_cameras"]

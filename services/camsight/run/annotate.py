@@ -1,0 +1,353 @@
+"""Annotated copies of source videos: boxes, names, zones, lines and running counts.
+
+The decoder samples a file by media time and analyzers only see the sampled
+frames, so most source frames have no result of their own. This module
+re-decodes every source frame with OpenCV and draws, per analyzer, the most
+recent result at or before the frame's media time while it is fresh (no older
+than one sampled-frame interval), so boxes neither flicker nor linger.
+
+Events carry wall-clock times (the ``capture_time`` of the frame that fired
+them), not media times. Every :class:`FrameRef` carries both, so an event is
+placed on the media timeline through the results' (capture time, media time)
+pairs: the last pair at or before the event's start, plus the difference.
+Events that cannot be placed (no result carries a capture time) are left out
+of the overlay; the report still lists them.
+
+The output is H.264 (yuv420p, ``+faststart``) written by the ffmpeg binary of
+imageio-ffmpeg, because no OpenCV wheel writes H.264 and browsers play
+nothing else reliably. Everything here blocks: call it through
+``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import colorsys
+import hashlib
+import itertools
+import statistics
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+from google.protobuf.duration_pb2 import Duration
+
+from camsight.analyzers import KIND_MOTION
+from camsight.bus.subjects import event_type_token
+from camsight.cameras import CameraConfig, Line
+from camsight.v1 import analysis_pb2, event_pb2
+
+# Colours are BGR.
+ZONE_COLOUR = (0, 200, 255)
+LINE_COLOUR = (255, 0, 255)
+MOTION_COLOUR = (190, 190, 190)
+TEXT_COLOUR = (255, 255, 255)
+PANEL_COLOUR = (0, 0, 0)
+# How long an event stays in the "recent events" overlay, in media seconds.
+RECENT_EVENT_S = 2.0
+RECENT_EVENT_ROWS = 3
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+# The face service flags unknown faces it blurred (``blur_unknown``) with this
+# attribute; whoever renders them must blur them too.
+PRIVACY_ATTRIBUTE, PRIVACY_BLUR = "privacy", "blur"
+
+Image = np.ndarray  # H x W x 3, uint8, BGR
+
+
+def seconds(duration: Duration) -> float:
+    return duration.seconds + duration.nanos / 1e9
+
+
+def label_colour(label: str) -> tuple[int, int, int]:
+    """A stable, bright BGR colour per label, so "person" looks the same in every video."""
+    hue = hashlib.blake2s(label.encode(), digest_size=1).digest()[0] / 256
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 1.0)
+    return round(b * 255), round(g * 255), round(r * 255)
+
+
+def detection_caption(detection: analysis_pb2.Detection) -> str:
+    """``person 0.87 #12`` or, for faces, ``driver 0.91`` / ``unknown 0.66``."""
+    name = detection.label
+    if detection.label == "face" or detection.HasField("identity"):
+        identity = detection.identity
+        name = (identity.display_name or identity.identity_id) if identity.matched else "unknown"
+    caption = f"{name} {detection.score:.2f}"
+    if detection.track_id:
+        caption += f" #{detection.track_id}"
+    return caption
+
+
+@dataclass(frozen=True)
+class _Style:
+    """Sizes scaled to the frame: carphone is 176x144, a camera may be 1920x1080."""
+
+    scale: float
+    thickness: int
+    line_height: int
+
+    @classmethod
+    def for_frame(cls, height: int) -> _Style:
+        scale = max(0.3, height / 720.0)
+        return cls(scale=scale, thickness=max(1, round(2 * scale)), line_height=max(12, round(32 * scale)))
+
+
+def _text(image: Image, text: str, org: tuple[int, int], style: _Style, colour: tuple[int, int, int]) -> None:
+    """Text on a dark strip, readable on any background."""
+    (w, h), base = cv2.getTextSize(text, FONT, style.scale, 1)
+    x, y = org
+    cv2.rectangle(image, (x, y - h - base), (x + w + 2, y + base), PANEL_COLOUR, cv2.FILLED)
+    cv2.putText(image, text, (x + 1, y), FONT, style.scale, colour, 1, cv2.LINE_AA)
+
+
+def _pixel(image: Image, x: float, y: float) -> tuple[int, int]:
+    height, width = image.shape[:2]
+    return round(min(max(x, 0.0), 1.0) * (width - 1)), round(min(max(y, 0.0), 1.0) * (height - 1))
+
+
+def blur_private(image: Image, detections: Iterable[analysis_pb2.Detection]) -> None:
+    """Blur, in place, the boxes flagged ``privacy=blur``, before anything is drawn over them."""
+    for detection in detections:
+        if detection.attributes.get(PRIVACY_ATTRIBUTE) != PRIVACY_BLUR:
+            continue
+        box = detection.box
+        (x1, y1), (x2, y2) = _pixel(image, box.x1, box.y1), _pixel(image, box.x2, box.y2)
+        region = image[y1 : y2 + 1, x1 : x2 + 1]
+        if region.size:
+            kernel = max(region.shape[:2]) // 2 * 2 + 1
+            image[y1 : y2 + 1, x1 : x2 + 1] = cv2.GaussianBlur(region, (kernel, kernel), 0)
+
+
+def draw_result(image: Image, result: analysis_pb2.AnalysisResult, style: _Style) -> None:
+    """Boxes with captions; motion regions (many, and not objects) as thin uncaptioned boxes."""
+    motion = result.kind == KIND_MOTION
+    for detection in result.detections:
+        box = detection.box
+        p1, p2 = _pixel(image, box.x1, box.y1), _pixel(image, box.x2, box.y2)
+        colour = MOTION_COLOUR if motion else label_colour(detection.label)
+        cv2.rectangle(image, p1, p2, colour, 1 if motion else style.thickness)
+        if not motion:
+            _text(
+                image, detection_caption(detection), (p1[0], max(p1[1] - 2, style.line_height)), style, colour
+            )
+
+
+def draw_zones_and_lines(image: Image, camera: CameraConfig, style: _Style) -> None:
+    for zone in camera.zones:
+        points = np.array([_pixel(image, p.x, p.y) for p in zone.polygon], dtype=np.int32)
+        cv2.polylines(image, [points], True, ZONE_COLOUR, style.thickness, cv2.LINE_AA)
+        _text(image, zone.display_name or zone.id, tuple(points[0]), style, ZONE_COLOUR)
+    for line in camera.lines:
+        draw_line(image, line, style)
+
+
+def in_arrow(
+    a: tuple[int, int], b: tuple[int, int], in_side_right: bool, length: float
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Start and tip, in pixels, of an arrow from the middle of a->b into its "in" side.
+
+    Same convention as the behavior service (camsight.behavior.geometry): with
+    y pointing down, the right of a->b is where ``dx*py - dy*px > 0``, i.e.
+    along the normal (-dy, dx). Scaling x and y by positive factors keeps the
+    sign, so the normal can be taken in pixels.
+    """
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    normal = np.array([-dy, dx] if in_side_right else [dy, -dx], dtype=float)
+    normal /= max(float(np.linalg.norm(normal)), 1e-9)
+    mid = np.array([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2])
+    tip = mid + normal * length
+    return (round(mid[0]), round(mid[1])), (round(tip[0]), round(tip[1]))
+
+
+def draw_line(image: Image, line: Line, style: _Style) -> None:
+    """The segment, its name, and an arrow into its "in" side."""
+    a, b = _pixel(image, line.a.x, line.a.y), _pixel(image, line.b.x, line.b.y)
+    cv2.line(image, a, b, LINE_COLOUR, style.thickness, cv2.LINE_AA)
+    start, end = in_arrow(a, b, line.in_side_right, 4 * style.line_height)
+    cv2.arrowedLine(image, start, end, LINE_COLOUR, style.thickness, cv2.LINE_AA, tipLength=0.3)
+    _text(image, "in", end, style, LINE_COLOUR)
+    label_at = a if a[1] > style.line_height else (a[0], style.line_height)
+    _text(image, line.display_name or line.id, label_at, style, LINE_COLOUR)
+
+
+class ResultTimeline:
+    """The camera's results in media-time order, consumed as source frames advance."""
+
+    def __init__(
+        self, results: Iterable[analysis_pb2.AnalysisResult], camera_id: str, frame_period: float
+    ) -> None:
+        kept = [r for r in results if r.frame.camera_id == camera_id and not r.skipped]
+        self.results = sorted(kept, key=lambda r: seconds(r.frame.media_time))
+        times = sorted({seconds(r.frame.media_time) for r in self.results})
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # A frame's results are drawn until the next sampled frame is due,
+        # with half a source frame of slack for timestamp rounding.
+        self.tolerance = frame_period / 2
+        self.fresh_for = max(statistics.median_low(gaps) if gaps else 0.0, frame_period) + self.tolerance
+        self._next = 0
+        self._latest: dict[str, analysis_pb2.AnalysisResult] = {}
+
+    def at(self, media_time: float) -> list[analysis_pb2.AnalysisResult]:
+        """The latest fresh result of every analyzer at ``media_time`` (call with increasing times)."""
+        while self._next < len(self.results) and (
+            seconds(self.results[self._next].frame.media_time) <= media_time + self.tolerance
+        ):
+            result = self.results[self._next]
+            self._latest[result.analyzer] = result
+            self._next += 1
+        return [
+            r for r in self._latest.values() if media_time - seconds(r.frame.media_time) <= self.fresh_for
+        ]
+
+
+@dataclass(frozen=True)
+class PlacedEvent:
+    media_time: float
+    event: event_pb2.Event
+
+
+def place_events(
+    events: Sequence[event_pb2.Event], results: Sequence[analysis_pb2.AnalysisResult]
+) -> list[PlacedEvent]:
+    """Events on the media timeline, through the results' (capture, media) time pairs."""
+    pairs = sorted(
+        {
+            (r.frame.capture_time.ToNanoseconds(), seconds(r.frame.media_time))
+            for r in results
+            if r.frame.HasField("capture_time")
+        }
+    )
+    if not pairs:
+        return []
+    captures = [c for c, _ in pairs]
+    placed = []
+    for event in events:
+        if not event.HasField("start_time"):
+            continue
+        start = event.start_time.ToNanoseconds()
+        capture, media = pairs[max(0, bisect.bisect_right(captures, start) - 1)]
+        placed.append(PlacedEvent(media + (start - capture) / 1e9, event))
+    return sorted(placed, key=lambda p: p.media_time)
+
+
+def overlay_rows(camera: CameraConfig, placed: Sequence[PlacedEvent], media_time: float) -> list[str]:
+    """Running line counts, then the most recent events (newest first).
+
+    Camera status changes (online, ended) say nothing about the scene and
+    are left out.
+    """
+    past = [p for p in placed if p.media_time <= media_time]
+    rows = []
+    for line in camera.lines:
+        crossings = [
+            p.event
+            for p in past
+            if p.event.type == event_pb2.EVENT_TYPE_LINE_CROSS and p.event.line_id == line.id
+        ]
+        counts = crossings[-1].attributes if crossings else {}
+        name = line.display_name or line.id
+        rows.append(f"{name}: in {counts.get('in_count', '0')} out {counts.get('out_count', '0')}")
+    recent = [
+        p.event
+        for p in past
+        if media_time - p.media_time <= RECENT_EVENT_S and p.event.type != event_pb2.EVENT_TYPE_CAMERA_STATUS
+    ]
+    for event in reversed(recent[-RECENT_EVENT_ROWS:]):
+        rows.append(event.explanation.summary or f"{event_type_token(event.type)} {event.label}".strip())
+    return rows
+
+
+def draw_overlay(image: Image, rows: Sequence[str], style: _Style) -> None:
+    width = image.shape[1]
+    max_chars = max(8, int(width / (20 * style.scale)))
+    for i, row in enumerate(rows):
+        text = row if len(row) <= max_chars else row[: max_chars - 1] + "~"
+        _text(
+            image, text, (4, image.shape[0] - 6 - (len(rows) - 1 - i) * style.line_height), style, TEXT_COLOUR
+        )
+
+
+def source_frames(source: Path) -> Generator[tuple[float, Image], None, None]:
+    """(media seconds, BGR image) for every frame, timed like the decoder (CAP_PROP_POS_MSEC)."""
+    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise ValueError(f"cannot decode {source}: not a video container or codec FFmpeg can read")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok or image is None:
+                return
+            msec = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+            yield (msec / 1000.0 if msec > 0 or index == 0 else index / fps), image
+            index += 1
+    finally:
+        cap.release()
+
+
+def video_fps(source: Path) -> float:
+    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    return fps if 0 < fps <= 240 else 25.0
+
+
+def annotate_video(
+    source: Path,
+    results: Iterable[analysis_pb2.AnalysisResult],
+    camera: CameraConfig,
+    events: Sequence[event_pb2.Event],
+    out: Path,
+) -> Path:
+    """Write ``out``: every frame of ``source`` with results, zones, lines and counts drawn.
+
+    ``results`` are the camera's AnalysisResults (any analyzers, any order;
+    other cameras' and skipped results are ignored); ``events`` its events.
+    Faces the face service flagged ``privacy=blur`` are blurred. Frames with
+    an odd width or height get one black row/column of padding (yuv420p needs
+    even sizes). Returns ``out``.
+    """
+    fps = video_fps(source)
+    timeline = ResultTimeline(results, camera.id, 1.0 / fps)
+    placed = place_events(events, timeline.results)
+    frames = source_frames(source)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{source} has no frame to annotate")
+    height, width = first[1].shape[:2]
+    size = (width + width % 2, height + height % 2)
+    style = _Style.for_frame(height)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(
+        str(out),
+        size,
+        pix_fmt_in="bgr24",
+        fps=fps,
+        codec="libx264",
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+        output_params=["-movflags", "+faststart", "-preset", "veryfast", "-crf", "23"],
+    )
+    writer.send(None)
+    try:
+        for media_time, image in itertools.chain([first], frames):
+            fresh = timeline.at(media_time)
+            blur_private(image, (d for result in fresh for d in result.detections))
+            draw_zones_and_lines(image, camera, style)
+            for result in sorted(fresh, key=lambda r: r.kind != KIND_MOTION):  # objects on top
+                draw_result(image, result, style)
+            draw_overlay(image, overlay_rows(camera, placed, media_time), style)
+            if size != (width, height):
+                image = cv2.copyMakeBorder(
+                    image, 0, size[1] - height, 0, size[0] - width, cv2.BORDER_CONSTANT
+                )
+            writer.send(np.ascontiguousarray(image).tobytes())
+    finally:
+        frames.close()
+        writer.close()
+    return out

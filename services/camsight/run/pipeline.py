@@ -1,0 +1,284 @@
+"""Start NATS and every service in one process, feed it sources, wait until drained."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
+
+from camsight.bus import Bus, subjects
+from camsight.bus.rpc import request
+from camsight.cameras import CameraConfig, Pacing, Rule, RuleType
+from camsight.config import HttpSettings, Settings
+from camsight.natsserver import EmbeddedNats
+from camsight.runtime.serve import Runtime
+from camsight.runtime.service import Service
+from camsight.v1 import camera_pb2, event_pb2, identity_pb2
+
+log = logging.getLogger(__name__)
+
+# Every service of the pipeline, found by module path (services never import each other).
+PIPELINE_SERVICES = (
+    "camsight.decoder.service:DecoderService",
+    "camsight.detector.service:DetectorService",
+    "camsight.face.service:FaceService",
+    "camsight.behavior.service:BehaviorService",
+    "camsight.query.service:QueryService",
+)
+# What a camera that is not in the config file reports: people, and faces
+# (recognised or not). Motion alone is not an event.
+DEFAULT_RULES = [
+    Rule(id="people", type=RuleType.OBJECT_DETECTED, labels=["person"]),
+    Rule(id="known-faces", type=RuleType.FACE_RECOGNIZED),
+    Rule(id="unknown-faces", type=RuleType.UNKNOWN_FACE),
+]
+FINAL_STATES = {camera_pb2.CAMERA_STATE_ENDED, camera_pb2.CAMERA_STATE_ERROR}
+_NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def load_service(path: str) -> type[Service]:
+    module, _, attr = path.partition(":")
+    cls: type[Service] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def source_cameras(
+    sources: Sequence[str], *, realtime: bool, base: Sequence[CameraConfig] = ()
+) -> list[CameraConfig]:
+    """One camera per source, named after the file (``bikes.mp4`` -> ``bikes``).
+
+    A source that is also the ``source`` of a configured camera keeps that
+    camera's settings (zones, rules...).
+    """
+    configured = {c.source: c for c in base}
+    taken = {c.id for c in base}
+    cameras: list[CameraConfig] = []
+    for source in sources:
+        if source in configured:
+            camera = configured[source]
+        else:
+            stem = _NOT_ID.sub("_", Path(source.split("?")[0]).stem or "camera")[:56].strip("_") or "camera"
+            camera_id, n = stem, 2
+            while camera_id in taken:
+                camera_id, n = f"{stem}_{n}", n + 1
+            camera = CameraConfig(id=camera_id, source=source, rules=DEFAULT_RULES)
+        taken.add(camera.id)
+        if realtime:
+            camera = camera.model_copy(update={"pacing": Pacing.REALTIME})
+        cameras.append(camera)
+    return cameras
+
+
+@dataclass
+class PipelineSummary:
+    """What a run did, for the closing summary and ``--json`` consumers."""
+
+    seconds: float = 0.0
+    cameras: dict[str, camera_pb2.CameraStatus] = field(default_factory=dict)
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    events: dict[str, event_pb2.Event] = field(default_factory=dict)
+    # analyzer -> outcome (analyzed, dropped, failed, skipped) -> frames
+    analyzer_frames: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def frames_decoded(self) -> int:
+        return sum(s.frames_published for s in self.cameras.values())
+
+    @property
+    def frames_dropped(self) -> int:
+        return sum(s.frames_dropped for s in self.cameras.values())
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {
+            cid: s.last_error for cid, s in self.cameras.items() if s.state == camera_pb2.CAMERA_STATE_ERROR
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": round(self.seconds, 3),
+            "frames_decoded": self.frames_decoded,
+            "frames_dropped": self.frames_dropped,
+            "analyzer_frames": self.analyzer_frames,
+            "fps": round(self.frames_decoded / self.seconds, 2) if self.seconds else 0.0,
+            "events_by_type": dict(sorted(self.events_by_type.items())),
+            "errors": self.errors,
+        }
+
+
+EventCallback = Callable[[event_pb2.Event], Awaitable[None] | None]
+StatusCallback = Callable[[camera_pb2.CameraStatus], Awaitable[None] | None]
+
+
+def analyzer_counts() -> dict[str, dict[str, int]]:
+    """Frames per analyzer and outcome, from the analyzer hosts' metrics.
+
+    In embedded mode every service runs in this process, so the Prometheus
+    registry already holds what each analyzer did.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for metric in REGISTRY.collect():
+        if metric.name != "camsight_analyzer_frames":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                per = counts.setdefault(sample.labels.get("analyzer", "?"), {})
+                outcome = sample.labels.get("outcome", "?")
+                per[outcome] = per.get(outcome, 0) + int(sample.value)
+    return counts
+
+
+class EmbeddedPipeline:
+    """A private nats-server in ``data_dir/nats`` plus every service, in this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        *,
+        services: Sequence[str] = PIPELINE_SERVICES,
+        nats_log: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.nats = EmbeddedNats(store_dir=data_dir / "nats", log_file=nats_log)
+        self.settings = settings
+        self.service_paths = services
+        self.runtime: Runtime | None = None
+        self._task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> EmbeddedPipeline:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.nats.start)
+        # Everything on loopback, on ports nobody else can hold: several runs
+        # may share a machine. A config file can still choose the gRPC port.
+        query = {"host": "127.0.0.1", "port": 0, **self.settings.services.get("query", {})}
+        update = {
+            "nats": self.settings.nats.model_copy(update={"servers": [self.nats.url]}),
+            "http": HttpSettings(host="127.0.0.1", port=0),
+            "data_dir": self.data_dir,
+            "services": {**self.settings.services, "query": query},
+        }
+        self.settings = self.settings.model_copy(update=update)
+        self.runtime = Runtime(self.settings, [load_service(p) for p in self.service_paths], name="run")
+        self._task = asyncio.create_task(self.runtime.run())
+        await self._wait_ready()
+        return self
+
+    async def _wait_ready(self, timeout: float = 300.0) -> None:
+        assert self.runtime is not None and self._task is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, reason = self.runtime.readiness()
+            if ready:
+                return
+            if self._task.done():
+                self._task.result()  # raises the service's error
+                raise RuntimeError(f"pipeline stopped before it was ready: {reason}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pipeline not ready after {timeout:.0f}s: {reason}")
+            await asyncio.sleep(0.05)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.runtime is not None and self._task is not None:
+            self.runtime.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 60)
+        await asyncio.to_thread(self.nats.stop)
+
+    @property
+    def bus(self) -> Bus:
+        assert self.runtime is not None
+        return self.runtime.ctx.bus
+
+    async def add_cameras(self, cameras: Sequence[CameraConfig]) -> None:
+        """Register cameras in the registry: the decoder picks them up live."""
+        kv = await self.bus.kv(subjects.CAMERAS_BUCKET)
+        for camera in cameras:
+            await kv.put(camera.id, camera.to_proto().SerializeToString())
+
+    async def enroll_face(self, identity_id: str, name: str, image: bytes) -> identity_pb2.Identity:
+        """Enroll a face through the face service's endpoint (as the gRPC API does)."""
+        payload = identity_pb2.EnrollRequest(identity_id=identity_id, display_name=name, image=image)
+        raw = await request(self.bus, subjects.FACE_ENROLL_SUBJECT, payload.SerializeToString(), timeout=60)
+        reply = identity_pb2.EnrollReply.FromString(raw)
+        if reply.error:
+            raise ValueError(f"enrolling {name!r} was refused: {reply.error}")
+        return reply.identity
+
+    @contextlib.asynccontextmanager
+    async def watch_events(self, callback: EventCallback) -> AsyncIterator[None]:
+        """Call ``callback`` for every event stored from now on (an ordered consumer)."""
+
+        async def on_msg(msg: Msg) -> None:
+            event = event_pb2.Event.FromString(msg.data)
+            result = callback(event)
+            if asyncio.iscoroutine(result):
+                await result
+
+        sub = await self.bus.js.subscribe(subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def statuses(self, camera_ids: Sequence[str]) -> dict[str, camera_pb2.CameraStatus]:
+        kv = await self.bus.kv(subjects.CAMERA_STATUS_BUCKET)
+        found: dict[str, camera_pb2.CameraStatus] = {}
+        for cid in camera_ids:
+            try:
+                entry = await kv.get(cid)
+            except Exception:  # not written yet
+                continue
+            if entry.value:
+                found[cid] = camera_pb2.CameraStatus.FromString(entry.value)
+        return found
+
+    async def drained(self) -> bool:
+        """True when no consumer of the pipeline has pending or unacked messages."""
+        for stream in (subjects.FRAMES_STREAM, subjects.DETECTIONS_STREAM, subjects.EVENTS_STREAM):
+            for info in await self.bus.js.consumers_info(stream):
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        return True
+
+    async def wait_finished(
+        self,
+        camera_ids: Sequence[str],
+        on_status: StatusCallback | None = None,
+        poll: float = 0.2,
+    ) -> dict[str, camera_pb2.CameraStatus]:
+        """Wait until every camera ended (or failed) and the pipeline drained.
+
+        Status is read from the KV bucket each ``poll`` seconds (this also
+        drives the progress bars); draining is checked twice in a row so a
+        message between two stages is not missed.
+        """
+        clean_passes = 0
+        while True:
+            statuses = await self.statuses(camera_ids)
+            if on_status is not None:
+                for status in statuses.values():
+                    result = on_status(status)
+                    if asyncio.iscoroutine(result):
+                        await result
+            finished = len(statuses) == len(camera_ids) and all(
+                s.state in FINAL_STATES for s in statuses.values()
+            )
+            clean_passes = clean_passes + 1 if finished and await self.drained() else 0
+            if clean_passes >= 2:
+                return statuses
+            if self._task is not None and self._task.done():
+                raise RuntimeError("a service stopped unexpectedly; see the log above")
+            await asyncio.sleep(poll)

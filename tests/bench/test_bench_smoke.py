@@ -1,0 +1,88 @@
+"""The benchmark suite keeps working: ``bench/run.py --smoke`` runs every benchmark at small sizes.
+
+This checks plumbing only (every benchmark finishes and reports numeric
+figures); it asserts nothing about speed: speed is the benchmarks' own
+business, as ratios against baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN = ROOT / "bench" / "run.py"
+# Benchmarks that must be there and the figures each must report as numbers.
+EXPECTED: dict[str, list[str]] = {
+    "bus": ["bus_acked_fps", "raw_acked_fps", "bus_pipelined_fps", "raw_pipelined_fps", "core_fps"],
+    "decoder": ["baseline_fps", "decoder_fps", "ratio"],
+    "detector": ["baseline_fps", "service_fps", "ratio"],
+    "pipeline": ["baseline_fps", "pipeline_fps", "ratio", "ratio_per_cpu_s"],
+    "latency": ["decode.p50_ms", "bus_frames.p50_ms", "analysis.p99_ms", "total.n"],
+    "overload": [
+        "max_frame_age_10s.decoded",
+        "max_frame_age_10s.analyzed",
+        "max_frame_age_10s.dropped_too_old",
+        "max_frame_age_10s.discarded_by_stream",
+        "max_frame_age_10s.rss_mib.max",
+        "max_frame_age_10s.nats_server_mem_mib.max",
+    ],
+    "behavior": ["behavior_msgs_per_s", "baseline_parse_and_read_msgs_per_s"],
+    "query": ["ingest_events_per_s", "list.p99_ms"],
+    "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
+    "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
+    "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
+}
+
+
+def figure(result: dict[str, Any], key: str) -> Any:
+    """``a.b.c`` -> result["a"]["b"]["c"]; a dot before a digit is part of a name (``age_0.5s``)."""
+    value: Any = result
+    for part in re.split(r"\.(?=[a-z_])", key):
+        value = value[part]
+    return value
+
+
+def numbers(value: Any) -> list[float]:
+    """Every numeric leaf of a result."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [value] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+@pytest.mark.slow
+def test_every_benchmark_runs_and_reports_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--no-docs", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.exists(), proc.stderr[-3000:]
+    document = json.loads(out.read_text())
+    benchmarks = document["benchmarks"]
+    failed = {name: r for name, r in benchmarks.items() if "error" in r}
+    assert not failed, json.dumps(failed, indent=2)[-4000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert document["machine"]["cpus"]
+    modules = {p.stem for p in (ROOT / "bench").glob("*.py") if re.search(r"^def run\(", p.read_text(), re.M)}
+    assert set(benchmarks) == modules - {"run"}
+    for name, outcome in benchmarks.items():
+        assert numbers(outcome["result"]), f"benchmark {name} reported no figure"
+    for name, keys in EXPECTED.items():
+        assert name in benchmarks, f"benchmark {name} missing from the results"
+        for key in keys:
+            value = figure(benchmarks[name]["result"], key)
+            assert isinstance(value, int | float) and not isinstance(value, bool), (name, key, value)
+    overload = benchmarks["overload"]["result"]["max_frame_age_10s"]
+    assert overload["balanced"], overload  # every decoded frame accounted for

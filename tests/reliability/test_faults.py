@@ -1,0 +1,367 @@
+"""Fault injection with real processes: SIGKILLed services, a restarted and a degraded NATS.
+
+Every test publishes with acknowledgements and then proves that whatever
+was acknowledged made it through (indexed, or stored in the stream) exactly
+once. The query service's own kill -9 test is
+tests/query/test_query_restart.py::test_killed_mid_ingest_loses_and_doubles_nothing;
+these add the other failures of issue 11.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import pytest
+from camsight.bus import Bus, connect, subjects
+from camsight.bus.worker import TRANSIENT_ERRORS
+from camsight.cameras import CameraConfig
+from camsight.config import NatsSettings, StreamSettings
+from camsight.natsserver import EmbeddedNats
+from camsight.query.settings import default_index_path
+from camsight.v1 import analysis_pb2, camera_pb2, event_pb2, frame_pb2
+from helpers import sample_video, wait_for
+from processes import ServiceProcess, cluster, restarted, retry
+
+pytestmark = pytest.mark.slow
+
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    nats.errors.Error,
+    nats.js.errors.Error,
+)
+
+
+def event(n: int) -> event_pb2.Event:
+    e = event_pb2.Event(
+        id=f"fault-{n:05d}",
+        type=event_pb2.EVENT_TYPE_OBJECT_DETECTED,
+        state=event_pb2.EVENT_STATE_ENDED,
+        camera_id="lobby",
+        label="person",
+        revision=1,
+    )
+    e.start_time.FromSeconds(1_767_225_600 + n)
+    return e
+
+
+async def client(servers: list[str], name: str, **streams: Any) -> Bus:
+    settings = NatsSettings(
+        servers=servers, reconnect_wait_s=0.1, reconnect_jitter_s=0.05, connect_timeout_s=1
+    )
+    return await connect(settings, StreamSettings(**streams), name=name)
+
+
+def indexed_ids(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            return [row[0] for row in conn.execute("SELECT id FROM events")]
+    except sqlite3.OperationalError:  # schema not there yet
+        return []
+
+
+async def stream_messages(bus: Bus, stream: str, subject: str = ">") -> list[bytes]:
+    return await bus.read_stream(stream, subject)
+
+
+# -- NATS restart -------------------------------------------------------------------
+
+
+async def test_nats_restart_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """SIGKILL the nats-server (file storage) under a running query service, start it
+    again on the same port and store: the service reconnects, becomes ready again
+    and indexes every event whose publish was acknowledged, once."""
+    server = EmbeddedNats(store_dir=tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    query = ServiceProcess(
+        "query",
+        tmp_path,
+        {
+            "instance": "q1",
+            "nats": {"servers": [server.url], "reconnect_wait_s": 0.1, "reconnect_jitter_s": 0.05},
+            "data_dir": str(tmp_path / "data"),
+            "log": {"level": "INFO"},
+            "services": {"query": {"host": "127.0.0.1", "port": 0, "ack_wait_s": 1.0}},
+        },
+    ).start()
+    bus = await client([server.url], "publisher")
+    acknowledged: list[str] = []
+    try:
+        await bus.ensure_topology()
+        await wait_for(query.ready, 30, "query ready")
+
+        async def publish(n: int) -> None:
+            e = event(n)
+            await retry(lambda: bus.publish_event(e, timeout=1), PUBLISH_ERRORS)
+            acknowledged.append(e.id)
+
+        for n in range(150):
+            await publish(n)
+        server.kill()
+        await wait_for(lambda: not query.ready(), 15, "query not ready while NATS is down")
+        server = restarted(server).start()
+        for n in range(150, 300):
+            await publish(n)
+        await wait_for(query.ready, 30, "query ready again after the restart")
+        index = default_index_path(tmp_path / "data")
+        await wait_for(
+            lambda: len(indexed_ids(index)) >= len(acknowledged), 30, "every acknowledged event indexed"
+        )
+        ids = indexed_ids(index)
+        assert sorted(ids) == sorted(set(ids)) and set(acknowledged) <= set(ids)
+    finally:
+        code = await query.stop()
+        await bus.close()
+        server.stop()
+    assert code == 0, query.log.read_text()[-3000:]
+
+
+# -- cluster --------------------------------------------------------------------------
+
+
+async def test_cluster_loses_a_node_and_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+    """Three routed servers, EVENTS at 3 replicas: SIGKILL the stream's leader mid-run.
+    Publishing goes on (after a leader election) and every acknowledged event is stored once."""
+    nodes = cluster(tmp_path)
+    await asyncio.gather(*(asyncio.to_thread(n.start, 30) for n in nodes))
+    urls = [n.url for n in nodes]
+    bus = await client(urls, "cluster-publisher", events_replicas=3)
+    try:
+        await retry(bus.ensure_topology, PUBLISH_ERRORS, tries=100)
+        info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+        assert info.config.num_replicas == 3
+        acknowledged: list[str] = []
+        for n in range(400):
+            if n == 150:
+                leader = (await bus.js.stream_info(subjects.EVENTS_STREAM)).cluster.leader  # type: ignore[union-attr]
+                victim = next(node for node in nodes if node.server_name == leader)
+                victim.kill()
+            e = event(n)
+            await retry(lambda e=e: bus.publish_event(e, timeout=1), PUBLISH_ERRORS)
+            acknowledged.append(e.id)
+        stored = [
+            event_pb2.Event.FromString(data).id for data in await stream_messages(bus, subjects.EVENTS_STREAM)
+        ]
+        counts = Counter(stored)
+        assert set(acknowledged) <= set(counts), "an acknowledged event was lost"
+        assert max(counts.values()) == 1, "an event was stored twice"
+        survivor = (await bus.js.stream_info(subjects.EVENTS_STREAM)).cluster
+        assert survivor is not None and survivor.leader != victim.server_name
+    finally:
+        await bus.close()
+        for node in nodes:
+            node.stop()
+
+
+# -- behavior kill -9 ----------------------------------------------------------------
+
+BEHAVIOR_CAMERA = CameraConfig.model_validate(
+    {
+        "id": "cam",
+        "source": "file:///scene.mp4",
+        "enabled": False,
+        "zones": [{"id": "door", "polygon": [[0.3, 0.0], [0.7, 0.0], [0.7, 1.0], [0.3, 1.0]]}],
+        "rules": [{"id": "enter", "type": "zone_enter", "zone": "door", "labels": ["person"]}],
+    }
+)
+WALK = 40  # frames a person takes to cross the picture
+GAP = 120  # empty frames between two people (longer than the tracker's memory)
+
+
+def behavior_scene(people: int) -> list[analysis_pb2.AnalysisResult]:
+    """People crossing the zone one after another, GAP empty frames apart."""
+    out = []
+    period = WALK + GAP
+    for seq in range(1, people * period + 1):
+        result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
+        result.frame.CopyFrom(frame_pb2.FrameRef(camera_id="cam", seq=seq, width=640, height=480))
+        result.frame.capture_time.FromNanoseconds(1_800_000_000 * 10**9 + seq * 125_000_000)
+        result.frame.media_time.FromNanoseconds(seq * 125_000_000)
+        step = (seq - 1) % period
+        if step < WALK:
+            cx = 0.05 + 0.9 * step / WALK
+            d = result.detections.add(label="person", score=0.9)
+            d.box.x1, d.box.y1, d.box.x2, d.box.y2 = cx - 0.05, 0.4, cx + 0.05, 0.8
+        out.append(result)
+    return out
+
+
+async def test_behavior_killed_mid_run_reports_no_happening_twice(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """SIGKILL behavior while it consumes a quiet stretch, restart it: results it held are
+    redelivered, each person's zone entry is reported under exactly one event id, and
+    the event count matches an uninterrupted run (state is rebuilt from the stream)."""
+    bus = await client([nats_server.url], "behavior-test")
+    behavior = ServiceProcess(
+        "behavior",
+        tmp_path,
+        {
+            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
+            "log": {"level": "INFO"},
+            "services": {"behavior": {"ack_wait_s": 1.0, "reorder_timeout_s": 0.2, "batch": 16}},
+        },
+    )
+    results = behavior_scene(people=4)
+    period = WALK + GAP
+    try:
+        await bus.ensure_topology()
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).put(
+            "cam", BEHAVIOR_CAMERA.to_proto().SerializeToString()
+        )
+        behavior.start()
+        await wait_for(behavior.ready, 30, "behavior ready")
+
+        async def publish(chunk: list[analysis_pb2.AnalysisResult]) -> int:
+            seq = 0
+            for r in chunk:
+                seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
+            return seq
+
+        async def floor() -> int:
+            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
+            return info.ack_floor.stream_seq or 0 if info.ack_floor else 0
+
+        # Two people, then half of the gap after them: their events are complete.
+        first = 2 * period - GAP // 2
+        last = await publish(results[:first])
+        await wait_for(lambda: floor_reached(floor, last), 30, "the first two people handled")
+        # The rest of the quiet stretch arrives; kill while it is being consumed.
+        await publish(results[first : 2 * period])
+        await behavior.kill9()
+        behavior.start()
+        last = await publish(results[2 * period :])
+        await wait_for(behavior.ready, 30, "behavior ready after the restart")
+        await wait_for(lambda: floor_reached(floor, last), 30, "every result handled after the restart")
+        expected = reference_events(results)
+        await wait_for(
+            lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages stored"
+        )
+        stored = [event_pb2.Event.FromString(d) for d in await stream_messages(bus, subjects.EVENTS_STREAM)]
+    finally:
+        code = await behavior.stop()
+        await bus.close()
+    assert code == 0, behavior.log.read_text()[-3000:]
+    keys = Counter((e.id, e.state, e.revision) for e in stored)
+    assert max(keys.values()) == 1
+    happenings: dict[tuple[str, int], set[str]] = {}
+    for e in stored:
+        happenings.setdefault((e.rule_id, e.start_time.ToNanoseconds()), set()).add(e.id)
+    assert all(len(ids) == 1 for ids in happenings.values()), happenings
+    assert len(happenings) == len({(e.rule_id, e.start_time.ToNanoseconds()) for e in expected}) == 4
+    assert Counter(e.state for e in stored) == Counter(e.state for e in expected)
+
+
+async def floor_reached(floor: Any, seq: int) -> bool:
+    return bool(await floor() >= seq)
+
+
+async def events_settled(bus: Bus, count: int) -> bool:
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+    return bool(info.state.messages >= count)
+
+
+def reference_events(results: list[analysis_pb2.AnalysisResult]) -> list[event_pb2.Event]:
+    """What one uninterrupted engine makes of the same results."""
+    from camsight.behavior.engine import Engine
+    from camsight.behavior.settings import BehaviorSettings
+
+    engine = Engine(BehaviorSettings())
+    engine.set_camera(BEHAVIOR_CAMERA)
+    emissions = [em for r in results for em in engine.push(r)] + engine.flush()
+    return [em.event for em in emissions if em.event is not None]
+
+
+# -- analyzer replica kill -9 -----------------------------------------------------------
+
+
+async def test_killed_analyzer_replica_frames_are_redelivered(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A real decoder plays a file losslessly to two detector replicas sharing one
+    consumer; SIGKILL one mid-run. Every frame the decoder published still gets a
+    result: what the dead replica held comes back to the survivor after ack_wait_s
+    (the decoder's lossless window waits for it, so nothing is evicted meanwhile)."""
+    bus = await client([nats_server.url], "analyzer-test")
+    await bus.ensure_topology()
+    common = {
+        "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
+        "log": {"level": "INFO"},
+    }
+    detector = {
+        "analyzers": {"hold": {}},
+        "plugin_modules": ["hold_plugin"],
+        "batch": 4,
+        "ack_wait_s": 1.0,
+        "max_frame_age_s": 0,
+    }
+    held = tmp_path / "held"
+    replicas = [
+        ServiceProcess(
+            "detector",
+            tmp_path / f"r{i}",
+            common | {"services": {"detector": detector}},
+            env={"CAMSIGHT_TEST_HOLD": str(held)} if i == 0 else {},
+        )
+        for i in range(2)
+    ]
+    camera = {"id": "cam", "source": str(sample_video("bikes.mp4")), "fps": 10, "max_width": 320}
+    decoder = ServiceProcess(
+        "decoder",
+        tmp_path / "decoder",
+        common | {"cameras": [camera], "services": {"decoder": {"status_interval_s": 0.5}}},
+    )
+    seen: Counter[int] = Counter()
+
+    async def collect(msg: Any) -> None:
+        result = analysis_pb2.AnalysisResult.FromString(msg.data)
+        if result.frame.camera_id == "cam":
+            seen[result.frame.seq] += 1
+
+    sub = await bus.nc.subscribe("detections.>", cb=collect)
+    try:
+        for process in (*replicas, decoder):
+            process.workdir.mkdir()
+        for replica in replicas:
+            replica.start()
+        await wait_for(lambda: all(r.ready() for r in replicas), 60, "both replicas ready")
+        decoder.start()
+        await wait_for(held.exists, 60, "replica 0 holding a batch")
+        await replicas[0].kill9()
+        in_hand = [int(seq) for seq in held.read_text().split(",")]
+        status = await wait_for_camera_end(bus)
+        total = status.frames_published
+        assert total >= 90 and status.frames_dropped == 0
+        await wait_for(lambda: len(seen) >= total, 30, f"a result for each of {total} frames")
+        assert replicas[1].ready()
+    finally:
+        await sub.unsubscribe()
+        codes = [await replicas[1].stop(), await decoder.stop()]
+        await bus.close()
+    assert sorted(seen) == list(range(1, total + 1))
+    assert codes == [0, 0], replicas[1].log.read_text()[-3000:] + decoder.log.read_text()[-3000:]
+    # Replica 0 never returned from analyze(): these results came from the survivor.
+    assert in_hand and all(seen[seq] == 1 for seq in in_hand), in_hand
+
+
+async def wait_for_camera_end(bus: Bus) -> camera_pb2.CameraStatus:
+    status_kv = await bus.kv(subjects.CAMERA_STATUS_BUCKET)
+    found: list[camera_pb2.CameraStatus] = []
+
+    async def ended() -> bool:
+        try:
+            entry = await status_kv.get("cam")
+        except nats.js.errors.KeyNotFoundError:
+            return False
+        found.append(camera_pb2.CameraStatus.FromString(entry.value or b""))
+        assert found[-1].state != camera_pb2.CAMERA_STATE_ERROR, found[-1].last_error
+        return found[-1].state == camera_pb2.CAMERA_STATE_ENDED
+
+    await wait_for(ended, 60, "the file camera to end")
+    return found[-1]
