@@ -9,7 +9,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from helpers import sample_video
 
 pytestmark = pytest.mark.slow
