@@ -139,19 +139,20 @@ async def test_cluster_loses_a_node_and_keeps_every_acknowledged_event(tmp_path:
         acknowledged: list[str] = []
         for n in range(400):
             if n == 150:
-                leader = (await bus.js.stream_info(subjects.EVENTS_STREAM)).cluster.leader  # type: ignore[union-attr]
+                info = await retry(lambda: bus.js.stream_info(subjects.EVENTS_STREAM), PUBLISH_ERRORS)
+                leader = info.cluster.leader  # type: ignore[union-attr]
                 victim = next(node for node in nodes if node.server_name == leader)
                 victim.kill()
             e = event(n)
             await retry(lambda e=e: bus.publish_event(e, timeout=1), PUBLISH_ERRORS)
             acknowledged.append(e.id)
-        stored = [
-            event_pb2.Event.FromString(data).id for data in await stream_messages(bus, subjects.EVENTS_STREAM)
-        ]
+        # Reads ride out the leader election too: the server may answer late under load.
+        raw = await retry(lambda: stream_messages(bus, subjects.EVENTS_STREAM), PUBLISH_ERRORS)
+        stored = [event_pb2.Event.FromString(data).id for data in raw]
         counts = Counter(stored)
         assert set(acknowledged) <= set(counts), "an acknowledged event was lost"
         assert max(counts.values()) == 1, "an event was stored twice"
-        survivor = (await bus.js.stream_info(subjects.EVENTS_STREAM)).cluster
+        survivor = (await retry(lambda: bus.js.stream_info(subjects.EVENTS_STREAM), PUBLISH_ERRORS)).cluster
         assert survivor is not None and survivor.leader != victim.server_name
     finally:
         await bus.close()
