@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,6 +76,13 @@ def parse_message(msg: Msg) -> tuple[event_pb2.Event, int]:
         raise MalformedMessageError(f"cannot parse camsight.v1.Event: {exc}") from None
     if not event.id:
         raise MalformedMessageError("event has no id")
+    expected = f"events.{subjects.event_type_token(event.type)}.{event.camera_id}"
+    if msg.subject != expected:
+        # A message of another type can parse as an Event by accident; the
+        # subject says what it must be.
+        raise MalformedMessageError(f"event of type/camera {expected!r} does not belong on {msg.subject!r}")
+    if not math.isfinite(event.confidence):
+        raise MalformedMessageError(f"event confidence {event.confidence!r} is not a finite number")
     try:
         seen_ns = int(msg.metadata.timestamp.timestamp() * 1e9)
     except (AttributeError, ValueError):
