@@ -22,7 +22,7 @@ def owner(camera_id: str, replicas: int) -> int:
 
 def filter_subjects(cameras: Iterable[str]) -> list[str]:
     """One filter per owned camera, across every analyzer: ``detections.*.<camera>``."""
-    return [f"{subjects.DETECTIONS_ALL[:-1]}*.{c}" for c in sorted(cameras)]
+    return [subjects.detections_of_camera(c) for c in sorted(cameras)]
 
 
 def durable(index: int) -> str:

@@ -45,6 +45,11 @@ def detections(analyzer: str, camera_id: str) -> str:
     return f"detections.{validate_id(analyzer, 'analyzer name')}.{validate_id(camera_id, 'camera id')}"
 
 
+def detections_of_camera(camera_id: str) -> str:
+    """Every analyzer's results for one camera."""
+    return f"detections.*.{validate_id(camera_id, 'camera id')}"
+
+
 def event_type_token(event_type: event_pb2.EventType.ValueType) -> str:
     """EVENT_TYPE_ZONE_ENTER -> "zone_enter"."""
     return event_pb2.EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -88,7 +89,7 @@ def rm_command(
     """Remove a camera; its decoder stops."""
     with connect(server, token, tls, ca_file) as client:
         client.call(client.cameras().DeleteCamera, camera_service_pb2.DeleteCameraRequest(id=camera_id))
-    typer.echo(f'{{"id": "{camera_id}", "deleted": true}}' if as_json else f"removed camera {camera_id}")
+    typer.echo(json.dumps({"id": camera_id, "deleted": True}) if as_json else f"removed camera {camera_id}")
 
 
 @cameras_app.command("ls")

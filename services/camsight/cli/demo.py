@@ -11,9 +11,10 @@ import typer
 from rich.console import Console
 
 from camsight.bus import subjects
+from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
-from camsight.cli.run import print_summary, run_pipeline
+from camsight.cli.run import PipelineHook, print_summary, run_pipeline
 from camsight.config import ConfigError, LogSettings
 from camsight.natsserver import NatsServerError
 from camsight.run import EmbeddedPipeline, PipelineSummary
@@ -29,7 +30,7 @@ async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None
     Console(stderr=True).print(f"enrolled {identity.display_name!r} from carphone_distorted.mp4")
 
 
-def _reporter(out: Path, cameras: list) -> object:
+def _reporter(out: Path, cameras: list[CameraConfig]) -> PipelineHook:
     async def report(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
         store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
         snapshots: dict[str, bytes] = {}
@@ -40,7 +41,9 @@ def _reporter(out: Path, cameras: list) -> object:
                     snapshots[event.snapshot_id] = found.data
         videos = []
         for camera in cameras:
-            raw = await pipeline.bus.read_stream(subjects.DETECTIONS_STREAM, f"detections.*.{camera.id}")
+            raw = await pipeline.bus.read_stream(
+                subjects.DETECTIONS_STREAM, subjects.detections_of_camera(camera.id)
+            )
             results = [analysis_pb2.AnalysisResult.FromString(r) for r in raw]
             events = [e for e in summary.events.values() if e.camera_id == camera.id]
             video = out / f"{camera.id}.mp4"
@@ -78,7 +81,7 @@ def demo_command(
                 out / "data",
                 as_json=False,
                 before=_enroll,
-                after=_reporter(out, cameras),  # type: ignore[arg-type]
+                after=_reporter(out, cameras),
             )
         )
     except ConfigError as exc:

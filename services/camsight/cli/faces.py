@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -96,5 +97,5 @@ def rm_command(
             client.faces().DeleteIdentity, face_gallery_service_pb2.DeleteIdentityRequest(id=identity_id)
         )
     typer.echo(
-        f'{{"id": "{identity_id}", "deleted": true}}' if as_json else f"removed identity {identity_id}"
+        json.dumps({"id": identity_id, "deleted": True}) if as_json else f"removed identity {identity_id}"
     )
