@@ -20,6 +20,7 @@ from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
 from camsight.config import ConfigError, LogSettings, Settings
+from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
 from camsight.run import EmbeddedPipeline, PipelineSummary, source_cameras
@@ -27,14 +28,13 @@ from camsight.run.pipeline import analyzer_counts
 from camsight.runtime import setup_logging
 from camsight.v1 import camera_pb2, event_pb2
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
-
 
 def check_source(source: str) -> None:
     """Refuse a local source that cannot be what it claims, before starting anything."""
-    if "://" in source or source.isdigit() or source.startswith("/dev/video"):
-        return
-    path = Path(source)
+    kind, target = classify(source)
+    if kind not in (SourceKind.FILE, SourceKind.FOLDER):
+        return  # streams and webcams are checked by the decoder, with retries
+    path = Path(target)
     if not path.exists():
         fail(f"{source}: no such file or folder", EXIT_USAGE)
     if path.is_file() and path.stat().st_size == 0:
