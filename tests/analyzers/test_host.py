@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
 from camsight.detector.service import DetectorService
+from camsight.v1 import frame_pb2
 from camsight.v1.analysis_pb2 import AnalysisResult
 from helpers import wait_for
 
@@ -149,3 +151,24 @@ async def test_postprocess_hook_enriches_results_before_they_are_published(
     assert sum(seen) == 6
     info = await bus.js.consumer_info(subjects.FRAMES_STREAM, "face")
     assert info.config.sample_freq == "100%" and info.config.filter_subject == "frames.>"
+
+
+async def test_the_end_marker_is_answered_by_every_analyzer_and_is_not_a_frame(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    section = {"analyzers": {"flow_activity": {"window": 4}, "motion": {}}, "max_frame_age_s": 5}
+    service = DetectorService(context(bus, nats_settings, section))
+    await running(service)
+    await publish_frames(bus, "cam", bikes[:5])
+    await wait_for(lambda: len(results.items) == 10, 20, "one result per frame and analyzer")
+    marker = frame_pb2.Frame(camera_id="cam", seq=6, end_of_stream=True)
+    marker.capture_time.FromNanoseconds(int((time.time() - 60) * 1e9))  # never "too old"
+    await bus.publish(subjects.frames("cam"), marker)
+    await wait_for(lambda: len(results.items) == 12, 20, "both analyzers answer the marker")
+    for analyzer in ("flow_activity", "motion"):
+        answer = results.of(analyzer)[-1]
+        assert answer.frame.end_of_stream and answer.frame.seq == 6
+        assert answer.skipped and answer.skip_reason == "end of stream" and not answer.detections
+    stats = service.host.stats
+    assert (stats.frames, stats.dropped, stats.skipped) == (5, 0, 3)  # flow_activity's 3 warm-up frames
+    assert "cam" not in service.host._windows["flow_activity"]  # the ended camera's window is freed

@@ -116,3 +116,45 @@ def test_only_labels_some_rule_looks_at_are_tracked() -> None:
     engine.set_camera(camera())
     engine.push(result(11))
     assert engine.cameras[CAMERA].streams["hog"].tracker.tracks == {}
+
+
+def end_of_stream(seq: int, analyzer: str = "hog") -> object:
+    """The analyzer's answer to the decoder's end marker (Frame.end_of_stream)."""
+    marker = result(seq, analyzer=analyzer, skipped=True)
+    marker.frame.end_of_stream = True
+    marker.frame.media_time.CopyFrom(result(seq - 1).frame.media_time)  # the last picture's time
+    return marker
+
+
+def test_the_end_of_a_file_ends_every_open_event_once_all_streams_ended() -> None:
+    loiter = {"id": "idle", "type": "loitering", "zone": "square", "duration_s": 1}
+    crowd = {"id": "crowd", "type": "crowding", "zone": "square", "min_count": 1, "duration_s": 1}
+    cfg = camera(zones=[SQUARE], rules=[loiter, crowd, RULES[2]])
+    engine = Engine(BehaviorSettings())
+    engine.set_camera(cfg)
+    parked = scene(40, [mover((0.5, 0.5), (0, 0))])  # stands in the square until the file ends
+    faces = scene(40, [], analyzer="faces", kind="faces")  # a second analyzer saw nothing
+    out = [
+        e.event for pair in zip(parked, faces, strict=True) for r in pair for e in engine.push(r) if e.event
+    ]
+    assert {e.state for e in out} == {event_pb2.EVENT_STATE_STARTED}
+    opened = {e.id for e in out}
+    assert len(opened) == 3  # loitering, crowding, object_detected
+
+    # The object detector's stream ends first: its track's events end at its last sighting.
+    first = [e.event for e in engine.push(end_of_stream(41)) if e.event]
+    assert {e.rule_id for e in first} == {"idle", "seen"}
+    assert all(e.state == event_pb2.EVENT_STATE_ENDED and seq_of(e.end_time) == 40 for e in first)
+    # Once every stream of the camera ended, what is open camera-wide ends too.
+    last = [e.event for e in engine.push(end_of_stream(41, analyzer="faces")) if e.event]
+    assert [(e.rule_id, e.state) for e in last] == [("crowd", event_pb2.EVENT_STATE_ENDED)]
+    assert last[0].explanation.summary
+    assert {e.id for e in first + last} == opened
+    assert engine.stats.processed == 80  # markers are not frames
+
+    # Run the file again an hour later (the decoder numbers from 1): new events, new ids.
+    rerun = scene(40, [mover((0.5, 0.5), (0, 0))])
+    for r in rerun:
+        r.frame.capture_time.seconds += 3600
+    again = [e.event for r in rerun for e in engine.push(r) if e.event]
+    assert {e.rule_id for e in again} == {"idle", "crowd", "seen"} and not {e.id for e in again} & opened

@@ -19,13 +19,18 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 
 class Frames:
-    """Collects the frames of one camera through a core subscription."""
+    """Collects the frames of one camera through a core subscription (and its end marker)."""
 
     def __init__(self) -> None:
         self.frames: list[frame_pb2.Frame] = []
+        self.end: frame_pb2.Frame | None = None
 
     async def on_msg(self, msg: Msg) -> None:
-        self.frames.append(frame_pb2.Frame.FromString(msg.data))
+        frame = frame_pb2.Frame.FromString(msg.data)
+        if frame.end_of_stream:
+            self.end = frame
+        else:
+            self.frames.append(frame)
 
     @classmethod
     async def subscribe(cls, bus: Bus, camera: str) -> Frames:
@@ -112,8 +117,13 @@ async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: St
     await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_ENDED), 60, "ended")
     stop.set()
     await consumer
-    assert [f.seq for f in received] == list(range(1, 121))
+    # 120 pictures, then the end marker (seq 121, no image, media time of the last frame).
+    assert [f.seq for f in received] == list(range(1, 122))
     assert all(f.paced for f in received)
+    *pictures, marker = received
+    assert not any(f.end_of_stream for f in pictures) and all(f.data for f in pictures)
+    assert marker.end_of_stream and not marker.data
+    assert marker.media_time == pictures[-1].media_time
     status = await camera_status(bus, "carphone")
     assert status is not None
     assert status.frames_published == 120 and status.frames_dropped == 0 and status.progress == 1.0
@@ -182,7 +192,8 @@ async def test_image_folder_skips_corrupt_images(
     await wait_for(state_is(bus, "folder", camera_pb2.CAMERA_STATE_ENDED), 15, "folder ended")
     status = await camera_status(bus, "folder")
     assert status is not None and status.frames_corrupt == 1 and status.frames_published == 5
-    await wait_for(lambda: len(frames.frames) == 5, 5, "five frames")
+    await wait_for(lambda: frames.end is not None, 5, "the end marker")
+    assert len(frames.frames) == 5 and frames.end is not None and frames.end.seq == 6
     assert [round(f.media_time.ToTimedelta().total_seconds(), 2) for f in frames.frames] == [
         0.0,
         0.02,

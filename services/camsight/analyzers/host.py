@@ -59,6 +59,7 @@ Postprocess = Callable[[Analyzer, Sequence[Image], Sequence[analysis_pb2.Analysi
 """``async (analyzer, images, results)``: enrich analysed results in place before publishing."""
 
 SKIP_TOO_OLD = "too old"
+SKIP_END_OF_STREAM = "end of stream"
 
 BATCH = Histogram(
     "camsight_analyzer_batch_size",
@@ -236,7 +237,7 @@ class AnalyzerHost:
             except MalformedMessageError as exc:
                 outcomes[i] = exc
         self.stats.batches += 1
-        self.stats.frames += len(items)
+        self.stats.frames += sum(1 for item in items if not item.frame.end_of_stream)
         if items:
             _update_lag(self.service_name, msgs[-1])
             await self._decode(items)
@@ -271,7 +272,11 @@ class AnalyzerHost:
         )
         item = _Item(msg, frame, info, _stream_sequence(msg))
         max_age = self.settings.max_frame_age_s
-        if max_age and info.capture_time and time.time() - info.capture_time > max_age:
+        if frame.end_of_stream:
+            # No picture, never too old: every analyzer answers it, so the end
+            # reaches behavior in order after the stream's last result.
+            item.skip = SKIP_END_OF_STREAM
+        elif max_age and info.capture_time and time.time() - info.capture_time > max_age:
             item.skip = SKIP_TOO_OLD
         return item
 
@@ -326,6 +331,10 @@ class AnalyzerHost:
             if batch:
                 BATCH.labels(self.service_name, analyzer.name).observe(batch)
                 INFERENCE.labels(self.service_name, analyzer.name).observe(elapsed)
+        if isinstance(analyzer, ClipAnalyzer) and analyzer.name in self._windows:
+            for it in mine:
+                if it.frame.end_of_stream:
+                    self._windows[analyzer.name].end(it.frame.camera_id)
         out: list[tuple[_Item, analysis_pb2.AnalysisResult]] = []
         analysed: list[analysis_pb2.AnalysisResult] = []
         images: list[Image] = []
@@ -334,7 +343,8 @@ class AnalyzerHost:
             if id(it) in skips:
                 result.skipped = True
                 result.skip_reason = skips[id(it)]
-                self._count_skip(analyzer, skips[id(it)])
+                if not it.frame.end_of_stream:  # the marker is not a frame
+                    self._count_skip(analyzer, skips[id(it)])
             else:
                 result.detections.extend(detections.get(id(it), []))
                 analysed.append(result)
@@ -431,6 +441,7 @@ class AnalyzerHost:
         ref.stream_sequence = it.stream_sequence
         ref.width = it.frame.width
         ref.height = it.frame.height
+        ref.end_of_stream = it.frame.end_of_stream
         result.inference_time.FromNanoseconds(int(per_frame_s * 1e9))
         return result
 

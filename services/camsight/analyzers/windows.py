@@ -33,3 +33,12 @@ class SlidingWindows:
             return None
         self._since[info.camera_id] = 0
         return Clip(info.camera_id, [img for img, _ in frames], [inf for _, inf in frames])
+
+    def __contains__(self, camera_id: object) -> bool:
+        """A window is held for ``camera_id``."""
+        return camera_id in self._frames
+
+    def end(self, camera_id: str) -> None:
+        """The camera's source ended: forget its frames (a later run starts a fresh window)."""
+        self._frames.pop(camera_id, None)
+        self._since.pop(camera_id, None)

@@ -43,6 +43,8 @@ class _Stream:
     buffer: ReorderBuffer[Result]
     tracker: StreamTracker
     last: Frame | None = None
+    ended: bool = False
+    """The stream's end marker was processed (the source ended after ``last``)."""
 
 
 @dataclass
@@ -86,21 +88,21 @@ class CameraEngine:
                 self.runners[rule.id] = kept
             else:
                 if kept is not None:
-                    out.extend(self._close(kept[1]))
+                    out.extend(self._close(kept[1], "the rule changed"))
                 self.runners[rule.id] = (key, rules.build(rule, config, self.settings))
         for _, runner in old.values():
-            out.extend(self._close(runner))
+            out.extend(self._close(runner, "the rule was removed"))
         return out
 
-    def _close(self, runner: rules.RuleRunner) -> list[Emission]:
+    def _close(self, runner: rules.RuleRunner, reason: str) -> list[Emission]:
         frame = self.last_frame
-        return runner.close(frame) if frame is not None else []
+        return runner.close(frame, reason) if frame is not None else []
 
-    def close(self) -> list[Emission]:
-        """The camera is gone: end every open event."""
+    def close(self, reason: str = "the camera was removed") -> list[Emission]:
+        """End every open event (the camera is gone, or its source ended)."""
         out: list[Emission] = []
         for _, runner in self.runners.values():
-            out.extend(self._close(runner))
+            out.extend(self._close(runner, reason))
         self.runners.clear()
         return out
 
@@ -139,11 +141,26 @@ class CameraEngine:
                 out.extend(runner.lost(frame or track.last, track))
         return out
 
+    def _end(self, stream: _Stream) -> list[Emission]:
+        """The stream's source ended: its tracks are lost (their events end at their
+        last sighting), and once every stream of the camera ended, what is still
+        open camera-wide ends too. The rules start afresh for a later run."""
+        stream.ended = True
+        out = self._reset(stream)
+        if all(s.ended for s in self.streams.values()):
+            out.extend(self.close("the source ended"))
+            self.configure(self.config)
+        return out
+
     def _process(self, stream: _Stream, results: list[Result]) -> list[Emission]:
         out: list[Emission] = []
         for result in results:
+            if result.frame.end_of_stream:
+                out.extend(self._end(stream))
+                continue
             frame = Frame.of(result)
             stream.last = frame
+            stream.ended = False
             self.stats.processed += 1
             if result.skipped:
                 self.stats.skipped += 1

@@ -56,6 +56,13 @@ class _Frame:
 
 
 @dataclass
+class _End:
+    """The source ended after the last frame (at ``media_time``): publish the end marker."""
+
+    media_time: float
+
+
+@dataclass
 class _State:
     state: State
     error: str | None = None
@@ -159,8 +166,10 @@ class CameraWorker:
                     await self._settle_all()  # statuses follow the frames before them
                     await self._apply_state(item)
                 elif isinstance(item, _Frame):
-                    await self._publish(item)
+                    await self._publish(self._message(item))
                     self._slots.release()
+                elif isinstance(item, _End):
+                    await self._publish(self._end_marker(item))
         except Exception as exc:
             if self._stop.is_set():
                 return  # e.g. the paced channel closed under a waiting publisher
@@ -181,22 +190,9 @@ class CameraWorker:
             await self.channel.drain()
         await self.status.set_state(item.state, item.error)
 
-    async def _publish(self, item: _Frame) -> None:
-        """Send a frame without waiting for its PubAck (acks are settled in order later).
-
-        Waiting for each PubAck before sending the next frame would make the
-        server's round trip, not decoding, set the frame rate.
-        """
-        while len(self._pending) >= self.settings.pacing_window:
-            await self._settle_oldest()
-        if self.channel is not None:
-            await self._wait_turn(self.channel)
-        if not self.licensed():
-            return  # the lease lapsed: the service is about to stop this camera
-        self._seq += 1
-        frame = frame_pb2.Frame(
+    def _message(self, item: _Frame) -> frame_pb2.Frame:
+        return frame_pb2.Frame(
             camera_id=self.config.id,
-            seq=self._seq,
             capture_time=item.capture_time,
             media_time=_duration(item.media_time),
             width=item.encoded.width,
@@ -208,6 +204,32 @@ class CameraWorker:
             paced=self.lossless,
             analyzers=self.config.analyzers,
         )
+
+    def _end_marker(self, item: _End) -> frame_pb2.Frame:
+        """A Frame with no picture that says the source ended (see Frame.end_of_stream)."""
+        return frame_pb2.Frame(
+            camera_id=self.config.id,
+            capture_time=now_ts(),
+            media_time=_duration(item.media_time),
+            paced=self.lossless,
+            analyzers=self.config.analyzers,
+            end_of_stream=True,
+        )
+
+    async def _publish(self, frame: frame_pb2.Frame) -> None:
+        """Number and send a frame without waiting for its PubAck (acks are settled in order later).
+
+        Waiting for each PubAck before sending the next frame would make the
+        server's round trip, not decoding, set the frame rate.
+        """
+        while len(self._pending) >= self.settings.pacing_window:
+            await self._settle_oldest()
+        if self.channel is not None:
+            await self._wait_turn(self.channel)
+        if not self.licensed():
+            return  # the lease lapsed: the service is about to stop this camera
+        self._seq += 1
+        frame.seq = self._seq
         self._pending.append((self._send(frame), frame))
 
     def _send(self, frame: frame_pb2.Frame) -> asyncio.Task[PubAck]:
@@ -228,18 +250,20 @@ class CameraWorker:
                 ack = await task
                 break
             except PUBLISH_ERRORS as exc:
-                if not self.lossless:
+                if not self.lossless and not frame.end_of_stream:
                     self._pending.popleft()
                     self.status.frame_dropped()
                     log.debug("frame of %s dropped: %s", self.config.id, exc)
                     return
-                # Lossless: send the same frame again once NATS answers.
+                # Lossless (and the end marker, always): send it again once NATS answers.
                 await asyncio.sleep(self.settings.backoff_min_s)
                 task = self._send(frame)
                 self._pending[0] = (task, frame)
         self._pending.popleft()
         if self.channel is not None:
             self.channel.published(ack.seq)
+        if frame.end_of_stream:
+            return  # not a frame: counts nothing, changes no state
         self._last_frame = time.monotonic()
         self.status.frame_published()
         if self.status.state != camera_pb2.CAMERA_STATE_ONLINE:
@@ -329,6 +353,7 @@ class CameraWorker:
         realtime = not self.lossless and source.kind not in LIVE
         anchor: float | None = None  # wall clock of media time 0 (real-time files)
         frames = 0
+        last_media_time = 0.0
         while not self._stop.is_set():
             if self._reconnect.is_set():
                 return "online" if frames else "failed"
@@ -346,6 +371,7 @@ class CameraWorker:
                     sampler.reset()
                     anchor = None
                     continue
+                self._post(_End(last_media_time))
                 self._post(_State(camera_pb2.CAMERA_STATE_ENDED, "", progress=1.0))
                 return "finished"
             except SourceError as exc:
@@ -374,6 +400,7 @@ class CameraWorker:
                 self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
             if frames % 25 == 0 and source.kind in (SourceKind.FILE, SourceKind.FOLDER):
                 self._post(_State(self.status.state, None, progress=source.progress()))
+            last_media_time = grabbed.media_time
             self._hand_over(_Frame(encoded, grabbed.media_time, now_ts()))
         return "finished"
 

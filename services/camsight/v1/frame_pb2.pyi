@@ -67,6 +67,7 @@ class Frame(_message.Message):
     SOURCE_HEIGHT_FIELD_NUMBER: _builtins.int
     PACED_FIELD_NUMBER: _builtins.int
     ANALYZERS_FIELD_NUMBER: _builtins.int
+    END_OF_STREAM_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     """Camera id: letters, digits, '-' and '_' only, so it is one subject token."""
     seq: _builtins.int
@@ -84,6 +85,12 @@ class Frame(_message.Message):
     paced: _builtins.bool
     """Set when the decoder ran this frame in lossless (paced) mode: every
     analyzer must report a result for it.
+    """
+    end_of_stream: _builtins.bool
+    """The source ended after the previous frame (a file reached its end): this
+    message carries no image. Analyzers answer it with an empty result, so
+    the end travels in order with the frames and behavior can end the events
+    still open (with the last frame's time) once it has processed them all.
     """
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp:
@@ -112,10 +119,11 @@ class Frame(_message.Message):
         source_height: _builtins.int = ...,
         paced: _builtins.bool = ...,
         analyzers: _abc.Iterable[_builtins.str] | None = ...,
+        end_of_stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_time", b"media_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "height", b"height", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -137,12 +145,15 @@ class FrameRef(_message.Message):
     STREAM_SEQUENCE_FIELD_NUMBER: _builtins.int
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
+    END_OF_STREAM_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     seq: _builtins.int
     stream: _builtins.str
     stream_sequence: _builtins.int
     width: _builtins.int
     height: _builtins.int
+    end_of_stream: _builtins.bool
+    """Copied from Frame.end_of_stream: the result answers the end marker, not a picture."""
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -158,10 +169,11 @@ class FrameRef(_message.Message):
         stream_sequence: _builtins.int = ...,
         width: _builtins.int = ...,
         height: _builtins.int = ...,
+        end_of_stream: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_time", b"media_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "height", b"height", "media_time", b"media_time", "seq", b"seq", "stream", b"stream", "stream_sequence", b"stream_sequence", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "seq", b"seq", "stream", b"stream", "stream_sequence", b"stream_sequence", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

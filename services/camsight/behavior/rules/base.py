@@ -75,6 +75,7 @@ class RuleRunner(abc.ABC):
         """The tracker dropped ``track`` (last seen at ``track.last``)."""
         return []
 
-    def close(self, frame: Frame) -> list[Emission]:
-        """The rule is removed or changed, or the camera went away: end what is open."""
+    def close(self, frame: Frame, reason: str) -> list[Emission]:
+        """End what is open at ``frame``: the rule changed or went away, the camera was
+        removed, or its source ended. ``reason`` says which, for the summaries."""
         return []

@@ -70,11 +70,11 @@ class TrackEvents(RuleRunner):
             )
         return out
 
-    def close(self, frame: Frame) -> list[Emission]:
+    def close(self, frame: Frame, reason: str) -> list[Emission]:
         out = []
         for events in self.events.values():
             for event in events:
-                summary = "ended: rule changed or camera removed"
+                summary = f"ended: {reason}"
                 out.append(event.emit(ENDED, frame, summary, [], end=frame))
         self.events.clear()
         return out

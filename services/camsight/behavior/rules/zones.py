@@ -173,11 +173,11 @@ class Loitering(ZoneRule):
             return []
         return [self._emit(visit, ENDED, frame, track, end=track.last)]
 
-    def close(self, frame: Frame) -> list[Emission]:
+    def close(self, frame: Frame, reason: str) -> list[Emission]:
         out = []
         for visit in self.visits.values():
             if visit.published:
-                summary = f"loitering in zone {self.zone_name} ended: rule changed or camera removed"
+                summary = f"loitering in zone {self.zone_name} ended: {reason}"
                 out.append(visit.emit(ENDED, frame, summary, [], end=frame))
         self.visits.clear()
         return out
@@ -254,7 +254,7 @@ class Crowding(ZoneRule):
         }
         return crowd.emit(state, frame, summary, [t.evidence for t in inside], (), attributes, end=end)
 
-    def close(self, frame: Frame) -> list[Emission]:
+    def close(self, frame: Frame, reason: str) -> list[Emission]:
         crowd, self.crowd = self.crowd, None
         if crowd is None or not crowd.published:
             return []
