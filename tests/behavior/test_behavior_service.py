@@ -253,3 +253,26 @@ async def test_without_the_frame_a_face_crop_is_the_snapshot_and_bad_results_are
     assert (await store.get(event.snapshot_id)).data == crop.tobytes()
     dead = await bus.js.stream_info(subjects.DEADLETTER_STREAM)
     assert dead.state.messages == 2
+
+
+async def test_a_result_held_for_reordering_is_acked_only_once_processed(bus: Bus) -> None:
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    results = scene(3, [mover((0.103, 0.5), (0.01, 0))])
+
+    async def acks(pending: int) -> bool:
+        try:
+            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
+        except NotFoundError:
+            return False
+        return info.num_pending == 0 and info.num_ack_pending == pending
+
+    async with Running(bus, reorder_timeout_s=60) as service:
+        await wait_for(lambda: acks(0), 10, "the consumer")
+        for r in (results[0], results[2]):  # frame 2 is missing: 3 waits for it
+            await bus.publish(subjects.detections(r.analyzer, CAMERA), r)
+        # A crash now must not lose frame 3: it is delivered but not acked.
+        await wait_for(lambda: acks(1), 10, "frame 1 acked, frame 3 held unacked")
+        assert service.engine.holds(CAMERA, "hog", 3) and service.engine.stats.processed == 1
+        await bus.publish(subjects.detections("hog", CAMERA), results[1])
+        await wait_for(lambda: acks(0), 10, "frames 2 and 3 processed and acked")
+        assert service.engine.stats.processed == 3

@@ -210,6 +210,12 @@ class Engine:
         camera = self.cameras.pop(camera_id, None)
         return self._counted(camera.close() if camera else [])
 
+    def holds(self, camera_id: str, analyzer: str, seq: int) -> bool:
+        """The result of (camera, analyzer, seq) waits in a reorder buffer, unprocessed."""
+        camera = self.cameras.get(camera_id)
+        stream = camera.streams.get(analyzer) if camera else None
+        return stream is not None and stream.buffer.holds(seq)
+
     def push(self, result: Result, now: float = 0.0) -> list[Emission]:
         """Process one result (in whatever order it arrived); returns what to publish."""
         camera = self.cameras.get(result.frame.camera_id)

@@ -42,7 +42,7 @@ class ReorderBuffer(Generic[T]):
         not kept and ``late`` is set.
         """
         out: Released[T] = Released()
-        if self.behind(seq) or any(s == seq for s, _, _ in self._heap):
+        if self.behind(seq) or self.holds(seq):
             out.late = True
             return out
         if self.next_seq is None and seq == 1:
@@ -53,6 +53,10 @@ class ReorderBuffer(Generic[T]):
             self.waiting_since = now
         out.items.extend(self._drain())
         return out
+
+    def holds(self, seq: int) -> bool:
+        """The result of frame ``seq`` waits here (not processed yet)."""
+        return any(s == seq for s, _, _ in self._heap)
 
     def behind(self, seq: int) -> bool:
         """Frame ``seq`` is before the frames already released."""

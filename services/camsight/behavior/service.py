@@ -4,7 +4,9 @@ One replica owns the cameras :mod:`camsight.behavior.partition` gives it and
 consumes their results through its own durable consumer. Camera configs
 (zones, lines, rules) come from the ``cameras`` KV bucket and are applied
 live through a watch. A result is acknowledged only after the events it
-produced were published (and their snapshots stored).
+produced were published (and their snapshots stored); a result held in a
+reorder buffer is acknowledged once it left it and was processed, so a crash
+loses nothing (it is redelivered after ``ack_wait_s``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from camsight.behavior.events import ENDED, Emission
 from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.snapshots import SnapshotStore
 from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, each, subjects
-from camsight.bus.worker import TRANSIENT_ERRORS, apply_consumer
+from camsight.bus.worker import HELD, TRANSIENT_ERRORS, Held, ack_held, apply_consumer
 from camsight.cameras import CameraConfig
 from camsight.config import service_section
 from camsight.runtime import Service, ServiceContext
@@ -57,6 +59,8 @@ class BehaviorService(Service):
         self._watcher: KeyValue.KeyWatcher | None = None
         self._snapshots: SnapshotStore | None = None
         self._snapshot_of: dict[str, str] = {}
+        # (camera, analyzer) -> seq -> message of a result the engine holds, unacked.
+        self._held: dict[tuple[str, str], dict[int, Msg]] = {}
 
     async def start(self) -> None:
         self._snapshots = SnapshotStore(self.ctx.bus, self.config.snapshot_cache)
@@ -91,12 +95,13 @@ class BehaviorService(Service):
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             async with self._lock:
-                # Results held for reordering were acked: process them now. Then end
-                # every open event: the next owner of a camera starts with no state.
+                # Process the results held for reordering, then end every open event:
+                # the next owner of a camera starts with no state.
                 emissions = self.engine.flush()
                 for camera_id in list(self.engine.cameras):
                     emissions.extend(self.engine.remove_camera(camera_id))
                 await self._publish(emissions)
+                await self._ack_released()
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -141,6 +146,7 @@ class BehaviorService(Service):
             if mine and config is not None:
                 emissions.extend(self.engine.set_camera(config))
             await self._publish(emissions)
+            await self._ack_released()
         owned = frozenset(self.engine.cameras)
         if owned != self._owned:
             log.info("owning %d cameras", len(owned), extra={"cameras": sorted(owned)})
@@ -164,11 +170,29 @@ class BehaviorService(Service):
         worker = PullWorker(self.ctx.bus, config, each(self._handle))
         return worker, asyncio.create_task(worker.run())
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg) -> Held | None:
         result = analysis_pb2.AnalysisResult.FromString(msg.data)
         check_result(result, msg.subject)
+        stream, seq = (result.frame.camera_id, result.analyzer), result.frame.seq
         async with self._lock:
             await self._publish(self.engine.push(result, time.monotonic()))
+            await self._ack_released(stream)
+            if self.engine.holds(*stream, seq):
+                self._held.setdefault(stream, {})[seq] = msg
+                return HELD
+        return None
+
+    async def _ack_released(self, stream: tuple[str, str] | None = None) -> None:
+        """Ack the held results of ``stream`` (or all) that the engine has processed or dropped.
+
+        Called after the emissions they produced were published.
+        """
+        for key in [stream] if stream else list(self._held):
+            held = self._held.get(key, {})
+            for seq in [s for s in held if not self.engine.holds(*key, s)]:
+                await ack_held(held.pop(seq), partition.durable(self.config.replica_index))
+            if not held:
+                self._held.pop(key, None)
 
     async def _flush_stale(self) -> None:
         """Skip reorder gaps that waited longer than ``reorder_timeout_s`` of wall time."""
@@ -177,6 +201,7 @@ class BehaviorService(Service):
             await asyncio.sleep(timeout / 2)
             async with self._lock:
                 await self._publish(self.engine.flush(older_than=time.monotonic() - timeout))
+                await self._ack_released()
 
     # -- events ----------------------------------------------------------------
 

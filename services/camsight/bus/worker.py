@@ -12,6 +12,10 @@ The contract every consuming service relies on:
   the worker goes on with the next one.
 * A transient failure (NATS unavailable while publishing output) is nak'ed
   with a delay, so the message comes back once the bus is healthy.
+* A handler that must keep a message past its return (behavior holds
+  results in a reorder buffer) answers :data:`HELD` for it and settles it
+  later with :func:`ack_held`, once its effect is durable; until then a crash
+  means redelivery after ``ack_wait``.
 * :meth:`PullWorker.stop` drains: the batch in hand is finished and acked,
   then the loop ends.
 """
@@ -66,18 +70,34 @@ class TransientError(RuntimeError):
     """Handling failed for a reason that may go away: redeliver the message later."""
 
 
-def each(handle: Callable[[Msg], Awaitable[None]]) -> BatchHandler:
+class Held(Exception):
+    """Outcome: the handler keeps the message and acks it itself (:func:`ack_held`)."""
+
+
+HELD = Held()
+
+
+async def ack_held(msg: Msg, consumer: str) -> None:
+    """Ack a message a handler held; if the ack cannot be sent it is redelivered (a duplicate)."""
+    try:
+        await msg.ack()
+        HANDLED.labels(consumer).inc()
+    except TRANSIENT_ERRORS as exc:
+        log.warning("could not ack held message on %s: %s", msg.subject, exc)
+
+
+def each(handle: Callable[[Msg], Awaitable[Held | None]]) -> BatchHandler:
     """Adapt a per-message coroutine into a batch handler; order is kept.
 
-    Protobuf ``DecodeError`` is reported as a malformed message.
+    The coroutine returns None (ack) or :data:`HELD`. Protobuf ``DecodeError``
+    is reported as a malformed message.
     """
 
     async def batch(msgs: Sequence[Msg]) -> list[BaseException | None]:
         outcomes: list[BaseException | None] = []
         for msg in msgs:
             try:
-                await handle(msg)
-                outcomes.append(None)
+                outcomes.append(await handle(msg))
             except DecodeError as exc:
                 outcomes.append(MalformedMessageError(f"cannot parse protobuf: {exc}"))
             except Exception as exc:
@@ -184,6 +204,8 @@ class PullWorker:
 
     async def _settle(self, msg: Msg, outcome: BaseException | None) -> None:
         try:
+            if isinstance(outcome, Held):
+                return  # the handler acks it later
             if outcome is None:
                 await msg.ack()
                 HANDLED.labels(self.name).inc()
