@@ -131,6 +131,26 @@ async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: St
     assert states[-1] == "ended" and "online" in states
 
 
+async def test_a_stopped_camera_accounts_for_every_frame_it_sent(
+    bus: Bus, start_decoder: StartDecoder
+) -> None:
+    # Lossless: frames are sent ahead of their PubAcks (up to pacing_window), so a
+    # stop usually finds some in flight; they must still be counted.
+    camera = CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")), loop=True)
+    decoder = await start_decoder([camera])
+    received: list[frame_pb2.Frame] = []
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(_slow_consumer(bus, received, stop))
+    await wait_for(lambda: len(received) >= 20, 30, "frames flowing")
+    await decoder.stop()
+    stop.set()
+    await consumer
+    status = await camera_status(bus, "carphone")
+    last = await bus.js.get_last_msg(subjects.FRAMES_STREAM, subjects.frames("carphone"))
+    assert status is not None and status.state == camera_pb2.CAMERA_STATE_STOPPED
+    assert status.frames_published + status.frames_dropped == frame_pb2.Frame.FromString(last.data or b"").seq
+
+
 async def _status_events(bus: Bus, camera: str) -> list[str]:
     sub = await bus.js.subscribe(
         subjects.events(event_pb2.EVENT_TYPE_CAMERA_STATUS, camera), ordered_consumer=True

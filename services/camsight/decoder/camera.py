@@ -124,7 +124,12 @@ class CameraWorker:
         ]
 
     async def stop(self) -> None:
-        """Stop publishing at once; the thread ends by itself after its current read (see join)."""
+        """Stop publishing at once; the thread ends by itself after its current read (see join).
+
+        Frames already sent are counted as published when their PubAck comes
+        back within ``publish_timeout_s``, else as dropped: the final status
+        accounts for every frame.
+        """
         self._stop.set()
         self._slots.release()  # unblock a thread waiting for queue space
         if self.channel is not None:
@@ -138,6 +143,23 @@ class CameraWorker:
             _, late = await asyncio.wait(self._tasks, timeout=self.settings.publish_timeout_s + 1)
             for task in late:
                 log.warning("camera %s: task %s did not stop", self.config.id, task.get_name())
+        await self._settle_in_flight()
+
+    async def _settle_in_flight(self) -> None:
+        """Count what was sent before the stop: published if the server stored it, else dropped."""
+        if self._pending:
+            await asyncio.wait([task for task, _ in self._pending], timeout=self.settings.publish_timeout_s)
+        while self._pending:
+            task, frame = self._pending.popleft()
+            stored = task.done() and not task.cancelled() and task.exception() is None
+            if not stored:
+                task.cancel()
+            if frame.end_of_stream:
+                continue
+            if stored:
+                self.status.frame_published()
+            else:
+                self.status.frame_dropped()
 
     @property
     def finished(self) -> bool:
@@ -178,9 +200,6 @@ class CameraWorker:
             await self.status.set_state(
                 camera_pb2.CAMERA_STATE_ERROR, f"publisher failure: {type(exc).__name__}"
             )
-        finally:
-            for task, _ in self._pending:
-                task.cancel()
 
     async def _apply_state(self, item: _State) -> None:
         if item.progress is not None:
@@ -247,7 +266,7 @@ class CameraWorker:
         task, frame = self._pending[0]
         while True:
             try:
-                ack = await task
+                ack = await asyncio.shield(task)  # a stop() mid-wait still learns the outcome
                 break
             except PUBLISH_ERRORS as exc:
                 if not self.lossless and not frame.end_of_stream:
@@ -281,7 +300,10 @@ class CameraWorker:
                     )
             turn.result()
         finally:
-            turn.cancel()
+            if not turn.done():
+                turn.cancel()
+            elif not turn.cancelled():
+                turn.exception()  # retrieved: a channel closed by stop() while we were cancelled
 
     async def _report_loop(self) -> None:
         """Refresh the status record (fps, counters) and run the watchdog of live sources."""
