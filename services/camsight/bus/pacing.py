@@ -178,6 +178,14 @@ class PacedChannel:
     def in_flight(self) -> int:
         return len(self._inflight)
 
+    def ready(self, reserved: int = 0) -> bool:
+        """A message may be published now (what :meth:`wait_turn` would return at once for)."""
+        return (
+            not self._closed
+            and len(self._inflight) <= self.window - 1 - reserved
+            and bool(self.pacer.consumers_for(self.subject))
+        )
+
     async def wait_turn(self, reserved: int = 0) -> None:
         """Return once a message may be published (fewer than ``window`` in flight).
 

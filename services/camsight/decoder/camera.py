@@ -289,6 +289,8 @@ class CameraWorker:
             await self.status.set_state(camera_pb2.CAMERA_STATE_ONLINE, "")
 
     async def _wait_turn(self, channel: PacedChannel) -> None:
+        if channel.ready(reserved=len(self._pending)):
+            return  # the common case at full speed: no task, no timer per frame
         turn = asyncio.ensure_future(channel.wait_turn(reserved=len(self._pending)))
         try:
             while not turn.done():

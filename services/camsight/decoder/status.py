@@ -64,14 +64,15 @@ class StatusReporter:
         self.dropped = 0
         self.corrupt = 0
         self.progress = 0.0
-        self.last_frame_time: Timestamp | None = None
+        self._last_frame_ns = 0  # wall clock; a Timestamp is built only for the status record
         self._times: deque[float] = deque()
+        self._published_metric = PUBLISHED.labels(camera_id)  # per frame: skip the label lookup
 
     def frame_published(self) -> None:
         self.published += 1
-        self.last_frame_time = now_ts()
+        self._last_frame_ns = time.time_ns()
         self._times.append(time.monotonic())
-        PUBLISHED.labels(self.camera_id).inc()
+        self._published_metric.inc()
 
     def frame_dropped(self) -> None:
         self.dropped += 1
@@ -104,8 +105,8 @@ class StatusReporter:
             decoder_id=self.decoder_id,
             progress=self.progress,
         )
-        if self.last_frame_time is not None:
-            status.last_frame_time.CopyFrom(self.last_frame_time)
+        if self._last_frame_ns:
+            status.last_frame_time.FromNanoseconds(self._last_frame_ns)
         return status
 
     async def set_state(self, state: State, error: str | None = None) -> None:
