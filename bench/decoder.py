@@ -58,7 +58,38 @@ def baseline(path: Path, repeats: int, max_size: int = 640, quality: int = 85) -
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of another process (the nats-server)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return cpu_seconds_of(f"/proc/{pid}/stat")
+
+
+class ThreadCpu:
+    """CPU seconds per thread of this process, sampled while a run goes on (threads that
+    end would take their counts with them). Splits the event loop (the main thread) from
+    the decode threads (the decoder's and FFmpeg's)."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.last: dict[int, float] = dict(self.start)
+
+    @staticmethod
+    def _read() -> dict[int, float]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                out[int(tid)] = cpu_seconds_of(f"/proc/self/task/{tid}/stat")
+        return out
+
+    def sample(self) -> None:
+        self.last.update(self._read())
+
+    def split(self) -> tuple[float, float]:
+        """(main thread, every other thread) CPU seconds since construction."""
+        used = {tid: cpu - self.start.get(tid, 0.0) for tid, cpu in self.last.items()}
+        main = used.pop(os.getpid(), 0.0)
+        return main, sum(used.values())
+
+
+def cpu_seconds_of(stat_path: str) -> float:
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -111,7 +142,9 @@ async def status(bus: Bus, camera: str) -> camera_pb2.CameraStatus | None:
         return None
 
 
-async def decoder_run(nats: NatsSettings, camera: CameraConfig, duration_s: float | None) -> dict[str, Any]:
+async def decoder_run(
+    nats: NatsSettings, camera: CameraConfig, duration_s: float | None, threads: ThreadCpu | None = None
+) -> dict[str, Any]:
     """Run one decoder on ``camera``: until the file ends, or for ``duration_s`` (looped)."""
     settings = Settings(nats=nats, cameras=[camera], instance="bench")
     bus = await connect(settings.nats, settings.streams, name="bench")
@@ -128,6 +161,8 @@ async def decoder_run(nats: NatsSettings, camera: CameraConfig, duration_s: floa
     result: dict[str, Any] = {}
     while True:
         await asyncio.sleep(0.05 if duration_s is None else 1.0)
+        if threads is not None:
+            threads.sample()
         now = await status(bus, camera.id)
         if now is None:
             continue
@@ -155,14 +190,18 @@ async def decoder_rate(nats: NatsSettings, path: Path, repeats: int, server_pid:
     """Mean publish rate over ``repeats`` runs, with the CPU it cost (this process, the server)."""
     rates, frames = [], 0
     cpu, server_cpu = time.process_time(), cpu_seconds(server_pid)
+    threads = ThreadCpu()
     for i in range(repeats):
         camera = CameraConfig(id=f"rate{i}", source=str(path))
-        result = await decoder_run(nats, camera, None)
+        result = await decoder_run(nats, camera, None, threads)
         rates.append(result["fps"])
         frames += result["frames"]
+    main, decode = threads.split()
     return {
         "fps": sum(rates) / len(rates),
         "cpu_ms_per_frame": (time.process_time() - cpu) * 1000 / frames,
+        "main_thread_cpu_ms_per_frame": main * 1000 / frames,
+        "decode_threads_cpu_ms_per_frame": decode * 1000 / frames,
         "server_cpu_ms_per_frame": (cpu_seconds(server_pid) - server_cpu) * 1000 / frames,
     }
 
@@ -198,6 +237,13 @@ def run(smoke: bool = False, loop_seconds: float | None = None) -> dict[str, Any
         "ratio": round(rate["fps"] / baseline_fps, 3),
         "baseline_cpu_ms_per_frame": round((base_cpu + base_cpu_after) / 2, 3),
         "decoder_cpu_ms_per_frame": round(rate["cpu_ms_per_frame"], 3),
+        # The decode path alone (decoder + FFmpeg threads) against the bare loop: what the
+        # rate tends to where the event loop and the server have cores of their own.
+        "decoder_decode_threads_cpu_ms_per_frame": round(rate["decode_threads_cpu_ms_per_frame"], 3),
+        "decoder_event_loop_cpu_ms_per_frame": round(rate["main_thread_cpu_ms_per_frame"], 3),
+        "decode_path_cpu_ratio": round(
+            (base_cpu + base_cpu_after) / 2 / max(rate["decode_threads_cpu_ms_per_frame"], 1e-9), 3
+        ),
         "nats_server_cpu_ms_per_frame": round(rate["server_cpu_ms_per_frame"], 3),
         "loop_seconds": duration,
         "loop_frames": looped["frames"],

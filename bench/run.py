@@ -57,6 +57,7 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "decoder": [
         ("decoder_fps", "Frames/s published by the decoder", ""),
         ("ratio", "... / bare decode+resize+encode loop", ">= 0.9"),
+        ("decode_path_cpu_ratio", "bare loop / decoder's decode threads, CPU per frame", "~1"),
         ("rss_mib_max", "RSS max over the looped run (MiB)", "flat"),
     ],
     "detector": [
