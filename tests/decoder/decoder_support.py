@@ -10,7 +10,8 @@ from typing import Any
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.decoder.service import DecoderService
-from camsight.v1 import camera_pb2
+from camsight.v1 import camera_pb2, frame_pb2
+from nats.aio.msg import Msg
 
 # Short times so ownership, back-off and watchdogs play out in a test's seconds.
 FAST: dict[str, Any] = {
@@ -72,3 +73,27 @@ def state_is(bus: Bus, camera_id: str, state: int) -> Callable[[], Awaitable[boo
         return status is not None and status.state == state
 
     return check
+
+
+class Frames:
+    """Collects the frames of one camera through a core subscription (and its end marker)."""
+
+    def __init__(self) -> None:
+        self.frames: list[frame_pb2.Frame] = []
+        self.end: frame_pb2.Frame | None = None
+
+    async def on_msg(self, msg: Msg) -> None:
+        frame = frame_pb2.Frame.FromString(msg.data)
+        if frame.end_of_stream:
+            self.end = frame
+        else:
+            self.frames.append(frame)
+
+    @classmethod
+    async def subscribe(cls, bus: Bus, camera: str) -> Frames:
+        frames = cls()
+        await bus.nc.subscribe(subjects.frames(camera), cb=frames.on_msg)
+        return frames
+
+    def more_than(self, count: int) -> bool:
+        return len(self.frames) > count

@@ -12,31 +12,9 @@ import pytest
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.v1 import camera_pb2, event_pb2, frame_pb2
-from decoder_support import StartDecoder, camera_status, put_camera, state_is
+from decoder_support import Frames, StartDecoder, camera_status, put_camera, state_is
 from helpers import sample_video, wait_for
-from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
-
-
-class Frames:
-    """Collects the frames of one camera through a core subscription (and its end marker)."""
-
-    def __init__(self) -> None:
-        self.frames: list[frame_pb2.Frame] = []
-        self.end: frame_pb2.Frame | None = None
-
-    async def on_msg(self, msg: Msg) -> None:
-        frame = frame_pb2.Frame.FromString(msg.data)
-        if frame.end_of_stream:
-            self.end = frame
-        else:
-            self.frames.append(frame)
-
-    @classmethod
-    async def subscribe(cls, bus: Bus, camera: str) -> Frames:
-        frames = cls()
-        await bus.nc.subscribe(subjects.frames(camera), cb=frames.on_msg)
-        return frames
 
 
 def bikes(camera_id: str = "bikes", **kw: object) -> CameraConfig:
