@@ -235,3 +235,12 @@ def test_unreadable_source_is_a_clear_error(tmp_path: Path, camera: CameraConfig
     bogus.write_text("not a video")
     with pytest.raises(ValueError, match="cannot decode"):
         annotate_video(bogus, [], camera, [], tmp_path / "out.mp4")
+
+
+def test_ffmpeg_failing_is_a_one_line_error(tmp_path: Path, camera: CameraConfig) -> None:
+    """ffmpeg cannot create the output (a folder is in the way), exits, and the next frame finds no reader."""
+    out = tmp_path / "taken.mp4"
+    out.mkdir()
+    with pytest.raises(OSError, match=r"cannot write .*taken\.mp4: ffmpeg stopped") as raised:
+        annotate_video(sample_video("bikes.mp4"), [], camera, [], out)
+    assert "\n" not in str(raised.value)

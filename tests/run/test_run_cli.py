@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -14,10 +14,7 @@ from helpers import sample_video
 pytestmark = pytest.mark.slow
 
 
-def camsight(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "camsight", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
+Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +30,8 @@ def driver_jpeg(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_json(tmp: Path, driver: Path, name: str) -> list[dict]:
-    proc = camsight(
+def run_json(cli: Cli, tmp: Path, driver: Path, name: str) -> list[dict]:
+    proc = cli(
         "run",
         str(sample_video("carphone_pristine.mp4")),
         "--json",
@@ -42,7 +39,6 @@ def run_json(tmp: Path, driver: Path, name: str) -> list[dict]:
         f"driver={driver}",
         "--data-dir",
         str(tmp / name),
-        cwd=tmp,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
@@ -50,8 +46,10 @@ def run_json(tmp: Path, driver: Path, name: str) -> list[dict]:
     return [json.loads(line) for line in lines]  # nothing but JSON objects on stdout
 
 
-def test_recognises_the_enrolled_driver_and_repeats_exactly(tmp_path: Path, driver_jpeg: Path) -> None:
-    first = run_json(tmp_path, driver_jpeg, "one")
+def test_recognises_the_enrolled_driver_and_repeats_exactly(
+    cli: Cli, tmp_path: Path, driver_jpeg: Path
+) -> None:
+    first = run_json(cli, tmp_path, driver_jpeg, "one")
     faces = [e for e in first if e["type"] == "EVENT_TYPE_FACE_RECOGNIZED"]
     assert faces, [e["type"] for e in first]
     assert {e["identity_name"] for e in faces} == {"driver"}
@@ -77,7 +75,7 @@ def test_recognises_the_enrolled_driver_and_repeats_exactly(tmp_path: Path, driv
             if e["type"] != "EVENT_TYPE_CAMERA_STATUS"
         )
 
-    second = run_json(tmp_path, driver_jpeg, "two")
+    second = run_json(cli, tmp_path, driver_jpeg, "two")
     assert analysed(first) == analysed(second)
 
 
@@ -88,29 +86,29 @@ def test_recognises_the_enrolled_driver_and_repeats_exactly(tmp_path: Path, driv
         (lambda d: (d / "empty.mp4").write_bytes(b"") or d / "empty.mp4", "empty"),
     ],
 )
-def test_bad_sources_fail_in_one_line(tmp_path: Path, make, message: str) -> None:
+def test_bad_sources_fail_in_one_line(cli: Cli, tmp_path: Path, make, message: str) -> None:
     source = make(tmp_path)
-    proc = camsight("run", str(source), "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    proc = cli("run", str(source), "--data-dir", str(tmp_path / "data"))
     assert proc.returncode != 0
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_unreadable_video_is_reported_without_traceback(tmp_path: Path) -> None:
+def test_unreadable_video_is_reported_without_traceback(cli: Cli, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00\x01not a video at all" * 1000)
-    proc = camsight("run", str(garbage), "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    proc = cli("run", str(garbage), "--data-dir", str(tmp_path / "data"))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "garbage" in proc.stderr.strip().splitlines()[-1]
 
 
-def test_bad_config_exits_2(tmp_path: Path) -> None:
+def test_bad_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text("cameras:\n  - id: 'no spaces allowed'\n    source: x.mp4\n")
     video = sample_video("carphone_pristine.mp4")
-    proc = camsight("run", str(video), "--config", str(config), cwd=tmp_path)
+    proc = cli("run", str(video), "--config", str(config))
     assert proc.returncode == 2
     assert "cameras.0.id" in proc.stderr
     assert "Traceback" not in proc.stderr

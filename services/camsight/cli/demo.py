@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,15 +15,14 @@ from camsight.bus import subjects
 from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
-from camsight.cli.run import PipelineHook, print_summary, run_pipeline
+from camsight.cli.run import PipelineHook, output_dir, print_summary, run_pipeline
 from camsight.config import ConfigError, LogSettings
 from camsight.natsserver import NatsServerError
 from camsight.run import EmbeddedPipeline, PipelineSummary
-from camsight.run.annotate import annotate_video
+from camsight.run.annotate import annotate_cameras
 from camsight.run.demo import demo_cameras, enroll_driver
 from camsight.run.report import write_report
 from camsight.runtime import setup_logging
-from camsight.v1 import analysis_pb2
 
 
 async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
@@ -31,7 +31,14 @@ async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None
 
 
 def _reporter(out: Path, cameras: list[CameraConfig]) -> PipelineHook:
+    """The videos and the report, after the run (call it just before the run)."""
+    since_ns = time.time_ns()
+
     async def report(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        try:
+            videos = await annotate_cameras(pipeline, summary, cameras, out, since_ns)
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
         store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
         snapshots: dict[str, bytes] = {}
         for event in summary.events.values():
@@ -39,17 +46,6 @@ def _reporter(out: Path, cameras: list[CameraConfig]) -> PipelineHook:
                 found = await store.get(event.snapshot_id)
                 if found.data:
                     snapshots[event.snapshot_id] = found.data
-        videos = []
-        for camera in cameras:
-            raw = await pipeline.bus.read_stream(
-                subjects.DETECTIONS_STREAM, subjects.detections_of_camera(camera.id)
-            )
-            results = [analysis_pb2.AnalysisResult.FromString(r) for r in raw]
-            events = [e for e in summary.events.values() if e.camera_id == camera.id]
-            video = out / f"{camera.id}.mp4"
-            videos.append(
-                await asyncio.to_thread(annotate_video, Path(camera.source), results, camera, events, video)
-            )
         await asyncio.to_thread(
             write_report, out, list(summary.events.values()), snapshots, videos, summary.as_dict()
         )
@@ -72,7 +68,7 @@ def demo_command(
         cameras = demo_cameras()
     except FileNotFoundError as exc:
         fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
+    output_dir(out, "--out")
     try:
         summary = asyncio.run(
             run_pipeline(
@@ -92,4 +88,5 @@ def demo_command(
         fail("interrupted", 130)
     console = Console()
     print_summary(summary, console)
-    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)")
+    # soft_wrap: a long path stays on one line, whole, for copying or scripts.
+    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)

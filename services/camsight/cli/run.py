@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +26,7 @@ from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
 from camsight.run import EmbeddedPipeline, PipelineSummary, source_cameras
+from camsight.run.annotate import annotate_cameras, video_file
 from camsight.run.pipeline import analyzer_counts
 from camsight.runtime import setup_logging
 from camsight.v1 import camera_pb2, event_pb2
@@ -41,6 +44,19 @@ def check_source(source: str) -> None:
         fail(f"{source}: the file is empty", EXIT_USAGE)
 
 
+def output_dir(path: Path, option: str) -> Path:
+    """Create ``path`` if needed and prove it writable, so a bad folder fails before a long run."""
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {path}: not a folder", EXIT_USAGE)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        fail(f"{option} {path}: cannot write there ({exc.strerror or exc})", EXIT_USAGE)
+    return path
+
+
 def event_row(event: event_pb2.Event) -> dict[str, object]:
     return json_format.MessageToDict(event, preserving_proto_field_name=True)
 
@@ -48,12 +64,15 @@ def event_row(event: event_pb2.Event) -> dict[str, object]:
 class EventPrinter:
     """Events as a readable table on a terminal, or one JSON object per line."""
 
-    def __init__(self, as_json: bool, summary: PipelineSummary) -> None:
+    def __init__(self, as_json: bool, summary: PipelineSummary, since_ns: int) -> None:
         self.as_json = as_json
         self.summary = summary
+        self.since_ns = since_ns
         self.console = Console(highlight=False, soft_wrap=True)
 
     def __call__(self, event: event_pb2.Event) -> None:
+        if event.update_time.ToNanoseconds() < self.since_ns:
+            return  # an earlier run's, replayed from a reused data folder: not this run's
         kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
         if event.id not in self.summary.events:  # count each event once, whatever its updates
             self.summary.events_by_type[kind] += 1
@@ -108,7 +127,7 @@ async def run_pipeline(
     """
     summary = PipelineSummary()
     stderr = Console(stderr=True)
-    printer = EventPrinter(as_json, summary)
+    printer = EventPrinter(as_json, summary, since_ns=time.time_ns())
     started = asyncio.get_running_loop().time()
     with Progress(
         TextColumn("{task.description:<16}"),
@@ -138,6 +157,30 @@ async def run_pipeline(
     return summary
 
 
+def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> PipelineHook:
+    """``--annotate``: after the run, one annotated video per camera that reads a video file.
+
+    Call it just before the run. Live sources are named on stderr and skipped now.
+    """
+    for camera in cameras:
+        if video_file(camera) is None:
+            kind, _ = classify(camera.source)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"--annotate: camera {camera.id} is not annotated: its source "
+                f"({kind.value} {camera.redacted_source}) cannot be read a second time; only video files can"
+            )
+
+    since_ns = time.time_ns()
+
+    async def hook(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        try:
+            written.extend(await annotate_cameras(pipeline, summary, cameras, out, since_ns))
+        except (OSError, ValueError) as exc:  # the events are indexed already; only a video is missing
+            fail(f"--annotate: {exc}")
+
+    return hook
+
+
 def parse_enroll(item: str) -> tuple[str, bytes]:
     """``driver=face.jpg`` -> ("driver", image bytes); exits 2 on a bad value."""
     name, sep, path = item.partition("=")
@@ -153,7 +196,10 @@ def parse_enroll(item: str) -> tuple[str, bytes]:
 def enroll_faces(faces: list[tuple[str, bytes]]) -> PipelineHook:
     async def hook(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
         for name, image in faces:
-            await pipeline.enroll_face(name, name, image)
+            try:
+                await pipeline.enroll_face(name, name, image)
+            except ValueError as exc:  # refused: no face, several faces, not an image
+                fail(f"--enroll {name}: {exc}", EXIT_USAGE)
 
     return hook
 
@@ -175,11 +221,20 @@ def run_command(
             help="NAME=IMAGE: enroll a face before the run (kept in the data folder).", metavar="NAME=IMAGE"
         ),
     ] = None,
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            help="After the run, write each video file with what camsight saw drawn on it (H.264 mp4).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Start NATS and every service, run the sources, print events, exit when done."""
     for source in sources:
         check_source(source)
     faces = [parse_enroll(item) for item in enroll or []]
+    if annotate is not None:
+        output_dir(annotate, "--annotate")
     settings = settings_or_exit(config)
     setup_logging(LogSettings(level="WARNING", format="text"), "run")
     logging.getLogger("camsight").setLevel(logging.WARNING)
@@ -187,9 +242,18 @@ def run_command(
         cameras = source_cameras(sources, realtime=realtime, base=settings.cameras)
     except ValueError as exc:
         fail(str(exc).splitlines()[0], EXIT_USAGE)
+    videos: list[Path] = []
+    after = annotator(cameras, annotate, videos) if annotate is not None else None
     try:
         summary = asyncio.run(
-            run_pipeline(settings, cameras, data_dir, as_json, before=enroll_faces(faces) if faces else None)
+            run_pipeline(
+                settings,
+                cameras,
+                data_dir,
+                as_json,
+                before=enroll_faces(faces) if faces else None,
+                after=after,
+            )
         )
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -197,6 +261,9 @@ def run_command(
         fail(f"embedded NATS: {exc}")
     except KeyboardInterrupt:
         fail("interrupted; the data folder is consistent", 130)
-    print_summary(summary, Console(stderr=as_json))
+    console = Console(stderr=as_json)
+    print_summary(summary, console)
+    for video in videos:
+        console.print(f"annotated video: {video}", soft_wrap=True)
     if summary.errors:
         fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))

@@ -15,12 +15,14 @@ of the overlay; the report still lists them.
 
 The output is H.264 (yuv420p, ``+faststart``) written by the ffmpeg binary of
 imageio-ffmpeg, because no OpenCV wheel writes H.264 and browsers play
-nothing else reliably. Everything here blocks: call it through
-``asyncio.to_thread``.
+nothing else reliably. :func:`annotate_video` blocks (call it through
+``asyncio.to_thread``); :func:`annotate_cameras` is the one piece that
+``camsight run --annotate`` and ``camsight demo`` call once a run drained.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import colorsys
 import hashlib
@@ -36,8 +38,11 @@ import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
 from camsight.analyzers import KIND_MOTION
+from camsight.bus import subjects
 from camsight.bus.subjects import event_type_token
 from camsight.cameras import CameraConfig, Line
+from camsight.decoder.sources import SourceKind, classify
+from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary
 from camsight.v1 import analysis_pb2, event_pb2
 
 # Colours are BGR.
@@ -310,7 +315,8 @@ def annotate_video(
     other cameras' and skipped results are ignored); ``events`` its events.
     Faces the face service flagged ``privacy=blur`` are blurred. Frames with
     an odd width or height get one black row/column of padding (yuv420p needs
-    even sizes). Returns ``out``.
+    even sizes). Returns ``out``; raises ValueError for a source OpenCV
+    cannot decode and OSError when ffmpeg stops (disk full, killed).
     """
     fps = video_fps(source)
     timeline = ResultTimeline(results, camera.id, 1.0 / fps)
@@ -346,8 +352,60 @@ def annotate_video(
                 image = cv2.copyMakeBorder(
                     image, 0, size[1] - height, 0, size[0] - width, cv2.BORDER_CONSTANT
                 )
-            writer.send(np.ascontiguousarray(image).tobytes())
+            try:
+                writer.send(np.ascontiguousarray(image).tobytes())
+            except OSError as exc:  # imageio-ffmpeg's message spans lines and repeats the command
+                raise OSError(
+                    f"cannot write {out}: ffmpeg stopped ({str(exc).splitlines()[0]}); "
+                    "its own message, if any, is above"
+                ) from exc
     finally:
         frames.close()
         writer.close()
     return out
+
+
+def video_file(camera: CameraConfig) -> Path | None:
+    """The video file behind ``camera``, or None when its source cannot be decoded a second time.
+
+    Streams and webcams are live (what they showed is gone once read) and
+    image folders are not videos, so only files can be annotated.
+    """
+    kind, target = classify(camera.source)
+    return Path(target) if kind is SourceKind.FILE else None
+
+
+async def annotate_cameras(
+    pipeline: EmbeddedPipeline,
+    summary: PipelineSummary,
+    cameras: Sequence[CameraConfig],
+    out: Path,
+    since_ns: int,
+) -> list[Path]:
+    """Write ``out/<camera id>.mp4`` for every camera with a video file; returns the videos written.
+
+    Call it once the run drained and while the pipeline still runs: the
+    results are read back from the DETECTIONS stream (kept for
+    ``streams.detections_max_age_s``), the events from ``summary``. A data
+    folder may be reused, so the stream can also hold earlier runs' results
+    of the same camera: only frames captured from ``since_ns`` (wall clock,
+    taken before the run) on are drawn. Cameras that ended in error are left
+    out: their error is reported already.
+    """
+    videos = []
+    for camera in cameras:
+        source = video_file(camera)
+        if source is None or camera.id in summary.errors:
+            continue
+        raw = await pipeline.bus.read_stream(
+            subjects.DETECTIONS_STREAM, subjects.detections_of_camera(camera.id)
+        )
+        results = [
+            result
+            for result in map(analysis_pb2.AnalysisResult.FromString, raw)
+            if result.frame.capture_time.ToNanoseconds() >= since_ns
+        ]
+        events = [e for e in summary.events.values() if e.camera_id == camera.id]
+        video = out / f"{camera.id}.mp4"
+        videos.append(await asyncio.to_thread(annotate_video, source, results, camera, events, video))
+    return videos
