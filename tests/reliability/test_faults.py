@@ -319,11 +319,15 @@ async def test_killed_analyzer_replica_frames_are_redelivered(
         common | {"cameras": [camera], "services": {"decoder": {"status_interval_s": 0.5}}},
     )
     seen: Counter[int] = Counter()
+    ends: list[int] = []  # the answer to the decoder's end-of-file marker (not a frame)
 
     async def collect(msg: Any) -> None:
         result = analysis_pb2.AnalysisResult.FromString(msg.data)
         if result.frame.camera_id == "cam":
-            seen[result.frame.seq] += 1
+            if result.frame.end_of_stream:
+                ends.append(result.frame.seq)
+            else:
+                seen[result.frame.seq] += 1
 
     sub = await bus.nc.subscribe("detections.>", cb=collect)
     try:
@@ -346,6 +350,7 @@ async def test_killed_analyzer_replica_frames_are_redelivered(
         codes = [await replicas[1].stop(), await decoder.stop()]
         await bus.close()
     assert sorted(seen) == list(range(1, total + 1))
+    assert ends == [total + 1]
     assert codes == [0, 0], replicas[1].log.read_text()[-3000:] + decoder.log.read_text()[-3000:]
     # Replica 0 never returned from analyze(): these results came from the survivor.
     assert in_hand and all(seen[seq] == 1 for seq in in_hand), in_hand
