@@ -8,8 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from camsight.bus import PullWorker, WorkerConfig, each
-from camsight.config import HttpSettings, NatsSettings, Settings
+from camsight.bus import Bus, PullWorker, WorkerConfig, connect, each
+from camsight.bus.topology import TopologyMissingError
+from camsight.config import HttpSettings, NatsSettings, Settings, StreamSettings
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime import Service, ServiceContext
 from camsight.runtime.serve import Runtime
@@ -118,3 +119,36 @@ def test_bus_is_not_available_before_start() -> None:
     ctx = ServiceContext(settings=Settings())
     with pytest.raises(RuntimeError, match="not connected yet"):
         _ = ctx.bus
+
+
+async def test_without_declare_topology_waits_not_ready_until_the_topology_exists(
+    nats_settings: NatsSettings,
+) -> None:
+    """A service whose user may not create streams (declare_topology false) waits for
+    `camsight topology` instead of failing, and says why it is not ready."""
+    checking = nats_settings.model_copy(update={"declare_topology": False})
+    settings = Settings(nats=checking, http=HttpSettings(host="127.0.0.1", port=0))
+    runtime = Runtime(settings, [Recorder], name="recorder")
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_for(lambda: "waiting for the topology" in runtime.readiness()[1], 10, "waiting reason")
+        assert "stream FRAMES does not exist" in runtime.readiness()[1]
+        admin = await connect(nats_settings, StreamSettings(), name="topology")
+        await admin.ensure_topology()
+        await admin.close()
+        await wait_for(lambda: runtime.readiness()[0], 10, "ready once the topology exists")
+    finally:
+        runtime.stop()
+        assert await asyncio.wait_for(task, 10) == 0
+
+
+async def test_check_topology_names_what_is_missing(bus: Bus) -> None:
+    await bus.check_topology()  # the fixture declared everything
+    await bus.js.delete_object_store("faces")
+    with pytest.raises(TopologyMissingError, match="stream OBJ_faces does not exist"):
+        await bus.check_topology()
+
+
+def test_connections_must_name_hosted_services() -> None:
+    with pytest.raises(ValueError, match=r"not hosted here.*: recordr"):
+        Runtime(Settings(), [Recorder], name="r", connections={"recordr": NatsSettings()})

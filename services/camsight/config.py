@@ -55,6 +55,11 @@ class NatsSettings(_Section):
     connect_timeout_s: float = Field(2.0, gt=0)
     reconnect_wait_s: float = Field(1.0, gt=0)
     reconnect_jitter_s: float = Field(0.5, ge=0)
+    # True: the process declares (creates or updates) the streams and buckets at
+    # start, which its NATS user must be allowed to do. False: it only checks
+    # they exist and waits, not ready, until `camsight topology` declared them,
+    # so service users need no right to change streams (decision 0081).
+    declare_topology: bool = True
 
     @field_validator("servers", mode="before")
     @classmethod

@@ -1,38 +1,47 @@
 """Least privilege on the bus: one NATS user per service, allowed only the subjects it needs.
 
-:func:`service_users` generates a user and a random password per service;
-:func:`authorization` turns them into the nats-server ``authorization``
-block (``EmbeddedNats(authorization=...)``), and :func:`credentials` into
-the ``nats`` settings section each service connects with.
+:func:`service_users` generates a user and a random password per role (a
+service, or :data:`TOPOLOGY_ROLE`); :func:`authorization` turns them into
+the nats-server ``authorization`` block (``EmbeddedNats(authorization=...)``),
+and :func:`credentials` into the ``nats`` settings section each connects with.
 
 What each service may touch is declared once, in :data:`NEEDS`, in bus
 terms (streams it consumes, buckets it reads or writes, subjects it
 publishes), and compiled into NATS subject permissions by
 :func:`permissions`. Everything not listed is refused by the server with a
 permissions violation (the client sees an error, the server log names the
-user and subject). Known gap, documented in docs/operations.md: every
-service declares the topology at start (``Bus.ensure_topology``), so every
-user may create and update streams; deleting or purging is refused.
+user and subject).
+
+No service user may create, update, delete or purge camsight's streams:
+services run with ``nats.declare_topology: false`` and only check the
+topology; the ``topology`` role (``camsight topology``, a Helm Job) is the
+one allowed to create and update them (decision 0081). The Helm chart reads
+the same permissions from ``helm/camsight/files/nats-permissions.json``,
+written by ``python -m camsight.natsauth FILE`` and checked by a test.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from camsight.bus import subjects
+from camsight.bus.topology import topology_streams
 
-# Subjects of the JetStream API every client uses to declare and inspect the topology.
+# Subjects of the JetStream API every client uses to inspect (never change) the topology.
 TOPOLOGY = [
     "$JS.API.INFO",
     "$JS.API.STREAM.NAMES",
     "$JS.API.STREAM.LIST",
     "$JS.API.STREAM.INFO.*",
-    "$JS.API.STREAM.CREATE.*",
-    "$JS.API.STREAM.UPDATE.*",
 ]
+# The role of `camsight topology`: creates and updates camsight's streams, nothing else.
+TOPOLOGY_ROLE = "topology"
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class Needs:
     """Other subjects it subscribes to (advisories)."""
     inspects: tuple[str, ...] = ()
     """Streams whose consumers it lists and inspects without consuming."""
+    owns: tuple[str, ...] = ()
+    """KV buckets it creates itself because their settings are its own (the decoder's lease
+    TTL): create only, never update or delete."""
 
 
 NEEDS: dict[str, Needs] = {
@@ -62,6 +74,7 @@ NEEDS: dict[str, Needs] = {
         consumes=(),
         # cameras: it seeds the config file's cameras into the registry (seed_cameras).
         writes=(subjects.CAMERAS_BUCKET, subjects.CAMERA_STATUS_BUCKET, subjects.DECODER_LEASES_BUCKET),
+        owns=(subjects.DECODER_LEASES_BUCKET,),
         publishes=(subjects.FRAMES_ALL, "events.camera_status.*"),
         inspects=(subjects.FRAMES_STREAM,),
         # Lossless pacing follows the analyzers' acks on FRAMES.
@@ -129,6 +142,8 @@ def permissions(needs: Needs) -> dict[str, Any]:
         publish += _stream_read(f"KV_{bucket}")
     for bucket in needs.writes:
         publish.append(f"$KV.{bucket}.>")
+    for bucket in needs.owns:
+        publish.append(f"$JS.API.STREAM.CREATE.KV_{bucket}")
     for store in dict.fromkeys((*needs.objects_read, *needs.objects_write)):
         publish += _stream_read(f"OBJ_{store}")
     for store in needs.objects_write:
@@ -144,29 +159,56 @@ def permissions(needs: Needs) -> dict[str, Any]:
     }
 
 
+def topology_permissions() -> dict[str, Any]:
+    """NATS ``permissions`` of the topology role: create and update camsight's streams only."""
+    streams = topology_streams()
+    publish = [
+        *TOPOLOGY,
+        *(f"$JS.API.STREAM.CREATE.{s}" for s in streams),
+        *(f"$JS.API.STREAM.UPDATE.{s}" for s in streams),
+    ]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+def role_permissions(role: str) -> dict[str, Any]:
+    """The permissions of a service or of :data:`TOPOLOGY_ROLE`."""
+    if role == TOPOLOGY_ROLE:
+        return topology_permissions()
+    return permissions(NEEDS[role])
+
+
+ROLES = (*NEEDS, TOPOLOGY_ROLE)
+
+
 @dataclass(frozen=True)
 class ServiceUser:
     service: str
+    """The role: a service name or :data:`TOPOLOGY_ROLE`."""
     user: str
     password: str = field(repr=False)
 
 
-def service_users(services: Iterable[str] = NEEDS, prefix: str = "camsight-") -> dict[str, ServiceUser]:
-    """A user with a fresh random password for each service."""
-    unknown = sorted(set(services) - set(NEEDS))
+def service_users(services: Iterable[str] = ROLES, prefix: str = "camsight-") -> dict[str, ServiceUser]:
+    """A user with a fresh random password for each service (or the topology role)."""
+    unknown = sorted(set(services) - set(ROLES))
     if unknown:
         raise ValueError(f"no NATS permissions are defined for service(s) {', '.join(unknown)}")
     return {s: ServiceUser(s, f"{prefix}{s}", secrets.token_urlsafe(24)) for s in services}
 
 
+def admin_user(prefix: str = "camsight-") -> ServiceUser:
+    """An unrestricted user with a fresh random password (embedded mode's own connection)."""
+    return ServiceUser("admin", f"{prefix}admin", secrets.token_urlsafe(24))
+
+
 def authorization(users: Mapping[str, ServiceUser], admin: ServiceUser | None = None) -> dict[str, Any]:
-    """The nats-server ``authorization`` block: each user with its service's permissions.
+    """The nats-server ``authorization`` block: each user with its role's permissions.
 
     ``admin`` (optional) gets no restriction: for the process that starts the
     system and for operators' tools.
     """
     entries: list[dict[str, Any]] = [
-        {"user": u.user, "password": u.password, "permissions": permissions(NEEDS[u.service])}
+        {"user": u.user, "password": u.password, "permissions": role_permissions(u.service)}
         for u in users.values()
     ]
     if admin is not None:
@@ -177,3 +219,21 @@ def authorization(users: Mapping[str, ServiceUser], admin: ServiceUser | None = 
 def credentials(user: ServiceUser) -> dict[str, str]:
     """What to merge into a service's ``nats`` settings section to connect as ``user``."""
     return {"user": user.user, "password": user.password}
+
+
+def permissions_document() -> str:
+    """Every role's permissions as JSON: what the Helm chart builds its NATS users from."""
+    return json.dumps({role: role_permissions(role) for role in ROLES}, indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """``python -m camsight.natsauth FILE``: write :func:`permissions_document` to FILE."""
+    if len(argv) != 1:
+        print("usage: python -m camsight.natsauth helm/camsight/files/nats-permissions.json", file=sys.stderr)
+        return 2
+    Path(argv[0]).write_text(permissions_document(), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -36,6 +36,7 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
         ("namespaces", "Namespace", False),
     ],
     "apps/v1": [("deployments", "Deployment", True), ("statefulsets", "StatefulSet", True)],
+    "batch/v1": [("jobs", "Job", True)],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
@@ -81,10 +82,12 @@ class Recorded:
 
 @dataclass
 class ApiStandIn:
-    """A Kubernetes API server that holds nothing and records every request."""
+    """A Kubernetes API server that holds nothing (or only ``existing``) and records every request."""
 
     requests: list[Recorded] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """API path -> object it answers (what a template's ``lookup`` finds, as on an upgrade)."""
 
     def __post_init__(self) -> None:
         stand_in = self
@@ -118,6 +121,8 @@ class ApiStandIn:
                     return self._reply(200, {"kind": "APIVersions", "versions": ["v1"]})
                 if path == "/apis":
                     return self._reply(200, _group_list())
+                if path in stand_in.existing:
+                    return self._reply(200, stand_in.existing[path])
                 gv = path.removeprefix("/api/").removeprefix("/apis/")
                 if gv in RESOURCES:
                     return self._reply(200, _resource_list(gv))
@@ -142,7 +147,9 @@ class ApiStandIn:
                 if isinstance(body, dict):
                     if method == "POST":
                         stand_in.created.append(body)
-                    return self._reply(code, body)
+                    # A patch of an existing object (Helm adopting it) answers the patched object.
+                    current = stand_in.existing.get(urlsplit(self.path).path.rstrip("/"), {})
+                    return self._reply(code, {**current, **body})
                 # Helm's release Secret comes as protobuf: answer a minimal JSON Secret.
                 name = urlsplit(self.path).path.rstrip("/").split("/")[-1]
                 return self._reply(
@@ -162,6 +169,10 @@ class ApiStandIn:
 
             def do_PUT(self) -> None:
                 self._write("PUT", 200)
+
+            def do_DELETE(self) -> None:
+                stand_in.requests.append(Recorded("DELETE", self.path, ""))
+                return self._reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -209,11 +220,20 @@ class Rendered:
         return found[0]
 
 
-def render(chart: Path, values: dict[str, Any], release: str = "cs", namespace: str = "video") -> Rendered:
-    """Install the chart into the stand-in and return the rendered manifest."""
+def render(
+    chart: Path,
+    values: dict[str, Any],
+    release: str = "cs",
+    namespace: str = "video",
+    existing: dict[str, dict[str, Any]] | None = None,
+) -> Rendered:
+    """Install the chart into the stand-in and return the rendered manifest.
+
+    ``existing`` (API path -> object) is what the cluster already holds, for ``lookup``.
+    """
     import helm_sdkpy
 
-    with ApiStandIn() as stand_in:
+    with ApiStandIn(existing=dict(existing or {})) as stand_in:
         config = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=stand_in.kubeconfig())
         result = asyncio.run(helm_sdkpy.Install(config).run(release, str(chart), values=values, wait=False))
     manifest = [d for d in yaml.safe_load_all(result["manifest"]) if d]

@@ -294,6 +294,9 @@ def test_external_nats() -> None:
     config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
     assert config["nats"]["servers"] == ["nats://nats.infra.svc:4222"]
     assert "cs-camsight-nats" not in {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")}
+    # No bundled NATS to configure: no generated users; the topology Job still runs.
+    assert not [s for s in r.of_kind("Secret") if "nats" in s["metadata"]["name"]]
+    assert nats_env(job_pod(r)) == {}
 
 
 @pytest.mark.parametrize(
@@ -362,3 +365,167 @@ def test_helm_lint_finds_no_error() -> None:
     result = asyncio.run(Lint(config).run(str(CHART)))
     assert not result["Errors"]
     assert max(m["Severity"] for m in result["Messages"]) < 3  # 3 = error
+
+
+# -- NATS users (decision 0081) -------------------------------------------------------
+
+
+def job_pod(r: Rendered) -> dict[str, Any]:
+    (job,) = r.of_kind("Job")
+    assert job["metadata"]["name"] == "cs-camsight-topology-1"
+    return dict(job["spec"]["template"])
+
+
+def nats_env(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        e["name"]: e
+        for e in pod["spec"]["containers"][0].get("env", [])
+        if e["name"].startswith("CAMSIGHT_NATS__")
+    }
+
+
+def string_data(r: Rendered, name: str) -> dict[str, str]:
+    return dict(r.one("Secret", name)["stringData"])
+
+
+def test_permissions_file_is_not_stale() -> None:
+    """helm/camsight/files/nats-permissions.json is generated from camsight.natsauth.NEEDS;
+    regenerate with `python -m camsight.natsauth helm/camsight/files/nats-permissions.json`."""
+    from camsight.natsauth import permissions_document
+
+    assert (CHART / "files" / "nats-permissions.json").read_text() == permissions_document()
+
+
+def test_each_workload_connects_as_its_own_nats_user(
+    default: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passwords = string_data(default, "cs-camsight-nats-users")
+    assert set(passwords) == {*SERVICES, "topology"}
+    assert len(set(passwords.values())) == len(passwords) and all(len(p) == 32 for p in passwords.values())
+    config = tmp_path / "config.yaml"
+    config.write_text(default.one("ConfigMap", "-config")["data"]["config.yaml"])
+    for role, pod in [*pods(default).items(), ("topology", job_pod(default))]:
+        env = nats_env(pod)
+        assert set(env) == {"CAMSIGHT_NATS__USER", "CAMSIGHT_NATS__PASSWORD"}, role
+        assert env["CAMSIGHT_NATS__USER"]["value"] == f"camsight-{role}"
+        ref = env["CAMSIGHT_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "cs-camsight-nats-users", "key": role}  # its own key, no other
+        with monkeypatch.context() as m:
+            m.setenv("CAMSIGHT_NATS__USER", env["CAMSIGHT_NATS__USER"]["value"])
+            m.setenv("CAMSIGHT_NATS__PASSWORD", passwords[role])
+            settings = load_settings(config)
+        assert settings.nats.user == f"camsight-{role}" and settings.nats.password is not None
+        assert settings.nats.declare_topology is False  # only the Job declares (`camsight topology`)
+    assert job_pod(default)["spec"]["containers"][0]["args"][:1] == ["topology"]
+    assert "cs-camsight-topology" in {p["metadata"]["name"] for p in default.of_kind("NetworkPolicy")}
+
+
+def test_the_rendered_nats_users_enforce_the_generated_permissions(default: Rendered, tmp_path: Path) -> None:
+    """auth.conf (what the bundled NATS includes) run by a real nats-server: the users and
+    passwords of the Secret, each with exactly the permissions of the generated file.
+    (Synchronous: the module's renders run their own event loop.)"""
+    import nats
+    import nats.errors
+    from camsight.bus import connect, subjects
+    from camsight.config import NatsSettings, StreamSettings
+    from camsight.natsserver import EmbeddedNats
+    from camsight.v1 import event_pb2
+
+    passwords = string_data(default, "cs-camsight-nats-users")
+    conf = json.loads(string_data(default, "cs-camsight-nats-conf")["auth.conf"])
+    generated = json.loads((CHART / "files" / "nats-permissions.json").read_text())
+    users = {u["user"]: u for u in conf["authorization"]["users"]}
+    assert set(users) == {f"camsight-{role}" for role in generated}
+    for role, permissions in generated.items():
+        assert users[f"camsight-{role}"]["permissions"] == permissions
+        assert users[f"camsight-{role}"]["password"] == passwords[role]
+
+    async def check(server: EmbeddedNats) -> None:
+        def as_role(role: str, password: str | None = None) -> NatsSettings:
+            secret = password or passwords[role]
+            return NatsSettings(
+                servers=[server.url], user=f"camsight-{role}", password=secret, connect_timeout_s=2
+            )
+
+        topology = await connect(as_role("topology"), StreamSettings(), name="job")
+        await topology.ensure_topology()
+        await topology.close()
+        decoder = await connect(as_role("decoder"), StreamSettings(), name="decoder")
+        try:
+            await decoder.check_topology()
+            await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
+            forged = event_pb2.Event(id="f", type=event_pb2.EVENT_TYPE_FACE_RECOGNIZED, camera_id="cam")
+            with pytest.raises((nats.errors.Error, TimeoutError)):
+                await decoder.publish_event(forged, timeout=1)
+        finally:
+            await decoder.close()
+        # A wrong password is refused (nats-py keeps retrying: collect its errors meanwhile).
+        errors: list[str] = []
+
+        async def record(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        intruder = nats.connect(server.url, user="camsight-face", password="wrong", error_cb=record)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(intruder, 2)
+        assert any("Authorization Violation" in e for e in errors)
+
+    with EmbeddedNats(store_dir=tmp_path / "js", authorization=conf["authorization"]) as server:
+        asyncio.run(check(server))
+
+
+def test_the_bundled_nats_includes_the_generated_authorization(default: Rendered) -> None:
+    """values.yaml wires the auth.conf Secret into the NATS subchart: the include path
+    (relative to /etc/nats-config/nats.conf), the mount and the Secret name agree.
+    The subchart is not vendored here, so this checks our values, not its rendering."""
+    import posixpath
+
+    nats = yaml.safe_load((CHART / "values.yaml").read_text())["nats"]
+    include = nats["config"]["merge"]["$include"]
+    (mount,) = [p["value"] for p in nats["container"]["patch"] if p["path"] == "/volumeMounts/-"]
+    (volume,) = [p["value"] for p in nats["podTemplate"]["patch"] if p["path"] == "/spec/volumes/-"]
+    assert (
+        posixpath.normpath(posixpath.join("/etc/nats-config", include)) == f"{mount['mountPath']}/auth.conf"
+    )
+    assert mount["name"] == volume["name"] and mount["readOnly"] is True
+    secret_name = volume["secret"]["secretName"]["$tplYaml"].replace("{{ .Release.Name }}", "cs")
+    assert "auth.conf" in string_data(default, secret_name)
+
+
+def test_nats_passwords_come_from_the_existing_secret() -> None:
+    """As on `helm upgrade`: the template's lookup finds the Secret the install wrote and
+    keeps its passwords (rendered here by an Install against a stand-in holding it)."""
+    import base64
+
+    kept = {role: f"kept-{role}-password" for role in (*SERVICES, "topology")}
+    existing = {
+        "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": "cs-camsight-nats-users",
+                "namespace": "video",
+                # What Helm wrote at install: it adopts the Secret on this render.
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "cs", "meta.helm.sh/release-namespace": "video"},
+            },
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
+        }
+    }
+    r = render(CHART, {}, existing=existing)
+    assert string_data(r, "cs-camsight-nats-users") == kept
+    conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
+    assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
+        f"camsight-{role}": password for role, password in kept.items()
+    }
+
+
+def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> None:
+    """natsAuth set: no generated users; every pod and the Job use the shared Secret, and
+    the bundled NATS's auth.conf is empty (the operator configures NATS, docs/deploy.md)."""
+    assert not [s for s in gpu.of_kind("Secret") if s["metadata"]["name"] == "cs-camsight-nats-users"]
+    assert json.loads(string_data(gpu, "cs-camsight-nats-conf")["auth.conf"]) == {}
+    for pod in [*pods(gpu).values(), job_pod(gpu)]:
+        env = nats_env(pod)
+        assert env["CAMSIGHT_NATS__USER"]["valueFrom"]["secretKeyRef"]["name"] == "cs-camsight-nats-auth"
+        assert env["CAMSIGHT_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"

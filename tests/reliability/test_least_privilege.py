@@ -1,27 +1,45 @@
 """Least privilege on the bus: every service runs as its own NATS user, and no user can do more.
 
-The whole pipeline runs with the users :mod:`camsight.natsauth` generates
-(each service a ``camsight serve`` process connected as its own user, as in
-a cluster) and must work without a single permissions violation;
-then the decoder's credentials are used directly and refused what the
-decoder has no business doing.
+Two layouts, both with the users :mod:`camsight.natsauth` generates:
+
+* a cluster: each service a ``camsight serve`` process connected as its own
+  user with ``nats.declare_topology: false`` (they wait, not ready), then
+  ``camsight topology`` as the topology user declares the streams;
+* embedded mode (:class:`camsight.run.pipeline.EmbeddedPipeline`, what
+  ``camsight run`` uses): one process, one connection per service.
+
+Both must work without a single permissions violation in the server log;
+then generated credentials are used directly and refused what their role has
+no business doing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nats.errors
 import nats.js.errors
 import pytest
+import yaml
 from camsight.bus import Bus, connect, subjects
-from camsight.config import NatsSettings, StreamSettings
-from camsight.natsauth import ServiceUser, authorization, credentials, service_users
+from camsight.cameras import CameraConfig, Rule, RuleType
+from camsight.config import NatsSettings, Settings, StreamSettings
+from camsight.natsauth import TOPOLOGY_ROLE, ServiceUser, authorization, credentials, service_users
 from camsight.natsserver import EmbeddedNats
+from camsight.run.pipeline import EmbeddedPipeline
 from camsight.v1 import event_pb2, identity_pb2
 from helpers import sample_video, wait_for
+from nats.js.api import StreamConfig
 from processes import ServiceProcess
 from reliability_support import system_settings
 
@@ -33,7 +51,7 @@ REFUSED = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 
 @pytest.fixture
 def users() -> dict[str, ServiceUser]:
-    return service_users(["decoder", "detector", "face", "behavior", "query"])
+    return service_users([*SERVICE_NAMES, "controller", TOPOLOGY_ROLE])
 
 
 @pytest.fixture
@@ -56,6 +74,40 @@ async def connect_as(server: EmbeddedNats, user: ServiceUser) -> Bus:
     return await connect(settings, StreamSettings(), name=f"test-as-{user.service}")
 
 
+def violations(log_file: Path | None) -> list[str]:
+    assert log_file is not None
+    return [line for line in log_file.read_text().splitlines() if "Violation" in line]
+
+
+def topology_cli(server: EmbeddedNats, user: ServiceUser, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``camsight topology`` in its own process, as ``user``."""
+    config = workdir / f"topology-{user.service}.yaml"
+    config.write_text(
+        yaml.safe_dump({"nats": {"servers": [server.url], **credentials(user)}, "log": {"format": "text"}})
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "camsight", "topology", "--config", str(config), "--timeout", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def monitor(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return dict(json.load(resp))
+
+
+def readyz(process: ServiceProcess) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{process.http_port}/readyz", timeout=1) as resp:
+            return str(json.load(resp)["reason"])
+    except urllib.error.HTTPError as exc:
+        return str(json.load(exc)["reason"])
+    except (urllib.error.URLError, OSError):
+        return ""
+
+
 @asynccontextmanager
 async def running(
     server: EmbeddedNats, users: dict[str, ServiceUser], root: Path
@@ -71,9 +123,10 @@ async def running(
     processes = []
     for name in SERVICE_NAMES:
         (root / name).mkdir()
+        nats_section = {"servers": [server.url], "reconnect_wait_s": 0.2, "declare_topology": False}
         settings = {
             "instance": "lp",
-            "nats": {"servers": [server.url], "reconnect_wait_s": 0.2, **credentials(users[name])},
+            "nats": nats_section | credentials(users[name]),
             "data_dir": str(root / "data"),
             "log": {"level": "INFO"},
             "cameras": [camera] if name == "decoder" else [],
@@ -87,17 +140,18 @@ async def running(
         assert set(codes.values()) == {0}, codes
 
 
-def violations(server: EmbeddedNats) -> list[str]:
-    assert server.log_file is not None
-    return [line for line in server.log_file.read_text().splitlines() if "Violation" in line]
-
-
-async def test_the_pipeline_runs_with_one_user_per_service_and_no_violation(
+async def test_services_wait_for_the_topology_job_then_run_with_no_violation(
     secured: EmbeddedNats, users: dict[str, ServiceUser], admin: ServiceUser, tmp_path: Path
 ) -> None:
     bus = await connect_as(secured, admin)
     try:
         async with running(secured, users, tmp_path) as processes:
+            # No service may declare streams: each waits, not ready, naming what is missing.
+            for process in processes:
+                await wait_for(lambda p=process: "waiting for the topology" in readyz(p), 60, process.name)
+            declared = await asyncio.to_thread(topology_cli, secured, users[TOPOLOGY_ROLE], tmp_path)
+            assert declared.returncode == 0, declared.stderr[-2000:]
+            assert "topology declared: FRAMES" in declared.stdout
             await wait_for(lambda: all(p.ready() for p in processes), 60, "every service ready")
             # Frames -> faces -> behavior (with a snapshot) -> query, each hop as its own user.
             await wait_for(lambda: indexed(tmp_path / "data"), 60, "an unknown-face event indexed")
@@ -111,7 +165,7 @@ async def test_the_pipeline_runs_with_one_user_per_service_and_no_violation(
             assert identity_pb2.EnrollReply.FromString(reply.data).error_code == "INVALID_ARGUMENT"
     finally:
         await bus.close()
-    assert violations(secured) == []
+    assert violations(secured.log_file) == []
 
 
 def indexed(data: Path) -> bool:
@@ -130,14 +184,11 @@ def indexed(data: Path) -> bool:
         return False
 
 
-async def test_decoder_credentials_cannot_publish_events_or_read_the_gallery(
-    secured: EmbeddedNats, users: dict[str, ServiceUser], admin: ServiceUser
-) -> None:
-    owner = await connect_as(secured, admin)
-    await owner.ensure_topology()
+async def assert_decoder_is_fenced(server: EmbeddedNats, decoder_user: ServiceUser, owner: Bus) -> None:
+    """The decoder's credentials do what the decoder does, and nothing else."""
     gallery = await owner.kv(subjects.GALLERY_BUCKET)
     await gallery.put("alice", identity_pb2.IdentityRecord().SerializeToString())
-    decoder = await connect_as(secured, users["decoder"])
+    decoder = await connect_as(server, decoder_user)
     try:
         # What the decoder does is allowed ...
         await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
@@ -162,5 +213,115 @@ async def test_decoder_credentials_cannot_publish_events_or_read_the_gallery(
         assert "s" in stored and "forged" not in stored
     finally:
         await decoder.close()
+
+
+async def test_decoder_credentials_cannot_publish_events_or_read_the_gallery(
+    secured: EmbeddedNats, users: dict[str, ServiceUser], admin: ServiceUser
+) -> None:
+    topology = await connect_as(secured, users[TOPOLOGY_ROLE])
+    await topology.ensure_topology()
+    await topology.close()
+    owner = await connect_as(secured, admin)
+    try:
+        await assert_decoder_is_fenced(secured, users["decoder"], owner)
+    finally:
         await owner.close()
-    assert any("Violation" in line and "camsight-decoder" in line for line in violations(secured))
+    assert any("Violation" in line and "camsight-decoder" in line for line in violations(secured.log_file))
+
+
+async def test_no_service_user_can_create_update_delete_or_purge_a_stream(
+    secured: EmbeddedNats, users: dict[str, ServiceUser]
+) -> None:
+    """Only the topology role changes streams (and it cannot delete or purge them)."""
+    topology = await connect_as(secured, users[TOPOLOGY_ROLE])
+    await topology.ensure_topology()
+    services = [u for u in users.values() if u.service != TOPOLOGY_ROLE]
+    buses = [await connect_as(secured, u) for u in services]
+    try:
+        for bus in buses:
+            await bus.check_topology()  # each may look
+
+        async def refused(bus: Bus) -> list[bool]:
+            js = bus.nc.jetstream(timeout=1)
+            events = (await js.stream_info(subjects.EVENTS_STREAM)).config
+            attempts = [
+                js.add_stream(StreamConfig(name="ROGUE", subjects=["rogue.>"])),
+                js.update_stream(replace(events, description="changed")),
+                js.delete_stream(subjects.EVENTS_STREAM),
+                js.purge_stream(subjects.EVENTS_STREAM),
+            ]
+            outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+            return [isinstance(o, REFUSED) for o in outcomes]
+
+        # Concurrently: each refusal costs a request timeout.
+        results = await asyncio.gather(*(refused(bus) for bus in [*buses, topology]))
+        for user, outcome in zip([*services, users[TOPOLOGY_ROLE]], results, strict=True):
+            updates = user.service == TOPOLOGY_ROLE
+            assert outcome == [True, not updates, True, True], user.service
+        info = await topology.js.stream_info(subjects.EVENTS_STREAM)
+        assert info.config.description == "changed"  # the topology role's update went through
+    finally:
+        for bus in [*buses, topology]:
+            await bus.close()
+
+
+async def test_topology_command_is_idempotent_and_needs_the_topology_role(
+    secured: EmbeddedNats, users: dict[str, ServiceUser], admin: ServiceUser, tmp_path: Path
+) -> None:
+    first = await asyncio.to_thread(topology_cli, secured, users[TOPOLOGY_ROLE], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    owner = await connect_as(secured, admin)
+    try:
+        await owner.publish_event(
+            event_pb2.Event(id="kept", type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c")
+        )
+        before = {s: (await owner.js.stream_info(s)).config for s in ("EVENTS", "KV_cameras", "OBJ_faces")}
+        again = await asyncio.to_thread(topology_cli, secured, users[TOPOLOGY_ROLE], tmp_path)
+        assert again.returncode == 0, again.stderr[-2000:]
+        after = {s: (await owner.js.stream_info(s)).config for s in before}
+        assert after == before
+        assert (await owner.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 1
+        await owner.check_topology()
+    finally:
+        await owner.close()
+    # A service's user may not change the topology: the command says so and fails.
+    refused = await asyncio.to_thread(topology_cli, secured, users["query"], tmp_path)
+    assert refused.returncode == 1
+    assert "allowed to create and update" in refused.stderr
+
+
+# -- embedded mode ------------------------------------------------------------------
+
+
+async def test_embedded_mode_connects_each_service_as_its_own_user(tmp_path: Path) -> None:
+    settings = system_settings("nats://unused:4222", tmp_path / "data")
+    stranger = Rule(id="stranger", type=RuleType.UNKNOWN_FACE)
+    camera = CameraConfig(
+        id="carphone", source=str(sample_video("carphone_pristine.mp4")), fps=5, rules=[stranger]
+    )
+    pipeline = EmbeddedPipeline(
+        Settings(streams=settings.streams, services=settings.services),
+        tmp_path / "data",
+        nats_log=tmp_path / "nats.log",
+    )
+    async with pipeline:
+        # One authenticated connection per service, plus the pipeline's own (admin).
+        connz = await asyncio.to_thread(monitor, f"{pipeline.nats.monitor_url}/connz?auth=true")
+        connected = {c["authorized_user"] for c in connz["connections"]}
+        assert connected == {f"camsight-{name}" for name in SERVICE_NAMES} | {"camsight-admin"}
+        for service in pipeline.runtime.services if pipeline.runtime else []:
+            assert service.ctx.settings.nats.user == f"camsight-{service.name}"
+
+        events: list[event_pb2.Event] = []
+        async with pipeline.watch_events(events.append):
+            await pipeline.add_cameras([camera])
+            await pipeline.wait_finished(["carphone"])
+        assert any(e.type == event_pb2.EVENT_TYPE_UNKNOWN_FACE for e in events)
+        assert violations(pipeline.nats.log_file) == []
+        await assert_decoder_is_fenced(pipeline.nats, pipeline.users["decoder"], pipeline.bus)
+        fenced = violations(pipeline.nats.log_file)
+        assert fenced and all("user:camsight-decoder" in line for line in fenced)
+    # Passwords live in memory (and the server's private config), never in its log.
+    log = (tmp_path / "nats.log").read_text()
+    for user in [*pipeline.users.values(), pipeline.admin]:
+        assert user.password not in log

@@ -22,24 +22,30 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 def test_annotate_writes_every_file_source_and_reruns_show_only_their_own(
     cli: Cli, tmp_path: Path, annotated: Callable[[Path, Path], None]
 ) -> None:
-    """carphone sampled at 5 fps (a camera of the config file), twice on one data folder.
+    """Three runs on one data folder: carphone at 5 fps (a camera of the config file),
+    the same again, then carphone_distorted (not in the config file).
 
-    The second run finds the first one's events and results in the data
-    folder: it must print, count and draw only its own.
+    Each run finds the earlier ones' cameras, events and results in the data
+    folder: it must play, print, count and draw only its own.
     """
-    source = sample_video("carphone_pristine.mp4")
+    source, other = sample_video("carphone_pristine.mp4"), sample_video("carphone_distorted.mp4")
     config = tmp_path / "camsight.yaml"
     config.write_text(f"cameras:\n  - id: car\n    source: {source}\n    fps: 5\n")
     runs = []
-    for videos in ("first", "second"):
+    for videos, video, camera in (
+        ("first", source, "car"),
+        ("second", source, "car"),
+        ("third", other, "carphone_distorted"),
+    ):
         proc = cli(
-            "run", str(source), "--config", str(config), "--annotate", videos, "--data-dir", "data", "--json"
+            "run", str(video), "--config", str(config), "--annotate", videos, "--data-dir", "data", "--json"
         )
         assert proc.returncode == 0, proc.stderr  # all of it: ffmpeg writes there too
-        annotated(tmp_path / videos / "car.mp4", source)
-        assert f"annotated video: {videos}/car.mp4" in proc.stderr  # stdout holds only events
+        annotated(tmp_path / videos / f"{camera}.mp4", video)
+        assert f"annotated video: {videos}/{camera}.mp4" in proc.stderr  # stdout holds only events
         runs.append([json.loads(line) for line in proc.stdout.splitlines()])
-    first, second = ({event["id"] for event in run} for run in runs)
+        assert {e["camera_id"] for e in runs[-1]} == {camera}, "an earlier run's camera played again"
+    first, second, _ = ({event["id"] for event in run} for run in runs)
     assert first and second
     assert not first & second, "the second run printed the first one's events"
     for run in runs:

@@ -68,6 +68,51 @@ app.kubernetes.io/part-of: camsight
 {{- if or .Values.natsAuth.existingSecret .Values.natsAuth.user .Values.natsAuth.password .Values.natsAuth.token }}true{{ end }}
 {{- end }}
 
+{{/*
+"true" when the chart generates one NATS user per service (templates/nats-users.yaml):
+the bundled NATS, natsAuth.perServiceUsers, and no shared credentials in natsAuth.
+*/}}
+{{- define "camsight.natsUsers" -}}
+{{- if and .Values.nats.enabled .Values.natsAuth.perServiceUsers (not (include "camsight.natsAuthEnabled" .)) }}true{{ end }}
+{{- end }}
+
+{{/* Secret names independent of nameOverride: the NATS subchart names them from the release. */}}
+{{- define "camsight.natsUsersSecretName" -}}
+{{- printf "%s-camsight-nats-users" .Release.Name }}
+{{- end }}
+
+{{- define "camsight.natsAuthConfSecretName" -}}
+{{- printf "%s-camsight-nats-conf" .Release.Name }}
+{{- end }}
+
+{{/*
+NATS credentials as environment: the role's own generated user (a service name, or
+"topology"), else the shared natsAuth credentials. Call with (dict "root" $ "role" "decoder").
+*/}}
+{{- define "camsight.natsEnv" -}}
+{{- $root := .root -}}
+{{- if include "camsight.natsUsers" $root }}
+- name: CAMSIGHT_NATS__USER
+  value: camsight-{{ .role }}
+- name: CAMSIGHT_NATS__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "camsight.natsUsersSecretName" $root }}
+      key: {{ .role }}
+{{- else if include "camsight.natsAuthEnabled" $root }}
+{{- range $key, $var := dict "user" "CAMSIGHT_NATS__USER" "password" "CAMSIGHT_NATS__PASSWORD" "token" "CAMSIGHT_NATS__TOKEN" }}
+{{- if or $root.Values.natsAuth.existingSecret (index $root.Values.natsAuth $key) }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "camsight.natsSecretName" $root }}
+      key: {{ $key }}
+      optional: {{ not (index $root.Values.natsAuth $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "camsight.gpuEnabled" -}}
 {{- $svc := index .root.Values.services .name -}}
 {{- if and $svc.gpu $svc.gpu.enabled }}true{{ end }}
@@ -154,18 +199,7 @@ spec:
             fieldRef:
               fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
         {{- end }}
-        {{- if include "camsight.natsAuthEnabled" $root }}
-        {{- range $key, $var := dict "user" "CAMSIGHT_NATS__USER" "password" "CAMSIGHT_NATS__PASSWORD" "token" "CAMSIGHT_NATS__TOKEN" }}
-        {{- if or $root.Values.natsAuth.existingSecret (index $root.Values.natsAuth $key) }}
-        - name: {{ $var }}
-          valueFrom:
-            secretKeyRef:
-              name: {{ include "camsight.natsSecretName" $root }}
-              key: {{ $key }}
-              optional: {{ not (index $root.Values.natsAuth $key) }}
-        {{- end }}
-        {{- end }}
-        {{- end }}
+        {{- include "camsight.natsEnv" (dict "root" $root "role" $name) | nindent 8 }}
         {{- if and (eq $name "decoder") (or $root.Values.cameras $root.Values.camerasExistingSecret) }}
         - name: CAMSIGHT_CAMERAS
           valueFrom:
@@ -252,4 +286,33 @@ spec:
         claimName: {{ default (printf "%s-models" (include "camsight.fullname" $root)) $root.Values.models.existingClaim }}
         readOnly: true
     {{- end }}
+{{- end }}
+
+{{- /* Egress every camsight pod needs: DNS and NATS. Call with the root context. */ -}}
+{{- define "camsight.egressDnsAndNats" -}}
+- to:
+    - namespaceSelector:
+        {{- toYaml $.Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
+      podSelector:
+        {{- toYaml $.Values.networkPolicy.dns.podSelector | nindent 8 }}
+  ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- to:
+    {{- if $.Values.nats.enabled }}
+    - podSelector:
+        matchLabels:
+          app.kubernetes.io/name: nats
+          app.kubernetes.io/instance: {{ $.Release.Name }}
+    {{- else }}
+    - {{- with $.Values.externalNats.namespaceSelector }}
+      namespaceSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      podSelector:
+        {{- toYaml ($.Values.externalNats.podSelector | default dict) | nindent 8 }}
+    {{- end }}
+  ports:
+    - port: {{ if $.Values.nats.enabled }}4222{{ else }}{{ $.Values.externalNats.port }}{{ end }}
+      protocol: TCP
 {{- end }}

@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from camsight.bus import subjects
-from camsight.bus.topology import ensure_topology
+from camsight.bus.topology import check_topology, ensure_topology
 from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import event_pb2
 
@@ -47,6 +47,14 @@ class Bus:
     async def ensure_topology(self) -> None:
         """Declare streams, buckets and object stores (idempotent)."""
         await ensure_topology(self.js, self.streams)
+
+    async def check_topology(self) -> None:
+        """Raise :class:`camsight.bus.topology.TopologyMissingError` unless everything is declared.
+
+        For processes whose NATS user may not create streams: they wait for
+        the privileged step (``camsight topology``) instead.
+        """
+        await check_topology(self.js)
 
     async def publish(
         self,

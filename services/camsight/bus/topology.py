@@ -1,9 +1,11 @@
 """Declare the streams, KV buckets and object stores, idempotently.
 
-Every service calls :func:`ensure_topology` at start: the first one creates
-what is missing, later ones find it there. A stream whose limits changed in
-the configuration is updated in place. See docs/architecture.md for why each
-stream has the limits it has.
+:func:`ensure_topology` creates what is missing and updates a stream whose
+limits changed in the configuration in place. One privileged step runs it
+(``camsight topology``, or a service whose ``nats.declare_topology`` is on);
+services that may not change the topology run :func:`check_topology`
+instead, which only looks (decision 0081). See docs/architecture.md for why
+each stream has the limits it has.
 """
 
 from __future__ import annotations
@@ -26,6 +28,27 @@ from camsight.config import StreamSettings
 
 log = logging.getLogger(__name__)
 DAY = 86400.0
+
+# KV buckets: (bucket, history, description).
+BUCKETS = (
+    (subjects.CAMERAS_BUCKET, 5, "Camera registry (camsight.v1.Camera), the source of truth."),
+    (subjects.CAMERA_STATUS_BUCKET, 1, "Live camera status (camsight.v1.CameraStatus)."),
+    (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
+)
+OBJECT_STORES = (subjects.SNAPSHOTS_STORE, subjects.FACES_STORE)
+
+
+class TopologyMissingError(Exception):
+    """A stream, bucket or object store of the topology does not exist (yet)."""
+
+
+def topology_streams() -> list[str]:
+    """The JetStream stream behind every stream, bucket and object store declared here."""
+    return [
+        *(c.name or "" for c in stream_configs(StreamSettings())),
+        *(f"KV_{bucket}" for bucket, _, _ in BUCKETS),
+        *(f"OBJ_{store}" for store in OBJECT_STORES),
+    ]
 
 
 def stream_configs(cfg: StreamSettings) -> list[StreamConfig]:
@@ -93,11 +116,7 @@ async def ensure_topology(js: JetStreamContext, cfg: StreamSettings) -> None:
     """Create or update every stream, bucket and object store camsight uses."""
     for config in stream_configs(cfg):
         await ensure_stream(js, config)
-    for bucket, history, description in (
-        (subjects.CAMERAS_BUCKET, 5, "Camera registry (camsight.v1.Camera), the source of truth."),
-        (subjects.CAMERA_STATUS_BUCKET, 1, "Live camera status (camsight.v1.CameraStatus)."),
-        (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
-    ):
+    for bucket, history, description in BUCKETS:
         await js.create_key_value(
             KeyValueConfig(
                 bucket=bucket,
@@ -125,3 +144,19 @@ async def ensure_topology(js: JetStreamContext, cfg: StreamSettings) -> None:
             replicas=cfg.events_replicas,
         ),
     )
+
+
+async def check_topology(js: JetStreamContext) -> None:
+    """Raise :class:`TopologyMissingError` naming the first missing stream, bucket or store.
+
+    Only reads stream info, so a user without the right to create streams
+    can run it.
+    """
+    for stream in topology_streams():
+        try:
+            await js.stream_info(stream)
+        except NotFoundError:
+            raise TopologyMissingError(
+                f"stream {stream} does not exist: run `camsight topology` (or a process with "
+                "nats.declare_topology: true) to declare camsight's streams and buckets"
+            ) from None

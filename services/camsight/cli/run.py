@@ -64,15 +64,12 @@ def event_row(event: event_pb2.Event) -> dict[str, object]:
 class EventPrinter:
     """Events as a readable table on a terminal, or one JSON object per line."""
 
-    def __init__(self, as_json: bool, summary: PipelineSummary, since_ns: int) -> None:
+    def __init__(self, as_json: bool, summary: PipelineSummary) -> None:
         self.as_json = as_json
         self.summary = summary
-        self.since_ns = since_ns
         self.console = Console(highlight=False, soft_wrap=True)
 
     def __call__(self, event: event_pb2.Event) -> None:
-        if event.update_time.ToNanoseconds() < self.since_ns:
-            return  # an earlier run's, replayed from a reused data folder: not this run's
         kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
         if event.id not in self.summary.events:  # count each event once, whatever its updates
             self.summary.events_by_type[kind] += 1
@@ -127,7 +124,7 @@ async def run_pipeline(
     """
     summary = PipelineSummary()
     stderr = Console(stderr=True)
-    printer = EventPrinter(as_json, summary, since_ns=time.time_ns())
+    printer = EventPrinter(as_json, summary)
     started = asyncio.get_running_loop().time()
     with Progress(
         TextColumn("{task.description:<16}"),

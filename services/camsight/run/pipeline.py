@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NoKeysError
 from prometheus_client import REGISTRY
 
-from camsight.bus import Bus, subjects
+from camsight.bus import Bus, connect, subjects
 from camsight.bus.rpc import request
 from camsight.cameras import CameraConfig, Pacing, Rule, RuleType
-from camsight.config import HttpSettings, Settings
+from camsight.config import HttpSettings, NatsSettings, Settings
+from camsight.natsauth import admin_user, authorization, credentials, service_users
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime.serve import Runtime
 from camsight.runtime.service import Service
@@ -140,7 +143,20 @@ def analyzer_counts() -> dict[str, dict[str, int]]:
 
 
 class EmbeddedPipeline:
-    """A private nats-server in ``data_dir/nats`` plus every service, in this process."""
+    """A private nats-server in ``data_dir/nats`` plus every service, in this process.
+
+    Least privilege holds here too (decision 0081): each pipeline generates a NATS
+    user with a fresh random password per hosted service (only in memory and in
+    the server's private config file), and each service connects as its own
+    user. This object's own connection (:attr:`bus`: registering cameras,
+    enrolling, watching events, reports) is an unrestricted admin user, which
+    also declares the topology.
+
+    The cameras that play are exactly those :meth:`add_cameras` registers: a
+    data folder may be reused, so the registry left by earlier runs is emptied
+    at start, and the ``cameras`` of the settings are not seeded (a caller
+    takes what it wants from them, as ``camsight run`` does for its sources).
+    """
 
     def __init__(
         self,
@@ -151,9 +167,15 @@ class EmbeddedPipeline:
         nats_log: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.nats = EmbeddedNats(store_dir=data_dir / "nats", log_file=nats_log)
+        self.service_classes = [load_service(p) for p in services]
+        self.users = service_users([cls.name for cls in self.service_classes])
+        self.admin = admin_user()
+        self.nats = EmbeddedNats(
+            store_dir=data_dir / "nats",
+            log_file=nats_log,
+            authorization=authorization(self.users, self.admin),
+        )
         self.settings = settings
-        self.service_paths = services
         self.runtime: Runtime | None = None
         self._task: asyncio.Task[int] | None = None
 
@@ -163,17 +185,45 @@ class EmbeddedPipeline:
         # Everything on loopback, on ports nobody else can hold: several runs
         # may share a machine. A config file can still choose the gRPC port.
         query = {"host": "127.0.0.1", "port": 0, **self.settings.services.get("query", {})}
+        admin = self._nats_as(credentials(self.admin), declare_topology=True)
+        await self._forget_earlier_cameras(admin)
         update = {
-            "nats": self.settings.nats.model_copy(update={"servers": [self.nats.url]}),
+            "nats": admin,
+            "cameras": [],
             "http": HttpSettings(host="127.0.0.1", port=0),
             "data_dir": self.data_dir,
             "services": {**self.settings.services, "query": query},
         }
         self.settings = self.settings.model_copy(update=update)
-        self.runtime = Runtime(self.settings, [load_service(p) for p in self.service_paths], name="run")
+        own = {name: self._nats_as(credentials(user)) for name, user in self.users.items()}
+        self.runtime = Runtime(self.settings, self.service_classes, name="run", connections=own)
         self._task = asyncio.create_task(self.runtime.run())
         await self._wait_ready()
         return self
+
+    async def _forget_earlier_cameras(self, admin: NatsSettings) -> None:
+        """Empty the camera registry an earlier run in this data folder left, before any
+        decoder reads it (else those cameras would play again, unwaited for)."""
+        bus = await connect(admin, self.settings.streams, name="camsight-run-setup")
+        try:
+            await bus.ensure_topology()
+            kv = await bus.kv(subjects.CAMERAS_BUCKET)
+            with contextlib.suppress(NoKeysError):
+                for key in await kv.keys():
+                    await kv.purge(key)
+        finally:
+            await bus.close()
+
+    def _nats_as(self, creds: dict[str, str], declare_topology: bool = False) -> NatsSettings:
+        """The configured NATS settings, pointed at the embedded server as one user."""
+        return NatsSettings.model_validate(
+            {
+                **self.settings.nats.model_dump(exclude={"token", "creds_file", "nkey_seed_file"}),
+                "servers": [self.nats.url],
+                "declare_topology": declare_topology,
+                **creds,
+            }
+        )
 
     async def _wait_ready(self, timeout: float = 300.0) -> None:
         assert self.runtime is not None and self._task is not None
@@ -198,6 +248,7 @@ class EmbeddedPipeline:
 
     @property
     def bus(self) -> Bus:
+        """The admin connection (not any service's)."""
         assert self.runtime is not None
         return self.runtime.ctx.bus
 
@@ -218,7 +269,8 @@ class EmbeddedPipeline:
 
     @contextlib.asynccontextmanager
     async def watch_events(self, callback: EventCallback) -> AsyncIterator[None]:
-        """Call ``callback`` for every event stored from now on (an ordered consumer)."""
+        """Call ``callback`` for every event stored from now on (an ordered consumer;
+        the events of earlier runs in a reused data folder are not replayed)."""
 
         async def on_msg(msg: Msg) -> None:
             event = event_pb2.Event.FromString(msg.data)
@@ -226,7 +278,9 @@ class EmbeddedPipeline:
             if asyncio.iscoroutine(result):
                 await result
 
-        sub = await self.bus.js.subscribe(subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True)
+        sub = await self.bus.js.subscribe(
+            subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+        )
         try:
             yield
         finally:

@@ -1,4 +1,4 @@
-"""Run services: connect, declare, start, loop, drain on a signal, exit."""
+"""Run services: connect, declare or check the topology, start, loop, drain on a signal, exit."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from camsight.bus import Bus, connect_with_retry
-from camsight.config import Settings
+from camsight.bus.topology import TopologyMissingError
+from camsight.config import NatsSettings, Settings
 from camsight.runtime.health import HealthServer
 from camsight.runtime.service import Service, ServiceContext
 
@@ -18,27 +19,60 @@ log = logging.getLogger(__name__)
 
 ServiceFactory = Callable[[ServiceContext], Service]
 DRAIN_TIMEOUT_S = 30.0
+TOPOLOGY_RETRY_S = 1.0
+T = TypeVar("T")
 
 
 class Runtime:
-    """Hosts one or more services in one process with one health endpoint."""
+    """Hosts one or more services in one process with one health endpoint.
 
-    def __init__(self, settings: Settings, factories: Sequence[ServiceFactory], name: str) -> None:
+    The process connects to NATS with ``settings.nats`` (:attr:`ctx`'s bus):
+    it declares or checks the topology on that connection, and services
+    share it. ``connections`` gives a service (by its ``name``) a connection
+    of its own with other NATS settings: embedded mode connects each service
+    as its own NATS user (decision 0081).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        factories: Sequence[ServiceFactory],
+        name: str,
+        *,
+        connections: Mapping[str, NatsSettings] | None = None,
+    ) -> None:
         self.settings = settings
         self.name = name
         self.ctx = ServiceContext(settings=settings)
+        own = dict(connections or {})
+        # A service with a connection of its own gets a context of its own
+        # (same stop signal); the others share ctx and its connection.
+        self._own: dict[str, ServiceContext] = {
+            service: ServiceContext(settings.model_copy(update={"nats": nats}), stopping=self.ctx.stopping)
+            for service, nats in own.items()
+        }
         # Constructing validates each service's config before NATS is reached.
-        self.services = [factory(self.ctx) for factory in factories]
+        self.services = [
+            factory(self._own.get(getattr(factory, "name", ""), self.ctx)) for factory in factories
+        ]
+        unused = sorted(set(own) - {s.name for s in self.services if s.ctx is self._own.get(s.name)})
+        if unused:
+            raise ValueError(
+                f"NATS connections given for services not hosted here (or whose factory "
+                f"has no name attribute): {', '.join(unused)}"
+            )
         self.health = HealthServer(self.readiness, settings.http.host, settings.http.port)
+        self._phase = "connecting to NATS"
         self._started = False
 
+    def _contexts(self) -> list[ServiceContext]:
+        return [self.ctx, *self._own.values()]
+
     def readiness(self) -> tuple[bool, str]:
-        if self.ctx._bus is None:
-            return False, "connecting to NATS"
-        if not self.ctx.bus.connected:
+        if any(ctx._bus is not None and not ctx.bus.connected for ctx in self._contexts()):
             return False, "NATS connection lost, reconnecting"
         if not self._started:
-            return False, "starting"
+            return False, self._phase
         for service in self.services:
             ready, reason = service.readiness()
             if not ready:
@@ -55,37 +89,68 @@ class Runtime:
         log.info("%s starting", self.name, extra={"http_port": self.health.port})
         code = 0
         try:
-            bus = await self._connect()
-            if bus is None:
-                return 0
-            self.ctx.attach(bus)
-            await bus.ensure_topology()
-            code = await self._run_services()
+            if await self._prepare():
+                code = await self._run_services()
         finally:
             for service in self.services:
                 try:
                     await service.close()
                 except Exception:
                     log.exception("%s: close failed", service.name)
-            if self.ctx._bus is not None:
-                await self.ctx.bus.close()
+            for ctx in self._contexts():
+                if ctx._bus is not None:
+                    await ctx.bus.close()
             await self.health.stop()
             log.info("%s stopped", self.name)
         return code
 
-    async def _connect(self) -> Bus | None:
-        """Connect, giving up quietly if asked to stop meanwhile."""
-        connecting = asyncio.create_task(
-            connect_with_retry(self.settings.nats, self.settings.streams, name=f"camsight-{self.name}")
-        )
-        stopping = asyncio.create_task(self.ctx.stopping.wait())
-        done, _ = await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    async def _prepare(self) -> bool:
+        """Connect, then declare or wait for the topology; False when stopped meanwhile."""
+        bus = await self._until_stopped(self._connect(self.settings.nats, self.name))
+        if bus is None:
+            return False
+        self.ctx.attach(bus)
+        if self.settings.nats.declare_topology:
+            self._phase = "declaring the topology"
+            await bus.ensure_topology()
+        elif await self._until_stopped(self._wait_for_topology(bus)) is None:
+            return False
+        for service, ctx in self._own.items():
+            self._phase = f"connecting {service} to NATS"
+            own = await self._until_stopped(self._connect(ctx.settings.nats, f"{self.name}-{service}"))
+            if own is None:
+                return False
+            ctx.attach(own)
+        self._phase = "starting"
+        return True
+
+    async def _connect(self, nats: NatsSettings, name: str) -> Bus:
+        return await connect_with_retry(nats, self.settings.streams, name=f"camsight-{name}")
+
+    async def _wait_for_topology(self, bus: Bus) -> bool:
+        """Check the topology until it exists; the reason is the not-ready reason meanwhile."""
+        while True:
+            try:
+                await bus.check_topology()
+                return True
+            except (TopologyMissingError, TimeoutError) as exc:
+                reason = f"waiting for the topology: {exc or 'NATS did not answer'}"
+                if self._phase != reason:
+                    log.warning("%s", reason)
+                self._phase = reason
+            await asyncio.sleep(TOPOLOGY_RETRY_S)
+
+    async def _until_stopped(self, work: Awaitable[T]) -> T | None:
+        """Await ``work``, or cancel it and return None once asked to stop."""
+        doing: asyncio.Future[T] = asyncio.ensure_future(work)
+        stopping: asyncio.Future[Any] = asyncio.create_task(self.ctx.stopping.wait())
+        done, _ = await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
-        if connecting in done:
-            return connecting.result()
-        connecting.cancel()
+        if doing in done:
+            return doing.result()
+        doing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await connecting
+            await doing
         return None
 
     async def _run_services(self) -> int:
