@@ -49,6 +49,12 @@ cameras:
     assert settings.cameras[0].redacted_source == "rtsp://user:***@10.0.0.5/stream"
 
 
+def test_inbox_prefix_defaults_to_the_conventional_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().nats.inbox_prefix == "_INBOX"
+    monkeypatch.setenv("CAMSIGHT_NATS__INBOX_PREFIX", "_INBOX.camsight-decoder")
+    assert load_settings().nats.inbox_prefix == "_INBOX.camsight-decoder"
+
+
 def test_secret_from_environment_is_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAMSIGHT_NATS__PASSWORD", "s3cret")
     settings = load_settings()
@@ -65,6 +71,11 @@ def test_secret_from_environment_is_hidden(monkeypatch: pytest.MonkeyPatch) -> N
         ("http:\n  port: 70000\n", "http.port", "70000"),
         ("log:\n  level: loud\n", "log.level", "loud"),
         ("nats:\n  sevrers: [nats://x:1]\n", "nats.sevrers", "nats://x:1"),
+        ("nats:\n  inbox_prefix: _INBOX.>\n", "nats.inbox_prefix", "_INBOX.>"),
+        ("nats:\n  inbox_prefix: _INBOX.*.me\n", "nats.inbox_prefix", "_INBOX.*.me"),
+        ("nats:\n  inbox_prefix: _INBOX..me\n", "nats.inbox_prefix", "_INBOX..me"),
+        ("nats:\n  inbox_prefix: 'my inbox'\n", "nats.inbox_prefix", "my inbox"),
+        ("nats:\n  inbox_prefix: ''\n", "nats.inbox_prefix", "''"),
         ("cameras:\n  - id: a.b\n    source: x.mp4\n", "cameras.0.id", "a.b"),
         ("cameras:\n  - id: cam\n    source: x.mp4\n    fps: -1\n", "cameras.0.fps", "-1"),
     ],

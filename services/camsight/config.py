@@ -60,6 +60,11 @@ class NatsSettings(_Section):
     # they exist and waits, not ready, until `camsight topology` declared them,
     # so service users need no right to change streams (decision 0081).
     declare_topology: bool = True
+    # The subject prefix of this connection's reply inboxes (requests, JetStream API
+    # answers, pull fetches, KV watches, ordered consumers). With per-service NATS
+    # users each service gets its own (`_INBOX.camsight-<service>`) and may subscribe
+    # only below it, so no service can read another's replies (decision 0081).
+    inbox_prefix: str = "_INBOX"
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -75,6 +80,16 @@ class NatsSettings(_Section):
         for server in value:
             if not server.startswith(("nats://", "tls://", "ws://", "wss://")):
                 raise ValueError(f"{server!r} is not a NATS URL (nats://host:port)")
+        return value
+
+    @field_validator("inbox_prefix")
+    @classmethod
+    def _subject_prefix(cls, value: str) -> str:
+        # Dot-separated tokens; no wildcard, no whitespace, no empty token: the
+        # client appends `.<unique id>` and subscribes below it.
+        tokens = value.split(".")
+        if not all(tokens) or any(c in "*> \t\r\n" for c in value):
+            raise ValueError(f"{value!r} is not a subject prefix (tokens like _INBOX.name, no wildcards)")
         return value
 
 

@@ -12,6 +12,14 @@ publishes), and compiled into NATS subject permissions by
 permissions violation (the client sees an error, the server log names the
 user and subject).
 
+Replies stay private: every user gets its own inbox prefix,
+``_INBOX.<user>`` (:func:`inbox_prefix`, the ``nats.inbox_prefix`` setting
+that :func:`credentials` includes), and may subscribe below it only, so no
+service can read another's request replies, JetStream API answers, pull
+fetches or KV watches. A service that answers requests publishes its replies
+through the server's ``allow_responses`` (to the reply subject of a request
+it received, once) instead of a right on other users' inboxes.
+
 No service user may create, update, delete or purge camsight's streams:
 services run with ``nats.declare_topology: false`` and only check the
 topology; the ``topology`` role (``camsight topology``, a Helm Job) is the
@@ -42,6 +50,14 @@ TOPOLOGY = [
 ]
 # The role of `camsight topology`: creates and updates camsight's streams, nothing else.
 TOPOLOGY_ROLE = "topology"
+# What generated user names start with (the Helm chart uses the same: camsight-<role>).
+USER_PREFIX = "camsight-"
+# A request-serving user may answer each request it received once, within a minute.
+# The expiry also bounds the server's per-connection table of reply subjects, which
+# records every message delivered with a reply subject (JetStream deliveries included,
+# whose acks go through explicit `$JS.ACK` rights and never clear an entry). No camsight
+# requester waits longer than a minute (enrollment: 30 s over gRPC, 60 s in embedded mode).
+ALLOW_RESPONSES = {"max": 1, "expires": "1m"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ class Needs:
     publishes: tuple[str, ...] = ()
     """Subjects it publishes to (streams' subjects, requests)."""
     serves: tuple[str, ...] = ()
-    """Request subjects it answers (it may reply on inboxes)."""
+    """Request subjects it answers (it may reply once to each request: :data:`ALLOW_RESPONSES`)."""
     listens: tuple[str, ...] = ()
     """Other subjects it subscribes to (advisories)."""
     inspects: tuple[str, ...] = ()
@@ -129,10 +145,22 @@ def _stream_read(stream: str) -> list[str]:
     ]
 
 
-def permissions(needs: Needs) -> dict[str, Any]:
-    """NATS ``permissions`` for a service: publish and subscribe allow-lists."""
+def inbox_prefix(user: str) -> str:
+    """The reply-inbox prefix of NATS user ``user``: ``_INBOX.<user>``.
+
+    The user name must be one subject token: with a dot, one user's prefix
+    could lie below another's (``_INBOX.a.>`` covers ``_INBOX.a.b``).
+    """
+    if not user or any(c in user for c in ".*> \t\r\n"):
+        raise ValueError(f"NATS user {user!r} cannot name an inbox: no dots, wildcards or spaces")
+    return f"_INBOX.{user}"
+
+
+def permissions(needs: Needs, inbox: str) -> dict[str, Any]:
+    """NATS ``permissions`` for a service whose inbox prefix is ``inbox``: publish and
+    subscribe allow-lists, and ``allow_responses`` when it answers requests."""
     publish = [*TOPOLOGY, "deadletter.>", *needs.publishes]
-    subscribe = ["_INBOX.>", *needs.serves, *needs.listens]
+    subscribe = [f"{inbox}.>", *needs.serves, *needs.listens]
     for stream in needs.consumes:
         publish += _stream_read(stream)
     for stream in needs.inspects:
@@ -151,30 +179,33 @@ def permissions(needs: Needs) -> dict[str, Any]:
             f"$O.{store}.>",
             f"$JS.API.STREAM.PURGE.OBJ_{store}",
         ]  # replacing an object purges its chunks
-    if needs.serves:
-        publish.append("_INBOX.>")  # replies
-    return {
+    result: dict[str, Any] = {
         "publish": {"allow": list(dict.fromkeys(publish))},
         "subscribe": {"allow": list(dict.fromkeys(subscribe))},
     }
+    if needs.serves:
+        result["allow_responses"] = dict(ALLOW_RESPONSES)
+    return result
 
 
-def topology_permissions() -> dict[str, Any]:
-    """NATS ``permissions`` of the topology role: create and update camsight's streams only."""
+def topology_permissions(inbox: str) -> dict[str, Any]:
+    """NATS ``permissions`` of the topology role (inbox prefix ``inbox``): create and
+    update camsight's streams only."""
     streams = topology_streams()
     publish = [
         *TOPOLOGY,
         *(f"$JS.API.STREAM.CREATE.{s}" for s in streams),
         *(f"$JS.API.STREAM.UPDATE.{s}" for s in streams),
     ]
-    return {"publish": {"allow": publish}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": publish}, "subscribe": {"allow": [f"{inbox}.>"]}}
 
 
-def role_permissions(role: str) -> dict[str, Any]:
-    """The permissions of a service or of :data:`TOPOLOGY_ROLE`."""
+def role_permissions(role: str, user: str) -> dict[str, Any]:
+    """The permissions of NATS user ``user`` in ``role`` (a service or :data:`TOPOLOGY_ROLE`)."""
+    inbox = inbox_prefix(user)
     if role == TOPOLOGY_ROLE:
-        return topology_permissions()
-    return permissions(NEEDS[role])
+        return topology_permissions(inbox)
+    return permissions(NEEDS[role], inbox)
 
 
 ROLES = (*NEEDS, TOPOLOGY_ROLE)
@@ -187,16 +218,24 @@ class ServiceUser:
     user: str
     password: str = field(repr=False)
 
+    @property
+    def inbox_prefix(self) -> str:
+        """Its own reply-inbox prefix, the only inboxes it may subscribe to."""
+        return inbox_prefix(self.user)
 
-def service_users(services: Iterable[str] = ROLES, prefix: str = "camsight-") -> dict[str, ServiceUser]:
+
+def service_users(services: Iterable[str] = ROLES, prefix: str = USER_PREFIX) -> dict[str, ServiceUser]:
     """A user with a fresh random password for each service (or the topology role)."""
     unknown = sorted(set(services) - set(ROLES))
     if unknown:
         raise ValueError(f"no NATS permissions are defined for service(s) {', '.join(unknown)}")
-    return {s: ServiceUser(s, f"{prefix}{s}", secrets.token_urlsafe(24)) for s in services}
+    users = {s: ServiceUser(s, f"{prefix}{s}", secrets.token_urlsafe(24)) for s in services}
+    for user in users.values():
+        inbox_prefix(user.user)  # fails early on a name that cannot name an inbox
+    return users
 
 
-def admin_user(prefix: str = "camsight-") -> ServiceUser:
+def admin_user(prefix: str = USER_PREFIX) -> ServiceUser:
     """An unrestricted user with a fresh random password (embedded mode's own connection)."""
     return ServiceUser("admin", f"{prefix}admin", secrets.token_urlsafe(24))
 
@@ -208,7 +247,7 @@ def authorization(users: Mapping[str, ServiceUser], admin: ServiceUser | None = 
     system and for operators' tools.
     """
     entries: list[dict[str, Any]] = [
-        {"user": u.user, "password": u.password, "permissions": role_permissions(u.service)}
+        {"user": u.user, "password": u.password, "permissions": role_permissions(u.service, u.user)}
         for u in users.values()
     ]
     if admin is not None:
@@ -217,13 +256,16 @@ def authorization(users: Mapping[str, ServiceUser], admin: ServiceUser | None = 
 
 
 def credentials(user: ServiceUser) -> dict[str, str]:
-    """What to merge into a service's ``nats`` settings section to connect as ``user``."""
-    return {"user": user.user, "password": user.password}
+    """What to merge into a service's ``nats`` settings section to connect as ``user``
+    (with its own inbox prefix, the only one its permissions let it subscribe to)."""
+    return {"user": user.user, "password": user.password, "inbox_prefix": user.inbox_prefix}
 
 
 def permissions_document() -> str:
-    """Every role's permissions as JSON: what the Helm chart builds its NATS users from."""
-    return json.dumps({role: role_permissions(role) for role in ROLES}, indent=2, sort_keys=True) + "\n"
+    """Every role's permissions as JSON, for the user ``camsight-<role>`` (inbox prefix
+    ``_INBOX.camsight-<role>``): what the Helm chart builds its NATS users from."""
+    document = {role: role_permissions(role, f"{USER_PREFIX}{role}") for role in ROLES}
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def main(argv: list[str]) -> int:

@@ -402,19 +402,32 @@ def test_each_workload_connects_as_its_own_nats_user(
     passwords = string_data(default, "cs-camsight-nats-users")
     assert set(passwords) == {*SERVICES, "topology"}
     assert len(set(passwords.values())) == len(passwords) and all(len(p) == 32 for p in passwords.values())
+    generated = json.loads((CHART / "files" / "nats-permissions.json").read_text())
     config = tmp_path / "config.yaml"
     config.write_text(default.one("ConfigMap", "-config")["data"]["config.yaml"])
     for role, pod in [*pods(default).items(), ("topology", job_pod(default))]:
         env = nats_env(pod)
-        assert set(env) == {"CAMSIGHT_NATS__USER", "CAMSIGHT_NATS__PASSWORD"}, role
+        assert set(env) == {
+            "CAMSIGHT_NATS__USER",
+            "CAMSIGHT_NATS__PASSWORD",
+            "CAMSIGHT_NATS__INBOX_PREFIX",
+        }, role
         assert env["CAMSIGHT_NATS__USER"]["value"] == f"camsight-{role}"
         ref = env["CAMSIGHT_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "cs-camsight-nats-users", "key": role}  # its own key, no other
+        inbox = env["CAMSIGHT_NATS__INBOX_PREFIX"]["value"]
+        assert inbox == f"_INBOX.camsight-{role}"
+        # Its own inboxes are the only ones its permissions let it subscribe to.
+        inboxes = [s for s in generated[role]["subscribe"]["allow"] if s.startswith("_INBOX")]
+        assert inboxes == [f"{inbox}.>"], role
         with monkeypatch.context() as m:
-            m.setenv("CAMSIGHT_NATS__USER", env["CAMSIGHT_NATS__USER"]["value"])
-            m.setenv("CAMSIGHT_NATS__PASSWORD", passwords[role])
+            for name, var in env.items():
+                m.setenv(
+                    name, passwords[role] if "secretKeyRef" in var.get("valueFrom", {}) else var["value"]
+                )
             settings = load_settings(config)
         assert settings.nats.user == f"camsight-{role}" and settings.nats.password is not None
+        assert settings.nats.inbox_prefix == inbox
         assert settings.nats.declare_topology is False  # only the Job declares (`camsight topology`)
     assert job_pod(default)["spec"]["containers"][0]["args"][:1] == ["topology"]
     assert "cs-camsight-topology" in {p["metadata"]["name"] for p in default.of_kind("NetworkPolicy")}
@@ -427,9 +440,11 @@ def test_the_rendered_nats_users_enforce_the_generated_permissions(default: Rend
     import nats
     import nats.errors
     from camsight.bus import connect, subjects
+    from camsight.bus.rpc import request, serve_requests
     from camsight.config import NatsSettings, StreamSettings
     from camsight.natsserver import EmbeddedNats
     from camsight.v1 import event_pb2
+    from helpers import wait_for
 
     passwords = string_data(default, "cs-camsight-nats-users")
     conf = json.loads(string_data(default, "cs-camsight-nats-conf")["auth.conf"])
@@ -439,12 +454,24 @@ def test_the_rendered_nats_users_enforce_the_generated_permissions(default: Rend
     for role, permissions in generated.items():
         assert users[f"camsight-{role}"]["permissions"] == permissions
         assert users[f"camsight-{role}"]["password"] == passwords[role]
+    # No user may publish or subscribe to every inbox (only its own: `_INBOX.camsight-<role>.>`).
+    grants = [
+        s for u in users.values() for d in ("publish", "subscribe") for s in u["permissions"][d]["allow"]
+    ]
+    assert "_INBOX.>" not in grants and not [
+        g for g in grants if g.startswith("_INBOX") and "camsight-" not in g
+    ]
+    assert users["camsight-face"]["permissions"]["allow_responses"] == {"max": 1, "expires": "1m"}
 
     async def check(server: EmbeddedNats) -> None:
         def as_role(role: str, password: str | None = None) -> NatsSettings:
             secret = password or passwords[role]
             return NatsSettings(
-                servers=[server.url], user=f"camsight-{role}", password=secret, connect_timeout_s=2
+                servers=[server.url],
+                user=f"camsight-{role}",
+                password=secret,
+                inbox_prefix=f"_INBOX.camsight-{role}",
+                connect_timeout_s=2,
             )
 
         topology = await connect(as_role("topology"), StreamSettings(), name="job")
@@ -459,6 +486,39 @@ def test_the_rendered_nats_users_enforce_the_generated_permissions(default: Rend
                 await decoder.publish_event(forged, timeout=1)
         finally:
             await decoder.close()
+        # The face service answers the query service's requests (allow_responses) ...
+        face = await connect(as_role("face"), StreamSettings(), name="face")
+        query = await connect(as_role("query"), StreamSettings(), name="query")
+        try:
+
+            async def pong(data: bytes) -> bytes:
+                return b"re:" + data
+
+            await serve_requests(face, subjects.FACE_ENROLL_SUBJECT, "face", pong)
+            await face.nc.flush()  # the server knows the endpoint before the request
+            assert await request(query, subjects.FACE_ENROLL_SUBJECT, b"enroll", timeout=5) == b"re:enroll"
+        finally:
+            await face.close()
+            await query.close()
+        # ... and nobody may listen on the inboxes of others.
+        refusals: list[str] = []
+
+        async def refused(exc: Exception) -> None:
+            refusals.append(str(exc))
+
+        snoop = await nats.connect(
+            server.url, user="camsight-decoder", password=passwords["decoder"], error_cb=refused
+        )
+        try:
+            await snoop.subscribe("_INBOX.camsight-face.>")
+            await snoop.flush()
+            await wait_for(lambda: refusals, 5, "the subscription to be refused")
+            assert (
+                "permissions violation" in refusals[0].lower()
+                and "_inbox.camsight-face" in refusals[0].lower()
+            )
+        finally:
+            await snoop.close()
         # A wrong password is refused (nats-py keeps retrying: collect its errors meanwhile).
         errors: list[str] = []
 

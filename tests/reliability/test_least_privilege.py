@@ -10,7 +10,8 @@ Two layouts, both with the users :mod:`camsight.natsauth` generates:
 
 Both must work without a single permissions violation in the server log;
 then generated credentials are used directly and refused what their role has
-no business doing.
+no business doing, reading other users' reply inboxes included (each user has
+its own inbox prefix, ``_INBOX.<user>``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from camsight.natsserver import EmbeddedNats
 from camsight.run.pipeline import EmbeddedPipeline
 from camsight.v1 import event_pb2, identity_pb2
 from helpers import sample_video, wait_for
+from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 from processes import ServiceProcess
 from reliability_support import system_settings
@@ -157,12 +159,19 @@ async def test_services_wait_for_the_topology_job_then_run_with_no_violation(
             await wait_for(lambda: indexed(tmp_path / "data"), 60, "an unknown-face event indexed")
             snapshots = await bus.object_store(subjects.SNAPSHOTS_STORE)
             assert await snapshots.list()
-            reply = await bus.nc.request(
-                subjects.FACE_ENROLL_SUBJECT,
-                identity_pb2.EnrollRequest(identity_id="x").SerializeToString(),
-                20,
-            )
-            assert identity_pb2.EnrollReply.FromString(reply.data).error_code == "INVALID_ARGUMENT"
+            # Enrollment as the query service sends it: the face service's reply reaches the
+            # query user's own inbox through allow_responses (it has no right on inboxes).
+            query = await connect_as(secured, users["query"])
+            try:
+                reply = await query.nc.request(
+                    subjects.FACE_ENROLL_SUBJECT,
+                    identity_pb2.EnrollRequest(identity_id="x").SerializeToString(),
+                    20,
+                )
+                assert reply.subject.startswith(f"{users['query'].inbox_prefix}.")
+                assert identity_pb2.EnrollReply.FromString(reply.data).error_code == "INVALID_ARGUMENT"
+            finally:
+                await query.close()
     finally:
         await bus.close()
     assert violations(secured.log_file) == []
@@ -184,12 +193,67 @@ def indexed(data: Path) -> bool:
         return False
 
 
-async def assert_decoder_is_fenced(server: EmbeddedNats, decoder_user: ServiceUser, owner: Bus) -> None:
-    """The decoder's credentials do what the decoder does, and nothing else."""
-    gallery = await owner.kv(subjects.GALLERY_BUCKET)
-    await gallery.put("alice", identity_pb2.IdentityRecord().SerializeToString())
-    decoder = await connect_as(server, decoder_user)
+async def assert_inboxes_are_private(
+    server: EmbeddedNats, users: dict[str, ServiceUser], decoder: Bus, owner: Bus
+) -> None:
+    """The gallery, as the face service's watch receives it on its own inbox, cannot be
+    read by the decoder's credentials: subscribing to every inbox, or to the face
+    service's, is refused by the server (the decoder's client is told, the server logs a
+    subscription violation) and delivers nothing while an unrestricted witness sees the
+    face service's inbox traffic."""
+    face_bus = await connect_as(server, users["face"])
+    snooped: list[Msg] = []
+    witnessed: list[Msg] = []
+
+    async def snoop(msg: Msg) -> None:
+        snooped.append(msg)
+
+    async def witness(msg: Msg) -> None:
+        witnessed.append(msg)
+
+    face_inboxes = f"{users['face'].inbox_prefix}.>"
     try:
+        for subject in ("_INBOX.>", face_inboxes):
+            await decoder.nc.subscribe(subject, cb=snoop)
+        watching = await owner.nc.subscribe(face_inboxes, cb=witness)
+        await decoder.nc.flush()
+        await owner.nc.flush()
+        watcher = await (await face_bus.kv(subjects.GALLERY_BUCKET)).watch("alice")
+        await (await owner.kv(subjects.GALLERY_BUCKET)).put(
+            "alice", identity_pb2.IdentityRecord().SerializeToString()
+        )
+        delivered = f"$KV.{subjects.GALLERY_BUCKET}.alice"
+        await wait_for(
+            lambda: any(m.subject == delivered for m in witnessed), 10, "the face watch's delivery"
+        )
+        entry = None
+        while entry is None:  # the watch's first update is None: "no more history"
+            entry = await watcher.updates(timeout=10)
+        assert entry.key == "alice"
+        await decoder.nc.flush()  # anything delivered to the decoder before this has arrived
+        assert snooped == []
+        await watching.unsubscribe()
+        await watcher.stop()
+    finally:
+        await face_bus.close()
+
+    def refused(subject: str) -> bool:
+        return any(
+            f"user:{users['decoder'].user}" in line
+            and f'Subscription Violation - Subject "{subject}"' in line
+            for line in violations(server.log_file)
+        )
+
+    await wait_for(
+        lambda: refused("_INBOX.>") and refused(face_inboxes), 10, "the refusals in the server log"
+    )
+
+
+async def assert_decoder_is_fenced(server: EmbeddedNats, users: dict[str, ServiceUser], owner: Bus) -> None:
+    """The decoder's credentials do what the decoder does, and nothing else."""
+    decoder = await connect_as(server, users["decoder"])
+    try:
+        await assert_inboxes_are_private(server, users, decoder, owner)  # (also puts "alice")
         # What the decoder does is allowed ...
         await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
         status = event_pb2.Event(id="s", type=event_pb2.EVENT_TYPE_CAMERA_STATUS, camera_id="cam")
@@ -223,7 +287,7 @@ async def test_decoder_credentials_cannot_publish_events_or_read_the_gallery(
     await topology.close()
     owner = await connect_as(secured, admin)
     try:
-        await assert_decoder_is_fenced(secured, users["decoder"], owner)
+        await assert_decoder_is_fenced(secured, users, owner)
     finally:
         await owner.close()
     assert any("Violation" in line and "camsight-decoder" in line for line in violations(secured.log_file))
@@ -306,9 +370,14 @@ async def test_embedded_mode_connects_each_service_as_its_own_user(tmp_path: Pat
     )
     async with pipeline:
         # One authenticated connection per service, plus the pipeline's own (admin).
-        connz = await asyncio.to_thread(monitor, f"{pipeline.nats.monitor_url}/connz?auth=true")
+        connz = await asyncio.to_thread(monitor, f"{pipeline.nats.monitor_url}/connz?auth=true&subs=1")
         connected = {c["authorized_user"] for c in connz["connections"]}
         assert connected == {f"camsight-{name}" for name in SERVICE_NAMES} | {"camsight-admin"}
+        # Each connection's reply inboxes lie below its own user's prefix.
+        for conn in connz["connections"]:
+            inboxes = [s for s in conn.get("subscriptions_list", []) if s.startswith("_INBOX")]
+            own = f"_INBOX.{conn['authorized_user']}."
+            assert inboxes and all(s.startswith(own) for s in inboxes), (conn["authorized_user"], inboxes)
         for service in pipeline.runtime.services if pipeline.runtime else []:
             assert service.ctx.settings.nats.user == f"camsight-{service.name}"
 
@@ -318,7 +387,7 @@ async def test_embedded_mode_connects_each_service_as_its_own_user(tmp_path: Pat
             await pipeline.wait_finished(["carphone"])
         assert any(e.type == event_pb2.EVENT_TYPE_UNKNOWN_FACE for e in events)
         assert violations(pipeline.nats.log_file) == []
-        await assert_decoder_is_fenced(pipeline.nats, pipeline.users["decoder"], pipeline.bus)
+        await assert_decoder_is_fenced(pipeline.nats, pipeline.users, pipeline.bus)
         fenced = violations(pipeline.nats.log_file)
         assert fenced and all("user:camsight-decoder" in line for line in fenced)
     # Passwords live in memory (and the server's private config), never in its log.

@@ -87,13 +87,17 @@ the bundled NATS, natsAuth.perServiceUsers, and no shared credentials in natsAut
 
 {{/*
 NATS credentials as environment: the role's own generated user (a service name, or
-"topology"), else the shared natsAuth credentials. Call with (dict "root" $ "role" "decoder").
+"topology") with its own reply-inbox prefix (the only inboxes files/nats-permissions.json
+lets it subscribe to), else the shared natsAuth credentials. Call with
+(dict "root" $ "role" "decoder").
 */}}
 {{- define "camsight.natsEnv" -}}
 {{- $root := .root -}}
 {{- if include "camsight.natsUsers" $root }}
 - name: CAMSIGHT_NATS__USER
   value: camsight-{{ .role }}
+- name: CAMSIGHT_NATS__INBOX_PREFIX
+  value: _INBOX.camsight-{{ .role }}
 - name: CAMSIGHT_NATS__PASSWORD
   valueFrom:
     secretKeyRef:

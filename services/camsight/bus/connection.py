@@ -168,6 +168,9 @@ def connection_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
         "allow_reconnect": True,
         "reconnect_to_server_handler": _jittered(cfg),
         "tls": _tls_context(cfg),
+        # Every reply subject the client makes (requests, JetStream API, fetches,
+        # watches) starts with it; a per-service user may subscribe only below its own.
+        "inbox_prefix": cfg.inbox_prefix,
     }
     if cfg.user:
         options["user"] = cfg.user
