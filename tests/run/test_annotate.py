@@ -244,3 +244,11 @@ def test_ffmpeg_failing_is_a_one_line_error(tmp_path: Path, camera: CameraConfig
     with pytest.raises(OSError, match=r"cannot write .*taken\.mp4: ffmpeg stopped") as raised:
         annotate_video(sample_video("bikes.mp4"), [], camera, [], out)
     assert "\n" not in str(raised.value)
+
+
+def test_ffmpeg_is_started_without_a_fork_handler_hazard() -> None:
+    """Embedded mode runs a gRPC server: a fork() with preexec_fn next to its threads broke
+    the ffmpeg child now and then; annotate makes imageio-ffmpeg take the vfork path."""
+    from imageio_ffmpeg._utils import _popen_kwargs  # this module imported annotate already
+
+    assert _popen_kwargs(prevent_sigint=True)["preexec_fn"] is None

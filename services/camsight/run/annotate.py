@@ -27,6 +27,7 @@ import bisect
 import colorsys
 import hashlib
 import itertools
+import os
 import statistics
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,14 @@ from camsight.cameras import CameraConfig, Line
 from camsight.decoder.sources import SourceKind, classify
 from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary
 from camsight.v1 import analysis_pb2, event_pb2
+
+# imageio-ffmpeg starts ffmpeg with preexec_fn=os.setpgrp (so Ctrl-C does not reach it),
+# which makes Python fork() instead of vfork(): in a process whose gRPC server (embedded
+# mode's query service) has threads running, gRPC's fork handlers then broke the child
+# before it could exec ffmpeg now and then ("Broken pipe", no ffmpeg output: 2 of ~6 runs).
+# Without preexec_fn Python takes the vfork path, which runs no fork handlers. Ctrl-C then
+# also reaches ffmpeg, which is what the user wants while videos are being written.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
 # Colours are BGR.
 ZONE_COLOUR = (0, 200, 255)
