@@ -195,3 +195,13 @@ async def test_read_stream_returns_everything_stored_on_a_subject(bus: Bus) -> N
     got = await bus.read_stream("DETECTIONS", "detections.*.cam1")
     assert got == [str(i).encode() for i in range(1, 600, 2)]
     assert await bus.read_stream("DETECTIONS", "detections.*.none") == []
+
+
+async def test_kv_keys_lists_every_key_at_once_from_the_server(bus: Bus) -> None:
+    kv = await bus.kv(subjects.CAMERAS_BUCKET)
+    assert await bus.kv_keys(subjects.CAMERAS_BUCKET) == []
+    for key in ("b", "a", "c-1"):
+        await kv.put(key, b"x")
+    assert await bus.kv_keys(subjects.CAMERAS_BUCKET) == ["a", "b", "c-1"]  # no watcher to lag
+    await kv.purge("b")
+    assert await bus.kv_keys(subjects.CAMERAS_BUCKET) == ["a", "b", "c-1"]  # its marker is kept

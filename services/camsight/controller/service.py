@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes.client import ApiException
 from kubernetes.config import ConfigException
 from nats.errors import Error as NatsError
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import Counter, Gauge
 from urllib3.exceptions import HTTPError
@@ -186,11 +186,7 @@ class ControllerService(Service):
     async def _delete_orphans(self, present: set[str]) -> None:
         """Entries this namespace's resources wrote while the controller was away."""
         kv = self._kv(self._cameras)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return
-        for key in keys:
+        for key in await self.ctx.bus.kv_keys(subjects.CAMERAS_BUCKET):
             data = await _get(kv, key)
             if data is None:
                 continue

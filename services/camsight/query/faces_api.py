@@ -113,9 +113,13 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
         self, request: face_gallery_service_pb2.ListIdentitiesRequest, context: grpc.aio.ServicerContext
     ) -> face_gallery_service_pb2.ListIdentitiesResponse:
         rpc.ensure_connected(self.bus)
-        kv = await self.bus.kv(subjects.GALLERY_BUCKET)
         records, token = await list_page(
-            kv, identity_pb2.IdentityRecord, request.page_size, request.page_token, "identity"
+            self.bus,
+            subjects.GALLERY_BUCKET,
+            identity_pb2.IdentityRecord,
+            request.page_size,
+            request.page_token,
+            "identity",
         )
         return face_gallery_service_pb2.ListIdentitiesResponse(
             identities=[r.identity for r in records], next_page_token=token

@@ -8,6 +8,7 @@ import nats.js.errors
 from google.protobuf.message import Message
 from nats.js.kv import KeyValue
 
+from camsight.bus import Bus
 from camsight.naming import InvalidIdError, validate_id
 from camsight.query import pagetoken
 from camsight.query.errors import ApiError, invalid, not_found
@@ -34,8 +35,10 @@ async def get_entry(kv: KeyValue, key: str, cls: type[M], what: str) -> tuple[M,
     return msg, entry.revision or 0
 
 
-async def list_page(kv: KeyValue, cls: type[M], size: int, token: str, what: str) -> tuple[list[M], str]:
-    """One page of values in key order, and the next page's token ("" at the end)."""
+async def list_page(
+    bus: Bus, bucket: str, cls: type[M], size: int, token: str, what: str
+) -> tuple[list[M], str]:
+    """One page of the values of ``bucket`` in key order, and the next page's token ("" at the end)."""
     size = page_size(size)
     bound = pagetoken.binding(what)
     after = ""
@@ -44,10 +47,8 @@ async def list_page(kv: KeyValue, cls: type[M], size: int, token: str, what: str
             (after,) = pagetoken.decode(token, bound)
         except (pagetoken.PageTokenError, ValueError) as exc:
             raise invalid("page_token", str(exc)) from None
-    try:
-        keys = sorted(k for k in await kv.keys() if k > str(after))
-    except nats.js.errors.NoKeysError:
-        keys = []
+    kv = await bus.kv(bucket)
+    keys = [k for k in await bus.kv_keys(bucket) if k > str(after)]
     items: list[M] = []
     for key in keys[:size]:
         try:

@@ -16,7 +16,6 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
-from nats.js.errors import NoKeysError
 from prometheus_client import REGISTRY
 
 from camsight.bus import Bus, connect, subjects
@@ -208,9 +207,8 @@ class EmbeddedPipeline:
         try:
             await bus.ensure_topology()
             kv = await bus.kv(subjects.CAMERAS_BUCKET)
-            with contextlib.suppress(NoKeysError):
-                for key in await kv.keys():
-                    await kv.purge(key)
+            for key in await bus.kv_keys(subjects.CAMERAS_BUCKET):
+                await kv.purge(key)
         finally:
             await bus.close()
 
