@@ -257,7 +257,11 @@ class AnalyzerHost:
             raise MalformedMessageError(f"cannot parse Frame: {exc}") from None
         if not frame.camera_id:
             raise MalformedMessageError("Frame without camera_id")
-        if msg.subject and msg.subject.rsplit(".", 1)[-1] != frame.camera_id:
+        try:
+            subject = subjects.frames(frame.camera_id)
+        except ValueError as exc:
+            raise MalformedMessageError(f"Frame camera_id: {exc}") from None
+        if msg.subject and msg.subject != subject:
             # Results are published under the frame's camera id: a mismatch would misroute them.
             raise MalformedMessageError(
                 f"Frame for camera {frame.camera_id[:64]!r} published on {msg.subject!r}"

@@ -261,8 +261,11 @@ def check_result(result: analysis_pb2.AnalysisResult, subject: str) -> None:
     neither misroute to another camera nor fail later inside the tracker
     (non-finite boxes made supervision raise mid-push).
     """
-    camera = subject.rsplit(".", 1)[-1]
-    if result.frame.camera_id != camera:
+    try:
+        expected = subjects.detections(result.analyzer, result.frame.camera_id)
+    except ValueError as exc:
+        raise MalformedMessageError(f"result names no valid analyzer and camera: {exc}") from None
+    if subject != expected:
         raise MalformedMessageError(f"result for camera {result.frame.camera_id!r} published on {subject!r}")
     if result.frame.seq < 1:
         raise MalformedMessageError("result has no frame seq (FrameRef.seq must be >= 1)")
