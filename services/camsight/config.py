@@ -202,6 +202,9 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
             raise ConfigError(
                 f"config file {path} must hold a mapping at the top, not {type(loaded).__name__}"
             )
+        odd = [key for key in loaded if not isinstance(key, str)]
+        if odd:  # e.g. "?" or "1: x": YAML allows any key, settings are named
+            raise ConfigError(f"config file {path}: top-level keys must be names, not {odd[0]!r}")
         data = loaded
     data.update(overrides)
     try:
