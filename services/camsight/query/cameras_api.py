@@ -75,14 +75,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     async def ListCameras(
         self, request: camera_service_pb2.ListCamerasRequest, context: grpc.aio.ServicerContext
     ) -> camera_service_pb2.ListCamerasResponse:
-        rpc.ensure_connected(self.bus)
         cameras, token = await list_page(
-            self.bus,
-            subjects.CAMERAS_BUCKET,
-            camera_pb2.Camera,
-            request.page_size,
-            request.page_token,
-            "camera",
+            self.bus, subjects.CAMERAS_BUCKET, camera_pb2.Camera, request, "camera"
         )
         return camera_service_pb2.ListCamerasResponse(
             cameras=[redacted(c) for c in cameras], next_page_token=token
@@ -139,14 +133,8 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     async def ListCameraStatuses(
         self, request: camera_service_pb2.ListCameraStatusesRequest, context: grpc.aio.ServicerContext
     ) -> camera_service_pb2.ListCameraStatusesResponse:
-        rpc.ensure_connected(self.bus)
         statuses, token = await list_page(
-            self.bus,
-            subjects.CAMERA_STATUS_BUCKET,
-            camera_pb2.CameraStatus,
-            request.page_size,
-            request.page_token,
-            "camera status",
+            self.bus, subjects.CAMERA_STATUS_BUCKET, camera_pb2.CameraStatus, request, "camera status"
         )
         return camera_service_pb2.ListCameraStatusesResponse(statuses=statuses, next_page_token=token)
 

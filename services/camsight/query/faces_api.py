@@ -112,14 +112,8 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
     async def ListIdentities(
         self, request: face_gallery_service_pb2.ListIdentitiesRequest, context: grpc.aio.ServicerContext
     ) -> face_gallery_service_pb2.ListIdentitiesResponse:
-        rpc.ensure_connected(self.bus)
         records, token = await list_page(
-            self.bus,
-            subjects.GALLERY_BUCKET,
-            identity_pb2.IdentityRecord,
-            request.page_size,
-            request.page_token,
-            "identity",
+            self.bus, subjects.GALLERY_BUCKET, identity_pb2.IdentityRecord, request, "identity"
         )
         return face_gallery_service_pb2.ListIdentitiesResponse(
             identities=[r.identity for r in records], next_page_token=token

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import nats.js.errors
 from google.protobuf.message import Message
@@ -10,7 +10,7 @@ from nats.js.kv import KeyValue
 
 from camsight.bus import Bus
 from camsight.naming import InvalidIdError, validate_id
-from camsight.query import pagetoken
+from camsight.query import pagetoken, rpc
 from camsight.query.errors import ApiError, invalid, not_found
 from camsight.query.queries import page_size
 
@@ -35,11 +35,19 @@ async def get_entry(kv: KeyValue, key: str, cls: type[M], what: str) -> tuple[M,
     return msg, entry.revision or 0
 
 
+class PageRequest(Protocol):
+    """An AIP-132 List request: the two fields paging needs."""
+
+    page_size: int
+    page_token: str
+
+
 async def list_page(
-    bus: Bus, bucket: str, cls: type[M], size: int, token: str, what: str
+    bus: Bus, bucket: str, cls: type[M], request: PageRequest, what: str
 ) -> tuple[list[M], str]:
     """One page of the values of ``bucket`` in key order, and the next page's token ("" at the end)."""
-    size = page_size(size)
+    rpc.ensure_connected(bus)
+    size, token = page_size(request.page_size), request.page_token
     bound = pagetoken.binding(what)
     after = ""
     if token:
