@@ -133,6 +133,22 @@ async def test_lease_is_exclusive_and_expires_with_its_holder(bus: Bus) -> None:
     assert not two.valid("cam1")
 
 
+async def test_a_member_that_leaves_is_not_counted_even_before_its_ttl(bus: Bus) -> None:
+    # A long TTL: only the withdrawn heartbeat (a delete marker, still listed by the
+    # stream's per-subject counts) can make "two" disappear within this test.
+    one = await LeaseTable.open(bus, "test_leave", "one", ttl=60.0)
+    two = await LeaseTable.open(bus, "test_leave", "two", ttl=60.0)
+    three = await LeaseTable.open(bus, "test_leave", "three", ttl=60.0)
+    for table in (one, two, three):
+        await table.heartbeat()
+    assert await one.claim("cam1")  # leases share the bucket and are not members
+    assert await one.members() == ["one", "three", "two"]
+    await two.leave()
+    assert await one.members() == ["one", "three"]
+    await two.heartbeat()  # back again
+    assert await three.members() == ["one", "three", "two"]
+
+
 async def _members_are(table: LeaseTable, expected: list[str]) -> bool:
     await table.heartbeat()
     return await table.members() == expected

@@ -88,8 +88,8 @@ class Bus:
             self._kv[bucket] = await self.js.key_value(bucket)
         return self._kv[bucket]
 
-    async def kv_keys(self, bucket: str) -> list[str]:
-        """The keys of a KV bucket, sorted, from the server's per-subject counts.
+    async def kv_keys(self, bucket: str, match: str = ">") -> list[str]:
+        """The keys of a KV bucket (those matching ``match``), sorted, from the server's per-subject counts.
 
         Not ``KeyValue.keys()``: nats-py builds that from a watcher whose
         "no more" marker can come before the keys, so it sometimes answered
@@ -97,7 +97,7 @@ class Bus:
         still be listed (its delete marker is stored): reading it says so.
         """
         prefix = f"$KV.{bucket}."
-        info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+        info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + match)
         return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {}))
 
     async def object_store(self, name: str) -> ObjectStore:

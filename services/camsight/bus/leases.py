@@ -27,7 +27,6 @@ clock-rate skew, which is negligible over seconds).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -109,7 +108,9 @@ async def open_lease_bucket(bus: Bus, bucket: str, ttl: float) -> tuple[KeyValue
 class LeaseTable:
     """The leases one holder has in one bucket, and the bucket's live members."""
 
-    def __init__(self, kv: KeyValue, holder: str, ttl: float) -> None:
+    def __init__(self, bus: Bus, bucket: str, kv: KeyValue, holder: str, ttl: float) -> None:
+        self.bus = bus
+        self.bucket = bucket
         self.kv = kv
         self.holder = holder
         self.ttl = ttl
@@ -119,7 +120,7 @@ class LeaseTable:
     @classmethod
     async def open(cls, bus: Bus, bucket: str, holder: str, ttl: float) -> LeaseTable:
         kv, actual_ttl = await open_lease_bucket(bus, bucket, ttl)
-        return cls(kv, holder, actual_ttl)
+        return cls(bus, bucket, kv, holder, actual_ttl)
 
     async def heartbeat(self) -> None:
         """Say this holder is alive (call more often than the TTL)."""
@@ -130,14 +131,24 @@ class LeaseTable:
         await self.kv.delete(MEMBER_PREFIX + self.holder)
 
     async def members(self) -> list[str]:
-        """Holders whose heartbeat has not expired (always includes this one once it beat)."""
-        try:
-            # Bounded: nats-py's keys() iterates a watcher with no deadline of its own.
-            # (Its filters= argument only logs a warning on every call: filter here.)
-            keys = await asyncio.wait_for(self.kv.keys(), self.ttl / 2)
-        except nats.js.errors.NoKeysError:
-            return []
-        return sorted(k.removeprefix(MEMBER_PREFIX) for k in keys if k.startswith(MEMBER_PREFIX))
+        """Holders whose heartbeat has neither expired nor been withdrawn, sorted.
+
+        Always includes this holder once it beat. The keys come from
+        :meth:`Bus.kv_keys` (nats-py's ``keys()`` sometimes answered with
+        fewer keys than there were, which dropped a live replica for a tick
+        and moved its cameras). A member that left still has its delete
+        marker listed there until the TTL removes it, so each listed
+        heartbeat is read: a deleted one does not count.
+        """
+        listed = await self.bus.kv_keys(self.bucket, match=MEMBER_PREFIX + ">")
+        live = []
+        for key in listed:
+            try:
+                await self.kv.get(key)
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):  # it left
+                continue
+            live.append(key.removeprefix(MEMBER_PREFIX))
+        return live
 
     def held(self) -> set[str]:
         return set(self._revisions)
