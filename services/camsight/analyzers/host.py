@@ -492,15 +492,17 @@ def _update_lag(service: str, msg: Msg) -> None:
 
 def to_proto(d: Detection) -> analysis_pb2.Detection:
     """Convert the plugin-side dataclass into the wire message."""
-    x1, y1, x2, y2 = d.box
-    out = analysis_pb2.Detection(
-        label=d.label,
-        score=d.score,
-        box=analysis_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
-        embedding=d.embedding,
-        crop_jpeg=d.crop_jpeg,
-    )
-    out.attributes.update(d.attributes)
+    # Runs on the event loop for every detection: set only what is there, and the box
+    # in place (a nested BoundingBox argument would be built, then copied).
+    out = analysis_pb2.Detection(label=d.label, score=d.score)
+    box = out.box
+    box.x1, box.y1, box.x2, box.y2 = d.box
+    if d.embedding:
+        out.embedding.extend(d.embedding)
+    if d.crop_jpeg:
+        out.crop_jpeg = d.crop_jpeg
+    if d.attributes:
+        out.attributes.update(d.attributes)
     for kp in d.keypoints:
         out.keypoints.add(name=kp.name, point=analysis_pb2.Point(x=kp.x, y=kp.y), score=kp.score)
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import copy
 import logging
 import math
 import time
@@ -246,12 +246,12 @@ class BehaviorService(Service):
                 delay = min(delay * 2, RETRY_MAX_S)
 
     def _export_stats(self) -> None:
-        now = dataclasses.asdict(self.engine.stats)
-        before = dataclasses.asdict(self._exported)
+        # Runs for every result: vars() and a shallow copy, not asdict() (it deep-copies).
+        now, before = vars(self.engine.stats), vars(self._exported)
         for outcome, value in now.items():
             if value > before[outcome]:
                 STATS.labels(outcome).inc(value - before[outcome])
-        self._exported = dataclasses.replace(self.engine.stats)
+        self._exported = copy.copy(self.engine.stats)
 
 
 def check_result(result: analysis_pb2.AnalysisResult, subject: str) -> None:
@@ -270,6 +270,6 @@ def check_result(result: analysis_pb2.AnalysisResult, subject: str) -> None:
     if result.frame.seq < 1:
         raise MalformedMessageError("result has no frame seq (FrameRef.seq must be >= 1)")
     for n, det in enumerate(result.detections):
-        values = (det.score, det.box.x1, det.box.y1, det.box.x2, det.box.y2)
-        if not all(math.isfinite(v) for v in values):
+        box = det.box
+        if not all(map(math.isfinite, (det.score, box.x1, box.y1, box.x2, box.y2))):
             raise MalformedMessageError(f"detection {n} has a non-finite score or box coordinate")
