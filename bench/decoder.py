@@ -150,6 +150,7 @@ async def decoder_run(
     bus = await connect(settings.nats, settings.streams, name="bench")
     await bus.ensure_topology()
     consumer = await fast_consumer(nats.servers[0])
+    consumer_start_cpu = cpu_seconds(consumer.pid)  # its imports and connect are not per frame
     ctx = ServiceContext(settings=settings)
     ctx.attach(bus)
     service = DecoderService(ctx)
@@ -177,9 +178,13 @@ async def decoder_run(
             elapsed = time.perf_counter() - (first or started)
             result = {"frames": now.frames_published, "fps": now.frames_published / elapsed}
             break
+    # Leave the registry as we found it: a camera left there would be decoded again, beside
+    # the next run's, by the next run's decoder (the registry outlives a service).
+    await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(camera.id)
     ctx.stopping.set()
     await runner
     await service.close()
+    result["consumer_cpu_s"] = cpu_seconds(consumer.pid) - consumer_start_cpu
     consumer.terminate()
     await consumer.wait()
     await bus.close()
@@ -188,7 +193,7 @@ async def decoder_run(
 
 async def decoder_rate(nats: NatsSettings, path: Path, repeats: int, server_pid: int) -> dict[str, float]:
     """Mean publish rate over ``repeats`` runs, with the CPU it cost (this process, the server)."""
-    rates, frames = [], 0
+    rates, frames, consumer_cpu = [], 0, 0.0
     cpu, server_cpu = time.process_time(), cpu_seconds(server_pid)
     threads = ThreadCpu()
     for i in range(repeats):
@@ -196,6 +201,7 @@ async def decoder_rate(nats: NatsSettings, path: Path, repeats: int, server_pid:
         result = await decoder_run(nats, camera, None, threads)
         rates.append(result["fps"])
         frames += result["frames"]
+        consumer_cpu += result["consumer_cpu_s"]
     main, decode = threads.split()
     return {
         "fps": sum(rates) / len(rates),
@@ -203,6 +209,7 @@ async def decoder_rate(nats: NatsSettings, path: Path, repeats: int, server_pid:
         "main_thread_cpu_ms_per_frame": main * 1000 / frames,
         "decode_threads_cpu_ms_per_frame": decode * 1000 / frames,
         "server_cpu_ms_per_frame": (cpu_seconds(server_pid) - server_cpu) * 1000 / frames,
+        "consumer_cpu_ms_per_frame": consumer_cpu * 1000 / frames,
     }
 
 
@@ -245,6 +252,8 @@ def run(smoke: bool = False, loop_seconds: float | None = None) -> dict[str, Any
             (base_cpu + base_cpu_after) / 2 / max(rate["decode_threads_cpu_ms_per_frame"], 1e-9), 3
         ),
         "nats_server_cpu_ms_per_frame": round(rate["server_cpu_ms_per_frame"], 3),
+        # The stand-in analyzer (a nats-py process that fetches and acks every frame).
+        "consumer_cpu_ms_per_frame": round(rate["consumer_cpu_ms_per_frame"], 3),
         "loop_seconds": duration,
         "loop_frames": looped["frames"],
         "rss_mib_after_warmup": round(warm, 1),
