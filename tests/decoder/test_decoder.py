@@ -175,15 +175,20 @@ async def test_bad_sources_fail_alone_and_never_leak_credentials(
         assert b"hunter2" not in (await bus.js.get_msg(subjects.EVENTS_STREAM, seq)).data
 
 
+def _write_pictures(folder: Path, count: int) -> None:
+    """The first ``count`` pictures of carphone as img00.png, img01.png, ... (an image folder source)."""
+    capture = cv2.VideoCapture(str(sample_video("carphone_pristine.mp4")))
+    for i in range(count):
+        ok, image = capture.read()
+        assert ok
+        cv2.imwrite(str(folder / f"img{i:02d}.png"), image)
+    capture.release()
+
+
 async def test_image_folder_skips_corrupt_images(
     bus: Bus, start_decoder: StartDecoder, tmp_path: Path
 ) -> None:
-    capture = cv2.VideoCapture(str(sample_video("carphone_pristine.mp4")))
-    for i in range(5):
-        ok, image = capture.read()
-        assert ok
-        cv2.imwrite(str(tmp_path / f"img{i:02d}.png"), image)
-    capture.release()
+    _write_pictures(tmp_path, 5)
     (tmp_path / "img02b.jpg").write_bytes(b"not a jpeg")
     frames = await Frames.subscribe(bus, "folder")
     await start_decoder([CameraConfig(id="folder", source=str(tmp_path), pacing="realtime", image_fps=50)])
@@ -199,3 +204,46 @@ async def test_image_folder_skips_corrupt_images(
         0.08,
         0.1,
     ]
+
+
+async def test_an_ended_file_stays_ended_across_decoder_restarts_until_written_again(
+    bus: Bus, start_decoder: StartDecoder, tmp_path: Path
+) -> None:
+    _write_pictures(tmp_path, 4)
+    camera = CameraConfig(id="clip", source=str(tmp_path), pacing="realtime", image_fps=50)
+    first = await start_decoder([camera])
+    await wait_for(state_is(bus, "clip", camera_pb2.CAMERA_STATE_ENDED), 15, "clip ended")
+    ended = await camera_status(bus, "clip")
+    assert ended is not None and ended.frames_published == 4 and ended.camera_revision > 0
+    stream_last = (await bus.js.stream_info(subjects.FRAMES_STREAM)).state.last_seq
+    await first.stop()  # graceful: an ended file is not reported "stopped"
+    assert _outcome(await camera_status(bus, "clip")) == _outcome(ended)
+
+    # A new decoder (same config: nothing is written to the registry) owns the camera but
+    # does not replay it. A camera it decodes would be "starting" before it is owned.
+    second = await start_decoder([camera])
+    await wait_for(lambda: "clip" in second.service.owned(), 10, "the new decoder owns the clip")
+    assert _outcome(await camera_status(bus, "clip")) == _outcome(ended)  # first's record, untouched
+    assert (await bus.js.stream_info(subjects.FRAMES_STREAM)).state.last_seq == stream_last
+
+    # Writing the entry again, even unchanged, replays it: a new revision, 4 frames and a marker.
+    await put_camera(bus, camera)
+
+    async def replayed() -> bool:
+        status = await camera_status(bus, "clip")
+        return (
+            status is not None
+            and status.state == camera_pb2.CAMERA_STATE_ENDED
+            and status.camera_revision > ended.camera_revision
+        )
+
+    await wait_for(replayed, 15, "the clip replayed")
+    again = await camera_status(bus, "clip")
+    assert again is not None and again.frames_published == 4
+    assert (await bus.js.stream_info(subjects.FRAMES_STREAM)).state.last_seq == stream_last + 5
+
+
+def _outcome(status: camera_pb2.CameraStatus | None) -> tuple[object, ...]:
+    """What a status says about a run (not fps or update time, which the owner refreshes)."""
+    assert status is not None
+    return (status.state, status.frames_published, status.camera_revision, status.decoder_id)

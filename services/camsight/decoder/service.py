@@ -80,8 +80,11 @@ class DecoderService(Service):
             )
         self.decoder_id = holder_id(ctx.settings.instance, uuid.uuid4().hex[:8])
         self.registry: dict[str, Entry] = {}
+        self.revisions: dict[str, int] = {}  # camera -> revision of its registry entry
         self.workers: dict[str, CameraWorker | _Idle] = {}
-        self._running: dict[str, Entry] = {}  # what each owned camera was started with
+        # What each owned camera was started with: a new revision, even of the same
+        # value, restarts it (and replays an ended file).
+        self._running: dict[str, tuple[Entry, int]] = {}
         self._leases: LeaseTable | None = None
         self._pacer: AckPacer | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -144,8 +147,11 @@ class DecoderService(Service):
     async def _shutdown(self) -> None:
         """Stop every camera and hand its lease back so another replica takes it at once."""
         assert self._leases is not None
-        for camera in list(self.workers):
-            await self._stop_camera(camera, report=camera_pb2.CAMERA_STATE_STOPPED, release=True)
+        for camera, worker in list(self.workers.items()):
+            # An ended file stays "ended": the next owner must know it need not replay it.
+            ended = worker.status.state == camera_pb2.CAMERA_STATE_ENDED
+            report = None if ended else camera_pb2.CAMERA_STATE_STOPPED
+            await self._stop_camera(camera, report=report, release=True)
         with contextlib.suppress(*BUS_ERRORS):
             await self._leases.leave()
 
@@ -172,12 +178,14 @@ class DecoderService(Service):
     def _apply(self, entry: KeyValue.Entry) -> None:
         if entry.operation in (KV_DEL, KV_PURGE):
             self.registry.pop(entry.key, None)
+            self.revisions.pop(entry.key, None)
             log.info("camera %s removed from the registry", entry.key)
             return
         parsed = parse_entry(entry.key, entry.value or b"")
         if isinstance(parsed, InvalidCamera):
             log.warning("camera %s in the registry is invalid: %s", entry.key, parsed.error)
         self.registry[entry.key] = parsed
+        self.revisions[entry.key] = entry.revision or 0
 
     # -- ownership --------------------------------------------------------
 
@@ -212,8 +220,8 @@ class DecoderService(Service):
             elif camera not in mine:
                 log.info("camera %s moves to another decoder replica", camera)
                 await self._stop_camera(camera, report=None, release=True)
-            elif self._running.get(camera) != entry:
-                log.info("camera %s changed in the registry; restarting it", camera)
+            elif self._running.get(camera) != (entry, self.revisions.get(camera, 0)):
+                log.info("camera %s was written in the registry; restarting it", camera)
                 await self._stop_camera(camera, report=None, release=False)
                 await self._start_camera(camera, entry)
         for camera in sorted(mine - set(self.workers)):
@@ -230,8 +238,18 @@ class DecoderService(Service):
 
     async def _start_camera(self, camera: str, entry: Entry) -> None:
         assert self._pacer is not None
-        status = StatusReporter(self.ctx.bus, camera, self.decoder_id)
-        self._running[camera] = entry
+        revision = self.revisions.get(camera, 0)
+        status = StatusReporter(self.ctx.bus, camera, self.decoder_id, revision)
+        self._running[camera] = (entry, revision)
+        if await self._already_ended(status):
+            log.info(
+                "camera %s already ended at this revision of its registry entry; not decoded again "
+                "(write the entry again to replay it)",
+                camera,
+                extra={"camera": camera},
+            )
+            self.workers[camera] = _Idle(status)
+            return
         if isinstance(entry, InvalidCamera):
             worker = None
             await status.set_state(camera_pb2.CAMERA_STATE_ERROR, entry.error)
@@ -244,6 +262,23 @@ class DecoderService(Service):
             log.info("decoding camera %s from %s", camera, entry.redacted_source, extra={"camera": camera})
             await worker.start()
         self.workers[camera] = worker or _Idle(status)
+
+    @staticmethod
+    async def _already_ended(status: StatusReporter) -> bool:
+        """The camera's source (a file or folder) was read to its end, by this replica or
+        another, for the registry revision ``status`` is for: keep that status and do
+        not decode it again. Without this a decoder restart, or the takeover of a dead
+        replica's cameras, would replay every finished file from its first frame."""
+        record = await status.read()
+        if (
+            record is None
+            or record.state != camera_pb2.CAMERA_STATE_ENDED
+            or not status.camera_revision
+            or record.camera_revision != status.camera_revision
+        ):
+            return False
+        status.restore(record)
+        return True
 
     async def _stop_camera(
         self,

@@ -16,6 +16,8 @@ from collections import deque
 from typing import TypeAlias
 
 import nats.errors
+import nats.js.errors
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge
 
@@ -54,10 +56,11 @@ def now_ts() -> Timestamp:
 class StatusReporter:
     """Counts and reports one camera; used from the event loop (counters also from its thread)."""
 
-    def __init__(self, bus: Bus, camera_id: str, decoder_id: str) -> None:
+    def __init__(self, bus: Bus, camera_id: str, decoder_id: str, camera_revision: int = 0) -> None:
         self.bus = bus
         self.camera_id = camera_id
         self.decoder_id = decoder_id
+        self.camera_revision = camera_revision  # of the registry entry being decoded
         self.state: State = camera_pb2.CAMERA_STATE_UNSPECIFIED
         self.last_error = ""
         self.published = 0
@@ -67,6 +70,16 @@ class StatusReporter:
         self._last_frame_ns = 0  # wall clock; a Timestamp is built only for the status record
         self._times: deque[float] = deque()
         self._published_metric = PUBLISHED.labels(camera_id)  # per frame: skip the label lookup
+
+    def restore(self, record: camera_pb2.CameraStatus) -> None:
+        """Carry on from a status record written earlier (by this or another replica)."""
+        self.state = record.state
+        self.last_error = record.last_error
+        self.published = record.frames_published
+        self.dropped = record.frames_dropped
+        self.corrupt = record.frames_corrupt
+        self.progress = record.progress
+        self._last_frame_ns = record.last_frame_time.ToNanoseconds()
 
     def frame_published(self) -> None:
         self.published += 1
@@ -104,6 +117,7 @@ class StatusReporter:
             update_time=now_ts(),
             decoder_id=self.decoder_id,
             progress=self.progress,
+            camera_revision=self.camera_revision,
         )
         if self._last_frame_ns:
             status.last_frame_time.FromNanoseconds(self._last_frame_ns)
@@ -132,6 +146,17 @@ class StatusReporter:
         await self.write()
         if changed:
             await self._event()
+
+    async def read(self) -> camera_pb2.CameraStatus | None:
+        """The camera's status record as the bucket has it now (None: none, or unreadable)."""
+        try:
+            kv = await self.bus.kv(subjects.CAMERA_STATUS_BUCKET)
+            return camera_pb2.CameraStatus.FromString((await kv.get(self.camera_id)).value or b"")
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        except (*STATUS_ERRORS, DecodeError) as exc:
+            log.warning("cannot read status of camera %s: %s", self.camera_id, exc)
+            return None
 
     async def write(self) -> None:
         """Put the status record into the ``camera_status`` bucket."""

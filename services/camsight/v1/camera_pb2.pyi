@@ -379,6 +379,7 @@ class CameraStatus(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     DECODER_ID_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    CAMERA_REVISION_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     state: Global___CameraState.ValueType
     fps: _builtins.float
@@ -392,6 +393,12 @@ class CameraStatus(_message.Message):
     """Decoder replica that owns the camera."""
     progress: _builtins.float
     """Files: progress in [0, 1] when the length is known."""
+    camera_revision: _builtins.int
+    """Revision of the camera's registry entry (its KV revision) this status is
+    about. A file whose status is ENDED for the entry's current revision is not
+    decoded again by a restarted decoder or by the replica that takes it over;
+    writing the entry again (a new revision) replays it.
+    """
     @_builtins.property
     def last_frame_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -410,10 +417,11 @@ class CameraStatus(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         decoder_id: _builtins.str = ...,
         progress: _builtins.float = ...,
+        camera_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_frame_time", b"last_frame_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "decoder_id", b"decoder_id", "fps", b"fps", "frames_corrupt", b"frames_corrupt", "frames_dropped", b"frames_dropped", "frames_published", b"frames_published", "last_error", b"last_error", "last_frame_time", b"last_frame_time", "progress", b"progress", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "camera_revision", b"camera_revision", "decoder_id", b"decoder_id", "fps", b"fps", "frames_corrupt", b"frames_corrupt", "frames_dropped", b"frames_dropped", "frames_published", b"frames_published", "last_error", b"last_error", "last_frame_time", b"last_frame_time", "progress", b"progress", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
