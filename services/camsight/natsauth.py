@@ -80,6 +80,8 @@ class Needs:
     """Other subjects it subscribes to (advisories)."""
     inspects: tuple[str, ...] = ()
     """Streams whose consumers it lists and inspects without consuming."""
+    peeks: tuple[str, ...] = ()
+    """Streams whose messages it reads by subject or sequence, without a consumer."""
     owns: tuple[str, ...] = ()
     """KV buckets it creates itself because their settings are its own (the decoder's lease
     TTL): create only, never update or delete."""
@@ -93,6 +95,8 @@ NEEDS: dict[str, Needs] = {
         owns=(subjects.DECODER_LEASES_BUCKET,),
         publishes=(subjects.FRAMES_ALL, "events.camera_status.*"),
         inspects=(subjects.FRAMES_STREAM,),
+        # A file taken over mid-way resumes after its last frame on FRAMES.
+        peeks=(subjects.FRAMES_STREAM,),
         # Lossless pacing follows the analyzers' acks on FRAMES.
         listens=(
             f"$JS.EVENT.METRIC.CONSUMER.ACK.{subjects.FRAMES_STREAM}.*",
@@ -166,6 +170,12 @@ def permissions(needs: Needs, inbox: str) -> dict[str, Any]:
     for stream in needs.inspects:
         publish += [f"$JS.API.CONSUMER.LIST.{stream}", f"$JS.API.CONSUMER.NAMES.{stream}"]
         publish += [f"$JS.API.CONSUMER.INFO.{stream}.*"]
+    for stream in needs.peeks:
+        publish += [
+            f"$JS.API.STREAM.MSG.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}",
+            f"$JS.API.DIRECT.GET.{stream}.>",
+        ]
     for bucket in dict.fromkeys((*needs.reads, *needs.writes)):
         publish += _stream_read(f"KV_{bucket}")
     for bucket in needs.writes:

@@ -129,6 +129,32 @@ async def test_a_stopped_camera_accounts_for_every_frame_it_sent(
     assert status.frames_published + status.frames_dropped == frame_pb2.Frame.FromString(last.data or b"").seq
 
 
+async def test_a_file_taken_over_mid_way_resumes_after_its_last_frame(
+    bus: Bus, start_decoder: StartDecoder
+) -> None:
+    camera = CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))
+    received: list[frame_pb2.Frame] = []
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(_slow_consumer(bus, received, stop))
+    first = await start_decoder([camera])
+    await wait_for(lambda: len(received) >= 30, 30, "frames flowing")
+    await first.kill()  # a crash: its lease expires, then the next decoder claims the file
+    second = await start_decoder([camera])
+    await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_ENDED), 60, "ended")
+    stop.set()
+    await consumer
+    # Every picture once, in order, numbered on from where the first decoder stopped: no
+    # replay of what was analysed, no gap, no restart of the numbers.
+    *pictures, marker = received
+    assert [f.seq for f in received] == list(range(1, 122)) and marker.end_of_stream
+    times = [f.media_time.ToNanoseconds() for f in pictures]
+    assert len(times) == 120 and times == sorted(set(times))
+    assert len({f.camera_revision for f in received}) == 1 and received[0].camera_revision > 0
+    status = await camera_status(bus, "carphone")
+    assert status is not None and status.frames_published == 120
+    assert status.decoder_id == second.service.decoder_id
+
+
 async def _status_events(bus: Bus, camera: str) -> list[str]:
     sub = await bus.js.subscribe(
         subjects.events(event_pb2.EVENT_TYPE_CAMERA_STATUS, camera), ordered_consumer=True

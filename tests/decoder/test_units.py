@@ -12,7 +12,7 @@ from camsight.decoder.camera import backoff_delay
 from camsight.decoder.frames import FpsSampler, fit_size
 from camsight.decoder.service import DecoderService, InvalidCamera, parse_entry
 from camsight.decoder.settings import DecoderSettings
-from camsight.decoder.sources import SourceError, SourceKind, classify, open_source
+from camsight.decoder.sources import EndOfSource, SourceError, SourceKind, classify, open_source
 from camsight.runtime import ServiceContext
 from camsight.v1 import camera_pb2
 from helpers import sample_video
@@ -98,3 +98,40 @@ def test_registry_entries_are_validated() -> None:
     bad = camera_pb2.Camera(id="bad", source_uri="gopher://x", enabled=True)
     entry = parse_entry("bad", bad.SerializeToString())
     assert isinstance(entry, InvalidCamera) and "unsupported source scheme" in entry.error
+
+
+@pytest.mark.parametrize("index", [0, 1, 100, 173, 249])
+def test_a_file_seeks_to_the_exact_picture_of_a_media_time(index: int) -> None:
+    # What resuming a file taken over mid-way relies on: after seek(t), the next grab is
+    # the picture at t itself (FFmpeg decodes on from the keyframe before), not a keyframe.
+    path = str(sample_video("bikes.mp4"))
+    source = open_source(path, image_fps=0, open_timeout_s=5, read_timeout_s=5)
+    pictures = []
+    while True:
+        try:
+            grabbed = source.grab(lambda t: True)
+        except EndOfSource:
+            break
+        assert grabbed is not None and grabbed.image is not None
+        pictures.append(grabbed)
+    source.close()
+    target = pictures[index]
+    source = open_source(path, image_fps=0, open_timeout_s=5, read_timeout_s=5)
+    source.seek(target.media_time)
+    after = source.grab(lambda t: True)
+    source.close()
+    assert after is not None and after.image is not None
+    assert after.media_time == target.media_time
+    assert (after.image == target.image).all()
+
+
+def test_a_folder_seeks_by_media_time(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"")  # what a seek finds depends on the names' order only
+    source = open_source(str(tmp_path), image_fps=10, open_timeout_s=5, read_timeout_s=5)
+    source.seek(0.1)  # the second picture
+    grabbed = source.grab(lambda t: True)
+    assert grabbed is not None and grabbed.media_time == pytest.approx(0.1)
+    source.seek(5.0)  # past the end
+    with pytest.raises(EndOfSource):
+        source.grab(lambda t: True)

@@ -256,6 +256,8 @@ async def assert_decoder_is_fenced(server: EmbeddedNats, users: dict[str, Servic
         await assert_inboxes_are_private(server, users, decoder, owner)  # (also puts "alice")
         # What the decoder does is allowed ...
         await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
+        # (it reads a file camera's last frame back when it takes the camera over)
+        assert await decoder.last_message(subjects.FRAMES_STREAM, subjects.frames("cam")) == b"frame"
         status = event_pb2.Event(id="s", type=event_pb2.EVENT_TYPE_CAMERA_STATUS, camera_id="cam")
         await decoder.publish_event(status, timeout=2)
         # ... anything else is refused.
@@ -269,6 +271,9 @@ async def assert_decoder_is_fenced(server: EmbeddedNats, users: dict[str, Servic
             await js.add_consumer("KV_gallery", durable_name="steal")
         with pytest.raises(REFUSED):
             await js.delete_stream(subjects.EVENTS_STREAM)
+        with pytest.raises(REFUSED):
+            # (the status event "s" is there: a refusal, not "no message")
+            await js.get_last_msg(subjects.EVENTS_STREAM, subjects.events(status.type, "cam"), direct=True)
         with pytest.raises(REFUSED):
             await decoder.nc.request(subjects.FACE_ENROLL_SUBJECT, b"", timeout=1)
         stored = [

@@ -113,6 +113,14 @@ class Bus:
             return None
         return msg.data
 
+    async def last_message(self, stream: str, subject: str) -> bytes | None:
+        """The newest message ``stream`` holds on ``subject`` (a direct get); None when none."""
+        try:
+            msg = await self.js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        return msg.data
+
     async def read_stream(self, stream: str, subject: str, batch: int = 256) -> list[bytes]:
         """Every message stored in ``stream`` on ``subject`` (wildcards allowed), oldest first.
 

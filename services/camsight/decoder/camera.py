@@ -72,6 +72,15 @@ class _State:
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a file taken over mid-way goes on: after the last message the stream holds for
+    it under the same registry revision (a frame, or the end marker)."""
+
+    seq: int
+    media_time: float
+
+
 def backoff_delay(attempt: int, low: float, high: float) -> float:
     """Capped exponential back-off with jitter: in [d/2, d] for d = min(high, low * 2^attempt)."""
     delay = min(high, low * (2 ** min(attempt, 30)))
@@ -89,6 +98,7 @@ class CameraWorker:
         status: StatusReporter,
         pacer: AckPacer,
         licensed: Callable[[], bool] = lambda: True,
+        resume: Resume | None = None,
     ) -> None:
         self.bus = bus
         # False once this replica's lease on the camera may have expired: publish nothing more.
@@ -109,7 +119,8 @@ class CameraWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._seq = 0
+        self._resume = resume
+        self._seq = resume.seq if resume else 0
         self._pending: deque[tuple[asyncio.Task[PubAck], frame_pb2.Frame]] = deque()
         self._last_frame = time.monotonic()
 
@@ -222,6 +233,7 @@ class CameraWorker:
             source_height=item.encoded.source_height,
             paced=self.lossless,
             analyzers=self.config.analyzers,
+            camera_revision=self.status.camera_revision,
         )
 
     def _end_marker(self, item: _End) -> frame_pb2.Frame:
@@ -233,6 +245,7 @@ class CameraWorker:
             paced=self.lossless,
             analyzers=self.config.analyzers,
             end_of_stream=True,
+            camera_revision=self.status.camera_revision,
         )
 
     async def _publish(self, frame: frame_pb2.Frame) -> None:
@@ -357,7 +370,7 @@ class CameraWorker:
                 self._post(_State(state, f"{exc}; retrying"))
             else:
                 try:
-                    outcome = self._read(source)
+                    outcome = self._read(source, self._resume_in(source))
                 finally:
                     source.close()
                 if outcome == "finished":
@@ -367,24 +380,37 @@ class CameraWorker:
             self._stop.wait(backoff_delay(attempt, self.settings.backoff_min_s, self.settings.backoff_max_s))
             attempt += 1
 
-    def _read(self, source: Source) -> str:
-        """Read until the source ends, fails or must reconnect.
+    def _resume_in(self, source: Source) -> float | None:
+        """Seek a file taken over mid-way to its last published picture (the first open only);
+        returns that picture's media time, after which reading goes on."""
+        resume, self._resume = self._resume, None
+        if resume is None:
+            return None
+        source.seek(resume.media_time)
+        return resume.media_time
+
+    def _read(self, source: Source, after: float | None = None) -> str:
+        """Read until the source ends, fails or must reconnect; skip pictures up to ``after``.
 
         Returns "finished" (no reconnect wanted), "online" (frames flowed, then
         the stream dropped) or "failed" (dropped before any frame).
         """
         sampler = FpsSampler(self.config.fps)
+        take: Callable[[float], bool] = sampler.take
+        if after is not None:
+            sampler.take(after)  # sampling goes on in the phase of the last published picture
+            take = lambda t: t > after + 1e-4 and sampler.take(t)  # noqa: E731
         realtime = not self.lossless and source.kind not in LIVE
         anchor: float | None = None  # wall clock of media time 0 (real-time files)
         frames = 0
-        last_media_time = 0.0
+        last_media_time = after or 0.0
         while not self._stop.is_set():
             if self._reconnect.is_set():
                 return "online" if frames else "failed"
             try:
-                grabbed = source.grab(sampler.take)
+                grabbed = source.grab(take)
             except EndOfSource:
-                if frames == 0 and source.kind is SourceKind.FILE:
+                if frames == 0 and after is None and source.kind is SourceKind.FILE:
                     self._post(
                         _State(camera_pb2.CAMERA_STATE_ERROR, f"{self._shown}: no decodable video frame")
                     )
@@ -393,7 +419,7 @@ class CameraWorker:
                     source.close()
                     source.open()
                     sampler.reset()
-                    anchor = None
+                    take, anchor = sampler.take, None
                     continue
                 self._post(_End(last_media_time))
                 self._post(_State(camera_pb2.CAMERA_STATE_ENDED, "", progress=1.0))

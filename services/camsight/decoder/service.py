@@ -31,14 +31,16 @@ from camsight.bus.leases import LeaseTable, holder_id, rendezvous_owner
 from camsight.bus.pacing import AckPacer
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, service_section
-from camsight.decoder.camera import CameraWorker
+from camsight.decoder.camera import CameraWorker, Resume
 from camsight.decoder.settings import DecoderSettings
+from camsight.decoder.sources import SourceKind, classify
 from camsight.decoder.status import StatusReporter
 from camsight.runtime import Service, ServiceContext
-from camsight.v1 import camera_pb2
+from camsight.v1 import camera_pb2, frame_pb2
 
 log = logging.getLogger(__name__)
 BUS_ERRORS = (nats.errors.Error, TimeoutError)
+RESUMABLE = (SourceKind.FILE, SourceKind.FOLDER)
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,13 @@ class DecoderService(Service):
             leases = self._leases
             assert leases is not None
             worker = CameraWorker(
-                self.ctx.bus, entry, self.settings, status, self._pacer, lambda: leases.valid(camera)
+                self.ctx.bus,
+                entry,
+                self.settings,
+                status,
+                self._pacer,
+                lambda: leases.valid(camera),
+                resume=await self._resume_point(entry, status),
             )
             log.info("decoding camera %s from %s", camera, entry.redacted_source, extra={"camera": camera})
             await worker.start()
@@ -279,6 +287,40 @@ class DecoderService(Service):
             return False
         status.restore(record)
         return True
+
+    async def _resume_point(self, camera: CameraConfig, status: StatusReporter) -> Resume | None:
+        """Where a file or folder that another replica (or an earlier run of this one) was
+        decoding goes on: after the newest message FRAMES holds for it, if that message was
+        decoded under the same registry revision. None: from the start (a live source, a
+        new revision, nothing kept, or the stream unreadable).
+
+        A file taken over mid-way thus neither replays what was published (analysis and
+        events twice) nor restarts its frame numbers. Counters carry on from the status
+        record, with ``published`` taken from the stream, which the record may lag.
+        """
+        if not status.camera_revision or classify(camera.source)[0] not in RESUMABLE:
+            return None
+        try:
+            data = await self.ctx.bus.last_message(subjects.FRAMES_STREAM, subjects.frames(camera.id))
+            last = frame_pb2.Frame.FromString(data) if data else None
+        except (*BUS_ERRORS, DecodeError) as exc:
+            log.warning("camera %s: cannot read its last frame (%s); decoding from the start", camera.id, exc)
+            return None
+        if last is None or last.camera_revision != status.camera_revision or last.seq < 1:
+            return None
+        record = await status.read()
+        if record is not None and record.camera_revision == status.camera_revision:
+            status.restore(record)
+        status.published = max(0, last.seq - int(last.end_of_stream) - status.dropped)
+        media_time = last.media_time.ToNanoseconds() / 1e9
+        log.info(
+            "camera %s resumes after frame %d (media time %.3fs)",
+            camera.id,
+            last.seq,
+            media_time,
+            extra={"camera": camera.id},
+        )
+        return Resume(last.seq, media_time)
 
     async def _stop_camera(
         self,

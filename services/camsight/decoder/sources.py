@@ -83,6 +83,7 @@ class Source(Protocol):
     kind: SourceKind
 
     def open(self) -> None: ...
+    def seek(self, media_time: float) -> None: ...
     def grab(self, take: FrameFilter) -> Grabbed | None: ...
     def progress(self) -> float: ...
     def close(self) -> None: ...
@@ -154,6 +155,14 @@ class VideoSource:
             f"{self.open_timeout_ms / 1000:g}s, or not a stream FFmpeg understands"
         )
 
+    def seek(self, media_time: float) -> None:
+        """Go to the picture at ``media_time`` (files; FFmpeg decodes on from the keyframe
+        before it, so the next grab is that picture, not the keyframe)."""
+        assert self._cap is not None, "open() first"
+        if self.kind is SourceKind.FILE and media_time > 0:
+            self._cap.set(cv2.CAP_PROP_POS_MSEC, media_time * 1000.0)
+            self._index = round(media_time * self._fps) if self._fps > 0 else 0
+
     def grab(self, take: FrameFilter) -> Grabbed | None:
         """Grab the next picture; None when the sampler skips it (not decoded to BGR)."""
         assert self._cap is not None, "open() first"
@@ -214,6 +223,9 @@ class FolderSource:
             )
         self._files = files
         self._index = 0
+
+    def seek(self, media_time: float) -> None:
+        self._index = min(len(self._files), max(0, round(media_time * self.image_fps)))
 
     def grab(self, take: FrameFilter) -> Grabbed | None:
         if self._index >= len(self._files):

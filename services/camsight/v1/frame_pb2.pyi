@@ -68,11 +68,14 @@ class Frame(_message.Message):
     PACED_FIELD_NUMBER: _builtins.int
     ANALYZERS_FIELD_NUMBER: _builtins.int
     END_OF_STREAM_FIELD_NUMBER: _builtins.int
+    CAMERA_REVISION_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     """Camera id: letters, digits, '-' and '_' only, so it is one subject token."""
     seq: _builtins.int
     """Per-camera sequence number, starting at 1 and increasing by one for every
     frame the decoder published for this camera since the camera (re)started.
+    A file taken over by another decoder replica mid-way continues where the
+    stream left it (the same revision: see camera_revision), it does not restart.
     """
     width: _builtins.int
     """Size of the encoded image, in pixels, after resizing for analysis."""
@@ -91,6 +94,11 @@ class Frame(_message.Message):
     message carries no image. Analyzers answer it with an empty result, so
     the end travels in order with the frames and behavior can end the events
     still open (with the last frame's time) once it has processed them all.
+    """
+    camera_revision: _builtins.int
+    """Revision of the camera's registry entry this frame was decoded under (the
+    KV revision; 0 when unknown). A decoder that takes a file over resumes
+    after the stream's last frame of the same revision.
     """
     @_builtins.property
     def capture_time(self) -> _timestamp_pb2.Timestamp:
@@ -120,10 +128,11 @@ class Frame(_message.Message):
         paced: _builtins.bool = ...,
         analyzers: _abc.Iterable[_builtins.str] | None = ...,
         end_of_stream: _builtins.bool = ...,
+        camera_revision: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_time", b"media_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "camera_revision", b"camera_revision", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
