@@ -36,6 +36,7 @@ from camsight.bus import Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
 from camsight.cameras import CameraConfig, Pacing
 from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import EndOfSource, Source, SourceError, SourceKind, classify, open_source
 from camsight.decoder.status import State, StatusReporter, now_ts
@@ -70,15 +71,6 @@ class _State:
 
 
 _DONE = object()
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Where a file taken over mid-way goes on: after the last message the stream holds for
-    it under the same registry revision (a frame, or the end marker)."""
-
-    seq: int
-    media_time: float
 
 
 def backoff_delay(attempt: int, low: float, high: float) -> float:

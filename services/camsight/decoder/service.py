@@ -31,16 +31,15 @@ from camsight.bus.leases import LeaseTable, holder_id, rendezvous_owner
 from camsight.bus.pacing import AckPacer
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, service_section
-from camsight.decoder.camera import CameraWorker, Resume
+from camsight.decoder.camera import CameraWorker
+from camsight.decoder.resume import already_ended, resume_point
 from camsight.decoder.settings import DecoderSettings
-from camsight.decoder.sources import SourceKind, classify
 from camsight.decoder.status import StatusReporter
 from camsight.runtime import Service, ServiceContext
-from camsight.v1 import camera_pb2, frame_pb2
+from camsight.v1 import camera_pb2
 
 log = logging.getLogger(__name__)
 BUS_ERRORS = (nats.errors.Error, TimeoutError)
-RESUMABLE = (SourceKind.FILE, SourceKind.FOLDER)
 
 
 @dataclass(frozen=True)
@@ -243,7 +242,8 @@ class DecoderService(Service):
         revision = self.revisions.get(camera, 0)
         status = StatusReporter(self.ctx.bus, camera, self.decoder_id, revision)
         self._running[camera] = (entry, revision)
-        if await self._already_ended(status):
+        record = await status.read()
+        if already_ended(record, status):
             log.info(
                 "camera %s already ended at this revision of its registry entry; not decoded again "
                 "(write the entry again to replay it)",
@@ -265,62 +265,11 @@ class DecoderService(Service):
                 status,
                 self._pacer,
                 lambda: leases.valid(camera),
-                resume=await self._resume_point(entry, status),
+                resume=await resume_point(self.ctx.bus, entry, status, record),
             )
             log.info("decoding camera %s from %s", camera, entry.redacted_source, extra={"camera": camera})
             await worker.start()
         self.workers[camera] = worker or _Idle(status)
-
-    @staticmethod
-    async def _already_ended(status: StatusReporter) -> bool:
-        """The camera's source (a file or folder) was read to its end, by this replica or
-        another, for the registry revision ``status`` is for: keep that status and do
-        not decode it again. Without this a decoder restart, or the takeover of a dead
-        replica's cameras, would replay every finished file from its first frame."""
-        record = await status.read()
-        if (
-            record is None
-            or record.state != camera_pb2.CAMERA_STATE_ENDED
-            or not status.camera_revision
-            or record.camera_revision != status.camera_revision
-        ):
-            return False
-        status.restore(record)
-        return True
-
-    async def _resume_point(self, camera: CameraConfig, status: StatusReporter) -> Resume | None:
-        """Where a file or folder that another replica (or an earlier run of this one) was
-        decoding goes on: after the newest message FRAMES holds for it, if that message was
-        decoded under the same registry revision. None: from the start (a live source, a
-        new revision, nothing kept, or the stream unreadable).
-
-        A file taken over mid-way thus neither replays what was published (analysis and
-        events twice) nor restarts its frame numbers. Counters carry on from the status
-        record, with ``published`` taken from the stream, which the record may lag.
-        """
-        if not status.camera_revision or classify(camera.source)[0] not in RESUMABLE:
-            return None
-        try:
-            data = await self.ctx.bus.last_message(subjects.FRAMES_STREAM, subjects.frames(camera.id))
-            last = frame_pb2.Frame.FromString(data) if data else None
-        except (*BUS_ERRORS, DecodeError) as exc:
-            log.warning("camera %s: cannot read its last frame (%s); decoding from the start", camera.id, exc)
-            return None
-        if last is None or last.camera_revision != status.camera_revision or last.seq < 1:
-            return None
-        record = await status.read()
-        if record is not None and record.camera_revision == status.camera_revision:
-            status.restore(record)
-        status.published = max(0, last.seq - int(last.end_of_stream) - status.dropped)
-        media_time = last.media_time.ToNanoseconds() / 1e9
-        log.info(
-            "camera %s resumes after frame %d (media time %.3fs)",
-            camera.id,
-            last.seq,
-            media_time,
-            extra={"camera": camera.id},
-        )
-        return Resume(last.seq, media_time)
 
     async def _stop_camera(
         self,
