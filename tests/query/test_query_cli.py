@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from camsight.bus import Bus
+from camsight.bus import Bus, subjects
 from camsight.cli import app
 from helpers import wait_for
 from query_helpers import RunningQuery, make_event
@@ -68,10 +68,18 @@ async def test_event_commands_over_grpc_and_on_a_data_folder(
     assert code == 1 and "no event index" in err
 
 
-async def test_camera_and_face_commands(query: RunningQuery) -> None:
+async def test_camera_and_face_commands(bus: Bus, query: RunningQuery) -> None:
     server = ("--server", f"127.0.0.1:{query.service.port}")
     code, out, _ = await cli("cameras", "add", "door", "rtsp://u:pw@cam/1", "--fps", "5", *server, "--json")
     assert code == 0 and as_json(out)[0]["source_uri"] == "rtsp://u:***@cam/1"
+    registry = await bus.kv(subjects.CAMERAS_BUCKET)
+    added = await registry.get("door")
+    code, out, _ = await cli("cameras", "restart", "door", *server)
+    assert code == 0 and out == ["restarted camera door"]
+    restarted = await registry.get("door")  # a new revision of the same entry, password kept
+    assert restarted.revision > added.revision and restarted.value == added.value
+    code, _, err = await cli("cameras", "restart", "nope", *server)
+    assert code == 1 and "NOT_FOUND" in err
     code, out, _ = await cli("cameras", "ls", *server, "--json")
     assert code == 0 and [c["id"] for c in as_json(out)] == ["door"]
     code, _, err = await cli("cameras", "add", "door", "/v.mp4", *server)

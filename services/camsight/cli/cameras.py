@@ -1,4 +1,4 @@
-"""``camsight cameras add|rm|ls|status``: manage the camera registry over gRPC."""
+"""``camsight cameras add|rm|restart|ls|status``: manage the camera registry over gRPC."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from camsight.naming import redact_uri
 from camsight.query.client import DEFAULT_SERVER, to_json
 from camsight.v1 import camera_pb2, camera_service_pb2
 
-cameras_app = typer.Typer(help="Add, remove and inspect cameras (add and rm need the admin scope).")
+cameras_app = typer.Typer(
+    help="Add, remove, restart and inspect cameras (add, rm and restart need the admin scope)."
+)
 app.add_typer(cameras_app, name="cameras")
 
 
@@ -90,6 +92,25 @@ def rm_command(
     with connect(server, token, tls, ca_file) as client:
         client.call(client.cameras().DeleteCamera, camera_service_pb2.DeleteCameraRequest(id=camera_id))
     typer.echo(json.dumps({"id": camera_id, "deleted": True}) if as_json else f"removed camera {camera_id}")
+
+
+@cameras_app.command("restart")
+def restart_command(
+    camera_id: Annotated[str, typer.Argument(help="Camera id.")],
+    server: ServerOption = DEFAULT_SERVER,
+    token: TokenOption = None,
+    tls: TlsOption = False,
+    ca_file: CaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restart a camera: a stream reconnects, a file plays again from its start (one that ended too)."""
+    with connect(server, token, tls, ca_file) as client:
+        stub = client.cameras()
+        camera = client.call(stub.GetCamera, camera_service_pb2.GetCameraRequest(id=camera_id))
+        # Written back unchanged: a new revision of the entry is what restarts it (its
+        # redacted source is restored by the service).
+        restarted = client.call(stub.UpdateCamera, camera_service_pb2.UpdateCameraRequest(camera=camera))
+    typer.echo(to_json(restarted) if as_json else f"restarted camera {restarted.id}")
 
 
 @cameras_app.command("ls")
