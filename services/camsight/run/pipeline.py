@@ -201,14 +201,16 @@ class EmbeddedPipeline:
         return self
 
     async def _forget_earlier_cameras(self, admin: NatsSettings) -> None:
-        """Empty the camera registry an earlier run in this data folder left, before any
-        decoder reads it (else those cameras would play again, unwaited for)."""
+        """Empty the camera registry and statuses an earlier run in this data folder left,
+        before any decoder reads them: else those cameras would play again, unwaited for,
+        and :meth:`wait_finished` could take an earlier run's "ended" for this one's."""
         bus = await connect(admin, self.settings.streams, name="camsight-run-setup")
         try:
             await bus.ensure_topology()
-            kv = await bus.kv(subjects.CAMERAS_BUCKET)
-            for key in await bus.kv_keys(subjects.CAMERAS_BUCKET):
-                await kv.purge(key)
+            for bucket in (subjects.CAMERAS_BUCKET, subjects.CAMERA_STATUS_BUCKET):
+                kv = await bus.kv(bucket)
+                for key in await bus.kv_keys(bucket):
+                    await kv.purge(key)
         finally:
             await bus.close()
 
