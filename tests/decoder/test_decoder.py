@@ -15,6 +15,7 @@ from camsight.v1 import camera_pb2, event_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, put_camera, state_is
 from helpers import sample_video, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client import REGISTRY
 
 
 def bikes(camera_id: str = "bikes", **kw: object) -> CameraConfig:
@@ -250,6 +251,8 @@ async def test_an_ended_file_stays_ended_across_decoder_restarts_until_written_a
     second = await start_decoder([camera])
     await wait_for(lambda: "clip" in second.service.owned(), 10, "the new decoder owns the clip")
     assert _outcome(await camera_status(bus, "clip")) == _outcome(ended)  # first's record, untouched
+    ended_gauge = {"camera": "clip", "state": "ended"}
+    assert REGISTRY.get_sample_value("camsight_decoder_camera_state", ended_gauge) == 1.0
     assert (await bus.js.stream_info(subjects.FRAMES_STREAM)).state.last_seq == stream_last
 
     # Writing the entry again, even unchanged, replays it: a new revision, 4 frames and a marker.

@@ -80,6 +80,11 @@ class StatusReporter:
         self.corrupt = record.frames_corrupt
         self.progress = record.progress
         self._last_frame_ns = record.last_frame_time.ToNanoseconds()
+        self._export_state()
+
+    def _export_state(self) -> None:
+        for value, name in STATES.items():
+            STATE.labels(self.camera_id, name).set(1.0 if value == self.state else 0.0)
 
     def frame_published(self) -> None:
         self.published += 1
@@ -131,9 +136,8 @@ class StatusReporter:
         elif not changed:
             return
         if changed:
-            for value, name in STATES.items():
-                STATE.labels(self.camera_id, name).set(1.0 if value == state else 0.0)
             self.state = state
+            self._export_state()
             level = logging.WARNING if state == camera_pb2.CAMERA_STATE_ERROR else logging.INFO
             log.log(
                 level,
