@@ -39,3 +39,20 @@ def wait_for_sync(predicate: Callable[[], bool], timeout: float = 10.0, what: st
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
+
+
+# Ctrl-C in a terminal reaches a process whose SIGINT handler is Python's default. A test
+# process started in the background of a non-interactive shell (`cmd &` in a CI script)
+# inherits SIGINT *ignored*, and so would every child it starts; Python keeps an ignored
+# SIGINT ignored. This prelude gives the child the terminal's disposition back.
+_INTERRUPTIBLE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'camsight'; runpy.run_module('camsight', run_name='__main__', alter_sys=True)"
+)
+
+
+def camsight_command(*args: str) -> list[str]:
+    """argv that runs ``camsight ARGS`` in a new Python process that Ctrl-C (SIGINT) interrupts."""
+    import sys
+
+    return [sys.executable, "-c", _INTERRUPTIBLE, *args]

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 from camsight.bus import Bus, subjects
 from camsight.cli import app
-from helpers import wait_for
+from helpers import camsight_command, wait_for
 from query_helpers import RunningQuery, make_event
 from typer.testing import CliRunner
 
@@ -102,12 +101,12 @@ async def test_tail_prints_live_events_as_json_lines(bus: Bus, query: RunningQue
     """``camsight events tail`` as a real process: replayed and live events, one JSON per line."""
     await bus.publish_event(make_event(1))
     await wait_for(lambda: query.indexed() == 1, 10, "the first event indexed")
-    camsight = Path(sys.executable).parent / "camsight"
+    tail = ["events", "tail", "--server", f"127.0.0.1:{query.service.port}", "--json"]
     proc = await asyncio.create_subprocess_exec(
-        str(camsight), "events", "tail", "--server", f"127.0.0.1:{query.service.port}", "--json",
-        "-f", "camera = lobby", "--since", "2026-01-01T00:00:00Z",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *camsight_command(*tail, "-f", "camera = lobby", "--since", "2026-01-01T00:00:00Z"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     try:
         first = await asyncio.wait_for(proc.stdout.readline(), 20)

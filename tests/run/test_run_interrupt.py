@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import sample_video
+from helpers import camsight_command, sample_video
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_consistent_data_folder(tmp_path: Path
     # Real time: bikes lasts 10 s, so the run is still going when it is interrupted.
     command = ["run", str(sample_video("bikes.mp4")), "--realtime", "--json", "--data-dir", str(data)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "camsight", *command],
+        camsight_command(*command),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
