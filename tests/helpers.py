@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -53,6 +54,4 @@ _INTERRUPTIBLE = (
 
 def camsight_command(*args: str) -> list[str]:
     """argv that runs ``camsight ARGS`` in a new Python process that Ctrl-C (SIGINT) interrupts."""
-    import sys
-
     return [sys.executable, "-c", _INTERRUPTIBLE, *args]

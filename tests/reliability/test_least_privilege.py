@@ -257,7 +257,7 @@ async def assert_decoder_is_fenced(server: EmbeddedNats, users: dict[str, Servic
         # What the decoder does is allowed ...
         await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
         # (it reads a file camera's last frame back when it takes the camera over)
-        assert await decoder.last_message(subjects.FRAMES_STREAM, subjects.frames("cam")) == b"frame"
+        assert await decoder.direct_get(subjects.FRAMES_STREAM, last_on=subjects.frames("cam")) == b"frame"
         status = event_pb2.Event(id="s", type=event_pb2.EVENT_TYPE_CAMERA_STATUS, camera_id="cam")
         await decoder.publish_event(status, timeout=2)
         # ... anything else is refused.

@@ -7,10 +7,11 @@ Subjects and stream names are in :mod:`camsight.bus.subjects`; the streams,
 consumers and buckets are declared in :mod:`camsight.bus.topology`.
 """
 
-from camsight.bus.connection import Bus, connect, connect_with_retry
+from camsight.bus.connection import BUS_ERRORS, Bus, connect, connect_with_retry
 from camsight.bus.worker import MalformedMessageError, PullWorker, WorkerConfig, each
 
 __all__ = [
+    "BUS_ERRORS",
     "Bus",
     "MalformedMessageError",
     "PullWorker",

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import nats
+import nats.errors
 from google.protobuf.message import Message
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
@@ -28,6 +29,10 @@ from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import event_pb2
 
 log = logging.getLogger(__name__)
+
+BUS_ERRORS = (nats.errors.Error, TimeoutError)
+"""What a bus call raises when NATS is unreachable, slow or refuses: caught by callers
+that can go on without the answer (and try again later)."""
 
 
 class Bus:
@@ -105,18 +110,13 @@ class Bus:
             self._obj[name] = await self.js.object_store(name)
         return self._obj[name]
 
-    async def direct_get(self, stream: str, seq: int) -> bytes | None:
-        """Fetch a message by stream sequence (a frame's claim check); None when gone."""
+    async def direct_get(
+        self, stream: str, seq: int | None = None, *, last_on: str | None = None
+    ) -> bytes | None:
+        """A message of ``stream`` by sequence (a frame's claim check), or the newest it holds
+        on subject ``last_on``; None when there is none (any more)."""
         try:
-            msg = await self.js.get_msg(stream, seq=seq, direct=True)
-        except nats.js.errors.NotFoundError:
-            return None
-        return msg.data
-
-    async def last_message(self, stream: str, subject: str) -> bytes | None:
-        """The newest message ``stream`` holds on ``subject`` (a direct get); None when none."""
-        try:
-            msg = await self.js.get_last_msg(stream, subject, direct=True)
+            msg = await self.js.get_msg(stream, seq=seq, subject=last_on, direct=True)
         except nats.js.errors.NotFoundError:
             return None
         return msg.data

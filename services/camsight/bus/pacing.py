@@ -36,7 +36,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from camsight.bus.connection import Bus
+from camsight.bus.connection import BUS_ERRORS, Bus
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class AckPacer:
         """Re-read the stream's pacing consumers (durable, full sampling)."""
         try:
             infos = await self.bus.js.consumers_info(self.stream)
-        except (nats.errors.Error, TimeoutError) as exc:
+        except BUS_ERRORS as exc:
             log.warning("cannot list consumers of %s: %s", self.stream, exc)
             return
         consumers: dict[str, list[str]] = {}
@@ -152,7 +152,7 @@ class AckPacer:
             except nats.js.errors.NotFoundError:
                 floors[name] = 1 << 62
                 continue
-            except (nats.errors.Error, TimeoutError) as exc:
+            except BUS_ERRORS as exc:
                 log.debug("consumer_info(%s) failed: %s", name, exc)
                 continue
             floors[name] = info.ack_floor.stream_seq if info.ack_floor else 0

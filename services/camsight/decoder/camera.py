@@ -27,12 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
-import nats.errors
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import PubAck
 
-from camsight.bus import Bus, subjects
+from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
 from camsight.cameras import CameraConfig, Pacing
 from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
@@ -45,7 +44,6 @@ from camsight.v1 import camera_pb2, frame_pb2
 log = logging.getLogger(__name__)
 
 LIVE = (SourceKind.NETWORK, SourceKind.WEBCAM)
-PUBLISH_ERRORS = (nats.errors.Error, TimeoutError)
 WAITING_FOR_ANALYZERS = "waiting for analyzers: no durable consumer with sample_freq 100% reads {subject}"
 
 
@@ -273,7 +271,7 @@ class CameraWorker:
             try:
                 ack = await asyncio.shield(task)  # a stop() mid-wait still learns the outcome
                 break
-            except PUBLISH_ERRORS as exc:
+            except BUS_ERRORS as exc:
                 if not self.lossless and not frame.end_of_stream:
                     self._pending.popleft()
                     self.status.frame_dropped()

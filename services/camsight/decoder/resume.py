@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import nats.errors
 from google.protobuf.message import DecodeError
 
-from camsight.bus import Bus, subjects
+from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.decoder.sources import SourceKind, classify
 from camsight.decoder.status import StatusReporter
@@ -62,9 +61,9 @@ async def resume_point(
     if not status.camera_revision or classify(camera.source)[0] not in RESUMABLE:
         return None
     try:
-        data = await bus.last_message(subjects.FRAMES_STREAM, subjects.frames(camera.id))
+        data = await bus.direct_get(subjects.FRAMES_STREAM, last_on=subjects.frames(camera.id))
         last = frame_pb2.Frame.FromString(data) if data else None
-    except (nats.errors.Error, TimeoutError, DecodeError) as exc:
+    except (*BUS_ERRORS, DecodeError) as exc:
         log.warning("camera %s: cannot read its last frame (%s); decoding from the start", camera.id, exc)
         return None
     if last is None or last.camera_revision != status.camera_revision or last.seq < 1:

@@ -20,13 +20,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import nats.errors
 import nats.js.errors
 from google.protobuf.message import DecodeError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
-from camsight.bus import subjects
+from camsight.bus import BUS_ERRORS, subjects
 from camsight.bus.leases import LeaseTable, holder_id, rendezvous_owner
 from camsight.bus.pacing import AckPacer
 from camsight.cameras import CameraConfig
@@ -39,7 +38,6 @@ from camsight.runtime import Service, ServiceContext
 from camsight.v1 import camera_pb2
 
 log = logging.getLogger(__name__)
-BUS_ERRORS = (nats.errors.Error, TimeoutError)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,12 @@ import time
 from collections import deque
 from typing import TypeAlias
 
-import nats.errors
 import nats.js.errors
 from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Gauge
 
-from camsight.bus import Bus, subjects
+from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.v1 import camera_pb2, event_pb2
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,6 @@ CORRUPT = Counter(
 FPS = Gauge("camsight_decoder_fps", "Frames published per second (last few seconds)", ["camera"])
 STATE = Gauge("camsight_decoder_camera_state", "1 for the camera's current state", ["camera", "state"])
 FPS_WINDOW_S = 5.0
-STATUS_ERRORS = (nats.errors.Error, TimeoutError)
 
 
 def now_ts() -> Timestamp:
@@ -158,7 +156,7 @@ class StatusReporter:
             return camera_pb2.CameraStatus.FromString((await kv.get(self.camera_id)).value or b"")
         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return None
-        except (*STATUS_ERRORS, DecodeError) as exc:
+        except (*BUS_ERRORS, DecodeError) as exc:
             log.warning("cannot read status of camera %s: %s", self.camera_id, exc)
             return None
 
@@ -167,7 +165,7 @@ class StatusReporter:
         try:
             kv = await self.bus.kv(subjects.CAMERA_STATUS_BUCKET)
             await kv.put(self.camera_id, self.message().SerializeToString())
-        except STATUS_ERRORS as exc:
+        except BUS_ERRORS as exc:
             log.warning("cannot write status of camera %s: %s", self.camera_id, exc)
 
     async def _event(self) -> None:
@@ -190,7 +188,7 @@ class StatusReporter:
         )
         try:
             await self.bus.publish_event(event)
-        except STATUS_ERRORS as exc:
+        except BUS_ERRORS as exc:
             log.warning("cannot publish status event of camera %s: %s", self.camera_id, exc)
 
     def forget_metrics(self) -> None:
