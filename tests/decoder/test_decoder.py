@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -108,6 +109,36 @@ async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: St
     assert status.frames_published == 120 and status.frames_dropped == 0 and status.progress == 1.0
     states = await _status_events(bus, "carphone")
     assert states[-1] == "ended" and "online" in states
+
+
+async def test_progress_follows_the_frames_published(bus: Bus, start_decoder: StartDecoder) -> None:
+    # An analyzer that acks 60 of carphone's 120 frames, then holds the rest: the lossless
+    # camera stops mid-file, and its status says how far it got.
+    sub = await bus.js.pull_subscribe(
+        "frames.carphone",
+        durable="half",
+        stream=subjects.FRAMES_STREAM,
+        config=ConsumerConfig(durable_name="half", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
+    )
+    await start_decoder([CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))])
+    acked = 0
+    while acked < 60:
+        with contextlib.suppress(TimeoutError):
+            for msg in await sub.fetch(min(4, 60 - acked), timeout=0.5):
+                await msg.ack()
+                acked += 1
+
+    async def reported() -> bool:
+        status = await camera_status(bus, "carphone")
+        return status is not None and status.frames_published >= 60 and status.progress > 0
+
+    await wait_for(reported, 10, "a status record after 60 acked frames")
+    status = await camera_status(bus, "carphone")
+    assert status is not None and status.state == camera_pb2.CAMERA_STATE_ONLINE
+    # Frames published (acked + the pacing window) and their progress agree, mid-file.
+    assert 60 <= status.frames_published <= 70
+    assert status.progress == pytest.approx(status.frames_published / 120, abs=0.03)
+    await sub.unsubscribe()
 
 
 async def test_a_stopped_camera_accounts_for_every_frame_it_sent(

@@ -52,6 +52,7 @@ class _Frame:
     encoded: Encoded
     media_time: float
     capture_time: Timestamp
+    progress: float  # of the file, once this frame is out (0 for live sources)
 
 
 @dataclass
@@ -66,6 +67,15 @@ class _State:
     state: State
     error: str | None = None
     progress: float | None = None
+
+
+@dataclass
+class _Sent:
+    """A frame sent to the stream whose PubAck is not settled yet."""
+
+    task: asyncio.Task[PubAck]
+    frame: frame_pb2.Frame
+    progress: float  # the file's, once this frame is published
 
 
 _DONE = object()
@@ -111,7 +121,7 @@ class CameraWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._resume = resume
         self._seq = resume.seq if resume else 0
-        self._pending: deque[tuple[asyncio.Task[PubAck], frame_pb2.Frame]] = deque()
+        self._pending: deque[_Sent] = deque()
         self._last_frame = time.monotonic()
 
     async def start(self) -> None:
@@ -149,16 +159,16 @@ class CameraWorker:
     async def _settle_in_flight(self) -> None:
         """Count what was sent before the stop: published if the server stored it, else dropped."""
         if self._pending:
-            await asyncio.wait([task for task, _ in self._pending], timeout=self.settings.publish_timeout_s)
+            await asyncio.wait([sent.task for sent in self._pending], timeout=self.settings.publish_timeout_s)
         while self._pending:
-            task, frame = self._pending.popleft()
-            stored = task.done() and not task.cancelled() and task.exception() is None
+            sent = self._pending.popleft()
+            stored = sent.task.done() and not sent.task.cancelled() and sent.task.exception() is None
             if not stored:
-                task.cancel()
-            if frame.end_of_stream:
+                sent.task.cancel()
+            if sent.frame.end_of_stream:
                 continue
             if stored:
-                self.status.frame_published()
+                self.status.frame_published(sent.progress)
             else:
                 self.status.frame_dropped()
 
@@ -189,10 +199,10 @@ class CameraWorker:
                     await self._settle_all()  # statuses follow the frames before them
                     await self._apply_state(item)
                 elif isinstance(item, _Frame):
-                    await self._publish(self._message(item))
+                    await self._publish(self._message(item), item.progress)
                     self._slots.release()
                 elif isinstance(item, _End):
-                    await self._publish(self._end_marker(item))
+                    await self._publish(self._end_marker(item), self.status.progress)
         except Exception as exc:
             if self._stop.is_set():
                 return  # e.g. the paced channel closed under a waiting publisher
@@ -238,7 +248,7 @@ class CameraWorker:
             camera_revision=self.status.camera_revision,
         )
 
-    async def _publish(self, frame: frame_pb2.Frame) -> None:
+    async def _publish(self, frame: frame_pb2.Frame, progress: float) -> None:
         """Number and send a frame without waiting for its PubAck (acks are settled in order later).
 
         Waiting for each PubAck before sending the next frame would make the
@@ -252,7 +262,7 @@ class CameraWorker:
             return  # the lease lapsed: the service is about to stop this camera
         self._seq += 1
         frame.seq = self._seq
-        self._pending.append((self._send(frame), frame))
+        self._pending.append(_Sent(self._send(frame), frame, progress))
 
     def _send(self, frame: frame_pb2.Frame) -> asyncio.Task[PubAck]:
         # Tasks start in creation order, so frames reach the server in seq order.
@@ -266,28 +276,27 @@ class CameraWorker:
 
     async def _settle_oldest(self) -> None:
         """Wait for the oldest frame's PubAck; retry it (lossless) or count it dropped."""
-        task, frame = self._pending[0]
+        sent = self._pending[0]
         while True:
             try:
-                ack = await asyncio.shield(task)  # a stop() mid-wait still learns the outcome
+                ack = await asyncio.shield(sent.task)  # a stop() mid-wait still learns the outcome
                 break
             except BUS_ERRORS as exc:
-                if not self.lossless and not frame.end_of_stream:
+                if not self.lossless and not sent.frame.end_of_stream:
                     self._pending.popleft()
                     self.status.frame_dropped()
                     log.debug("frame of %s dropped: %s", self.config.id, exc)
                     return
                 # Lossless (and the end marker, always): send it again once NATS answers.
                 await asyncio.sleep(self.settings.backoff_min_s)
-                task = self._send(frame)
-                self._pending[0] = (task, frame)
+                sent.task = self._send(sent.frame)
         self._pending.popleft()
         if self.channel is not None:
             self.channel.published(ack.seq)
-        if frame.end_of_stream:
+        if sent.frame.end_of_stream:
             return  # not a frame: counts nothing, changes no state
         self._last_frame = time.monotonic()
-        self.status.frame_published()
+        self.status.frame_published(sent.progress)
         if self.status.state != camera_pb2.CAMERA_STATE_ONLINE:
             await self.status.set_state(camera_pb2.CAMERA_STATE_ONLINE, "")
 
@@ -438,10 +447,8 @@ class CameraWorker:
                 if anchor is None:
                     anchor = time.monotonic() - grabbed.media_time
                 self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
-            if frames % 25 == 0 and source.kind in (SourceKind.FILE, SourceKind.FOLDER):
-                self._post(_State(self.status.state, None, progress=source.progress()))
             last_media_time = grabbed.media_time
-            self._hand_over(_Frame(encoded, grabbed.media_time, now_ts()))
+            self._hand_over(_Frame(encoded, grabbed.media_time, now_ts(), source.progress()))
         return "finished"
 
     def _hand_over(self, frame: _Frame) -> None:

@@ -84,8 +84,10 @@ class StatusReporter:
         for value, name in STATES.items():
             STATE.labels(self.camera_id, name).set(1.0 if value == self.state else 0.0)
 
-    def frame_published(self) -> None:
+    def frame_published(self, progress: float) -> None:
+        """Count a frame the stream stored; ``progress``: the file's, up to this frame."""
         self.published += 1
+        self.progress = progress
         self._last_frame_ns = time.time_ns()
         self._times.append(time.monotonic())
         self._published_metric.inc()

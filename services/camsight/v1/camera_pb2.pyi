@@ -392,7 +392,7 @@ class CameraStatus(_message.Message):
     decoder_id: _builtins.str
     """Decoder replica that owns the camera."""
     progress: _builtins.float
-    """Files: progress in [0, 1] when the length is known."""
+    """Files: the fraction of the file published so far, in [0, 1], when its length is known."""
     camera_revision: _builtins.int
     """Revision of the camera's registry entry (its KV revision) this status is
     about. A file whose status is ENDED for the entry's current revision is not
