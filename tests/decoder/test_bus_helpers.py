@@ -72,6 +72,31 @@ async def test_channel_waits_for_consumers_then_keeps_window(bus: Bus) -> None:
     await pacer.close()
 
 
+async def test_window_spans_from_the_oldest_unacked_message(bus: Bus) -> None:
+    # Acks out of order (a replica holds the first message, its neighbours are acked):
+    # the window bounds how far publishing may run ahead of the held message, because
+    # FRAMES evicts the oldest messages of a subject whatever their acks.
+    sub = await _pull(bus, "replicas")
+    pacer = AckPacer(bus, subjects.FRAMES_STREAM, resync_s=5)
+    await pacer.start()
+    channel = pacer.channel(subjects.frames("cam1"), window=3)
+    for i in range(3):
+        await asyncio.wait_for(channel.wait_turn(), 5)
+        channel.published((await bus.publish(subjects.frames("cam1"), str(i).encode())).seq)
+    held, *others = await sub.fetch(3, timeout=2)
+    for msg in others:
+        await msg.ack()
+    await wait_for(lambda: len(channel._inflight) == 1, 5, "the two later messages acked")
+    assert channel.in_flight == 3 and not channel.ready()
+    fourth = asyncio.create_task(channel.wait_turn())
+    await asyncio.sleep(0)  # let it start waiting
+    assert not fourth.done()
+    await held.ack()
+    await asyncio.wait_for(fourth, 5)
+    assert channel.in_flight == 0
+    await pacer.close()
+
+
 async def test_lost_advisories_are_recovered_from_the_ack_floor(bus: Bus) -> None:
     sub = await _pull(bus, "det")
     pacer = AckPacer(bus, subjects.FRAMES_STREAM, resync_s=0.2)

@@ -10,9 +10,14 @@ the server tells us about every ack: a durable consumer created with
 ``stream_seq``) for each message it acks.
 
 Such consumers are the *pacing consumers* of a subject when their filter
-matches it. :class:`PacedChannel` keeps at most ``window`` published
-messages unacknowledged: before each publish :meth:`PacedChannel.wait_turn`
-waits until every pacing consumer acked the oldest in-flight message.
+matches it. :class:`PacedChannel` keeps the oldest message some pacing
+consumer has not acknowledged within the newest ``window`` messages it
+published: before each publish :meth:`PacedChannel.wait_turn` waits until
+that holds for one more. A span, not a count of unacknowledged messages:
+acks come out of order (replicas sharing a consumer, redeliveries after
+``ack_wait``), and a stream that keeps the newest N messages per subject
+evicts by age, so a message held by a dead replica while its neighbours
+are acked must not fall out of the newest N before it is redelivered.
 
 Advisories are core NATS (at-most-once): when no progress arrives for
 ``resync_s`` the channel reads each consumer's ``ack_floor`` (everything at
@@ -172,17 +177,23 @@ class PacedChannel:
         self._closed = False
         # stream seq -> consumers that have not acked it yet, oldest first
         self._inflight: OrderedDict[int, set[str]] = OrderedDict()
+        self._sent = 0  # messages registered by published()
+        self._number: dict[int, int] = {}  # stream seq in _inflight -> its published() number
         self._progress = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
-        return len(self._inflight)
+        """Messages published since the oldest one not acknowledged by every pacing consumer,
+        that one included (0 when all are acknowledged): what ``window`` bounds."""
+        if not self._inflight:
+            return 0
+        return self._sent - self._number[next(iter(self._inflight))]
 
     def ready(self, reserved: int = 0) -> bool:
         """A message may be published now (what :meth:`wait_turn` would return at once for)."""
         return (
             not self._closed
-            and len(self._inflight) <= self.window - 1 - reserved
+            and self.in_flight <= self.window - 1 - reserved
             and bool(self.pacer.consumers_for(self.subject))
         )
 
@@ -201,8 +212,10 @@ class PacedChannel:
     def published(self, stream_seq: int) -> None:
         """Register a message the stream stored (its PubAck's sequence)."""
         pending = self.pacer.consumers_for(self.subject) - self.pacer._early.pop(stream_seq, set())
+        self._sent += 1
         if pending:
             self._inflight[stream_seq] = pending
+            self._number[stream_seq] = self._sent - 1
             self.pacer._by_seq[stream_seq] = self
 
     def close(self) -> None:
@@ -211,6 +224,7 @@ class PacedChannel:
         for seq in self._inflight:
             self.pacer._by_seq.pop(seq, None)
         self._inflight.clear()
+        self._number.clear()
         self._progress.set()
 
     async def _wait_until(self, most: int) -> None:
@@ -226,7 +240,7 @@ class PacedChannel:
                     await self.pacer.refresh()
                 continue
             self.waiting_for_consumers = False
-            if len(self._inflight) <= max(most, 0):
+            if self.in_flight <= max(most, 0):
                 return
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
@@ -249,5 +263,6 @@ class PacedChannel:
         pending -= consumers
         if not pending:
             del self._inflight[seq]
+            del self._number[seq]
             self.pacer._by_seq.pop(seq, None)
             self._progress.set()
