@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
+from camsight.decoder.settings import DecoderSettings
 from camsight.v1 import camera_pb2, event_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, put_camera, state_is
 from helpers import sample_video, wait_for
@@ -111,33 +112,51 @@ async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: St
     assert states[-1] == "ended" and "online" in states
 
 
-async def test_progress_follows_the_frames_published(bus: Bus, start_decoder: StartDecoder) -> None:
-    # An analyzer that acks 60 of carphone's 120 frames, then holds the rest: the lossless
-    # camera stops mid-file, and its status says how far it got.
+@pytest.mark.parametrize(("window", "batch"), [(None, None), (9, 7)], ids=["defaults", "partial-batches"])
+async def test_lossless_frames_go_in_batches_within_the_window(
+    bus: Bus, start_decoder: StartDecoder, window: int | None, batch: int | None
+) -> None:
+    # An analyzer acks 60 of carphone's 120 frames, then holds the rest: the camera stops
+    # mid-file, as many whole batches ahead of the acks as the pacing window allows.
+    window, batch = window or DecoderSettings().pacing_window, batch or DecoderSettings().publish_batch
     sub = await bus.js.pull_subscribe(
         "frames.carphone",
         durable="half",
         stream=subjects.FRAMES_STREAM,
         config=ConsumerConfig(durable_name="half", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
     )
-    await start_decoder([CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))])
-    acked = 0
-    while acked < 60:
+    camera = CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))
+    await start_decoder([camera], pacing_window=window, publish_batch=batch)
+    received: list[frame_pb2.Frame] = []
+
+    async def ack(count: int) -> None:
         with contextlib.suppress(TimeoutError):
-            for msg in await sub.fetch(min(4, 60 - acked), timeout=0.5):
+            for msg in await sub.fetch(count, timeout=0.5):
+                received.append(frame_pb2.Frame.FromString(msg.data))
                 await msg.ack()
-                acked += 1
 
-    async def reported() -> bool:
+    while len(received) < 60:
+        await ack(min(4, 60 - len(received)))
+    ahead = (60 + window) // batch * batch  # the last whole batch that fits in the window
+
+    async def stopped_ahead() -> bool:
         status = await camera_status(bus, "carphone")
-        return status is not None and status.frames_published >= 60 and status.progress > 0
+        return status is not None and status.frames_published == ahead
 
-    await wait_for(reported, 10, "a status record after 60 acked frames")
+    await wait_for(stopped_ahead, 10, f"{ahead} frames published for 60 acked")
     status = await camera_status(bus, "carphone")
     assert status is not None and status.state == camera_pb2.CAMERA_STATE_ONLINE
-    # Frames published (acked + the pacing window) and their progress agree, mid-file.
-    assert 60 <= status.frames_published <= 70
-    assert status.progress == pytest.approx(status.frames_published / 120, abs=0.03)
+    assert status.progress == pytest.approx(ahead / 120)  # the fraction published, not decoded
+    last = await bus.js.get_last_msg(subjects.FRAMES_STREAM, subjects.frames("carphone"))
+    assert frame_pb2.Frame.FromString(last.data or b"").seq == ahead
+
+    # The rest, with a last batch shorter than the others when 120 is no multiple of it.
+    while not (received and received[-1].end_of_stream):
+        await ack(16)
+    assert [f.seq for f in received] == list(range(1, 122))
+    await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_ENDED), 10, "ended")
+    status = await camera_status(bus, "carphone")
+    assert status is not None and status.frames_published == 120 and status.progress == 1.0
     await sub.unsubscribe()
 
 

@@ -88,6 +88,9 @@ def test_settings_validation() -> None:
         service_section(Settings(services={"decoder": {"bogus": 1}}), "decoder", DecoderSettings)
     with pytest.raises(ConfigError, match="pacing_window"):
         DecoderService(ServiceContext(Settings(services={"decoder": {"pacing_window": 32}})))
+    batch_over_window = Settings(services={"decoder": {"pacing_window": 4, "publish_batch": 8}})
+    with pytest.raises(ConfigError, match="publish_batch must be at most pacing_window"):
+        service_section(batch_over_window, "decoder", DecoderSettings)
 
 
 def test_registry_entries_are_validated() -> None:

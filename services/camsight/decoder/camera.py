@@ -2,16 +2,20 @@
 
 The thread does the blocking work (open, grab, sample, resize, JPEG encode,
 back-off sleeps) so the event loop never blocks; the publisher task on the
-loop publishes frames in order and reports state changes. The queue holds at
-most ``queue_frames`` frames: decoding overlaps publishing, and memory stays
-bounded.
+loop publishes frames in order and reports state changes. The thread hands
+frames over in batches; the queue holds at most ``queue_frames`` of them:
+decoding overlaps publishing, and memory stays bounded.
 
-* Lossless pacing (files by default): the thread blocks when the queue is
-  full and the publisher waits for its :class:`PacedChannel` turn, so no
-  frame is lost and the analyzers set the pace.
-* Real time (live sources always; files with ``pacing: realtime``): the
-  thread never waits for the publisher: a frame that finds the queue full is
-  dropped and counted, and files are played at their media rate.
+* Lossless pacing (files by default): batches of ``publish_batch`` frames.
+  The thread blocks when the queue is full, and the publisher waits until
+  the :class:`PacedChannel` has room for a whole batch, then sends it at
+  once, so no frame is lost and the analyzers set the pace. Batches are what
+  makes full speed cheap: every process on the path (this event loop, the
+  nats-server, the analyzer) wakes once per batch instead of once per frame.
+* Real time (live sources always; files with ``pacing: realtime``): batches
+  of one frame, sent as soon as decoded. The thread never waits for the
+  publisher: a frame that finds the queue full is dropped and counted, and
+  files are played at their media rate.
 """
 
 from __future__ import annotations
@@ -114,7 +118,9 @@ class CameraWorker:
         )
         self._stop = threading.Event()
         self._reconnect = threading.Event()
-        self._slots = threading.Semaphore(settings.queue_frames)
+        self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
+        self._batch: list[_Frame] = []  # the decode thread's, not handed over yet
+        self._batch_size = settings.publish_batch if self.lossless else 1
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -198,11 +204,11 @@ class CameraWorker:
                 if isinstance(item, _State):
                     await self._settle_all()  # statuses follow the frames before them
                     await self._apply_state(item)
-                elif isinstance(item, _Frame):
-                    await self._publish(self._message(item), item.progress)
+                elif isinstance(item, list):
+                    await self._publish([(self._message(frame), frame.progress) for frame in item])
                     self._slots.release()
                 elif isinstance(item, _End):
-                    await self._publish(self._end_marker(item), self.status.progress)
+                    await self._publish([(self._end_marker(item), self.status.progress)])
         except Exception as exc:
             if self._stop.is_set():
                 return  # e.g. the paced channel closed under a waiting publisher
@@ -248,21 +254,23 @@ class CameraWorker:
             camera_revision=self.status.camera_revision,
         )
 
-    async def _publish(self, frame: frame_pb2.Frame, progress: float) -> None:
-        """Number and send a frame without waiting for its PubAck (acks are settled in order later).
+    async def _publish(self, batch: list[tuple[frame_pb2.Frame, float]]) -> None:
+        """Number and send a batch of frames (with their progress) back to back, without
+        waiting for their PubAcks (acks are settled in order later).
 
         Waiting for each PubAck before sending the next frame would make the
         server's round trip, not decoding, set the frame rate.
         """
-        while len(self._pending) >= self.settings.pacing_window:
+        while self._pending and len(self._pending) + len(batch) > self.settings.pacing_window:
             await self._settle_oldest()
         if self.channel is not None:
-            await self._wait_turn(self.channel)
+            await self._wait_turn(self.channel, room=len(batch))
         if not self.licensed():
             return  # the lease lapsed: the service is about to stop this camera
-        self._seq += 1
-        frame.seq = self._seq
-        self._pending.append(_Sent(self._send(frame), frame, progress))
+        for frame, progress in batch:
+            self._seq += 1
+            frame.seq = self._seq
+            self._pending.append(_Sent(self._send(frame), frame, progress))
 
     def _send(self, frame: frame_pb2.Frame) -> asyncio.Task[PubAck]:
         # Tasks start in creation order, so frames reach the server in seq order.
@@ -300,10 +308,15 @@ class CameraWorker:
         if self.status.state != camera_pb2.CAMERA_STATE_ONLINE:
             await self.status.set_state(camera_pb2.CAMERA_STATE_ONLINE, "")
 
-    async def _wait_turn(self, channel: PacedChannel) -> None:
-        if channel.ready(reserved=len(self._pending)):
-            return  # the common case at full speed: no task, no timer per frame
-        turn = asyncio.ensure_future(channel.wait_turn(reserved=len(self._pending)))
+    async def _wait_turn(self, channel: PacedChannel, room: int) -> None:
+        """Wait until ``room`` more frames may be in flight (the frames sent whose PubAck
+        is not settled yet count as in flight)."""
+        if channel.ready(reserved=len(self._pending) + room - 1):
+            return  # the common case at full speed: no task, no timer per batch
+        # Waiting anyway: settle the PubAcks first, so the status counts those frames as
+        # published and the channel follows their acks, while the analyzers catch up.
+        await self._settle_all()
+        turn = asyncio.ensure_future(channel.wait_turn(reserved=room - 1))
         try:
             while not turn.done():
                 await asyncio.wait({turn}, timeout=self.settings.pacing_resync_s)
@@ -333,7 +346,7 @@ class CameraWorker:
                 )
             await self.status.write()
 
-    def _post(self, item: object) -> None:
+    def _put(self, item: object) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop closed under us
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
@@ -451,18 +464,33 @@ class CameraWorker:
             self._hand_over(_Frame(encoded, grabbed.media_time, now_ts(), source.progress()))
         return "finished"
 
+    def _post(self, item: object) -> None:
+        """Queue a state change, the end marker or the thread's end, after the frames before it."""
+        self._flush()
+        self._put(item)
+
     def _hand_over(self, frame: _Frame) -> None:
-        """Queue a frame for the publisher: wait for space (lossless) or drop it (real time)."""
+        """Add a frame to the batch, and hand the batch over once it is full."""
+        self._batch.append(frame)
+        if len(self._batch) >= self._batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Queue the batch for the publisher: wait for space (lossless) or drop it (real time)."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
         if self.lossless:
             while not self._slots.acquire(timeout=0.5):
                 if self._stop.is_set():
                     return
         elif not self._slots.acquire(blocking=False):
-            self.status.frame_dropped()
+            for _ in batch:
+                self.status.frame_dropped()
             return
         if self._stop.is_set():
             return
-        self._post(frame)
+        self._put(batch)
 
     @property
     def _shown(self) -> str:

@@ -25,17 +25,24 @@ class DecoderSettings(BaseModel):
     backoff_max_s: float = Field(60.0, gt=0, le=3600)
     watchdog_s: float = Field(10.0, gt=0, le=3600, description="reconnect when no frame arrives this long")
     open_timeout_s: float = Field(10.0, gt=0, le=600)
-    pacing_window: int = Field(4, ge=1, le=64, description="frames in flight per lossless camera")
+    pacing_window: int = Field(16, ge=1, le=64, description="frames in flight per lossless camera")
+    publish_batch: int = Field(
+        8, ge=1, le=64, description="lossless cameras: frames sent together, once the window has room for all"
+    )
     pacing_resync_s: float = Field(1.0, gt=0, le=60)
     status_interval_s: float = Field(2.0, gt=0, le=600)
     publish_timeout_s: float = Field(5.0, gt=0, le=60)
-    queue_frames: int = Field(2, ge=1, le=64, description="decoded frames buffered before publishing")
+    queue_frames: int = Field(
+        2, ge=1, le=64, description="frames (real time) or batches (lossless) queued for the publisher"
+    )
     seed_cameras: bool = Field(True, description="write the config file's cameras into the registry at start")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.renew_interval_s >= self.lease_ttl_s / 2:
             raise ValueError("renew_interval_s must be less than half of lease_ttl_s")
+        if self.publish_batch > self.pacing_window:
+            raise ValueError("publish_batch must be at most pacing_window")
         if self.backoff_max_s < self.backoff_min_s:
             raise ValueError("backoff_max_s must be at least backoff_min_s")
         return self
