@@ -1,11 +1,14 @@
 """Decoder benchmark: publish rate against a bare decode loop, and memory over a looped run.
 
-* Rate: the decoder service decodes bikes.mp4 (640x272, 250 frames) at full
-  speed (lossless pacing, one fast pacing consumer acking every frame) and
-  publishes every frame to a real nats-server; the baseline is a bare
-  in-process loop doing the same decode, resize and JPEG encode with no bus.
-  Both run in this process on the same machine, one after the other, and the
-  ratio decoder / baseline is reported (goal: >= 0.9).
+* Rate: the decoder service decodes bikes.mp4 (640x272, 250 frames, looped)
+  at full speed (lossless pacing, one fast pacing consumer acking every
+  frame) and publishes every frame to a real nats-server; the rate is the
+  frames it published between two instants of a steady state (after a
+  warm-up), counted from its own status counters. The baseline is a bare
+  in-process loop doing the same decode, resize and JPEG encode with no
+  bus, over as many seconds. Both run in this process, alternately (the
+  baseline before and after each decoder run), and the ratio decoder /
+  baseline is reported (goal: >= 0.9).
 * Memory: the same camera with ``loop: true`` for ``duration_s`` (10 minutes
   for the full run, a few seconds for the smoke run); the process' RSS is
   sampled every second. Flat means the growth after warm-up stays small.
@@ -22,31 +25,35 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-from camsight.bus import Bus, connect, subjects
+from camsight.bus import connect, subjects
 from camsight.cameras import CameraConfig
 from camsight.config import NatsSettings, Settings
+from camsight.decoder.camera import CameraWorker
 from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.service import DecoderService
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
 from camsight.samples import sample_video
-from camsight.v1 import camera_pb2
+
+RATE_WARMUP_S = 2.0  # decoder start, file open, first batches: not the steady state
 
 
 def bikes_path() -> Path:
     return sample_video("bikes.mp4")
 
 
-def baseline(path: Path, repeats: int, max_size: int = 640, quality: int = 85) -> tuple[float, float]:
-    """Frames per second of a bare decode + resize + encode loop, and CPU ms per frame."""
+def baseline(path: Path, seconds: float, max_size: int = 640, quality: int = 85) -> tuple[float, float]:
+    """Frames per second of a bare decode + resize + encode loop over whole passes of the
+    file for about ``seconds``, and its CPU ms per frame."""
     frames = 0
     cpu = time.process_time()
     started = time.perf_counter()
-    for _ in range(repeats):
+    while frames == 0 or time.perf_counter() - started < seconds:
         capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         while capture.grab():
             ok, image = capture.retrieve()
@@ -59,33 +66,6 @@ def baseline(path: Path, repeats: int, max_size: int = 640, quality: int = 85) -
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of another process (the nats-server)."""
     return cpu_seconds_of(f"/proc/{pid}/stat")
-
-
-class ThreadCpu:
-    """CPU seconds per thread of this process, sampled while a run goes on (threads that
-    end would take their counts with them). Splits the event loop (the main thread) from
-    the decode threads (the decoder's and FFmpeg's)."""
-
-    def __init__(self) -> None:
-        self.start = self._read()
-        self.last: dict[int, float] = dict(self.start)
-
-    @staticmethod
-    def _read() -> dict[int, float]:
-        out = {}
-        for tid in os.listdir("/proc/self/task"):
-            with contextlib.suppress(OSError):
-                out[int(tid)] = cpu_seconds_of(f"/proc/self/task/{tid}/stat")
-        return out
-
-    def sample(self) -> None:
-        self.last.update(self._read())
-
-    def split(self) -> tuple[float, float]:
-        """(main thread, every other thread) CPU seconds since construction."""
-        used = {tid: cpu - self.start.get(tid, 0.0) for tid, cpu in self.last.items()}
-        main = used.pop(os.getpid(), 0.0)
-        return main, sum(used.values())
 
 
 def cpu_seconds_of(stat_path: str) -> float:
@@ -134,89 +114,103 @@ async def fast_consumer(url: str) -> asyncio.subprocess.Process:
     return proc
 
 
-async def status(bus: Bus, camera: str) -> camera_pb2.CameraStatus | None:
-    kv = await bus.kv(subjects.CAMERA_STATUS_BUCKET)
-    try:
-        return camera_pb2.CameraStatus.FromString((await kv.get(camera)).value or b"")
-    except Exception:
-        return None
+@dataclass
+class Meter:
+    """What a decoder run has done and used up to one instant."""
+
+    at: float
+    frames: int  # published by the camera's worker
+    process_cpu: float  # this process, ended threads included
+    loop_cpu: float  # the main thread: the event loop
+    server_cpu: float
+    consumer_cpu: float
+
+    @classmethod
+    def read(cls, service: DecoderService, camera: str, server_pid: int, consumer_pid: int) -> Meter:
+        worker = service.workers.get(camera)
+        return cls(
+            at=time.perf_counter(),
+            frames=worker.status.published if isinstance(worker, CameraWorker) else 0,
+            process_cpu=time.process_time(),
+            loop_cpu=cpu_seconds_of(f"/proc/self/task/{os.getpid()}/stat"),
+            server_cpu=cpu_seconds(server_pid),
+            consumer_cpu=cpu_seconds(consumer_pid),
+        )
 
 
 async def decoder_run(
-    nats: NatsSettings, camera: CameraConfig, duration_s: float | None, threads: ThreadCpu | None = None
+    nats: NatsSettings, camera: CameraConfig, seconds: float, server_pid: int, warmup_s: float = 0.0
 ) -> dict[str, Any]:
-    """Run one decoder on ``camera``: until the file ends, or for ``duration_s`` (looped)."""
+    """Run one decoder on ``camera`` for ``warmup_s + seconds``; meter the last ``seconds``
+    (the steady state) and sample the RSS every second."""
     settings = Settings(nats=nats, cameras=[camera], instance="bench")
     bus = await connect(settings.nats, settings.streams, name="bench")
     await bus.ensure_topology()
     consumer = await fast_consumer(nats.servers[0])
-    consumer_start_cpu = cpu_seconds(consumer.pid)  # its imports and connect are not per frame
     ctx = ServiceContext(settings=settings)
     ctx.attach(bus)
     service = DecoderService(ctx)
     await service.start()
     runner = asyncio.create_task(service.run())
+
+    def meter() -> Meter:
+        return Meter.read(service, camera.id, server_pid, consumer.pid)
+
     rss: list[float] = []
-    first: float | None = None
     started = time.perf_counter()
-    result: dict[str, Any] = {}
-    while True:
-        await asyncio.sleep(0.05 if duration_s is None else 1.0)
-        if threads is not None:
-            threads.sample()
-        now = await status(bus, camera.id)
-        if now is None:
-            continue
-        if first is None and now.frames_published:
-            first = time.perf_counter()
-        if duration_s is not None:
+    first = meter() if warmup_s == 0 else None
+    while time.perf_counter() - started < warmup_s + seconds:
+        await asyncio.sleep(0.25)
+        if first is None and time.perf_counter() - started >= warmup_s:
+            first = meter()
+        if len(rss) < (time.perf_counter() - started):
             rss.append(rss_mib())
-            if time.perf_counter() - started >= duration_s:
-                result = {"frames": now.frames_published, "rss_mib": rss}
-                break
-        elif now.state == camera_pb2.CAMERA_STATE_ENDED:
-            elapsed = time.perf_counter() - (first or started)
-            result = {"frames": now.frames_published, "fps": now.frames_published / elapsed}
-            break
+    last = meter()
     # Leave the registry as we found it: a camera left there would be decoded again, beside
     # the next run's, by the next run's decoder (the registry outlives a service).
     await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(camera.id)
     ctx.stopping.set()
     await runner
     await service.close()
-    result["consumer_cpu_s"] = cpu_seconds(consumer.pid) - consumer_start_cpu
     consumer.terminate()
     await consumer.wait()
     await bus.close()
-    return result
+    assert first is not None
+    return {"first": first, "last": last, "rss_mib": rss}
 
 
-async def decoder_rate(nats: NatsSettings, path: Path, repeats: int, server_pid: int) -> dict[str, float]:
-    """Mean publish rate over ``repeats`` runs, with the CPU it cost (this process, the server)."""
-    rates, frames, consumer_cpu = [], 0, 0.0
-    cpu, server_cpu = time.process_time(), cpu_seconds(server_pid)
-    threads = ThreadCpu()
-    for i in range(repeats):
-        camera = CameraConfig(id=f"rate{i}", source=str(path))
-        result = await decoder_run(nats, camera, None, threads)
-        rates.append(result["fps"])
-        frames += result["frames"]
-        consumer_cpu += result["consumer_cpu_s"]
-    main, decode = threads.split()
+async def decoder_rate(
+    nats: NatsSettings, path: Path, runs: int, seconds: float, server_pid: int
+) -> dict[str, Any]:
+    """``runs`` decoder runs of a looped file, each between two baseline runs of as long."""
+    bases = [baseline(path, seconds)]
+    windows: list[tuple[Meter, Meter]] = []
+    for i in range(runs):
+        camera = CameraConfig(id=f"rate{i}", source=str(path), loop=True)
+        result = await decoder_run(nats, camera, seconds, server_pid, warmup_s=RATE_WARMUP_S)
+        windows.append((result["first"], result["last"]))
+        bases.append(baseline(path, seconds))  # nothing else runs on the loop meanwhile
+
+    def per_frame(field: str) -> float:
+        used = sum(getattr(b, field) - getattr(a, field) for a, b in windows)
+        return used * 1000 / sum(b.frames - a.frames for a, b in windows)
+
+    rates = [(b.frames - a.frames) / (b.at - a.at) for a, b in windows]
     return {
-        "fps": sum(rates) / len(rates),
-        "cpu_ms_per_frame": (time.process_time() - cpu) * 1000 / frames,
-        "main_thread_cpu_ms_per_frame": main * 1000 / frames,
-        "decode_threads_cpu_ms_per_frame": decode * 1000 / frames,
-        "server_cpu_ms_per_frame": (cpu_seconds(server_pid) - server_cpu) * 1000 / frames,
-        "consumer_cpu_ms_per_frame": consumer_cpu * 1000 / frames,
+        "baseline_fps": [fps for fps, _ in bases],
+        "baseline_cpu_ms_per_frame": sum(cpu for _, cpu in bases) / len(bases),
+        "decoder_fps": rates,
+        "cpu_ms_per_frame": per_frame("process_cpu"),
+        "loop_cpu_ms_per_frame": per_frame("loop_cpu"),
+        "server_cpu_ms_per_frame": per_frame("server_cpu"),
+        "consumer_cpu_ms_per_frame": per_frame("consumer_cpu"),
     }
 
 
 def run(smoke: bool = False, loop_seconds: float | None = None) -> dict[str, Any]:
-    """Smoke: one rate run and a 3 s loop; full: four rate runs and a 10-minute loop."""
+    """Smoke: one short rate run and a 3 s loop; full: three 8 s rate runs and a 10-minute loop."""
     path = bikes_path()
-    repeats = 1 if smoke else 4
+    runs, seconds = (1, 1.0) if smoke else (3, 8.0)
     duration = loop_seconds or (3.0 if smoke else 600.0)
     with tempfile.TemporaryDirectory() as tmp:
         server = EmbeddedNats(store_dir=Path(tmp) / "js")
@@ -224,38 +218,42 @@ def run(smoke: bool = False, loop_seconds: float | None = None) -> dict[str, Any
         try:
             nats = NatsSettings(servers=[server.url])
             assert server._proc is not None
-            base, base_cpu = baseline(path, repeats)
-            rate = asyncio.run(decoder_rate(nats, path, repeats, server._proc.pid))
-            base_after, base_cpu_after = baseline(path, repeats)  # bracket the decoder run: machine noise
+            rate = asyncio.run(decoder_rate(nats, path, runs, seconds, server._proc.pid))
             looped = asyncio.run(
-                decoder_run(nats, CameraConfig(id="loop", source=str(path), loop=True), duration)
+                decoder_run(
+                    nats, CameraConfig(id="loop", source=str(path), loop=True), duration, server._proc.pid
+                )
             )
         finally:
             server.stop()
-    baseline_fps = (base + base_after) / 2
+    baseline_fps = sum(rate["baseline_fps"]) / len(rate["baseline_fps"])
+    decoder_fps = sum(rate["decoder_fps"]) / len(rate["decoder_fps"])
+    decode_threads = rate["cpu_ms_per_frame"] - rate["loop_cpu_ms_per_frame"]
     rss = looped["rss_mib"]
     warm = rss[min(len(rss) - 1, max(1, len(rss) // 10))]
     return {
         "smoke": smoke,
         "cpus": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "rate_runs": runs,
+        "rate_seconds": seconds,
         "baseline_fps": round(baseline_fps, 1),
-        "decoder_fps": round(rate["fps"], 1),
-        "ratio": round(rate["fps"] / baseline_fps, 3),
-        "baseline_cpu_ms_per_frame": round((base_cpu + base_cpu_after) / 2, 3),
+        "decoder_fps": round(decoder_fps, 1),
+        "ratio": round(decoder_fps / baseline_fps, 3),
+        # Each run, to show the spread (the baseline before and after each decoder run).
+        "baseline_fps_runs": [round(fps, 1) for fps in rate["baseline_fps"]],
+        "decoder_fps_runs": [round(fps, 1) for fps in rate["decoder_fps"]],
+        "baseline_cpu_ms_per_frame": round(rate["baseline_cpu_ms_per_frame"], 3),
         "decoder_cpu_ms_per_frame": round(rate["cpu_ms_per_frame"], 3),
-        # The decode path alone (decoder + FFmpeg threads) against the bare loop: what the
-        # rate tends to where the event loop and the server have cores of their own.
-        "decoder_decode_threads_cpu_ms_per_frame": round(rate["decode_threads_cpu_ms_per_frame"], 3),
-        "decoder_event_loop_cpu_ms_per_frame": round(rate["main_thread_cpu_ms_per_frame"], 3),
-        "decode_path_cpu_ratio": round(
-            (base_cpu + base_cpu_after) / 2 / max(rate["decode_threads_cpu_ms_per_frame"], 1e-9), 3
-        ),
+        # The decode path alone (the decoder's thread and FFmpeg's) against the bare loop.
+        "decoder_decode_threads_cpu_ms_per_frame": round(decode_threads, 3),
+        "decoder_event_loop_cpu_ms_per_frame": round(rate["loop_cpu_ms_per_frame"], 3),
+        "decode_path_cpu_ratio": round(rate["baseline_cpu_ms_per_frame"] / max(decode_threads, 1e-9), 3),
         "nats_server_cpu_ms_per_frame": round(rate["server_cpu_ms_per_frame"], 3),
         # The stand-in analyzer (a nats-py process that fetches and acks every frame).
         "consumer_cpu_ms_per_frame": round(rate["consumer_cpu_ms_per_frame"], 3),
         "loop_seconds": duration,
-        "loop_frames": looped["frames"],
+        "loop_frames": looped["last"].frames,
         "rss_mib_after_warmup": round(warm, 1),
         "rss_mib_end": round(rss[-1], 1),
         "rss_mib_max": round(max(rss), 1),
