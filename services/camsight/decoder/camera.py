@@ -70,7 +70,6 @@ class _End:
 class _State:
     state: State
     error: str | None = None
-    progress: float | None = None
 
 
 @dataclass
@@ -219,11 +218,10 @@ class CameraWorker:
             )
 
     async def _apply_state(self, item: _State) -> None:
-        if item.progress is not None:
-            self.status.progress = item.progress
-        if item.state == camera_pb2.CAMERA_STATE_ENDED and self.channel is not None:
-            # "ended" means every analyzer has seen every frame.
-            await self.channel.drain()
+        if item.state == camera_pb2.CAMERA_STATE_ENDED:
+            self.status.progress = 1.0
+            if self.channel is not None:
+                await self.channel.drain()  # "ended" means every analyzer has seen every frame
         await self.status.set_state(item.state, item.error)
 
     def _message(self, item: _Frame) -> frame_pb2.Frame:
@@ -434,7 +432,7 @@ class CameraWorker:
                     take, anchor = sampler.take, None
                     continue
                 self._post(_End(last_media_time))
-                self._post(_State(camera_pb2.CAMERA_STATE_ENDED, "", progress=1.0))
+                self._post(_State(camera_pb2.CAMERA_STATE_ENDED, ""))
                 return "finished"
             except SourceError as exc:
                 self._post(_State(camera_pb2.CAMERA_STATE_OFFLINE, f"{exc}; reconnecting"))
