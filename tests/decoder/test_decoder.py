@@ -81,9 +81,12 @@ async def _slow_consumer(bus: Bus, received: list[frame_pb2.Frame], stop: asynci
     await sub.unsubscribe()
 
 
-async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: StartDecoder) -> None:
+@pytest.mark.parametrize("encode_thread", [True, False], ids=["encode-thread", "one-thread"])
+async def test_lossless_file_loses_no_frame_and_ends(
+    bus: Bus, start_decoder: StartDecoder, encode_thread: bool
+) -> None:
     camera = CameraConfig(id="carphone", source=str(sample_video("carphone_pristine.mp4")))
-    await start_decoder([camera])
+    await start_decoder([camera], encode_thread=encode_thread)
     # No analyzer yet: the camera waits instead of publishing into the void.
     await wait_for(state_is(bus, "carphone", camera_pb2.CAMERA_STATE_STARTING), 5, "starting")
 
@@ -105,6 +108,14 @@ async def test_lossless_file_loses_no_frame_and_ends(bus: Bus, start_decoder: St
     assert not any(f.end_of_stream for f in pictures) and all(f.data for f in pictures)
     assert marker.end_of_stream and not marker.data
     assert marker.media_time == pictures[-1].media_time
+    # The same pictures whichever thread encodes them: carphone's own, in order.
+    first = cv2.imdecode(np.frombuffer(pictures[0].data, np.uint8), cv2.IMREAD_COLOR)
+    capture = cv2.VideoCapture(camera.source)
+    ok, expected = capture.read()
+    capture.release()
+    assert ok and first.shape == expected.shape and np.abs(first.astype(int) - expected).mean() < 3
+    times = [f.media_time.ToNanoseconds() for f in pictures]
+    assert times == sorted(times) and len(set(times)) == len(times)
     status = await camera_status(bus, "carphone")
     assert status is not None
     assert status.frames_published == 120 and status.frames_dropped == 0 and status.progress == 1.0
@@ -158,6 +169,37 @@ async def test_lossless_frames_go_in_batches_within_the_window(
     status = await camera_status(bus, "carphone")
     assert status is not None and status.frames_published == 120 and status.progress == 1.0
     await sub.unsubscribe()
+
+
+@pytest.mark.parametrize(
+    ("encode_thread", "message"),
+    [(True, "encoder failure: RuntimeError"), (False, "decoder failure: RuntimeError")],
+    ids=["encode-thread", "one-thread"],
+)
+async def test_a_failing_encoder_fails_its_camera_alone(
+    bus: Bus, start_decoder: StartDecoder, monkeypatch: pytest.MonkeyPatch, encode_thread: bool, message: str
+) -> None:
+    # A bug (not an OpenCV error, which counts a corrupt frame) in the encode step: the
+    # camera goes to error naming the thread and the error; the service and the other
+    # camera go on.
+    from camsight.decoder import camera as camera_module
+
+    real = camera_module.resize_and_encode
+
+    def encode(image: np.ndarray, width: int, height: int, quality: int) -> object:
+        if width == 100:  # only the broken camera's size
+            raise RuntimeError("bug")
+        return real(image, width, height, quality)
+
+    monkeypatch.setattr(camera_module, "resize_and_encode", encode)
+    broken = CameraConfig(id="broken", source=str(sample_video("carphone_pristine.mp4")), max_width=100)
+    decoder = await start_decoder([broken, bikes()], encode_thread=encode_thread)
+    await wait_for(state_is(bus, "broken", camera_pb2.CAMERA_STATE_ERROR), 10, "broken camera in error")
+    status = await camera_status(bus, "broken")
+    assert status is not None and status.last_error == message
+    other = await Frames.subscribe(bus, "bikes")
+    await wait_for(lambda: other.more_than(3), 10, "the other camera going on")
+    assert not decoder.task.done()
 
 
 async def test_a_stopped_camera_accounts_for_every_frame_it_sent(

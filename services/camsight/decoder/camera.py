@@ -12,6 +12,9 @@ decoding overlaps publishing, and memory stays bounded.
   once, so no frame is lost and the analyzers set the pace. Batches are what
   makes full speed cheap: every process on the path (this event loop, the
   nats-server, the analyzer) wakes once per batch instead of once per frame.
+  With ``encode_thread`` (the default), resize, encode and hand-over run on a
+  second thread (:class:`~camsight.decoder.stage.ThreadStage`), so the next
+  picture decodes meanwhile.
 * Real time (live sources always; files with ``pacing: realtime``): batches
   of one frame, sent as soon as decoded. The thread never waits for the
   publisher: a frame that finds the queue full is dropped and counted, and
@@ -31,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import PubAck
@@ -42,6 +46,7 @@ from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import EndOfSource, Source, SourceError, SourceKind, classify, open_source
+from camsight.decoder.stage import StageFailed, ThreadStage
 from camsight.decoder.status import State, StatusReporter, now_ts
 from camsight.v1 import camera_pb2, frame_pb2
 
@@ -49,6 +54,16 @@ log = logging.getLogger(__name__)
 
 LIVE = (SourceKind.NETWORK, SourceKind.WEBCAM)
 WAITING_FOR_ANALYZERS = "waiting for analyzers: no durable consumer with sample_freq 100% reads {subject}"
+
+
+@dataclass
+class _Picture:
+    """A decoded picture on its way to the encoder."""
+
+    image: np.ndarray
+    media_time: float
+    capture_time: Timestamp
+    progress: float
 
 
 @dataclass
@@ -82,6 +97,14 @@ class _Sent:
 
 
 _DONE = object()
+_CORRUPT = object()  # the thread side counts a corrupt frame (in order, on one thread)
+
+
+def _failure(exc: Exception) -> _State:
+    """The error state of a camera whose thread side died: which thread, and the error's type."""
+    if isinstance(exc, StageFailed) and exc.__cause__ is not None:
+        return _State(camera_pb2.CAMERA_STATE_ERROR, f"encoder failure: {type(exc.__cause__).__name__}")
+    return _State(camera_pb2.CAMERA_STATE_ERROR, f"decoder failure: {type(exc).__name__}")
 
 
 def backoff_delay(attempt: int, low: float, high: float) -> float:
@@ -120,6 +143,9 @@ class CameraWorker:
         self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
         self._batch: list[_Frame] = []  # the decode thread's, not handed over yet
         self._batch_size = settings.publish_batch if self.lossless else 1
+        # Where the decode thread passes pictures and state changes: straight to delivery, or
+        # through the encode stage (lossless with encode_thread), in order either way.
+        self._pass_on: Callable[[object], None] = self._deliver
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -352,13 +378,25 @@ class CameraWorker:
     # -- thread side -----------------------------------------------------
 
     def _decode(self) -> None:
+        stage: ThreadStage[object] | None = None
+        if self.lossless and self.settings.encode_thread:
+            stage = ThreadStage(self._deliver, 4, self._stop, name=f"encoder-{self.config.id}")
+            self._pass_on = stage.put
+        failure: _State | None = None
         try:
             self._decode_until_done()
         except Exception as exc:  # never let a camera thread die silently
             log.exception("camera %s decode thread failed", self.config.id)
-            self._post(_State(camera_pb2.CAMERA_STATE_ERROR, f"decoder failure: {type(exc).__name__}"))
+            failure = _failure(exc)
         finally:
-            self._post(_DONE)
+            if stage is not None:
+                try:
+                    stage.close()  # what it holds goes out before the failure and the end
+                except StageFailed as exc:
+                    failure = failure or _failure(exc)
+            if failure is not None:
+                self._deliver(failure)
+            self._deliver(_DONE)
 
     def _decode_until_done(self) -> None:
         attempt = 0
@@ -374,10 +412,10 @@ class CameraWorker:
                 )
             except SourceError as exc:
                 if exc.permanent:
-                    self._post(_State(camera_pb2.CAMERA_STATE_ERROR, str(exc)))
+                    self._pass_on(_State(camera_pb2.CAMERA_STATE_ERROR, str(exc)))
                     return
                 state = camera_pb2.CAMERA_STATE_OFFLINE if ever_online else camera_pb2.CAMERA_STATE_ERROR
-                self._post(_State(state, f"{exc}; retrying"))
+                self._pass_on(_State(state, f"{exc}; retrying"))
             else:
                 try:
                     outcome = self._read(source, self._resume_in(source))
@@ -421,7 +459,7 @@ class CameraWorker:
                 grabbed = source.grab(take)
             except EndOfSource:
                 if frames == 0 and after is None and source.kind is SourceKind.FILE:
-                    self._post(
+                    self._pass_on(
                         _State(camera_pb2.CAMERA_STATE_ERROR, f"{self._shown}: no decodable video frame")
                     )
                     return "finished"
@@ -431,27 +469,19 @@ class CameraWorker:
                     sampler.reset()
                     take, anchor = sampler.take, None
                     continue
-                self._post(_End(last_media_time))
-                self._post(_State(camera_pb2.CAMERA_STATE_ENDED, ""))
+                self._pass_on(_End(last_media_time))
+                self._pass_on(_State(camera_pb2.CAMERA_STATE_ENDED, ""))
                 return "finished"
             except SourceError as exc:
-                self._post(_State(camera_pb2.CAMERA_STATE_OFFLINE, f"{exc}; reconnecting"))
+                self._pass_on(_State(camera_pb2.CAMERA_STATE_OFFLINE, f"{exc}; reconnecting"))
                 return "online" if frames else "failed"
             except cv2.error:
-                self.status.frame_corrupt()
+                self._pass_on(_CORRUPT)
                 continue
             if grabbed is None:
                 continue
-            encoded = None
-            if grabbed.image is not None:
-                try:
-                    encoded = resize_and_encode(
-                        grabbed.image, self.config.max_width, self.config.max_height, self.config.jpeg_quality
-                    )
-                except cv2.error:
-                    encoded = None
-            if encoded is None:
-                self.status.frame_corrupt()
+            if grabbed.image is None:
+                self._pass_on(_CORRUPT)
                 continue
             frames += 1
             if realtime:
@@ -459,13 +489,27 @@ class CameraWorker:
                     anchor = time.monotonic() - grabbed.media_time
                 self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
             last_media_time = grabbed.media_time
-            self._hand_over(_Frame(encoded, grabbed.media_time, now_ts(), source.progress()))
+            self._pass_on(_Picture(grabbed.image, grabbed.media_time, now_ts(), source.progress()))
         return "finished"
 
-    def _post(self, item: object) -> None:
-        """Queue a state change, the end marker or the thread's end, after the frames before it."""
-        self._flush()
-        self._put(item)
+    def _deliver(self, item: object) -> None:
+        """Encode a picture and add it to the batch, count a corrupt frame, or queue a state
+        change or the end after the batch (on the decode thread, or the encode stage's)."""
+        if isinstance(item, _Picture):
+            encoded = None
+            with contextlib.suppress(cv2.error):
+                encoded = resize_and_encode(
+                    item.image, self.config.max_width, self.config.max_height, self.config.jpeg_quality
+                )
+            if encoded is None:
+                self.status.frame_corrupt()
+            else:
+                self._hand_over(_Frame(encoded, item.media_time, item.capture_time, item.progress))
+        elif item is _CORRUPT:
+            self.status.frame_corrupt()
+        else:
+            self._flush()
+            self._put(item)
 
     def _hand_over(self, frame: _Frame) -> None:
         """Add a frame to the batch, and hand the batch over once it is full."""

@@ -29,6 +29,9 @@ class DecoderSettings(BaseModel):
     publish_batch: int = Field(
         8, ge=1, le=64, description="lossless cameras: frames sent together, once the window has room for all"
     )
+    encode_thread: bool = Field(
+        True, description="lossless cameras: resize and JPEG-encode on a second thread, overlapping decoding"
+    )
     pacing_resync_s: float = Field(1.0, gt=0, le=60)
     status_interval_s: float = Field(2.0, gt=0, le=600)
     publish_timeout_s: float = Field(5.0, gt=0, le=60)
