@@ -142,6 +142,7 @@ def check_conformance(
     config: Mapping[str, Any] | None = None,
     frames: Sequence[tuple[Image, FrameInfo]] | None = None,
     batch: int = 4,
+    device: str = "cpu",
 ) -> None:
     """Check that an analyzer class follows the protocol; raise :class:`ConformanceError` if not.
 
@@ -150,10 +151,11 @@ def check_conformance(
     1 and ``batch`` windows); an empty batch gives ``[]``; one result per
     input; boxes in 0..1 with x1 <= x2, y1 <= y2; scores in 0..1; close
     twice. Pass ``frames`` (e.g. from :func:`read_source`) to check on
-    pictures your analyzer finds things in.
+    pictures your analyzer finds things in, and ``device="cuda"`` to check
+    it on the GPU as well.
     """
     _declared(cls)
-    analyzer = instantiate(cls, config, device="cpu")
+    analyzer = instantiate(cls, config, device=device)
     analyzer.load()
     try:
         if isinstance(analyzer, ClipAnalyzer):
