@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, Settings, service_section
@@ -12,7 +14,7 @@ from camsight.decoder.camera import backoff_delay
 from camsight.decoder.frames import FpsSampler, fit_size
 from camsight.decoder.service import DecoderService, InvalidCamera, parse_entry
 from camsight.decoder.settings import DecoderSettings
-from camsight.decoder.sources import EndOfSource, SourceError, SourceKind, classify, open_source
+from camsight.decoder.sources import EndOfSource, SourceError, SourceKind, VideoSource, classify, open_source
 from camsight.runtime import ServiceContext
 from camsight.v1 import camera_pb2
 from helpers import sample_video
@@ -138,3 +140,18 @@ def test_a_folder_seeks_by_media_time(tmp_path: Path) -> None:
     source.seek(5.0)  # past the end
     with pytest.raises(EndOfSource):
         source.grab(lambda t: True)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_decode_threads_set_ffmpegs_threads_and_change_no_picture(threads: int) -> None:
+    path = str(sample_video("bikes.mp4"))
+    default = open_source(path, image_fps=0, open_timeout_s=5, read_timeout_s=5)
+    chosen = open_source(path, image_fps=0, open_timeout_s=5, read_timeout_s=5, decode_threads=threads)
+    assert isinstance(chosen, VideoSource) and chosen._cap is not None
+    assert chosen._cap.get(cv2.CAP_PROP_N_THREADS) == threads
+    for _ in range(40):  # H.264 decoding is bit-exact whatever the threads
+        a, b = default.grab(lambda t: True), chosen.grab(lambda t: True)
+        assert a is not None and b is not None and a.image is not None and b.image is not None
+        assert a.media_time == b.media_time and np.array_equal(a.image, b.image)
+    default.close()
+    chosen.close()

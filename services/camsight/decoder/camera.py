@@ -409,6 +409,7 @@ class CameraWorker:
                     image_fps=self.config.image_fps,
                     open_timeout_s=self.settings.open_timeout_s,
                     read_timeout_s=self.settings.watchdog_s,
+                    decode_threads=self.settings.decode_threads,
                 )
             except SourceError as exc:
                 if exc.permanent:

@@ -29,6 +29,9 @@ class DecoderSettings(BaseModel):
     publish_batch: int = Field(
         8, ge=1, le=64, description="lossless cameras: frames sent together, once the window has room for all"
     )
+    decode_threads: int = Field(
+        0, ge=0, le=64, description="FFmpeg decoding threads per camera (0: FFmpeg's choice, one per core)"
+    )
     encode_thread: bool = Field(
         True, description="lossless cameras: resize and JPEG-encode on a second thread, overlapping decoding"
     )

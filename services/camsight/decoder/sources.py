@@ -89,14 +89,20 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(uri: str, *, image_fps: float, open_timeout_s: float, read_timeout_s: float) -> Source:
-    """Build and open the source for ``uri``; raises :class:`SourceError`."""
+def open_source(
+    uri: str, *, image_fps: float, open_timeout_s: float, read_timeout_s: float, decode_threads: int = 0
+) -> Source:
+    """Build and open the source for ``uri``; raises :class:`SourceError`.
+
+    ``decode_threads``: FFmpeg's decoding threads for files and streams (0: FFmpeg's
+    choice, one per core).
+    """
     kind, target = classify(uri)
     source: Source
     if kind is SourceKind.FOLDER:
         source = FolderSource(Path(target), image_fps)
     else:
-        source = VideoSource(kind, target, open_timeout_s, read_timeout_s)
+        source = VideoSource(kind, target, open_timeout_s, read_timeout_s, decode_threads)
     source.open()
     return source
 
@@ -104,12 +110,20 @@ def open_source(uri: str, *, image_fps: float, open_timeout_s: float, read_timeo
 class VideoSource:
     """A file, network stream or webcam through ``cv2.VideoCapture``."""
 
-    def __init__(self, kind: SourceKind, target: str, open_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self,
+        kind: SourceKind,
+        target: str,
+        open_timeout_s: float,
+        read_timeout_s: float,
+        decode_threads: int = 0,
+    ) -> None:
         self.kind = kind
         self.target = target
         self.shown = redact_uri(target)
         self.open_timeout_ms = int(open_timeout_s * 1000)
         self.read_timeout_ms = int(read_timeout_s * 1000)
+        self.decode_threads = decode_threads
         self._cap: cv2.VideoCapture | None = None
         self._opened_at = 0.0
         self._frames = 0.0
@@ -140,6 +154,8 @@ class VideoSource:
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             self.read_timeout_ms,
         ]
+        if self.decode_threads > 0:
+            params += [cv2.CAP_PROP_N_THREADS, self.decode_threads]
         if self.kind is SourceKind.WEBCAM:
             index = int(self.target) if self.target.isdigit() else int(self.target.removeprefix("/dev/video"))
             return cv2.VideoCapture(index, cv2.CAP_ANY)
