@@ -13,17 +13,20 @@ with the same camera worker (frame seq keeps counting up: no restart).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
+from camsight.decoder.sources import SourceError, open_source
 from camsight.v1 import camera_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
@@ -352,3 +355,59 @@ async def test_open_timeout_holds_for_streams_that_never_answer(
             await wait_for(state_is(bus, camera.id, camera_pb2.CAMERA_STATE_ERROR), 15, f"{camera.id} error")
             status = await camera_status(bus, camera.id)
             assert status is not None and status.last_error.startswith("cannot open stream")
+
+
+@pytest.mark.parametrize(("threads", "complete"), [(0, True), (2, False)], ids=["automatic", "two-threads"])
+def test_a_live_stream_picture_comes_out_once_the_next_one_arrives(
+    tmp_path: Path, threads: int, complete: bool
+) -> None:
+    # An HTTP camera sends an H.264 picture only once the decoder has put out the one
+    # before the last (the stream runs one picture ahead, what FFmpeg's parser needs to
+    # see a picture end). FFmpeg's frame threads would hold each picture back by one more
+    # frame per extra thread (0.6 s at 25 fps with 16 threads): with the automatic setting
+    # (one thread for a live stream) every picture comes out whatever the core count; with
+    # two threads the stream stalls. The first 130 pictures go at once: FFmpeg's probe.
+    stream = tmp_path / "live.h264"
+    encode = "-f lavfi -i testsrc2=size=320x240:rate=25 -frames:v 200 -c:v libx264 -tune zerolatency"
+    encode += " -g 25 -x264-params aud=1 -f h264"  # an access unit delimiter starts each picture
+    ffmpeg = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error"]
+    subprocess.run([*ffmpeg, *encode.split(), str(stream)], check=True)
+    data = stream.read_bytes()
+    starts = [i for i in range(len(data) - 4) if data.startswith(b"\x00\x00\x00\x01\x09", i)]
+    pictures = [data[a:b] for a, b in zip(starts, [*starts[1:], len(data)], strict=True)]
+    assert len(pictures) == 200
+    decoded = 0
+    progress = threading.Condition()
+
+    def decoded_at_least(count: int) -> Callable[[], bool]:
+        return lambda: decoded >= count
+
+    def camera(server: socket.socket) -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: video/h264\r\n\r\n")
+            for k, picture in enumerate(pictures):
+                with progress:
+                    if k > 130 and not progress.wait_for(decoded_at_least(k - 1), timeout=3):
+                        return  # the decoder holds pictures back: end the stream
+                conn.sendall(picture)
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        sender = threading.Thread(target=camera, args=(server,), daemon=True)
+        sender.start()
+        source = open_source(
+            f"http://127.0.0.1:{server.getsockname()[1]}/live.h264",
+            image_fps=0,
+            open_timeout_s=5,
+            read_timeout_s=2,
+            decode_threads=threads,
+        )
+        with contextlib.suppress(SourceError):  # the stream's end
+            while source.grab(lambda t: True) is not None:
+                with progress:
+                    decoded += 1
+                    progress.notify_all()
+        source.close()
+        sender.join(10)
+    assert (decoded == 200) is complete, f"{decoded} of 200 pictures decoded"

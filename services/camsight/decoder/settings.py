@@ -30,7 +30,10 @@ class DecoderSettings(BaseModel):
         8, ge=1, le=64, description="lossless cameras: frames sent together, once the window has room for all"
     )
     decode_threads: int = Field(
-        0, ge=0, le=64, description="FFmpeg decoding threads per camera (0: FFmpeg's choice, one per core)"
+        0,
+        ge=0,
+        le=64,
+        description="FFmpeg decoding threads per camera (0: one for a stream, one per core for a file)",
     )
     encode_thread: bool = Field(
         True, description="lossless cameras: resize and JPEG-encode on a second thread, overlapping decoding"
