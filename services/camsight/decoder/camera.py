@@ -53,6 +53,7 @@ from camsight.v1 import camera_pb2, frame_pb2
 log = logging.getLogger(__name__)
 
 LIVE = (SourceKind.NETWORK, SourceKind.WEBCAM)
+ENCODE_QUEUE = 4  # decoded pictures waiting for a lossless camera's encoder (25 MB each at 4K)
 WAITING_FOR_ANALYZERS = "waiting for analyzers: no durable consumer with sample_freq 100% reads {subject}"
 
 
@@ -380,7 +381,7 @@ class CameraWorker:
     def _decode(self) -> None:
         stage: ThreadStage[object] | None = None
         if self.lossless and self.settings.encode_thread:
-            stage = ThreadStage(self._deliver, 4, self._stop, name=f"encoder-{self.config.id}")
+            stage = ThreadStage(self._deliver, ENCODE_QUEUE, self._stop, name=f"encoder-{self.config.id}")
             self._pass_on = stage.put
         failure: _State | None = None
         try:
