@@ -175,10 +175,10 @@ class PacedChannel:
         self.window = window
         self.waiting_for_consumers = False
         self._closed = False
-        # stream seq -> consumers that have not acked it yet, oldest first
-        self._inflight: OrderedDict[int, set[str]] = OrderedDict()
+        # stream seq -> (its number among the messages published(), the consumers that have
+        # not acked it yet), oldest first
+        self._inflight: OrderedDict[int, tuple[int, set[str]]] = OrderedDict()
         self._sent = 0  # messages registered by published()
-        self._number: dict[int, int] = {}  # stream seq in _inflight -> its published() number
         self._progress = asyncio.Event()
 
     @property
@@ -187,7 +187,8 @@ class PacedChannel:
         that one included (0 when all are acknowledged): what ``window`` bounds."""
         if not self._inflight:
             return 0
-        return self._sent - self._number[next(iter(self._inflight))]
+        oldest, _ = next(iter(self._inflight.values()))
+        return self._sent - oldest
 
     def ready(self, reserved: int = 0) -> bool:
         """A message may be published now (what :meth:`wait_turn` would return at once for)."""
@@ -212,11 +213,10 @@ class PacedChannel:
     def published(self, stream_seq: int) -> None:
         """Register a message the stream stored (its PubAck's sequence)."""
         pending = self.pacer.consumers_for(self.subject) - self.pacer._early.pop(stream_seq, set())
-        self._sent += 1
         if pending:
-            self._inflight[stream_seq] = pending
-            self._number[stream_seq] = self._sent - 1
+            self._inflight[stream_seq] = (self._sent, pending)
             self.pacer._by_seq[stream_seq] = self
+        self._sent += 1
 
     def close(self) -> None:
         """Forget everything in flight; a waiting publisher gets :class:`ChannelClosedError`."""
@@ -224,7 +224,6 @@ class PacedChannel:
         for seq in self._inflight:
             self.pacer._by_seq.pop(seq, None)
         self._inflight.clear()
-        self._number.clear()
         self._progress.set()
 
     async def _wait_until(self, most: int) -> None:
@@ -251,18 +250,17 @@ class PacedChannel:
     async def _resync(self) -> None:
         """No ack heard for a while: advisories may have been lost; ask the server."""
         await self.pacer.refresh()
-        waiting = set().union(*self._inflight.values()) if self._inflight else set()
+        waiting = set().union(*(pending for _, pending in self._inflight.values()))
         floors = await self.pacer._ack_floors(waiting)
         for seq in list(self._inflight):
             self._acked(seq, {name for name, floor in floors.items() if seq <= floor})
 
     def _acked(self, seq: int, consumers: set[str]) -> None:
-        pending = self._inflight.get(seq)
-        if pending is None:
+        if seq not in self._inflight:
             return
+        _, pending = self._inflight[seq]
         pending -= consumers
         if not pending:
             del self._inflight[seq]
-            del self._number[seq]
             self.pacer._by_seq.pop(seq, None)
             self._progress.set()

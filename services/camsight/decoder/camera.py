@@ -58,21 +58,26 @@ WAITING_FOR_ANALYZERS = "waiting for analyzers: no durable consumer with sample_
 
 
 @dataclass
-class _Picture:
-    """A decoded picture on its way to the encoder."""
+class _Taken:
+    """When a picture was taken, and how far into its file."""
 
-    image: np.ndarray
     media_time: float
     capture_time: Timestamp
-    progress: float
+    progress: float  # of the file, once this picture is out (0 for live sources)
 
 
 @dataclass
-class _Frame:
+class _Picture(_Taken):
+    """A decoded picture on its way to the encoder."""
+
+    image: np.ndarray
+
+
+@dataclass
+class _Frame(_Taken):
+    """An encoded picture on its way to the publisher."""
+
     encoded: Encoded
-    media_time: float
-    capture_time: Timestamp
-    progress: float  # of the file, once this frame is out (0 for live sources)
 
 
 @dataclass
@@ -103,7 +108,7 @@ _CORRUPT = object()  # the thread side counts a corrupt frame (in order, on one 
 
 def _failure(exc: Exception) -> _State:
     """The error state of a camera whose thread side died: which thread, and the error's type."""
-    if isinstance(exc, StageFailed) and exc.__cause__ is not None:
+    if isinstance(exc, StageFailed):  # raised from the encode stage's own error
         return _State(camera_pb2.CAMERA_STATE_ERROR, f"encoder failure: {type(exc.__cause__).__name__}")
     return _State(camera_pb2.CAMERA_STATE_ERROR, f"decoder failure: {type(exc).__name__}")
 
@@ -491,7 +496,7 @@ class CameraWorker:
                     anchor = time.monotonic() - grabbed.media_time
                 self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
             last_media_time = grabbed.media_time
-            self._pass_on(_Picture(grabbed.image, grabbed.media_time, now_ts(), source.progress()))
+            self._pass_on(_Picture(grabbed.media_time, now_ts(), source.progress(), grabbed.image))
         return "finished"
 
     def _deliver(self, item: object) -> None:
@@ -506,7 +511,7 @@ class CameraWorker:
             if encoded is None:
                 self.status.frame_corrupt()
             else:
-                self._hand_over(_Frame(encoded, item.media_time, item.capture_time, item.progress))
+                self._hand_over(_Frame(item.media_time, item.capture_time, item.progress, encoded))
         elif item is _CORRUPT:
             self.status.frame_corrupt()
         else:

@@ -45,8 +45,7 @@ class ThreadStage(Generic[T]):
     def put(self, item: T) -> None:
         """Queue ``item``; blocks while the stage is full (gives up once stopping)."""
         while not self._stop.is_set():
-            if self._failure is not None:
-                raise StageFailed(f"{self._thread.name} failed: {self._failure!r}") from self._failure
+            self._raise_failure()
             try:
                 self._queue.put(item, timeout=0.5)
                 return
@@ -57,6 +56,9 @@ class ThreadStage(Generic[T]):
         """Handle what is queued (unless stopping), then end the thread and wait for it."""
         self._queue.put(_END)  # room comes: the thread takes items even when it handles none
         self._thread.join()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
         if self._failure is not None:
             raise StageFailed(f"{self._thread.name} failed: {self._failure!r}") from self._failure
 
