@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from camsight.naming import redact_uri, validate_id
 from camsight.v1 import analysis_pb2, camera_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 Id = Annotated[str, AfterValidator(lambda v: validate_id(v, "id"))]
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
@@ -224,7 +227,7 @@ class CameraConfig(_Model):
     @classmethod
     def from_proto(cls, msg: camera_pb2.Camera) -> CameraConfig:
         """Validate a wire Camera; raises pydantic.ValidationError naming the field."""
-        pacing = camera_pb2.Pacing.Name(msg.pacing).removeprefix("PACING_").lower()
+        pacing = _enum_name(camera_pb2.Pacing, msg.pacing, "PACING_")
         data: dict[str, Any] = {
             "id": msg.id,
             "source": msg.source_uri,
@@ -285,10 +288,19 @@ def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
     )
 
 
+def _enum_name(enum: _EnumTypeWrapper[Any], number: int, prefix: str) -> str:
+    """``lossless`` for PACING_LOSSLESS. Proto3 enums are open: a number the enum does not
+    define (a newer writer, or garbage) comes through parsing, and gives a name no field
+    accepts, so validation rejects it naming the field instead of raising here."""
+    if number not in enum.values():
+        return f"undefined value {number}"
+    return enum.Name(number).removeprefix(prefix).lower()
+
+
 def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": msg.id,
-        "type": camera_pb2.RuleType.Name(msg.type).removeprefix("RULE_TYPE_").lower(),
+        "type": _enum_name(camera_pb2.RuleType, msg.type, "RULE_TYPE_"),
         "zone": msg.zone_id,
         "line": msg.line_id,
         "labels": list(msg.labels),
@@ -298,7 +310,7 @@ def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
         "direction": ["both", "in", "out"][msg.direction] if msg.direction in (0, 1, 2) else "invalid",
     }
     if msg.anchor:
-        data["anchor"] = camera_pb2.Anchor.Name(msg.anchor).removeprefix("ANCHOR_").lower()
+        data["anchor"] = _enum_name(camera_pb2.Anchor, msg.anchor, "ANCHOR_")
     if msg.hysteresis_frames:
         data["hysteresis_frames"] = msg.hysteresis_frames
     return data

@@ -103,6 +103,14 @@ def test_registry_entries_are_validated() -> None:
     bad = camera_pb2.Camera(id="bad", source_uri="gopher://x", enabled=True)
     entry = parse_entry("bad", bad.SerializeToString())
     assert isinstance(entry, InvalidCamera) and "unsupported source scheme" in entry.error
+    # Proto3 enums are open: a number no enum value has (a newer writer) names its field.
+    newer = camera_pb2.Camera(id="new", source_uri="/v.mp4", pacing=3)  # type: ignore[arg-type]
+    newer.rules.add(id="r", type=99, zone_id="z", anchor=7)  # type: ignore[arg-type]
+    entry = parse_entry("new", newer.SerializeToString())
+    assert isinstance(entry, InvalidCamera) and entry.error.startswith("invalid camera: pacing: Input")
+    newer.pacing = camera_pb2.PACING_REALTIME
+    entry = parse_entry("new", newer.SerializeToString())
+    assert isinstance(entry, InvalidCamera) and entry.error.startswith("invalid camera: rules.0.type:")
 
 
 @pytest.mark.parametrize("index", [0, 1, 100, 173, 249])
