@@ -212,6 +212,8 @@ class Rule(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     MIN_COUNT_FIELD_NUMBER: _builtins.int
     DIRECTION_FIELD_NUMBER: _builtins.int
+    DEBOUNCE_SECONDS_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___RuleType.ValueType
     zone_id: _builtins.str
@@ -228,6 +230,14 @@ class Rule(_message.Message):
     """Crowding: at least this many objects."""
     direction: _analysis_pb2.CrossingDirection.ValueType
     """Line crossing: only this direction (unspecified: both)."""
+    debounce_seconds: _builtins.float
+    """Zone and line rules: a new side/inside state must also hold this long
+    (media time) before it counts; unset means the default (0.5 s).
+    """
+    margin: _builtins.float
+    """Zone and line rules: the anchor must be at least this far (normalised
+    units) inside or outside the zone, or beside the line, to count as there.
+    """
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Labels the rule applies to; empty means every label."""
@@ -246,12 +256,16 @@ class Rule(_message.Message):
         duration_seconds: _builtins.float = ...,
         min_count: _builtins.int = ...,
         direction: _analysis_pb2.CrossingDirection.ValueType = ...,
+        debounce_seconds: _builtins.float | None = ...,
+        margin: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "debounce_seconds", b"debounce_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anchor", b"anchor", "direction", b"direction", "duration_seconds", b"duration_seconds", "hysteresis_frames", b"hysteresis_frames", "id", b"id", "labels", b"labels", "line_id", b"line_id", "min_count", b"min_count", "min_score", b"min_score", "type", b"type", "zone_id", b"zone_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "anchor", b"anchor", "debounce_seconds", b"debounce_seconds", "direction", b"direction", "duration_seconds", b"duration_seconds", "hysteresis_frames", b"hysteresis_frames", "id", b"id", "labels", b"labels", "line_id", b"line_id", "margin", b"margin", "min_count", b"min_count", "min_score", b"min_score", "type", b"type", "zone_id", b"zone_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__debounce_seconds: _TypeAlias = _typing.Literal["debounce_seconds"]  # noqa: Y015
+    _WhichOneofArgType__debounce_seconds: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__debounce_seconds) -> _WhichOneofReturnType__debounce_seconds | None: ...
 
 Global___Rule: _TypeAlias = Rule  # noqa: Y015
 
@@ -299,6 +313,7 @@ class Camera(_message.Message):
     LINES_FIELD_NUMBER: _builtins.int
     RULES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Letters, digits, '-' and '_' (1 to 64 characters)."""
     display_name: _builtins.str
@@ -334,6 +349,12 @@ class Camera(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels for applications."""
 
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Files: the wall-clock time the recording started. Overrides the
+        container's creation time; events are stamped start_time + media time.
+        """
+
     def __init__(
         self,
         *,
@@ -353,10 +374,11 @@ class Camera(_message.Message):
         lines: _abc.Iterable[Global___Line] | None = ...,
         rules: _abc.Iterable[Global___Rule] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "display_name", b"display_name", "enabled", b"enabled", "id", b"id", "image_fps", b"image_fps", "jpeg_quality", b"jpeg_quality", "labels", b"labels", "lines", b"lines", "loop", b"loop", "max_height", b"max_height", "max_width", b"max_width", "pacing", b"pacing", "rules", b"rules", "source_uri", b"source_uri", "target_fps", b"target_fps", "zones", b"zones"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "display_name", b"display_name", "enabled", b"enabled", "id", b"id", "image_fps", b"image_fps", "jpeg_quality", b"jpeg_quality", "labels", b"labels", "lines", b"lines", "loop", b"loop", "max_height", b"max_height", "max_width", b"max_width", "pacing", b"pacing", "rules", b"rules", "source_uri", b"source_uri", "start_time", b"start_time", "target_fps", b"target_fps", "zones", b"zones"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

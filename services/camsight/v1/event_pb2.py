@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from camsight.v1 import analysis_pb2 as camsight_dot_v1_dot_analysis__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61msight/v1/event.proto\x12\x0b\x63\x61msight.v1\x1a\x1a\x63\x61msight/v1/analysis.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x10\x45ventExplanation\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x41\n\nthresholds\x18\x02 \x03(\x0b\x32-.camsight.v1.EventExplanation.ThresholdsEntry\x12*\n\ndetections\x18\x03 \x03(\x0b\x32\x16.camsight.v1.Detection\x12 \n\x04path\x18\x04 \x03(\x0b\x32\x12.camsight.v1.Point\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x05\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.camsight.v1.EventType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.camsight.v1.EventState\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08track_id\x18\x07 \x01(\x04\x12\r\n\x05label\x18\x08 \x01(\t\x12\x13\n\x0bidentity_id\x18\t \x01(\t\x12\x15\n\ridentity_name\x18\n \x01(\t\x12\x0f\n\x07rule_id\x18\x0b \x01(\t\x12\x0f\n\x07zone_id\x18\x0c \x01(\t\x12\x0f\n\x07line_id\x18\r \x01(\t\x12\x31\n\tdirection\x18\x0e \x01(\x0e\x32\x1e.camsight.v1.CrossingDirection\x12\x12\n\nconfidence\x18\x0f \x01(\x02\x12\x13\n\x0bsnapshot_id\x18\x10 \x01(\t\x12\x10\n\x08revision\x18\x11 \x01(\r\x12\x32\n\x0b\x65xplanation\x18\x12 \x01(\x0b\x32\x1d.camsight.v1.EventExplanation\x12\x36\n\nattributes\x18\x13 \x03(\x0b\x32\".camsight.v1.Event.AttributesEntry\x12/\n\x0bupdate_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbc\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45VENT_TYPE_OBJECT_DETECTED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ZONE_ENTER\x10\x02\x12\x18\n\x14\x45VENT_TYPE_ZONE_EXIT\x10\x03\x12\x19\n\x15\x45VENT_TYPE_LINE_CROSS\x10\x04\x12\x18\n\x14\x45VENT_TYPE_LOITERING\x10\x05\x12\x17\n\x13\x45VENT_TYPE_CROWDING\x10\x06\x12\x1e\n\x1a\x45VENT_TYPE_FACE_RECOGNIZED\x10\x07\x12\x1b\n\x17\x45VENT_TYPE_UNKNOWN_FACE\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_CAMERA_STATUS\x10\t\x12\x15\n\x11\x45VENT_TYPE_ACTION\x10\n*r\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_STARTED\x10\x01\x12\x17\n\x13\x45VENT_STATE_UPDATED\x10\x02\x12\x15\n\x11\x45VENT_STATE_ENDED\x10\x03\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61msight/v1/event.proto\x12\x0b\x63\x61msight.v1\x1a\x1a\x63\x61msight/v1/analysis.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n\x10\x45ventExplanation\x12\x0f\n\x07summary\x18\x01 \x01(\t\x12\x41\n\nthresholds\x18\x02 \x03(\x0b\x32-.camsight.v1.EventExplanation.ThresholdsEntry\x12*\n\ndetections\x18\x03 \x03(\x0b\x32\x16.camsight.v1.Detection\x12 \n\x04path\x18\x04 \x03(\x0b\x32\x12.camsight.v1.Point\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x06\n\x05\x45vent\x12\n\n\x02id\x18\x01 \x01(\t\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.camsight.v1.EventType\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.camsight.v1.EventState\x12\x11\n\tcamera_id\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08track_id\x18\x07 \x01(\x04\x12\r\n\x05label\x18\x08 \x01(\t\x12\x13\n\x0bidentity_id\x18\t \x01(\t\x12\x15\n\ridentity_name\x18\n \x01(\t\x12\x0f\n\x07rule_id\x18\x0b \x01(\t\x12\x0f\n\x07zone_id\x18\x0c \x01(\t\x12\x0f\n\x07line_id\x18\r \x01(\t\x12\x31\n\tdirection\x18\x0e \x01(\x0e\x32\x1e.camsight.v1.CrossingDirection\x12\x12\n\nconfidence\x18\x0f \x01(\x02\x12\x13\n\x0bsnapshot_id\x18\x10 \x01(\t\x12\x10\n\x08revision\x18\x11 \x01(\r\x12\x32\n\x0b\x65xplanation\x18\x12 \x01(\x0b\x32\x1d.camsight.v1.EventExplanation\x12\x36\n\nattributes\x18\x13 \x03(\x0b\x32\".camsight.v1.Event.AttributesEntry\x12/\n\x0bupdate_time\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x10start_media_time\x18\x15 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0e\x65nd_media_time\x18\x16 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x61nalyzer\x18\x17 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbc\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x45VENT_TYPE_OBJECT_DETECTED\x10\x01\x12\x19\n\x15\x45VENT_TYPE_ZONE_ENTER\x10\x02\x12\x18\n\x14\x45VENT_TYPE_ZONE_EXIT\x10\x03\x12\x19\n\x15\x45VENT_TYPE_LINE_CROSS\x10\x04\x12\x18\n\x14\x45VENT_TYPE_LOITERING\x10\x05\x12\x17\n\x13\x45VENT_TYPE_CROWDING\x10\x06\x12\x1e\n\x1a\x45VENT_TYPE_FACE_RECOGNIZED\x10\x07\x12\x1b\n\x17\x45VENT_TYPE_UNKNOWN_FACE\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_CAMERA_STATUS\x10\t\x12\x15\n\x11\x45VENT_TYPE_ACTION\x10\n*r\n\nEventState\x12\x1b\n\x17\x45VENT_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x45VENT_STATE_STARTED\x10\x01\x12\x17\n\x13\x45VENT_STATE_UPDATED\x10\x02\x12\x15\n\x11\x45VENT_STATE_ENDED\x10\x03\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,16 +39,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTEXPLANATION_THRESHOLDSENTRY']._serialized_options = b'8\001'
   _globals['_EVENT_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=995
-  _globals['_EVENTTYPE']._serialized_end=1311
-  _globals['_EVENTSTATE']._serialized_start=1313
-  _globals['_EVENTSTATE']._serialized_end=1427
-  _globals['_EVENTEXPLANATION']._serialized_start=102
-  _globals['_EVENTEXPLANATION']._serialized_end=333
-  _globals['_EVENTEXPLANATION_THRESHOLDSENTRY']._serialized_start=284
-  _globals['_EVENTEXPLANATION_THRESHOLDSENTRY']._serialized_end=333
-  _globals['_EVENT']._serialized_start=336
-  _globals['_EVENT']._serialized_end=992
-  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=943
-  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=992
+  _globals['_EVENTTYPE']._serialized_start=1149
+  _globals['_EVENTTYPE']._serialized_end=1465
+  _globals['_EVENTSTATE']._serialized_start=1467
+  _globals['_EVENTSTATE']._serialized_end=1581
+  _globals['_EVENTEXPLANATION']._serialized_start=134
+  _globals['_EVENTEXPLANATION']._serialized_end=365
+  _globals['_EVENTEXPLANATION_THRESHOLDSENTRY']._serialized_start=316
+  _globals['_EVENTEXPLANATION_THRESHOLDSENTRY']._serialized_end=365
+  _globals['_EVENT']._serialized_start=368
+  _globals['_EVENT']._serialized_end=1146
+  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=1097
+  _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=1146
 # @@protoc_insertion_point(module_scope)

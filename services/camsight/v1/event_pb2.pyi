@@ -6,6 +6,7 @@ isort:skip_file
 from camsight.v1 import analysis_pb2 as _analysis_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -204,9 +205,15 @@ class Event(_message.Message):
     EXPLANATION_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    START_MEDIA_TIME_FIELD_NUMBER: _builtins.int
+    END_MEDIA_TIME_FIELD_NUMBER: _builtins.int
+    ANALYZER_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Globally unique, stable id: derived from (camera, rule, track, start frame)
-    so a replay after a crash republishes the same id.
+    """Globally unique, stable id: derived from (camera, rule, track, start). For
+    a file the start is its media position, so analysing the same file with
+    the same configuration again gives the same ids; for a live source it is
+    the start frame's capture time. A replay after a crash republishes the
+    same id.
     """
     type: Global___EventType.ValueType
     state: Global___EventState.ValueType
@@ -228,6 +235,11 @@ class Event(_message.Message):
     """Id of the best snapshot in the snapshot store ("" when none)."""
     revision: _builtins.int
     """Increases with every update of the same event id."""
+    analyzer: _builtins.str
+    """Analyzer whose results the event's track came from ("" for camera and
+    zone-wide events). Tracks are kept per (camera, analyzer, label): track_id
+    is unique within them.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -246,6 +258,16 @@ class Event(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Time the event was last published."""
 
+    @_builtins.property
+    def start_media_time(self) -> _duration_pb2.Duration:
+        """Where the event starts and ends in its source: Frame.media_time of the
+        first and last frame (files: time since the start of the file, so a
+        player can seek to it; live sources: time since the camera started).
+        end_media_time is unset while the event is ongoing.
+        """
+
+    @_builtins.property
+    def end_media_time(self) -> _duration_pb2.Duration: ...
     def __init__(
         self,
         *,
@@ -269,10 +291,13 @@ class Event(_message.Message):
         explanation: Global___EventExplanation | None = ...,
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        start_media_time: _duration_pb2.Duration | None = ...,
+        end_media_time: _duration_pb2.Duration | None = ...,
+        analyzer: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "explanation", b"explanation", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_media_time", b"end_media_time", "end_time", b"end_time", "explanation", b"explanation", "start_media_time", b"start_media_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "camera_id", b"camera_id", "confidence", b"confidence", "direction", b"direction", "end_time", b"end_time", "explanation", b"explanation", "id", b"id", "identity_id", b"identity_id", "identity_name", b"identity_name", "label", b"label", "line_id", b"line_id", "revision", b"revision", "rule_id", b"rule_id", "snapshot_id", b"snapshot_id", "start_time", b"start_time", "state", b"state", "track_id", b"track_id", "type", b"type", "update_time", b"update_time", "zone_id", b"zone_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzer", b"analyzer", "attributes", b"attributes", "camera_id", b"camera_id", "confidence", b"confidence", "direction", b"direction", "end_media_time", b"end_media_time", "end_time", b"end_time", "explanation", b"explanation", "id", b"id", "identity_id", b"identity_id", "identity_name", b"identity_name", "label", b"label", "line_id", b"line_id", "revision", b"revision", "rule_id", b"rule_id", "snapshot_id", b"snapshot_id", "start_media_time", b"start_media_time", "start_time", b"start_time", "state", b"state", "track_id", b"track_id", "type", b"type", "update_time", b"update_time", "zone_id", b"zone_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61msight/v1/frame.proto\x12\x0b\x63\x61msight.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nmedia_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12,\n\x08\x65ncoding\x18\x07 \x01(\x0e\x32\x1a.camsight.v1.ImageEncoding\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x14\n\x0csource_width\x18\t \x01(\r\x12\x15\n\rsource_height\x18\n \x01(\r\x12\r\n\x05paced\x18\x0b \x01(\x08\x12\x11\n\tanalyzers\x18\x0c \x03(\t\x12\x15\n\rend_of_stream\x18\r \x01(\x08\x12\x17\n\x0f\x63\x61mera_revision\x18\x0e \x01(\x04\"\xea\x01\n\x08\x46rameRef\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nmedia_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06stream\x18\x05 \x01(\t\x12\x17\n\x0fstream_sequence\x18\x06 \x01(\x04\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12\x15\n\rend_of_stream\x18\t \x01(\x08*|\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_ENCODING_JPEG\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x12\x1a\n\x16IMAGE_ENCODING_RAW_BGR\x10\x03\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63\x61msight/v1/frame.proto\x12\x0b\x63\x61msight.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x03\n\x05\x46rame\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nmedia_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12,\n\x08\x65ncoding\x18\x07 \x01(\x0e\x32\x1a.camsight.v1.ImageEncoding\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x14\n\x0csource_width\x18\t \x01(\r\x12\x15\n\rsource_height\x18\n \x01(\r\x12\r\n\x05paced\x18\x0b \x01(\x08\x12\x11\n\tanalyzers\x18\x0c \x03(\t\x12\x15\n\rend_of_stream\x18\r \x01(\x08\x12\x17\n\x0f\x63\x61mera_revision\x18\x0e \x01(\x04\x12\x30\n\x0cmedia_origin\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\x08\x46rameRef\x12\x11\n\tcamera_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x30\n\x0c\x63\x61pture_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nmedia_time\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06stream\x18\x05 \x01(\t\x12\x17\n\x0fstream_sequence\x18\x06 \x01(\x04\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12\x15\n\rend_of_stream\x18\t \x01(\x08\x12\x30\n\x0cmedia_origin\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*|\n\rImageEncoding\x12\x1e\n\x1aIMAGE_ENCODING_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_ENCODING_JPEG\x10\x01\x12\x16\n\x12IMAGE_ENCODING_PNG\x10\x02\x12\x1a\n\x16IMAGE_ENCODING_RAW_BGR\x10\x03\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'camsight.v1.frame_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.camsight.v1P\001Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1'
-  _globals['_IMAGEENCODING']._serialized_start=699
-  _globals['_IMAGEENCODING']._serialized_end=823
+  _globals['_IMAGEENCODING']._serialized_start=799
+  _globals['_IMAGEENCODING']._serialized_end=923
   _globals['_FRAME']._serialized_start=106
-  _globals['_FRAME']._serialized_end=460
-  _globals['_FRAMEREF']._serialized_start=463
-  _globals['_FRAMEREF']._serialized_end=697
+  _globals['_FRAME']._serialized_end=510
+  _globals['_FRAMEREF']._serialized_start=513
+  _globals['_FRAMEREF']._serialized_end=797
 # @@protoc_insertion_point(module_scope)

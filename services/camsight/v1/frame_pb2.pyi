@@ -69,6 +69,7 @@ class Frame(_message.Message):
     ANALYZERS_FIELD_NUMBER: _builtins.int
     END_OF_STREAM_FIELD_NUMBER: _builtins.int
     CAMERA_REVISION_FIELD_NUMBER: _builtins.int
+    MEDIA_ORIGIN_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     """Camera id: letters, digits, '-' and '_' only, so it is one subject token."""
     seq: _builtins.int
@@ -112,6 +113,15 @@ class Frame(_message.Message):
     def analyzers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Analyzer names that should see this frame; empty means every analyzer."""
 
+    @_builtins.property
+    def media_origin(self) -> _timestamp_pb2.Timestamp:
+        """Files only: the wall-clock time of media_time 0 (the camera's start_time,
+        else the container's creation time, else when the decoder opened the
+        file). Events are stamped media_origin + media_time, so they say when a
+        recording happened, not when it was read. Unset for live sources, whose
+        capture_time is already the wall clock.
+        """
+
     def __init__(
         self,
         *,
@@ -129,10 +139,11 @@ class Frame(_message.Message):
         analyzers: _abc.Iterable[_builtins.str] | None = ...,
         end_of_stream: _builtins.bool = ...,
         camera_revision: _builtins.int = ...,
+        media_origin: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_time", b"media_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_origin", b"media_origin", "media_time", b"media_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "camera_revision", b"camera_revision", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "camera_id", b"camera_id", "camera_revision", b"camera_revision", "capture_time", b"capture_time", "data", b"data", "encoding", b"encoding", "end_of_stream", b"end_of_stream", "height", b"height", "media_origin", b"media_origin", "media_time", b"media_time", "paced", b"paced", "seq", b"seq", "source_height", b"source_height", "source_width", b"source_width", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,6 +166,7 @@ class FrameRef(_message.Message):
     WIDTH_FIELD_NUMBER: _builtins.int
     HEIGHT_FIELD_NUMBER: _builtins.int
     END_OF_STREAM_FIELD_NUMBER: _builtins.int
+    MEDIA_ORIGIN_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     seq: _builtins.int
     stream: _builtins.str
@@ -167,6 +179,10 @@ class FrameRef(_message.Message):
     def capture_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def media_time(self) -> _duration_pb2.Duration: ...
+    @_builtins.property
+    def media_origin(self) -> _timestamp_pb2.Timestamp:
+        """Copied from Frame.media_origin."""
+
     def __init__(
         self,
         *,
@@ -179,10 +195,11 @@ class FrameRef(_message.Message):
         width: _builtins.int = ...,
         height: _builtins.int = ...,
         end_of_stream: _builtins.bool = ...,
+        media_origin: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_time", b"media_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capture_time", b"capture_time", "media_origin", b"media_origin", "media_time", b"media_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "end_of_stream", b"end_of_stream", "height", b"height", "media_time", b"media_time", "seq", b"seq", "stream", b"stream", "stream_sequence", b"stream_sequence", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "capture_time", b"capture_time", "end_of_stream", b"end_of_stream", "height", b"height", "media_origin", b"media_origin", "media_time", b"media_time", "seq", b"seq", "stream", b"stream", "stream_sequence", b"stream_sequence", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
