@@ -9,11 +9,21 @@ registry stores the protobuf :class:`camsight.v1.camera_pb2.Camera`.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from camsight.naming import redact_uri, validate_id
 from camsight.v1 import analysis_pb2, camera_pb2
@@ -124,6 +134,18 @@ class Rule(_Model):
     duration_s: float = Field(0.0, ge=0.0, le=86400.0)
     min_count: int = Field(0, ge=0, le=10000)
     direction: Direction = Direction.BOTH
+    debounce_s: float = Field(
+        0.5,
+        ge=0.0,
+        le=3600.0,
+        description="zones and lines: media seconds a new inside/side state must hold before it counts",
+    )
+    margin: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.5,
+        description="zones and lines: normalised distance from the edge within which nothing changes",
+    )
 
     @model_validator(mode="after")
     def _targets(self) -> Self:
@@ -157,6 +179,11 @@ class CameraConfig(_Model):
     lines: list[Line] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
+    start_time: AwareDatetime | None = Field(
+        None,
+        description="files: wall-clock time the recording started (RFC 3339 with a zone); "
+        "overrides the container's creation time",
+    )
 
     @field_validator("source")
     @classmethod
@@ -222,6 +249,7 @@ class CameraConfig(_Model):
             ],
             rules=[_rule_to_proto(r) for r in self.rules],
             labels=self.labels,
+            start_time=_timestamp(self.start_time) if self.start_time else None,
         )
 
     @classmethod
@@ -264,7 +292,15 @@ class CameraConfig(_Model):
                 data[name] = value
         if pacing != "unspecified":
             data["pacing"] = pacing
+        if msg.HasField("start_time"):
+            data["start_time"] = msg.start_time.ToDatetime(tzinfo=UTC)
         return cls.model_validate(data)
+
+
+def _timestamp(when: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
 
 
 def _pt(p: Point) -> analysis_pb2.Point:
@@ -285,6 +321,8 @@ def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
         duration_seconds=rule.duration_s,
         min_count=rule.min_count,
         direction=analysis_pb2.CrossingDirection.ValueType(direction),
+        debounce_seconds=rule.debounce_s,
+        margin=rule.margin,
     )
 
 
@@ -313,6 +351,10 @@ def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
         data["anchor"] = _enum_name(camera_pb2.Anchor, msg.anchor, "ANCHOR_")
     if msg.hysteresis_frames:
         data["hysteresis_frames"] = msg.hysteresis_frames
+    if msg.HasField("debounce_seconds"):
+        data["debounce_s"] = msg.debounce_seconds
+    if msg.margin:
+        data["margin"] = msg.margin
     return data
 
 

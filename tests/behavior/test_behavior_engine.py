@@ -111,7 +111,7 @@ def test_only_labels_some_rule_looks_at_are_tracked() -> None:
     for p, c in zip(people, cars, strict=True):
         p.detections.extend(c.detections)
         engine.push(p)
-    assert set(engine.cameras[CAMERA].streams["hog"].tracker.tracks) == {"car/0"}
+    assert set(engine.cameras[CAMERA].streams["hog"].tracker.tracks) == {"hog/car/1"}
     # Without rules nothing is tracked at all; tracks of a label dropped by a reload are lost.
     engine.set_camera(camera())
     engine.push(result(11))

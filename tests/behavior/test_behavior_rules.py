@@ -123,8 +123,10 @@ def test_a_box_jittering_on_a_zone_edge_makes_no_extra_events() -> None:
     events = run(cfg, scene(100, [path(points)]))
     assert of_type(events, "zone_enter") == []
     assert of_type(events, "zone_exit") == []
-    # With hysteresis 1 the same jitter would be 40 enters: the guard is doing the work.
-    cfg1 = zone_camera({"id": "in", "type": "zone_enter", "zone": "square", "hysteresis_frames": 1})
+    # With neither guard (1 frame, no time) the same jitter would be 40 enters.
+    cfg1 = zone_camera(
+        {"id": "in", "type": "zone_enter", "zone": "square", "hysteresis_frames": 1, "debounce_s": 0}
+    )
     assert len(of_type(run(cfg1, scene(100, [path(points)])), "zone_enter")) == 40
 
 
@@ -238,7 +240,8 @@ def test_face_recognized_once_per_track_and_identity() -> None:
         dets = [face(a_box, who), face(b_box)]  # b matches nobody, every frame
         results.append(result(seq, dets, analyzer="centerface", kind="faces"))
     results += [result(seq, [], analyzer="centerface", kind="faces") for seq in range(120, 200)]
-    events = run(cfg, results)
+    # Faces that stand still are parked when they vanish; here they end 3 s later.
+    events = run(cfg, results, stationary_lost_s=3)
     known = [e for e in of_type(events, "face_recognized") if e.state == STARTED]
     assert [(e.identity_id, e.identity_name) for e in known] == [("alice", "Alice"), ("bob", "Bob")]
     assert seq_of(known[1].start_time) == 50
@@ -266,4 +269,7 @@ def test_skipped_frames_carry_no_detections_but_advance_time() -> None:
     results += [result(seq, skipped=True) for seq in range(21, 40)]
     crowd = of_type(run(cfg, results), "crowding")
     assert [e.state for e in crowd] == [STARTED]
-    assert seq_of(crowd[0].update_time) == 2 + 2 * FPS  # confirmed on frame 2, +2 s, during the skips
+    # A track starts at ByteTrack's second match (frame 2); once confirmed (frame 4) its
+    # history counts, so it is in the zone from frame 2, and the crowd starts 2 s later.
+    assert seq_of(crowd[0].start_time) == 2
+    assert seq_of(crowd[0].update_time) == 2 + 2 * FPS

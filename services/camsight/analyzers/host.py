@@ -446,6 +446,8 @@ class AnalyzerHost:
         ref.width = it.frame.width
         ref.height = it.frame.height
         ref.end_of_stream = it.frame.end_of_stream
+        if it.frame.HasField("media_origin"):
+            ref.media_origin.CopyFrom(it.frame.media_origin)
         result.inference_time.FromNanoseconds(int(per_frame_s * 1e9))
         return result
 

@@ -2,7 +2,8 @@
 
 Per camera: one reorder buffer and one tracker per analyzer (an object
 detector and a face analyzer see the same frames but produce different
-tracks), and one runner per configured rule. Everything is driven by the
+tracks; two analyzers reporting the same label never share a track), and one
+runner per configured rule. Everything is driven by the
 frames' own sequence numbers and media times, so the same input always
 gives the same events, ids included.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from camsight.behavior import rules
 from camsight.behavior.events import Emission
-from camsight.behavior.model import Frame
+from camsight.behavior.model import Frame, Track
 from camsight.behavior.reorder import ReorderBuffer
 from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.tracking import StreamTracker
@@ -58,14 +59,9 @@ class CameraEngine:
     runners: dict[str, tuple[tuple[Any, ...], rules.RuleRunner]] = field(default_factory=dict)
     labels: frozenset[str] | None = field(default=None, init=False)
     """Labels some rule looks at (None: every label); only those are tracked."""
-    _numbers: int = 0
 
     def __post_init__(self) -> None:
         self.configure(self.config)
-
-    def _next_number(self) -> int:
-        self._numbers += 1
-        return self._numbers
 
     @property
     def last_frame(self) -> Frame | None:
@@ -110,7 +106,7 @@ class CameraEngine:
         stream = self.streams.get(result.analyzer)
         if stream is None:
             stream = self.streams[result.analyzer] = _Stream(
-                ReorderBuffer(self.settings.reorder_window), StreamTracker(self.settings, self._next_number)
+                ReorderBuffer(self.settings.reorder_window), StreamTracker(self.settings, result.analyzer)
             )
         out: list[Emission] = []
         if stream.buffer.behind(result.frame.seq) and _restarted(stream, result):
@@ -164,15 +160,18 @@ class CameraEngine:
             self.stats.processed += 1
             if result.skipped:
                 self.stats.skipped += 1
-                seen = []
+                seen: list[Track] = []
             else:
-                update = stream.tracker.update(frame, list(result.detections), self.labels)
+                update = stream.tracker.update(frame, result.detections, self.labels)
                 seen = update.seen
                 for track in update.lost:
                     for _, runner in self.runners.values():
                         out.extend(runner.lost(frame, track))
+            present = list(stream.tracker.tracks.values())
             for _, runner in self.runners.values():
-                out.extend(runner.step(frame, seen))
+                out.extend(runner.step(frame, seen, present))
+            for track in seen:
+                track.new.clear()
         return out
 
 

@@ -1,12 +1,18 @@
 """Event ids and the started -> updated -> ended lifecycle.
 
-An event's id is a hash of (camera, rule, subject, start frame seq and
-capture time), where the subject is the track (or the zone, for crowding).
-The capture time tells apart two runs of a camera whose frame numbers both
-start at 1. Replaying the same
-detections rebuilds the same tracks, so the same ids come out again and the
-EVENTS stream's duplicate window (Nats-Msg-Id = id/state/revision) drops
-them.
+An event's id is a hash of (camera, rule, subject, start), where the subject
+is the analyzer and track (or the zone, for crowding). For a recording (a
+file: its frames carry a media origin) the start is the start frame's media
+time, so analysing the same file with the same configuration again gives
+the same ids, and the index and the EVENTS stream's duplicate window
+(Nats-Msg-Id = id/state/revision) store nothing twice. For a live source it
+is the start frame's seq and capture time, which tells apart two runs of a
+camera whose frame numbers both start at 1. Replaying the same detections
+rebuilds the same tracks either way, so a replay after a crash republishes
+the same ids.
+
+Event times are wall-clock times of what the pictures show
+(:attr:`Frame.wall`), and every event carries its media position too.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ UPDATED = event_pb2.EVENT_STATE_UPDATED
 ENDED = event_pb2.EVENT_STATE_ENDED
 
 
-def event_id(camera: str, rule: str, subject: str, start_seq: int, start_ns: int) -> str:
+def event_id(camera: str, rule: str, subject: str, start: Frame) -> str:
     """A short, stable id: 20 hex digits of SHA-256 over what identifies the event."""
-    key = f"{camera}\x00{rule}\x00{subject}\x00{start_seq}\x00{start_ns}"
+    if start.recorded:
+        where = f"media\x00{start.media_ns}"
+    else:
+        where = f"{start.seq}\x00{start.ref.capture_time.ToNanoseconds()}"
+    key = f"{camera}\x00{rule}\x00{subject}\x00{where}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -69,6 +79,7 @@ class OpenEvent:
     line_id: str = ""
     identity_id: str = ""
     identity_name: str = ""
+    analyzer: str = ""
     direction: analysis_pb2.CrossingDirection.ValueType = analysis_pb2.CROSSING_DIRECTION_UNSPECIFIED
     thresholds: Mapping[str, str] = field(default_factory=dict)
     id: str = ""
@@ -79,8 +90,7 @@ class OpenEvent:
     """Something changed (better evidence, new attributes) since the last message."""
 
     def __post_init__(self) -> None:
-        start_ns = self.start.ref.capture_time.ToNanoseconds()
-        self.id = event_id(self.camera, self.rule_id, self.subject, self.start.seq, start_ns)
+        self.id = event_id(self.camera, self.rule_id, self.subject, self.start)
 
     @property
     def published(self) -> bool:
@@ -140,6 +150,7 @@ class OpenEvent:
             confidence=best,
             revision=self.revision,
             attributes=dict(attributes or {}),
+            analyzer=self.analyzer,
             explanation=event_pb2.EventExplanation(
                 summary=summary,
                 thresholds=dict(self.thresholds),
@@ -147,10 +158,12 @@ class OpenEvent:
                 path=[analysis_pb2.Point(x=x, y=y) for x, y in path],
             ),
         )
-        msg.start_time.CopyFrom(self.start.ref.capture_time)
+        msg.start_time.CopyFrom(self.start.wall)
+        msg.start_media_time.CopyFrom(self.start.ref.media_time)
         if end is not None:
-            msg.end_time.CopyFrom(end.ref.capture_time)
-        msg.update_time.CopyFrom(frame.ref.capture_time)
+            msg.end_time.CopyFrom(end.wall)
+            msg.end_media_time.CopyFrom(end.ref.media_time)
+        msg.update_time.CopyFrom(frame.wall)
         candidates: dict[tuple[int, int], Evidence] = {}
         for c in (self.best, *evidence):
             if c is not None:

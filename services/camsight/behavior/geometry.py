@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from camsight.cameras import Anchor
@@ -38,12 +39,42 @@ def point_in_polygon(p: XY, polygon: Sequence[XY]) -> bool:
     return inside
 
 
-def side_of_segment(p: XY, a: XY, b: XY) -> int | None:
+def _segment_distance(p: XY, a: XY, b: XY) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy)
+
+
+def zone_side(p: XY, polygon: Sequence[XY], margin: float = 0.0) -> bool | None:
+    """Inside (True) or outside (False) the polygon, None within ``margin`` of its edge.
+
+    The undecided band is a spatial hysteresis: a box whose anchor wobbles
+    on the edge changes nothing until it is clearly on one side.
+    """
+    inside = point_in_polygon(p, polygon)
+    if margin > 0.0:
+        n = len(polygon)
+        if min(_segment_distance(p, polygon[i], polygon[(i + 1) % n]) for i in range(n)) < margin:
+            return None
+    return inside
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes (x1, y1, x2, y2)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def side_of_segment(p: XY, a: XY, b: XY, margin: float = 0.0) -> int | None:
     """+1 right of a->b (as drawn on screen, y down), -1 left, None when undecided.
 
-    Undecided means exactly on the line, or beside the segment's ends (the
-    projection of ``p`` falls outside ``[a, b]``): walking around the end of a
-    counting line is not a crossing.
+    Undecided means within ``margin`` of the line, or beside the segment's
+    ends (the projection of ``p`` falls outside ``[a, b]``): walking around
+    the end of a counting line is not a crossing.
     """
     dx, dy = b[0] - a[0], b[1] - a[1]
     px, py = p[0] - a[0], p[1] - a[1]
@@ -51,6 +82,8 @@ def side_of_segment(p: XY, a: XY, b: XY) -> int | None:
     if not 0.0 <= t <= 1.0:
         return None
     cross = dx * py - dy * px
+    if abs(cross) <= margin * math.hypot(dx, dy) and margin > 0.0:
+        return None
     if cross > 0:
         return 1
     if cross < 0:

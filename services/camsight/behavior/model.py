@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from camsight.behavior.geometry import XY, anchor_point
 from camsight.cameras import Anchor
@@ -20,6 +23,10 @@ class Frame:
     ``t`` is media time in seconds (capture time when the decoder sent no
     media time): every duration a rule measures is a difference of ``t``, so
     tests are exact and a slow pipeline does not stretch a dwell time.
+    ``wall`` is the wall-clock time the picture shows: the file's
+    ``media_origin`` plus its media time for a recording, the capture time
+    for a live source. ``recorded`` tells the two apart (event ids of a
+    recording derive from media time, so re-analysing it gives the same ids).
     """
 
     camera: str
@@ -27,6 +34,8 @@ class Frame:
     seq: int
     t: float
     ref: frame_pb2.FrameRef
+    wall: Timestamp
+    recorded: bool
 
     @classmethod
     def of(cls, result: analysis_pb2.AnalysisResult) -> Frame:
@@ -35,7 +44,33 @@ class Frame:
             t = ref.media_time.seconds + ref.media_time.nanos / 1e9
         else:
             t = ref.capture_time.seconds + ref.capture_time.nanos / 1e9
-        return cls(ref.camera_id, result.analyzer, ref.seq, t, ref)
+        recorded = ref.HasField("media_origin")
+        if recorded:
+            wall = Timestamp()
+            wall.FromNanoseconds(ref.media_origin.ToNanoseconds() + ref.media_time.ToNanoseconds())
+        else:
+            wall = ref.capture_time
+        return cls(ref.camera_id, result.analyzer, ref.seq, t, ref, wall, recorded)
+
+    @property
+    def media_ns(self) -> int:
+        return int(self.ref.media_time.ToNanoseconds())
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One detection of a track in one frame."""
+
+    frame: Frame
+    detection: analysis_pb2.Detection
+    box: Box
+
+    @classmethod
+    def of(cls, frame: Frame, det: analysis_pb2.Detection) -> Sighting:
+        return cls(frame, det, (det.box.x1, det.box.y1, det.box.x2, det.box.y2))
+
+    def anchor(self, anchor: Anchor) -> XY:
+        return anchor_point(self.box, anchor)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -52,17 +87,54 @@ class Evidence:
 
 @dataclass(slots=True)
 class Track:
-    """A confirmed track: camera-wide ``number`` (Event.track_id) and its recent boxes."""
+    """A confirmed track: ``number`` (Event.track_id) within its analyzer, and its recent sightings.
+
+    ``new`` holds the sightings the rules have not observed yet: the
+    candidate's history when it was just confirmed, else this frame's
+    sighting. The engine clears it once every rule stepped.
+    """
 
     number: int
     key: str
     label: str
+    analyzer: str
     first: Frame
     last: Frame
     detection: analysis_pb2.Detection
     boxes: deque[Box] = field(default_factory=deque)
+    recent: deque[Sighting] = field(default_factory=lambda: deque(maxlen=64))
+    new: list[Sighting] = field(default_factory=list)
+    parked: bool = False
+    """Stationary and unseen: kept at its last box until it reappears or times out."""
     memo: dict[Any, Any] = field(default_factory=dict)
     """Per-frame results shared by rules (anchor points, zone tests); cleared on every new box."""
+
+    def see(self, sighting: Sighting) -> None:
+        sighting.detection.track_id = self.number
+        self.last, self.detection = sighting.frame, sighting.detection
+        self.boxes.append(sighting.box)
+        self.recent.append(sighting)
+        self.new.append(sighting)
+        self.memo.clear()
+
+    def stationary(self, speed: float, window_s: float) -> bool:
+        """The box centre moved less than ``speed`` box diagonals per second over the last
+        ``window_s`` of sightings (at least the last two)."""
+        recent = list(self.recent)
+        if len(recent) < 2:
+            return False
+        last, earliest = recent[-1], recent[-2]
+        for s in reversed(recent[:-2]):
+            if last.frame.t - s.frame.t > window_s:
+                break
+            earliest = s
+        elapsed = last.frame.t - earliest.frame.t
+        if elapsed <= 0:
+            return False
+        (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = earliest.box, last.box
+        moved = math.hypot((bx1 + bx2 - ax1 - ax2) / 2, (by1 + by2 - ay1 - ay2) / 2)
+        diagonal = max(math.hypot(bx2 - bx1, by2 - by1), 1e-6)
+        return moved / diagonal / elapsed < speed
 
     @property
     def box(self) -> Box:

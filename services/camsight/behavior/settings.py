@@ -18,11 +18,30 @@ class BehaviorSettings(BaseModel):
     reorder_timeout_s: float = Field(
         1.0, gt=0, description="wall time a held result waits before gaps are skipped"
     )
-    track_buffer: int = Field(
-        30, ge=0, le=10000, description="frames a lost track is kept for re-association"
+    max_lost_s: float = Field(
+        1.5, gt=0, le=3600, description="media seconds a moving track survives unseen (detector dropouts)"
     )
-    min_track_frames: int = Field(
-        2, ge=1, le=100, description="consecutive frames before a track is confirmed"
+    stationary_lost_s: float = Field(
+        120.0,
+        gt=0,
+        le=86400,
+        description="media seconds a stationary track is kept at its last box while unseen",
+    )
+    stationary_speed: float = Field(
+        0.2, ge=0, le=100, description="box diagonals per second below which a track counts as stationary"
+    )
+    stationary_window_s: float = Field(
+        1.0, gt=0, le=60, description="media seconds of recent sightings the stationary test looks at"
+    )
+    park_iou: float = Field(
+        0.3, gt=0, le=1, description="overlap a new detection needs with a parked track's box to continue it"
+    )
+    min_track_hits: int = Field(3, ge=1, le=1000, description="sightings before a track is confirmed")
+    min_track_age_s: float = Field(
+        0.3, ge=0, le=3600, description="media seconds from first sighting before a track is confirmed"
+    )
+    min_median_score: float = Field(
+        0.5, ge=0.0, le=1.0, description="median score of a track's sightings needed to confirm it"
     )
     track_activation_threshold: float = Field(0.5, ge=0.0, le=1.0)
     high_score_threshold: float = Field(0.5, ge=0.0, le=1.0)

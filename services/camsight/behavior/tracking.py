@@ -1,119 +1,239 @@
-"""Per-label multi-object tracking with the maintained ByteTrack of ``trackers``.
+"""Tracks that survive real detectors: ByteTrack, tuned and wrapped.
 
-One :class:`StreamTracker` per (camera, analyzer); inside it one
-``ByteTrackTracker`` per label, so a person and a bicycle never swap ids.
-ByteTrack reports tracks it has not confirmed yet (fewer than
-``min_track_frames`` consecutive matches) with id -1: those are dropped here,
-so no rule ever sees them. Confirmed tracks get a camera-wide number in the
-order they are confirmed, which is deterministic for a given input, so a
-replay gives the same numbers and the same event ids.
+One :class:`StreamTracker` per (camera, analyzer); inside it one tracker per
+label, so a person and a bicycle never swap ids and two analyzers reporting
+the same label never share a track. The association itself is the
+maintained ``trackers.ByteTrackTracker``, fed media timestamps so that its
+lost-track budget is seconds, not frames. Around it, this module decides
+what a rule may see:
+
+- **Confirmation.** A new track is a candidate until it has been seen
+  ``min_track_hits`` times over at least ``min_track_age_s`` of media time
+  and the median of its scores reaches ``min_median_score`` (Frigate's
+  rule). Candidates produce no events; when one is confirmed its earlier
+  sightings are handed to the rules too, so a line crossed or a zone entered
+  while it was a candidate still counts, at the frame it happened.
+- **Dropouts.** A confirmed track that goes unseen *coasts* (still present
+  for zones, dwell and counts) for ``max_lost_s``.
+- **Stationary objects.** A track whose recent sightings hardly moved is
+  *stationary*; unseen, it is *parked* at its last box for up to
+  ``stationary_lost_s`` instead of being lost. A detection that reappears
+  over a parked box (IoU >= ``park_iou``) continues the same track. This is
+  what keeps one id for a person who walks in and stands still while a
+  motion detector absorbs them into the background, or a sparse detector
+  sees them one frame in three.
+
+Track numbers count per (camera, analyzer) in order of confirmation, which is
+deterministic for a given input, so a replay or a re-analysed file gives the
+same numbers and the same event ids.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from camsight.behavior.model import Box, Frame, Track
+from camsight.behavior.geometry import iou
+from camsight.behavior.model import Frame, Sighting, Track
 from camsight.behavior.settings import BehaviorSettings
 from camsight.v1 import analysis_pb2
 
 
 @dataclass
+class _Candidate:
+    """A ByteTrack id not confirmed yet: its sightings, oldest first."""
+
+    sightings: list[Sighting] = field(default_factory=list)
+
+
+@dataclass
 class TrackUpdate:
+    """What one frame changed: confirmed tracks seen in it, all present ones, the lost ones."""
+
     seen: list[Track]
+    present: list[Track]
     lost: list[Track]
 
 
-class StreamTracker:
-    def __init__(self, settings: BehaviorSettings, numbers: Callable[[], int]) -> None:
-        self.settings = settings
-        self._numbers = numbers
-        self._trackers: dict[str, ByteTrackTracker] = {}
-        self.tracks: dict[str, Track] = {}
+class _LabelTracker:
+    """One label's ByteTrack, its candidates and the confirmed tracks it feeds."""
 
-    def _tracker(self, label: str) -> ByteTrackTracker:
-        tracker = self._trackers.get(label)
-        if tracker is None:
-            s = self.settings
-            tracker = ByteTrackTracker(
-                lost_track_buffer=s.track_buffer,
-                frame_rate=30.0,  # makes lost_track_buffer a number of frames
-                track_activation_threshold=s.track_activation_threshold,
-                minimum_consecutive_frames=s.min_track_frames,
-                minimum_iou_threshold=s.min_iou,
-                high_conf_det_threshold=s.high_score_threshold,
-            )
-            self._trackers[label] = tracker
-        return tracker
+    def __init__(self, settings: BehaviorSettings) -> None:
+        s = self.settings = settings
+        self.bytetrack = ByteTrackTracker(
+            lost_track_buffer=max(1, round(s.max_lost_s * 30)),  # 30 "frames" = 1 s in timestamp mode
+            frame_rate=30.0,
+            track_activation_threshold=s.track_activation_threshold,
+            # The library's own rule to start a tracklet: two matches in a row. A
+            # single detection that is not matched next time is clutter; once
+            # started, a tracklet lives through misses for the lost-track budget.
+            minimum_consecutive_frames=2,
+            minimum_iou_threshold=s.min_iou,
+            high_conf_det_threshold=s.high_score_threshold,
+        )
+        self.candidates: dict[int, _Candidate] = {}
+        self.tracks: dict[int, Track] = {}  # ByteTrack id -> confirmed track
+        self.parked: list[Track] = []
+
+    def update(self, sightings: list[Sighting], frame: Frame) -> list[tuple[int, Sighting]]:
+        """Associate this frame's sightings; returns (ByteTrack id, sighting) pairs."""
+        if sightings:
+            xyxy = np.array([s.box for s in sightings], dtype=np.float64)
+            scores = np.array([s.detection.score for s in sightings], dtype=np.float64)
+            dets = sv.Detections(xyxy=xyxy, confidence=scores, data={"i": np.arange(len(sightings))})
+        else:
+            dets = sv.Detections.empty()
+            dets.data["i"] = np.empty(0, dtype=int)
+        result = self.bytetrack.update(dets, timestamp=frame.t)
+        ids = result.tracker_id if result.tracker_id is not None else ()
+        return [
+            (int(tid), sightings[int(i)])
+            for i, tid in zip(result.data.get("i", ()), ids, strict=True)
+            if tid >= 0
+        ]
+
+    def forget_candidates(self, alive: set[int]) -> None:
+        """Drop candidates whose ByteTrack id the library no longer holds (never confirmed)."""
+        for tid in [t for t in self.candidates if t not in alive]:
+            del self.candidates[tid]
+
+
+class StreamTracker:
+    """Tracks of one (camera, analyzer)."""
+
+    def __init__(self, settings: BehaviorSettings, analyzer: str) -> None:
+        self.settings = settings
+        self.analyzer = analyzer
+        self._labels: dict[str, _LabelTracker] = {}
+        self.tracks: dict[str, Track] = {}
+        """Confirmed tracks present (seen, coasting or parked), by key."""
+        self._numbers = 0
 
     def update(
-        self, frame: Frame, detections: list[analysis_pb2.Detection], labels: frozenset[str] | None = None
+        self, frame: Frame, detections: Iterable[analysis_pb2.Detection], labels: frozenset[str] | None = None
     ) -> TrackUpdate:
-        """Track one frame's detections; returns confirmed tracks seen and tracks lost.
+        """Track one frame's detections.
 
         Only ``labels`` are tracked (None: every label): no rule of the camera
         looks at the others, and tracking is most of the service's CPU time.
         A label no longer wanted has its tracks reported lost.
         """
-        if labels is not None:
-            for label in [label for label in self._trackers if label not in labels]:
-                del self._trackers[label]
-        by_label: dict[str, list[int]] = {label: [] for label in self._trackers}
-        for i, det in enumerate(detections):
+        by_label: dict[str, list[Sighting]] = {label: [] for label in self._labels}
+        for det in detections:
             if labels is None or det.label in labels:
-                by_label.setdefault(det.label, []).append(i)
+                by_label.setdefault(det.label, []).append(Sighting.of(frame, det))
+        lost: list[Track] = []
+        if labels is not None:
+            for label in [label for label in self._labels if label not in labels]:
+                gone = self._labels.pop(label)
+                lost.extend([*gone.tracks.values(), *gone.parked])
+                del by_label[label]
         seen: list[Track] = []
-        alive: set[str] = set()
-        for label, indices in by_label.items():
-            tracker = self._tracker(label)
-            result = tracker.update(_to_sv(detections, indices))
-            ids = result.tracker_id if result.tracker_id is not None else ()
-            for index, tracker_id in zip(result.data.get("index", ()), ids, strict=True):
-                if tracker_id < 0:
-                    continue  # unconfirmed: never an event
-                seen.append(self._observe(frame, label, int(tracker_id), detections[int(index)]))
-            alive.update(f"{label}/{t.tracker_id}" for t in tracker.tracks if t.tracker_id >= 0)
-        lost = [track for key, track in self.tracks.items() if key not in alive]
+        for label, sightings in by_label.items():
+            lt = self._labels.get(label)
+            if lt is None:
+                lt = self._labels[label] = _LabelTracker(self.settings)
+            matched = lt.update(sightings, frame)
+            alive = {t.tracker_id for t in lt.bytetrack.tracks}
+            seen.extend(self._associate(lt, label, matched))
+            lost.extend(self._expire(lt, frame, alive))
+            lt.forget_candidates(alive)
         for track in lost:
-            del self.tracks[track.key]
-        return TrackUpdate(seen, lost)
+            self.tracks.pop(track.key, None)
+        return TrackUpdate(seen, list(self.tracks.values()), lost)
 
-    def _observe(self, frame: Frame, label: str, tracker_id: int, det: analysis_pb2.Detection) -> Track:
-        key = f"{label}/{tracker_id}"
-        track = self.tracks.get(key)
-        box: Box = (det.box.x1, det.box.y1, det.box.x2, det.box.y2)
-        if track is None:
-            track = Track(
-                self._numbers(), key, label, frame, frame, det, deque(maxlen=self.settings.path_points)
-            )
-            self.tracks[key] = track
-        det.track_id = track.number
-        track.last, track.detection = frame, det
-        track.boxes.append(box)
-        track.memo.clear()
+    def _associate(self, lt: _LabelTracker, label: str, matched: list[tuple[int, Sighting]]) -> list[Track]:
+        seen = []
+        for tid, sighting in matched:
+            track = lt.tracks.get(tid)
+            if track is None:
+                track = self._resume(lt, tid, sighting)
+            if track is None:
+                candidate = lt.candidates.setdefault(tid, _Candidate())
+                candidate.sightings.append(sighting)
+                if not self._confirmed(candidate):
+                    continue
+                del lt.candidates[tid]
+                track = self._confirm(lt, tid, label, candidate)
+            else:
+                track.see(sighting)
+            seen.append(track)
+        return seen
+
+    def _resume(self, lt: _LabelTracker, tid: int, sighting: Sighting) -> Track | None:
+        """A new ByteTrack id over a parked track's box continues that track."""
+        best, best_iou = None, self.settings.park_iou
+        for parked in lt.parked:
+            overlap = iou(parked.box, sighting.box)
+            if overlap >= best_iou:
+                best, best_iou = parked, overlap
+        if best is None:
+            return None
+        lt.parked.remove(best)
+        lt.tracks[tid] = best
+        best.parked = False
+        candidate = lt.candidates.pop(tid, None)
+        for earlier in candidate.sightings if candidate else ():
+            best.see(earlier)
+        best.see(sighting)
+        return best
+
+    def _confirmed(self, candidate: _Candidate) -> bool:
+        s, sightings = self.settings, candidate.sightings
+        return (
+            len(sightings) >= s.min_track_hits
+            and sightings[-1].frame.t - sightings[0].frame.t >= s.min_track_age_s
+            and statistics.median(x.detection.score for x in sightings) >= s.min_median_score
+        )
+
+    def _confirm(self, lt: _LabelTracker, tid: int, label: str, candidate: _Candidate) -> Track:
+        self._numbers += 1
+        first = candidate.sightings[0]
+        track = Track(
+            number=self._numbers,
+            key=f"{self.analyzer}/{label}/{self._numbers}",
+            label=label,
+            analyzer=self.analyzer,
+            first=first.frame,
+            last=first.frame,
+            detection=first.detection,
+            boxes=deque(maxlen=self.settings.path_points),
+        )
+        for sighting in candidate.sightings:
+            track.see(sighting)
+        lt.tracks[tid] = track
+        self.tracks[track.key] = track
         return track
 
-    def reset(self) -> list[Track]:
-        """Forget everything (camera restarted); returns the tracks that were alive."""
-        lost = list(self.tracks.values())
-        self._trackers.clear()
-        self.tracks.clear()
+    def _expire(self, lt: _LabelTracker, frame: Frame, alive: set[int]) -> list[Track]:
+        """Tracks unseen for too long: parked when stationary, else lost; parked ones time out."""
+        s = self.settings
+        lost = []
+        for tid, track in list(lt.tracks.items()):
+            if frame.t - track.last.t <= s.max_lost_s and tid in alive:
+                continue
+            del lt.tracks[tid]
+            lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
+            if track.stationary(s.stationary_speed, s.stationary_window_s):
+                track.parked = True
+                lt.parked.append(track)
+            else:
+                lost.append(track)
+        for track in list(lt.parked):
+            if frame.t - track.last.t > s.stationary_lost_s:
+                lt.parked.remove(track)
+                lost.append(track)
         return lost
 
-
-def _to_sv(detections: list[analysis_pb2.Detection], indices: list[int]) -> sv.Detections:
-    if not indices:
-        empty = sv.Detections.empty()
-        empty.data["index"] = np.empty(0, dtype=int)
-        return empty
-    xyxy = np.array(
-        [(d.box.x1, d.box.y1, d.box.x2, d.box.y2) for d in (detections[i] for i in indices)], dtype=np.float64
-    )
-    scores = np.array([detections[i].score for i in indices], dtype=np.float64)
-    return sv.Detections(xyxy=xyxy, confidence=scores, data={"index": np.array(indices, dtype=int)})
+    def reset(self) -> list[Track]:
+        """Forget everything (camera restarted); returns the tracks that were present."""
+        present = list(self.tracks.values())
+        self._labels.clear()
+        self.tracks.clear()
+        return present

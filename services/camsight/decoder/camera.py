@@ -45,7 +45,15 @@ from camsight.cameras import CameraConfig, Pacing
 from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
-from camsight.decoder.sources import EndOfSource, Source, SourceError, SourceKind, classify, open_source
+from camsight.decoder.sources import (
+    EndOfSource,
+    Source,
+    SourceError,
+    SourceKind,
+    classify,
+    open_source,
+    recording_start,
+)
 from camsight.decoder.stage import StageFailed, ThreadStage
 from camsight.decoder.status import State, StatusReporter, now_ts
 from camsight.v1 import camera_pb2, frame_pb2
@@ -146,6 +154,8 @@ class CameraWorker:
         )
         self._stop = threading.Event()
         self._reconnect = threading.Event()
+        self._origin: Timestamp | None = None
+        """A file's media origin (Frame.media_origin), set at its first picture."""
         self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
         self._batch: list[_Frame] = []  # the decode thread's, not handed over yet
         self._batch_size = settings.publish_batch if self.lossless else 1
@@ -270,6 +280,7 @@ class CameraWorker:
             paced=self.lossless,
             analyzers=self.config.analyzers,
             camera_revision=self.status.camera_revision,
+            media_origin=self._origin,
         )
 
     def _end_marker(self, item: _End) -> frame_pb2.Frame:
@@ -282,6 +293,7 @@ class CameraWorker:
             analyzers=self.config.analyzers,
             end_of_stream=True,
             camera_revision=self.status.camera_revision,
+            media_origin=self._origin,
         )
 
     async def _publish(self, batch: list[tuple[frame_pb2.Frame, float]]) -> None:
@@ -496,8 +508,22 @@ class CameraWorker:
                     anchor = time.monotonic() - grabbed.media_time
                 self._stop.wait(max(0.0, anchor + grabbed.media_time - time.monotonic()))
             last_media_time = grabbed.media_time
-            self._pass_on(_Picture(grabbed.media_time, now_ts(), source.progress(), grabbed.image))
+            read = now_ts()
+            if source.kind is SourceKind.FILE and self._origin is None:
+                self._origin = self._media_origin(read, grabbed.media_time)
+            self._pass_on(_Picture(grabbed.media_time, read, source.progress(), grabbed.image))
         return "finished"
+
+    def _media_origin(self, read: Timestamp, media_time: float) -> Timestamp:
+        """Wall-clock time of a file's media time 0: the camera's start_time, else the
+        container's creation time, else when this picture was read minus its media time."""
+        when = self.config.start_time or recording_start(classify(self.config.source)[1])
+        origin = Timestamp()
+        if when is not None:
+            origin.FromDatetime(when)
+        else:
+            origin.FromNanoseconds(read.ToNanoseconds() - round(media_time * 1e9))
+        return origin
 
     def _deliver(self, item: object) -> None:
         """Encode a picture and add it to the batch, count a corrupt frame, or queue a state

@@ -17,11 +17,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+import av
 import cv2
 import numpy as np
 
@@ -73,6 +75,27 @@ def classify(uri: str) -> tuple[SourceKind, str]:
     if Path(uri).is_dir():
         return SourceKind.FOLDER, uri
     return SourceKind.FILE, uri
+
+
+def recording_start(path: str) -> datetime | None:
+    """The container's ``creation_time`` tag (what cameras, phones and FFmpeg write), or None.
+
+    Read with PyAV because OpenCV does not expose container metadata. A
+    missing, unreadable or malformed tag is None: the caller falls back.
+    """
+    try:
+        with av.open(path) as container:
+            tags = dict(container.metadata)
+            for stream in container.streams.video[:1]:
+                tags = dict(stream.metadata) | tags
+    except (av.FFmpegError, OSError):
+        return None
+    raw = tags.get("creation_time", "")
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 FrameFilter = Callable[[float], bool]

@@ -18,7 +18,11 @@ class RuleRunner(abc.ABC):
 
     The engine calls, for every result in frame order: :meth:`lost` for each
     track the tracker dropped, then :meth:`step` with the confirmed tracks
-    seen in the frame (none for a skipped frame: time still advances).
+    seen in the frame (none for a skipped frame: time still advances) and
+    all those present (seen, coasting through a dropout, or parked while
+    stationary). A seen track's ``new`` sightings are what the rule has not
+    observed yet: usually this frame's, and a just-confirmed track's whole
+    history, so what happened while it was a candidate still counts.
     """
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
@@ -40,6 +44,8 @@ class RuleRunner(abc.ABC):
             "labels": ",".join(r.labels) or "*",
             "min_score": f"{r.min_score:g}",
             "hysteresis_frames": str(r.hysteresis_frames),
+            "debounce_s": f"{r.debounce_s:g}",
+            "margin": f"{r.margin:g}",
             "anchor": r.anchor.value,
         }
         return out | self.extra_thresholds()
@@ -60,16 +66,18 @@ class RuleRunner(abc.ABC):
             camera=self.camera_id,
             rule_id=self.rule.id,
             start=start,
-            subject=subject,
+            # Track numbers count per analyzer: the analyzer keeps two analyzers' ids apart.
+            subject=f"{track.analyzer}/{subject}" if track else subject,
             track_id=track.number if track else 0,
             label=track.label if track else "",
+            analyzer=track.analyzer if track else "",
             thresholds=self.thresholds(),
             **fields,
         )
 
     @abc.abstractmethod
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
-        """Advance to ``frame`` with the confirmed tracks seen in it."""
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
+        """Advance to ``frame`` with the confirmed tracks seen in it and all those present."""
 
     def lost(self, frame: Frame, track: Track) -> list[Emission]:
         """The tracker dropped ``track`` (last seen at ``track.last``)."""

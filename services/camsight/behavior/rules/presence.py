@@ -81,13 +81,13 @@ class TrackEvents(RuleRunner):
 
 
 class ObjectDetected(TrackEvents):
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         out = []
-        for track in tracks:
+        for track in seen:
             if track.key in self.events:
                 out.extend(self.follow(frame, track))
             elif self.accepts(track):
-                event = self.open(event_pb2.EVENT_TYPE_OBJECT_DETECTED, frame, str(track.number), track)
+                event = self.open(event_pb2.EVENT_TYPE_OBJECT_DETECTED, track.first, str(track.number), track)
                 out.append(self.start(event, frame, track))
         return out
 
@@ -98,7 +98,7 @@ class FaceIdentity(TrackEvents):
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
         self.recognized = rule.type is RuleType.FACE_RECOGNIZED
-        self.identities: dict[str, Debounced[str, Frame]] = {}
+        self.identities: dict[str, Debounced[str]] = {}
         self.fired: set[tuple[str, str]] = set()
 
     def _identity(self, track: Track) -> str | None:
@@ -117,9 +117,9 @@ class FaceIdentity(TrackEvents):
     def relevant(self, event: OpenEvent, track: Track) -> bool:
         return self._identity(track) == event.identity_id
 
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         out = []
-        for track in tracks:
+        for track in seen:
             out.extend(self.follow(frame, track))
             if not self.accepts(track):
                 continue

@@ -1,9 +1,13 @@
 """Zone rules: zone_enter, zone_exit, loitering (dwell) and crowding (count over time).
 
 All four share :class:`ZoneMembership`: a track is inside a zone when its
-anchor point is in the polygon for ``hysteresis_frames`` consecutive frames
-(and outside likewise), so a box jittering on the edge never flips it.
-Times are those of the first frame of the run that changed the state.
+anchor point was in the polygon (beyond ``margin`` from its edge) for
+``hysteresis_frames`` consecutive sightings spanning at least
+``debounce_s`` of media time (and outside likewise), so a box flickering on
+the edge never flips it. Times are those of the first sighting of the run
+that changed the state. A track that coasts or is parked (unseen, see
+:mod:`camsight.behavior.tracking`) keeps its state: it is still in the zone,
+its dwell goes on, it still counts for crowding.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from camsight.behavior.events import ENDED, STARTED, UPDATED, Emission, OpenEvent
-from camsight.behavior.geometry import XY, point_in_polygon
+from camsight.behavior.geometry import XY, zone_side
 from camsight.behavior.hysteresis import Change, Debounced
 from camsight.behavior.model import Frame, Track
 from camsight.behavior.rules.base import RuleRunner
@@ -23,21 +27,25 @@ from camsight.v1 import event_pb2
 class ZoneMembership:
     """Debounced inside/outside state of each track for one polygon."""
 
-    def __init__(self, zone_id: str, polygon: Sequence[XY], frames: int) -> None:
+    def __init__(self, zone_id: str, polygon: Sequence[XY], rule: Rule) -> None:
         self.zone_id = zone_id
         self.polygon = list(polygon)
-        self.frames = frames
-        self._states: dict[str, Debounced[bool, Frame]] = {}
+        self.frames, self.seconds, self.margin = rule.hysteresis_frames, rule.debounce_s, rule.margin
+        self._states: dict[str, Debounced[bool]] = {}
 
-    def observe(self, track: Track, anchor: Anchor) -> Change[bool, Frame] | None:
+    def observe(self, track: Track, anchor: Anchor) -> list[Change[bool]]:
+        """Feed the track's new sightings; returns the changes they made, oldest first."""
         state = self._states.get(track.key)
         if state is None:
-            state = self._states[track.key] = Debounced(self.frames)
-        memo = (self.zone_id, anchor)  # several rules on one zone test the point once
-        inside = track.memo.get(memo)
-        if inside is None:
-            inside = track.memo[memo] = point_in_polygon(track.anchor(anchor), self.polygon)
-        return state.observe(inside, track.last)
+            state = self._states[track.key] = Debounced(self.frames, self.seconds)
+        out = []
+        for sighting in track.new:
+            change = state.observe(
+                zone_side(sighting.anchor(anchor), self.polygon, self.margin), sighting.frame
+            )
+            if change is not None:
+                out.append(change)
+        return out
 
     def inside(self, key: str) -> bool:
         state = self._states.get(key)
@@ -55,15 +63,13 @@ class ZoneRule(RuleRunner):
         super().__init__(rule, camera, settings)
         zone = next(z for z in camera.zones if z.id == rule.zone)
         self.zone_name = zone.display_name or zone.id
-        self.members = ZoneMembership(zone.id, [(p.x, p.y) for p in zone.polygon], rule.hysteresis_frames)
+        self.members = ZoneMembership(zone.id, [(p.x, p.y) for p in zone.polygon], rule)
 
-    def changes(self, tracks: Sequence[Track]) -> list[tuple[Track, Change[bool, Frame]]]:
-        out = []
+    def changes(self, tracks: Sequence[Track]) -> list[tuple[Track, Change[bool]]]:
+        out: list[tuple[Track, Change[bool]]] = []
         for track in tracks:
             if self.accepts(track):
-                change = self.members.observe(track, self.rule.anchor)
-                if change is not None:
-                    out.append((track, change))
+                out.extend((track, change) for change in self.members.observe(track, self.rule.anchor))
         return out
 
     def lost(self, frame: Frame, track: Track) -> list[Emission]:
@@ -78,10 +84,10 @@ class ZoneCrossing(ZoneRule):
     appeared in the zone); a track lost while inside does not exit.
     """
 
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         entering = self.rule.type is RuleType.ZONE_ENTER
         out = []
-        for track, change in self.changes(tracks):
+        for track, change in self.changes(seen):
             if entering and change.new:
                 verb, type_ = "entered", event_pb2.EVENT_TYPE_ZONE_ENTER
             elif not entering and change.old and not change.new:
@@ -91,7 +97,7 @@ class ZoneCrossing(ZoneRule):
             event = self.open(type_, change.since, str(track.number), track, zone_id=self.rule.zone)
             summary = (
                 f"{track.label} track {track.number} {verb} zone {self.zone_name} "
-                f"(held {self.rule.hysteresis_frames} frames)"
+                f"(held {self.rule.debounce_s:g}s)"
             )
             out.append(
                 event.emit(
@@ -112,9 +118,9 @@ class Loitering(ZoneRule):
     def extra_thresholds(self) -> dict[str, str]:
         return {"duration_s": f"{self.rule.duration_s:g}"}
 
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         out: list[Emission] = []
-        for track, change in self.changes(tracks):
+        for track, change in self.changes(seen):
             if change.new:
                 self.visits[track.key] = self.open(
                     event_pb2.EVENT_TYPE_LOITERING,
@@ -127,7 +133,7 @@ class Loitering(ZoneRule):
                 visit = self.visits.pop(track.key, None)
                 if visit is not None and visit.published:
                     out.append(self._emit(visit, ENDED, frame, track, change.since))
-        for track in tracks:
+        for track in present:  # dwell goes on while a track coasts or is parked
             visit = self.visits.get(track.key)
             if visit is None or not self.members.inside(track.key):
                 continue
@@ -204,13 +210,13 @@ class Crowding(ZoneRule):
             self._lost_since = frame
         return super().lost(frame, track)
 
-    def step(self, frame: Frame, tracks: Sequence[Track]) -> list[Emission]:
-        changes = self.changes(tracks)
+    def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
+        changes = self.changes(seen)
         # The count changed at the first frame of the run that changed it.
         when = max((c.since for _, c in changes), key=lambda f: f.t, default=self._lost_since or frame)
         self._lost_since = None
         count = self.members.count()
-        inside = [t for t in tracks if self.members.inside(t.key)]
+        inside = [t for t in seen if self.members.inside(t.key)]
         crowd = self.crowd
         if count < self.rule.min_count:
             self.crowd = None
