@@ -104,8 +104,8 @@ class Track:
     boxes: deque[Box] = field(default_factory=deque)
     recent: deque[Sighting] = field(default_factory=lambda: deque(maxlen=64))
     new: list[Sighting] = field(default_factory=list)
-    parked: bool = False
-    """Stationary and unseen: kept at its last box until it reappears or times out."""
+    parked_until: float | None = None
+    """Unseen past the lost-track budget: kept at its last box until it reappears or this media time."""
     memo: dict[Any, Any] = field(default_factory=dict)
     """Per-frame results shared by rules (anchor points, zone tests); cleared on every new box."""
 

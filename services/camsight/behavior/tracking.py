@@ -15,13 +15,13 @@ what a rule may see:
   while it was a candidate still counts, at the frame it happened.
 - **Dropouts.** A confirmed track that goes unseen *coasts* (still present
   for zones, dwell and counts) for ``max_lost_s``.
-- **Stationary objects.** A track whose recent sightings hardly moved is
-  *stationary*; unseen, it is *parked* at its last box for up to
-  ``stationary_lost_s`` instead of being lost. A detection that reappears
-  over a parked box (IoU >= ``park_iou``) continues the same track. This is
-  what keeps one id for a person who walks in and stands still while a
-  motion detector absorbs them into the background, or a sparse detector
-  sees them one frame in three.
+- **Stationary objects.** Past ``max_lost_s`` a track is *parked* at its
+  last box: for ``stationary_lost_s`` when its recent sightings hardly
+  moved (it is *stationary*), else for another ``max_lost_s``. A new
+  detection over a parked box (IoU >= ``park_iou``) continues the same
+  track. This keeps one id for a person who walks in and stands still while
+  a motion detector absorbs them into the background, or a sparse detector
+  sees them one frame in two and the motion model overshoots when they stop.
 
 Track numbers count per (camera, analyzer) in order of confirmation, which is
 deterministic for a given input, so a replay or a re-analysed file gives the
@@ -64,11 +64,13 @@ class TrackUpdate:
 class _LabelTracker:
     """One label's ByteTrack, its candidates and the confirmed tracks it feeds."""
 
-    def __init__(self, settings: BehaviorSettings) -> None:
+    def __init__(self, settings: BehaviorSettings, fps: float) -> None:
         s = self.settings = settings
         self.bytetrack = ByteTrackTracker(
             lost_track_buffer=max(1, round(s.max_lost_s * 30)),  # 30 "frames" = 1 s in timestamp mode
-            frame_rate=30.0,
+            # Fed media timestamps, the Kalman filter predicts elapsed * frame_rate steps:
+            # the stream's own rate keeps that one step per frame, as its noise model expects.
+            frame_rate=fps,
             track_activation_threshold=s.track_activation_threshold,
             # The library's own rule to start a tracklet: two matches in a row. A
             # single detection that is not matched next time is clutter; once
@@ -114,6 +116,14 @@ class StreamTracker:
         self.tracks: dict[str, Track] = {}
         """Confirmed tracks present (seen, coasting or parked), by key."""
         self._numbers = 0
+        self._last_t: float | None = None
+        self._intervals: deque[float] = deque(maxlen=15)
+
+    @property
+    def fps(self) -> float:
+        """The stream's frame rate, from the median interval of recent media times (10 until known)."""
+        steps = sorted(i for i in self._intervals if i > 0)
+        return min(120.0, 1.0 / steps[len(steps) // 2]) if steps else 10.0
 
     def update(
         self, frame: Frame, detections: Iterable[analysis_pb2.Detection], labels: frozenset[str] | None = None
@@ -124,6 +134,9 @@ class StreamTracker:
         looks at the others, and tracking is most of the service's CPU time.
         A label no longer wanted has its tracks reported lost.
         """
+        if self._last_t is not None:
+            self._intervals.append(frame.t - self._last_t)
+        self._last_t = frame.t
         by_label: dict[str, list[Sighting]] = {label: [] for label in self._labels}
         for det in detections:
             if labels is None or det.label in labels:
@@ -138,7 +151,7 @@ class StreamTracker:
         for label, sightings in by_label.items():
             lt = self._labels.get(label)
             if lt is None:
-                lt = self._labels[label] = _LabelTracker(self.settings)
+                lt = self._labels[label] = _LabelTracker(self.settings, self.fps)
             matched = lt.update(sightings, frame)
             alive = {t.tracker_id for t in lt.bytetrack.tracks}
             seen.extend(self._associate(lt, label, matched))
@@ -167,17 +180,29 @@ class StreamTracker:
         return seen
 
     def _resume(self, lt: _LabelTracker, tid: int, sighting: Sighting) -> Track | None:
-        """A new ByteTrack id over a parked track's box continues that track."""
+        """A new ByteTrack id over the last box of a parked or coasting track continues that track.
+
+        Coasting counts too: ByteTrack's motion model extrapolates a track
+        unseen for a while, and after a stop it can drift off the object, so
+        the library starts a new tracklet on the very spot the track was
+        last seen.
+        """
+        coasting = {id(t): k for k, t in lt.tracks.items() if t.last.t < sighting.frame.t}
         best, best_iou = None, self.settings.park_iou
-        for parked in lt.parked:
-            overlap = iou(parked.box, sighting.box)
+        for track in [*lt.parked, *(lt.tracks[k] for k in coasting.values())]:
+            overlap = iou(track.box, sighting.box)
             if overlap >= best_iou:
-                best, best_iou = parked, overlap
+                best, best_iou = track, overlap
         if best is None:
             return None
-        lt.parked.remove(best)
+        if id(best) in coasting:
+            old = coasting[id(best)]
+            del lt.tracks[old]
+            lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != old]
+        else:
+            lt.parked.remove(best)
         lt.tracks[tid] = best
-        best.parked = False
+        best.parked_until = None
         candidate = lt.candidates.pop(tid, None)
         for earlier in candidate.sightings if candidate else ():
             best.see(earlier)
@@ -220,13 +245,11 @@ class StreamTracker:
                 continue
             del lt.tracks[tid]
             lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
-            if track.stationary(s.stationary_speed, s.stationary_window_s):
-                track.parked = True
-                lt.parked.append(track)
-            else:
-                lost.append(track)
+            stationary = track.stationary(s.stationary_speed, s.stationary_window_s)
+            track.parked_until = track.last.t + (s.stationary_lost_s if stationary else 2 * s.max_lost_s)
+            lt.parked.append(track)
         for track in list(lt.parked):
-            if frame.t - track.last.t > s.stationary_lost_s:
+            if track.parked_until is not None and frame.t > track.parked_until:
                 lt.parked.remove(track)
                 lost.append(track)
         return lost

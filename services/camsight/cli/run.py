@@ -75,7 +75,7 @@ class EventPrinter:
             self.summary.events_by_type[kind] += 1
         self.summary.events[event.id] = event  # the latest state wins
         if self.as_json:
-            sys.stdout.write(json.dumps(event_row(event)) + "\n")
+            sys.stdout.write(json.dumps(event_row(event), sort_keys=True) + "\n")
             sys.stdout.flush()
             return
         state = event_pb2.EventState.Name(event.state).removeprefix("EVENT_STATE_").lower()

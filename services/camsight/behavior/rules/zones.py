@@ -54,8 +54,11 @@ class ZoneMembership:
     def count(self) -> int:
         return sum(1 for s in self._states.values() if s.state)
 
-    def forget(self, key: str) -> None:
-        self._states.pop(key, None)
+    def forget(self, key: str) -> Change[bool] | None:
+        """The track is gone: drop its state; returns the change it was making, if it had
+        held for the sightings count (it walked out of the picture before the time ran out)."""
+        state = self._states.pop(key, None)
+        return state.settle() if state is not None else None
 
 
 class ZoneRule(RuleRunner):
@@ -81,30 +84,36 @@ class ZoneCrossing(ZoneRule):
     """zone_enter / zone_exit: one instantaneous event per confirmed change.
 
     A track whose first established state is inside counts as entering (it
-    appeared in the zone); a track lost while inside does not exit.
+    appeared in the zone); a track lost while inside does not exit, but one
+    lost after it was seen outside for ``hysteresis_frames`` sightings (not
+    yet for ``debounce_s``: it walked out of the picture) does.
     """
 
     def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
-        entering = self.rule.type is RuleType.ZONE_ENTER
         out = []
         for track, change in self.changes(seen):
-            if entering and change.new:
-                verb, type_ = "entered", event_pb2.EVENT_TYPE_ZONE_ENTER
-            elif not entering and change.old and not change.new:
-                verb, type_ = "left", event_pb2.EVENT_TYPE_ZONE_EXIT
-            else:
-                continue
-            event = self.open(type_, change.since, str(track.number), track, zone_id=self.rule.zone)
-            summary = (
-                f"{track.label} track {track.number} {verb} zone {self.zone_name} "
-                f"(held {self.rule.debounce_s:g}s)"
-            )
-            out.append(
-                event.emit(
-                    ENDED, frame, summary, [track.evidence], track.path(self.rule.anchor), end=change.since
-                )
-            )
+            emission = self._event(frame, track, change)
+            if emission is not None:
+                out.append(emission)
         return out
+
+    def lost(self, frame: Frame, track: Track) -> list[Emission]:
+        change = self.members.forget(track.key)
+        emission = self._event(frame, track, change) if change is not None else None
+        return [emission] if emission is not None else []
+
+    def _event(self, frame: Frame, track: Track, change: Change[bool]) -> Emission | None:
+        if self.rule.type is RuleType.ZONE_ENTER and change.new:
+            verb, type_ = "entered", event_pb2.EVENT_TYPE_ZONE_ENTER
+        elif self.rule.type is RuleType.ZONE_EXIT and change.old and not change.new:
+            verb, type_ = "left", event_pb2.EVENT_TYPE_ZONE_EXIT
+        else:
+            return None
+        event = self.open(type_, change.since, str(track.number), track, zone_id=self.rule.zone)
+        summary = f"{track.label} track {track.number} {verb} zone {self.zone_name} (held {self.rule.debounce_s:g}s)"
+        return event.emit(
+            ENDED, frame, summary, [track.evidence], track.path(self.rule.anchor), end=change.since
+        )
 
 
 class Loitering(ZoneRule):
@@ -173,11 +182,12 @@ class Loitering(ZoneRule):
         )
 
     def lost(self, frame: Frame, track: Track) -> list[Emission]:
-        super().lost(frame, track)
+        change = self.members.forget(track.key)
         visit = self.visits.pop(track.key, None)
         if visit is None or not visit.published:
             return []
-        return [self._emit(visit, ENDED, frame, track, end=track.last)]
+        left = change.since if change is not None and not change.new else track.last
+        return [self._emit(visit, ENDED, frame, track, end=left)]
 
     def close(self, frame: Frame, reason: str) -> list[Emission]:
         out = []
