@@ -110,7 +110,8 @@ class ZoneCrossing(ZoneRule):
         else:
             return None
         event = self.open(type_, change.since, str(track.number), track, zone_id=self.rule.zone)
-        summary = f"{track.label} track {track.number} {verb} zone {self.zone_name} (held {self.rule.debounce_s:g}s)"
+        held = f"held {self.rule.debounce_s:g}s"
+        summary = f"{track.label} track {track.number} {verb} zone {self.zone_name} ({held})"
         return event.emit(
             ENDED, frame, summary, [track.evidence], track.path(self.rule.anchor), end=change.since
         )
