@@ -120,6 +120,11 @@ class StreamTracker:
         self._intervals: deque[float] = deque(maxlen=15)
 
     @property
+    def confirmed(self) -> int:
+        """Tracks confirmed so far (the last track number given)."""
+        return self._numbers
+
+    @property
     def fps(self) -> float:
         """The stream's frame rate, from the median interval of recent media times (10 until known)."""
         steps = sorted(i for i in self._intervals if i > 0)
