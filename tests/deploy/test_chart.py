@@ -401,7 +401,7 @@ def test_each_workload_connects_as_its_own_nats_user(
     default: Rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     passwords = string_data(default, "cs-camsight-nats-users")
-    assert set(passwords) == {*SERVICES, "topology"}
+    assert set(passwords) == {*SERVICES, "topology", "events-reader"}
     assert len(set(passwords.values())) == len(passwords) and all(len(p) == 32 for p in passwords.values())
     generated = json.loads((CHART / "files" / "nats-permissions.json").read_text())
     config = tmp_path / "config.yaml"
@@ -570,7 +570,7 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
     keeps its passwords (rendered here by an Install against a stand-in holding it)."""
     import base64
 
-    kept = {role: f"kept-{role}-password" for role in (*SERVICES, "topology")}
+    kept = {role: f"kept-{role}-password" for role in (*SERVICES, "topology", "events-reader")}
     existing = {
         "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
             "apiVersion": "v1",
