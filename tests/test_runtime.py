@@ -177,22 +177,34 @@ def test_the_port_table_in_the_docs_is_the_code_s() -> None:
         )
 
 
-def test_a_busy_health_port_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "template"),
+    [
+        ("http.port", "http: {{host: 127.0.0.1, port: {port}}}\n"),
+        (
+            "services.query.port",
+            "http: {{port: 0}}\nnats: {{servers: ['{nats}']}}\n"
+            "services: {{query: {{host: 127.0.0.1, port: {port}}}}}\n",
+        ),
+    ],
+)
+def test_a_busy_port_is_one_line_naming_the_setting(
+    tmp_path: Path, setting: str, template: str, nats_server: EmbeddedNats
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config = tmp_path / "c.yaml"
-        config.write_text(f"http: {{host: 127.0.0.1, port: {port}}}\n")
+        config.write_text(template.format(port=port, nats=nats_server.url))
         done = subprocess.run(
-            [sys.executable, "-m", "camsight", "serve", "behavior", "--config", str(config)],
+            [sys.executable, "-m", "camsight", "serve", "query", "--config", str(config)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"camsight: http.port: port {port} is already in use (another camsight service?); "
-        "set http.port or CAMSIGHT_HTTP__PORT"
-    )
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"camsight: {setting}: port {port} is already in use"), done.stderr
+    assert last.endswith(f"set {setting}" + (" or CAMSIGHT_HTTP__PORT" if setting == "http.port" else ""))
     assert "Traceback" not in done.stderr
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 
 import grpc
@@ -80,6 +82,11 @@ def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) 
         else:
             port = server.add_insecure_port(address)
     except (OSError, RuntimeError) as exc:
+        if cfg.port and _in_use(cfg.host, cfg.port):
+            raise ConfigError(
+                f"services.query.port: port {cfg.port} is already in use (another query service?); "
+                "set services.query.port"
+            ) from None
         raise ConfigError(f"services.query: cannot serve gRPC on {address}: {exc}") from None
     if port == 0:
         raise ConfigError(f"services.query: cannot serve gRPC on {address}")
@@ -99,3 +106,13 @@ def add_reflection(server: grpc.aio.Server, names: tuple[str, ...]) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
     )
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether ``port`` is taken: gRPC's bind error does not say why it failed."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
