@@ -1,29 +1,48 @@
 # syntax=docker/dockerfile:1.7
 #
-# camsight: one image for every service; the entrypoint is `camsight`, the
-# Helm chart runs `camsight serve <service> --config /etc/camsight/config.yaml`.
+# camsight: one Dockerfile, one image per role (build targets), each with only what
+# its role imports; the entrypoint is `camsight`, the Helm chart runs
+# `camsight serve <service> --config /etc/camsight/config.yaml`.
 #
-#   docker build -t camsight:0.1.0 .                                   # CPU (PyTorch CPU wheels)
-#   docker build -t camsight:0.1.0-cuda --build-arg VARIANT=cuda .     # GPU analyzers
+#   docker build --target core  -t camsight:0.1.0-core .     # decoder, behavior, query, controller,
+#                                                            # detector with the OpenCV analyzers
+#   docker build --target faces -t camsight:0.1.0-faces .    # + the faces plugin (face service, CPU)
+#   docker build -t camsight:0.1.0 .                         # analyzers (default): + torch (CPU wheels)
+#   docker build -t camsight:0.1.0-cuda --build-arg VARIANT=cuda .   # analyzers on the GPU
 #
 # The CUDA variant installs PyTorch's default Linux wheels, which carry the
 # CUDA runtime and cuDNN as pip packages (nvidia-*); the node's NVIDIA driver
 # is mounted by the NVIDIA container runtime (runtimeClassName: nvidia). No
-# CUDA base image is needed, and both variants share every other layer.
-# See docs/decisions/0061-one-dockerfile-cpu-and-cuda.md.
+# CUDA base image is needed. See docs/decisions/0061-one-dockerfile-cpu-and-cuda.md
+# and, for the targets, docs/decisions/0092-extras-and-images-per-role.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
-ARG VARIANT=cpu
+# -- build: a virtual environment per role ---------------------------------------------
+FROM ${PYTHON_IMAGE} AS venv
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/camsight/bin:$PATH
 RUN python -m venv /opt/camsight
 WORKDIR /src
-# Dependencies first (the slow, rarely changing layer): torch from the CPU
-# index for the CPU variant, from PyPI (CUDA) for the cuda variant.
 COPY pyproject.toml README.md ./
+
+FROM venv AS build-core
+COPY services ./services
+COPY plugins ./plugins
+COPY proto ./proto
+RUN pip install . \
+ && python -m compileall -q /opt/camsight/lib \
+ && camsight --help >/dev/null
+
+FROM build-core AS build-faces
+RUN pip install ".[faces]" \
+ && python -m compileall -q /opt/camsight/lib
+
+FROM venv AS build-analyzers
+ARG VARIANT=cpu
+# PyTorch first (the slow, rarely changing layer): from the CPU index for the CPU
+# variant, from PyPI (CUDA) for the cuda variant.
 RUN case "$VARIANT" in \
       cpu)  pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1 ;; \
       cuda) pip install torch==2.14.1 torchvision==0.29.1 ;; \
@@ -32,10 +51,11 @@ RUN case "$VARIANT" in \
 COPY services ./services
 COPY plugins ./plugins
 COPY proto ./proto
-RUN pip install . \
+RUN pip install ".[torch,faces]" \
  && python -m compileall -q /opt/camsight/lib \
  && camsight --help >/dev/null
 
+# -- runtime: what every role's image shares -------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
 # OpenCV's wheel links libGL and glib; tini reaps children and forwards SIGTERM.
@@ -46,7 +66,6 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/camsight --shell /usr/sbin/nologin camsight \
  && mkdir -p /var/lib/camsight /etc/camsight /models \
  && chown 10001:10001 /var/lib/camsight
-COPY --from=build /opt/camsight /opt/camsight
 # The root filesystem is read-only in the cluster: no bytecode writes, caches
 # under /tmp (an emptyDir), data under /var/lib/camsight (a volume).
 ENV PATH=/opt/camsight/bin:$PATH \
@@ -63,6 +82,16 @@ LABEL org.opencontainers.image.title="camsight" \
       org.opencontainers.image.source="https://github.com/camsight/camsight"
 USER 10001:10001
 WORKDIR /var/lib/camsight
-EXPOSE 8080 50051
+EXPOSE 8080 8081 8082 8083 8084 8085 8086 50051
 ENTRYPOINT ["/usr/bin/tini", "--", "camsight"]
 CMD ["--help"]
+
+# -- the images, one per role (the last is the default target) -------------------------
+FROM runtime AS core
+COPY --from=build-core /opt/camsight /opt/camsight
+
+FROM runtime AS faces
+COPY --from=build-faces /opt/camsight /opt/camsight
+
+FROM runtime AS analyzers
+COPY --from=build-analyzers /opt/camsight /opt/camsight

@@ -7,6 +7,7 @@ other's streams or consumers.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from camsight.bus import Bus, connect
 from camsight.config import NatsSettings, StreamSettings
 from camsight.natsserver import EmbeddedNats
+from helpers import needs
 
 
 @pytest.fixture
@@ -37,3 +39,14 @@ async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
     await b.ensure_topology()
     yield b
     await b.close()
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Headless Chromium (Debian's package): pip cannot install it, so without it tests skip
+    naming the command, unless CAMSIGHT_REQUIRE_BROWSER=1 (.ci/run sets it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    needs("headless Chromium on PATH (chromium or chromium-browser)", found is not None,
+          "apt-get install chromium", "CAMSIGHT_REQUIRE_BROWSER")  # fmt: skip
+    assert found is not None
+    return found

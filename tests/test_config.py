@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,17 @@ def test_camera_round_trips_through_the_wire_message() -> None:
     # Coordinates travel as 32-bit floats: compare on the wire.
     assert again.to_proto() == wire
     assert again.rules == camera.rules and again.pacing == camera.pacing
+
+
+@pytest.mark.parametrize("folder", ["missing", "a-file"])
+def test_a_secrets_dir_that_is_not_a_folder_is_one_line(tmp_path: Path, folder: str) -> None:
+    (tmp_path / "a-file").write_text("")
+    done = subprocess.run(
+        [sys.executable, "-m", "camsight", "topology", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CAMSIGHT_SECRETS_DIR": str(tmp_path / folder)},
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"camsight: CAMSIGHT_SECRETS_DIR: {tmp_path / folder} is not a folder"

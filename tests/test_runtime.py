@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from camsight.bus import Bus, PullWorker, WorkerConfig, connect, each
 from camsight.bus.topology import TopologyMissingError
+from camsight.cli.serve import ServiceName
 from camsight.config import HttpSettings, NatsSettings, Settings, StreamSettings
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime import Service, ServiceContext
+from camsight.runtime.logs import JsonFormatter, TextFormatter
+from camsight.runtime.ports import HTTP_PORTS, SHARED_HTTP_PORT, http_port
 from camsight.runtime.serve import Runtime
 from camsight.v1 import event_pb2
 from helpers import wait_for
@@ -152,3 +160,62 @@ async def test_check_topology_names_what_is_missing(bus: Bus) -> None:
 def test_connections_must_name_hosted_services() -> None:
     with pytest.raises(ValueError, match=r"not hosted here.*: recordr"):
         Runtime(Settings(), [Recorder], name="r", connections={"recordr": NatsSettings()})
+
+
+def test_each_service_has_its_own_default_health_port() -> None:
+    defaults = {name: http_port(HttpSettings(), name) for name in ServiceName}
+    assert len(set(defaults.values())) == len(defaults), defaults
+    assert http_port(HttpSettings(), "run") == SHARED_HTTP_PORT
+    assert http_port(HttpSettings(port=9000), "query") == 9000
+
+
+def test_the_port_table_in_the_docs_is_the_code_s() -> None:
+    deploy = (Path(__file__).parents[1] / "docs" / "deploy.md").read_text()
+    for name, port in HTTP_PORTS.items():
+        assert re.search(rf"^\| `{name}` \| {port} \|", deploy, re.M), (
+            f"docs/deploy.md: no row for {name} {port}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("setting", "template"),
+    [
+        ("http.port", "http: {{host: 127.0.0.1, port: {port}}}\n"),
+        (
+            "services.query.port",
+            "http: {{port: 0}}\nnats: {{servers: ['{nats}']}}\n"
+            "services: {{query: {{host: 127.0.0.1, port: {port}}}}}\n",
+        ),
+    ],
+)
+def test_a_busy_port_is_one_line_naming_the_setting(
+    tmp_path: Path, setting: str, template: str, nats_server: EmbeddedNats
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "c.yaml"
+        config.write_text(template.format(port=port, nats=nats_server.url))
+        done = subprocess.run(
+            [sys.executable, "-m", "camsight", "serve", "query", "--config", str(config)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"camsight: {setting}: port {port} is already in use"), done.stderr
+    assert last.endswith(f"set {setting}" + (" or CAMSIGHT_HTTP__PORT" if setting == "http.port" else ""))
+    assert "Traceback" not in done.stderr
+
+
+def test_text_logs_carry_the_same_fields_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    record = logging.makeLogRecord(
+        {"name": "camsight.query.auth", "levelname": "WARNING", "msg": "refused an unknown token",
+         "method": "/camsight.v1.EventService/ListEvents", "token": "ops team"}
+    )  # fmt: skip
+    text = TextFormatter().format(record)
+    as_json = json.loads(JsonFormatter("query").format(record))
+    assert text.endswith(
+        'refused an unknown token method=/camsight.v1.EventService/ListEvents token="ops team"'
+    )
+    assert as_json["method"] == "/camsight.v1.EventService/ListEvents" and as_json["token"] == "ops team"

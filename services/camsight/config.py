@@ -21,6 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from camsight.cameras import CameraConfig
 
+# Read once, when the model is defined (pydantic-settings' secrets_dir is class configuration).
+SECRETS_DIR = os.environ.get("CAMSIGHT_SECRETS_DIR") or None
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message names field and value."""
@@ -114,7 +117,9 @@ class HttpSettings(_Section):
     """The health and metrics endpoint every service serves."""
 
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
+    # None: the service's own default (camsight.runtime.ports, the table in docs/deploy.md),
+    # so several services run on one host as they are; 0 picks a free port.
+    port: int | None = Field(None, ge=0, le=65535)
 
 
 class LogSettings(_Section):
@@ -135,7 +140,7 @@ class Settings(BaseSettings):
         env_prefix="CAMSIGHT_",
         env_nested_delimiter="__",
         extra="forbid",
-        secrets_dir=os.environ.get("CAMSIGHT_SECRETS_DIR") or None,
+        secrets_dir=SECRETS_DIR,
     )
 
     instance: str = Field(default_factory=lambda: os.environ.get("HOSTNAME") or os.uname().nodename)
@@ -185,6 +190,7 @@ def service_section(settings: Settings, name: str, model: type[M]) -> M:
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Read the YAML file (if any), apply CAMSIGHT_* variables, validate."""
+    _check_secrets_dir()
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -211,6 +217,17 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+def _check_secrets_dir() -> None:
+    """A ``CAMSIGHT_SECRETS_DIR`` that is missing or unreadable is an error, not a warning:
+    the process would run without its credentials and be refused by NATS, far from the cause."""
+    if SECRETS_DIR is None:
+        return
+    if not Path(SECRETS_DIR).is_dir():
+        raise ConfigError(f"CAMSIGHT_SECRETS_DIR: {SECRETS_DIR} is not a folder")
+    if not os.access(SECRETS_DIR, os.R_OK | os.X_OK):
+        raise ConfigError(f"CAMSIGHT_SECRETS_DIR: {SECRETS_DIR} cannot be read (permission denied)")
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:

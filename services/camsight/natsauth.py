@@ -50,6 +50,8 @@ TOPOLOGY = [
 ]
 # The role of `camsight topology`: creates and updates camsight's streams, nothing else.
 TOPOLOGY_ROLE = "topology"
+# The role of applications that read events on NATS: EVENTS and snapshots, nothing else.
+READER_ROLE = "events-reader"
 # What generated user names start with (the Helm chart uses the same: camsight-<role>).
 USER_PREFIX = "camsight-"
 # A request-serving user may answer each request it received once, within a minute.
@@ -85,6 +87,11 @@ class Needs:
     owns: tuple[str, ...] = ()
     """KV buckets it creates itself because their settings are its own (the decoder's lease
     TTL): create only, never update or delete."""
+    watches: tuple[str, ...] = ()
+    """Streams it reads through ordered consumers only (ephemeral, pushed to its own inbox):
+    it can neither pull from, replace nor delete another user's consumer."""
+    dead_letters: bool = True
+    """It copies what it cannot process to ``deadletter.<consumer>`` (every service does)."""
 
 
 NEEDS: dict[str, Needs] = {
@@ -129,6 +136,13 @@ NEEDS: dict[str, Needs] = {
         reads=(subjects.CAMERA_STATUS_BUCKET,),
         writes=(subjects.CAMERAS_BUCKET,),
     ),
+    # Not a service: applications outside camsight that follow events on NATS
+    # (docs/api.md, "Events on NATS"). Read-only: events and their snapshots.
+    READER_ROLE: Needs(
+        watches=(subjects.EVENTS_STREAM, f"OBJ_{subjects.SNAPSHOTS_STORE}"),
+        peeks=(subjects.EVENTS_STREAM, f"OBJ_{subjects.SNAPSHOTS_STORE}"),
+        dead_letters=False,
+    ),
 }
 
 
@@ -163,10 +177,16 @@ def inbox_prefix(user: str) -> str:
 def permissions(needs: Needs, inbox: str) -> dict[str, Any]:
     """NATS ``permissions`` for a service whose inbox prefix is ``inbox``: publish and
     subscribe allow-lists, and ``allow_responses`` when it answers requests."""
-    publish = [*TOPOLOGY, "deadletter.>", *needs.publishes]
+    publish = [*TOPOLOGY, *(["deadletter.>"] if needs.dead_letters else []), *needs.publishes]
     subscribe = [f"{inbox}.>", *needs.serves, *needs.listens]
     for stream in needs.consumes:
         publish += _stream_read(stream)
+    for stream in needs.watches:
+        publish += [
+            f"$JS.API.CONSUMER.CREATE.{stream}",  # no name: ephemeral, never another's consumer
+            f"$JS.API.CONSUMER.INFO.{stream}.*",
+            f"$JS.FC.{stream}.>",  # the ordered consumer's flow-control replies
+        ]
     for stream in needs.inspects:
         publish += [f"$JS.API.CONSUMER.LIST.{stream}", f"$JS.API.CONSUMER.NAMES.{stream}"]
         publish += [f"$JS.API.CONSUMER.INFO.{stream}.*"]
@@ -269,6 +289,50 @@ def credentials(user: ServiceUser) -> dict[str, str]:
     """What to merge into a service's ``nats`` settings section to connect as ``user``
     (with its own inbox prefix, the only one its permissions let it subscribe to)."""
     return {"user": user.user, "password": user.password, "inbox_prefix": user.inbox_prefix}
+
+
+SECRETS_FILE = "camsight_nats"
+"""The file, in a role's credentials folder, that holds its ``nats`` settings: pydantic-settings
+reads a ``CAMSIGHT_SECRETS_DIR`` file named like the variable, and merges its JSON into the
+section, so the YAML file keeps ``servers`` and everything else."""
+
+
+def write_credentials(folder: Path, users: Mapping[str, ServiceUser]) -> None:
+    """``<folder>/<role>/camsight_nats`` per user, private to the owner: a service runs with
+    ``CAMSIGHT_SECRETS_DIR=<folder>/<role>``. Services only check the topology
+    (``declare_topology: false``); the topology role declares it."""
+    for role, user in users.items():
+        (folder / role).mkdir(mode=0o700, parents=True, exist_ok=True)
+        file = folder / role / SECRETS_FILE
+        file.touch(mode=0o600)
+        file.write_text(json.dumps({**credentials(user), "declare_topology": role == TOPOLOGY_ROLE}) + "\n")
+
+
+def credentials_folder(folder: Path, roles: Iterable[str] = ROLES) -> dict[str, ServiceUser]:
+    """The users of ``folder`` (:func:`write_credentials`'s layout), generating and writing the
+    roles it lacks: a restarted server keeps the passwords its services hold.
+
+    Raises ValueError naming the file that cannot be read or written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"credentials folder {folder} is not a folder")
+    users: dict[str, ServiceUser] = {}
+    missing = []
+    for role in roles:
+        file = folder / role / SECRETS_FILE
+        try:
+            data = json.loads(file.read_text())
+            users[role] = ServiceUser(role, str(data["user"]), str(data["password"]))
+        except FileNotFoundError:
+            missing.append(role)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"credentials file {file} cannot be read: {exc}") from None
+    fresh = service_users(missing)
+    try:
+        write_credentials(folder, fresh)
+    except OSError as exc:
+        raise ValueError(f"credentials folder {folder} cannot be written: {exc.strerror or exc}") from None
+    return users | fresh
 
 
 def permissions_document() -> str:

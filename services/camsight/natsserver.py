@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,18 @@ DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024
 
 class NatsServerError(RuntimeError):
     """The embedded server could not be found, started or stopped."""
+
+
+class NatsPortInUse(NatsServerError):
+    """The server could not listen: :attr:`port` is taken (by an earlier server, say)."""
+
+    def __init__(self, address: str) -> None:
+        self.port = int(address.rsplit(":", 1)[1])
+        super().__init__(f"nats-server cannot listen on {address}: port {self.port} is already in use")
+
+
+_PORT_IN_USE = re.compile(r"listen tcp (\S+): bind: address already in use")
+_LOG_PREFIX = re.compile(r"^\[\d+\] \S+ \S+ \[\w+\] ")
 
 
 def find_nats_server() -> Path:
@@ -93,12 +106,9 @@ class EmbeddedNats:
         self._run_dir = Path(tempfile.mkdtemp(prefix="camsight-nats-"))
         conf = self._run_dir / "nats.conf"
         conf.write_text(json.dumps(self.config(self._run_dir), indent=2))
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        try:
+        # Without a log file the log goes to the run folder: a start-up failure quotes it.
+        with open(self._log_path(), "ab") as out:
             self._proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=out, stderr=out)
-        finally:
-            if self.log_file:
-                out.close()  # type: ignore[union-attr]
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -113,10 +123,7 @@ class EmbeddedNats:
         last_error = "no ports file yet"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with code {self._proc.returncode} during start-up"
-                    + (f"; see {self.log_file}" if self.log_file else "")
-                )
+                raise self._start_failure(self._proc.returncode)
             if ports_file.exists() and not self.url:
                 try:
                     ports = json.loads(ports_file.read_text())
@@ -135,6 +142,26 @@ class EmbeddedNats:
                     last_error = str(exc)
             time.sleep(0.02)  # polling a child process's readiness, bounded by the deadline
         raise NatsServerError(f"nats-server not ready after {timeout:.0f}s: {last_error}")
+
+    def _log_path(self) -> Path:
+        assert self._run_dir is not None
+        return self.log_file or self._run_dir / "nats-server.log"
+
+    def _start_failure(self, code: int) -> NatsServerError:
+        """One line for a server that exited while starting: a busy port named, else its fatal line."""
+        try:
+            log = self._log_path().read_text(errors="replace")
+        except OSError:
+            log = ""
+        busy = _PORT_IN_USE.search(log)
+        if busy:
+            return NatsPortInUse(busy[1])
+        last = _LOG_PREFIX.sub("", log.strip().rsplit("\n", 1)[-1])  # the fatal line, without its stamp
+        return NatsServerError(
+            f"nats-server exited with code {code} during start-up"
+            + (f": {last}" if last else "")
+            + (f"; see {self.log_file}" if self.log_file else "")
+        )
 
     @property
     def pid(self) -> int | None:

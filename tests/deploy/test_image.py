@@ -12,14 +12,34 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 
 
+def stage(name: str) -> str:
+    """The text of build stage ``name`` (from its FROM line to the next)."""
+    (text,) = re.findall(rf"^FROM \S+ AS {name}\n(.*?)(?=^FROM |\Z)", DOCKERFILE, re.M | re.S)
+    return str(text)
+
+
 def final_stage() -> str:
-    return DOCKERFILE.split("\nFROM ")[-1]
+    """What every role's image inherits (user, entrypoint, environment)."""
+    return stage("runtime")
 
 
-def test_multi_stage_with_cpu_and_cuda_variants() -> None:
-    assert re.findall(r"^FROM \S+ AS (\w+)", DOCKERFILE, re.M) == ["build", "runtime"]
-    assert "cpu)" in DOCKERFILE and "cuda)" in DOCKERFILE
-    assert "COPY --from=build /opt/camsight /opt/camsight" in final_stage()
+# Image per role: target -> the extras its venv installs (pyproject.toml).
+ROLES = {"core": "", "faces": "[faces]", "analyzers": "[torch,faces]"}
+
+
+def test_one_target_per_role_and_cpu_and_cuda_variants() -> None:
+    stages = re.findall(r"^FROM (\S+) AS ([\w-]+)", DOCKERFILE, re.M)
+    assert stages[-1] == ("runtime", "analyzers")  # the default target has every analyzer
+    for role, extras in ROLES.items():
+        assert ("runtime", role) in stages
+        assert f"COPY --from=build-{role} /opt/camsight /opt/camsight" in stage(role)
+        assert (
+            f'pip install ".{extras}"' in stage(f"build-{role}")
+            if extras
+            else "pip install ." in stage("build-core")
+        )
+    assert "torch" not in stage("build-core") + stage("build-faces")
+    assert "cpu)" in stage("build-analyzers") and "cuda)" in stage("build-analyzers")
 
 
 def test_runs_as_the_non_root_user_the_chart_expects() -> None:

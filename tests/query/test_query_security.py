@@ -12,7 +12,7 @@ import pytest
 from camsight.config import NatsSettings
 from camsight.v1 import camera_pb2, camera_service_pb2, event_service_pb2, event_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from query_helpers import query_settings, running_query
 
 READ = "read-token-0123456789"
@@ -54,12 +54,23 @@ async def test_scopes(nats_settings: NatsSettings, tmp_path: Path, caplog: pytes
     assert READ not in caplog.text and ADMIN not in caplog.text
 
 
-async def test_reflection_lists_the_services(nats_settings: NatsSettings, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["v1alpha", "v1"])
+async def test_reflection_lists_the_services(
+    nats_settings: NatsSettings, tmp_path: Path, version: str
+) -> None:
     async with running_query(query_settings(nats_settings, tmp_path)) as query:
-        stub = reflection_pb2_grpc.ServerReflectionStub(query.channel)
-        call = stub.ServerReflectionInfo()
+        # v1's messages are v1alpha's field for field: only the method path differs.
+        call = query.channel.stream_stream(
+            f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )()
         await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
         reply = await call.read()
+        await call.write(
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="camsight.v1.EventService")
+        )
+        described = await call.read()
         await call.done_writing()
         names = {s.name for s in reply.list_services_response.service}
         assert {
@@ -67,6 +78,7 @@ async def test_reflection_lists_the_services(nats_settings: NatsSettings, tmp_pa
             "camsight.v1.CameraService",
             "camsight.v1.FaceGalleryService",
         } <= names
+        assert described.file_descriptor_response.file_descriptor_proto
 
 
 @pytest.mark.skipif(

@@ -1,6 +1,7 @@
 """The HTML report: written from real JPEG snapshots of the sample videos, rendered in headless Chromium.
 
-Chromium is Debian's ``chromium`` package (``apt-get install chromium``); the
+Chromium is Debian's ``chromium`` package (``apt-get install chromium``; the
+``chromium`` fixture skips without it, or fails with CAMSIGHT_REQUIRE_BROWSER=1); the
 screenshot proves the page renders the timeline marks and a snapshot, not
 just that the HTML contains them.
 """
@@ -115,20 +116,10 @@ def snapshots() -> dict[str, bytes]:
     }
 
 
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail(
-            "headless Chromium is needed to render the report: install it with `apt-get install chromium` "
-            "(Debian's package; the test looks for `chromium` or `chromium-browser` on PATH)"
-        )
-    return found
-
-
-def screenshot(page: Path, tmp_path: Path) -> np.ndarray:
+def screenshot(chromium: str, page: Path, tmp_path: Path) -> np.ndarray:
     png = tmp_path / "page.png"
     command = [
-        chromium(),
+        chromium,
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -168,8 +159,10 @@ def report(tmp_path: Path) -> Path:
     return write_report(out, sample_events(), snapshots(), [out / "bikes.mp4"], SUMMARY)
 
 
-def test_report_renders_timeline_and_snapshots_in_chromium(report: Path, tmp_path: Path) -> None:
-    image = screenshot(report, tmp_path)
+def test_report_renders_timeline_and_snapshots_in_chromium(
+    report: Path, tmp_path: Path, chromium: str
+) -> None:
+    image = screenshot(chromium, report, tmp_path)
     assert image.shape[:2] == (SCREEN[1], SCREEN[0])
     assert image.std() > 20, "the page rendered blank"
 

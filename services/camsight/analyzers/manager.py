@@ -5,6 +5,11 @@ exactly like third-party packages) or are added explicitly as modules
 (tests, embedded use). A plugin that cannot be imported, or whose hook
 raises, is recorded in :attr:`PluginManager.errors` and skipped: one
 broken package must not take every analyzer down.
+
+A plugin whose distribution declares an extra named like its entry point
+(``camsight[torch]`` for the ``torch`` plugin) needs that extra's packages: when
+one is missing the plugin is not imported and is listed in
+:attr:`PluginManager.unavailable` with the command that installs them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pluggy
+from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import ValidationError
 
 from camsight.analyzers import hookspecs
@@ -73,11 +79,18 @@ class PluginManager:
         self._versions: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         """Plugin name -> why it could not be used."""
+        self.unavailable: dict[str, str] = {}
+        """Plugin name -> what it lacks and the command that installs it (its extra is missing)."""
 
     def load_entry_points(self) -> None:
         """Import every plugin registered in the ``camsight`` entry-point group."""
         for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
             if ep.name in self._disabled or self._pm.has_plugin(ep.name):
+                continue
+            lacking = missing_extra(ep)
+            if lacking:
+                self.unavailable[ep.name] = lacking
+                log.info("plugin %s is unavailable: %s", ep.name, lacking)
                 continue
             try:
                 module = ep.load()
@@ -147,8 +160,10 @@ class PluginManager:
         if name not in available:
             known = ", ".join(sorted(available)) or "none"
             broken = "; ".join(f"{p}: {e}" for p, e in sorted(self.errors.items()))
+            missing = "; ".join(f"{p}: {e}" for p, e in sorted(self.unavailable.items()))
             raise AnalyzerError(
                 f"no analyzer named {name!r} (available: {known})"
+                + (f"; unavailable plugins: {missing}" if missing else "")
                 + (f"; broken plugins: {broken}" if broken else "")
             )
         return instantiate(available[name].cls, config, device, precision)
@@ -186,6 +201,35 @@ def _describe(cls: Any, plugin: str) -> AnalyzerInfo:
             raise AnalyzerError(f"analyzer class {cls.__name__} does not declare {attr!r}")
     validate_id(cls.name, "analyzer name")
     return AnalyzerInfo(cls.name, cls.kind, cls.version, cls.clip, plugin, cls)
+
+
+def missing_extra(ep: importlib.metadata.EntryPoint) -> str:
+    """What entry point ``ep``'s plugin lacks, as "needs torch, onnx2torch: pip install
+    'camsight[torch]'"; "" when its distribution has no extra named like it, or has it all."""
+    if ep.dist is None or ep.name not in (ep.dist.metadata.get_all("Provides-Extra") or []):
+        return ""
+    lacking = []
+    for line in ep.dist.requires or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if (
+            req.marker is None
+            or not req.marker.evaluate({"extra": ep.name})
+            or req.marker.evaluate({"extra": ""})
+        ):
+            continue  # not this extra's (or needed without it)
+        try:
+            version = importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            lacking.append(req.name)
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            lacking.append(f"{req.name}{req.specifier} (found {version})")
+    if not lacking:
+        return ""
+    return f"needs {', '.join(lacking)}: pip install '{ep.dist.name}[{ep.name}]'"
 
 
 def _module_version(plugin: object) -> str:

@@ -18,12 +18,20 @@ app.add_typer(plugins_app, name="plugins")
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Show each plugin with its analyzers; broken plugins are listed with the reason."""
+    """Show each plugin with its analyzers; unavailable ones (an extra not installed) with the
+    command that installs it, broken ones with the reason."""
     manager = default_manager()
     plugins = manager.plugins()
     if as_json:
         typer.echo(
-            json.dumps({"plugins": [p.as_dict() for p in plugins], "errors": manager.errors}, indent=2)
+            json.dumps(
+                {
+                    "plugins": [p.as_dict() for p in plugins],
+                    "unavailable": manager.unavailable,
+                    "errors": manager.errors,
+                },
+                indent=2,
+            )
         )
         return
     for plugin in plugins:
@@ -32,5 +40,7 @@ def list_plugins(
             typer.echo(f"  {a.name:<24} {a.kind:<10} {a.version}{'  [clip]' if a.clip else ''}")
         if not plugin.analyzers:
             typer.echo("  (no analyzers)")
+    for name, lacking in sorted(manager.unavailable.items()):
+        typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
     for name, reason in sorted(manager.errors.items()):
         typer.secho(f"{name}: BROKEN: {reason}", fg=typer.colors.RED)

@@ -34,6 +34,13 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 # RTSP over TCP: UDP loses packets (grey smears) behind NAT and on busy links.
 # OpenCV reads this variable when a capture is opened; a user's value wins.
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+# A live camera that is down would print FFmpeg's "[tcp @ 0x…] Connection to tcp://…
+# failed" and OpenCV's "WARN … can't be used to capture by name" raw on stderr at every
+# retry; the camera's status (logged once per change, in CameraStatus.last_error) says
+# it instead. FFmpeg's level is read when OpenCV's FFmpeg backend first opens a capture
+# (-8: AV_LOG_QUIET); OpenCV's own errors still print.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 class SourceKind(StrEnum):

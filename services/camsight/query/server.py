@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from camsight.bus import Bus
 from camsight.config import ConfigError
@@ -32,6 +34,9 @@ SERVICES = (
     face_gallery_service_pb2.DESCRIPTOR.services_by_name["FaceGalleryService"].full_name,
 )
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# grpcio-reflection ships the v1alpha service only; v1 has the same messages (field for
+# field) under another package name, so the one servicer answers both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass
@@ -66,7 +71,7 @@ def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) 
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     address = f"{cfg.host}:{cfg.port}"
     try:
         if cfg.tls_cert_file and cfg.tls_key_file:
@@ -77,7 +82,37 @@ def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) 
         else:
             port = server.add_insecure_port(address)
     except (OSError, RuntimeError) as exc:
+        if cfg.port and _in_use(cfg.host, cfg.port):
+            raise ConfigError(
+                f"services.query.port: port {cfg.port} is already in use (another query service?); "
+                "set services.query.port"
+            ) from None
         raise ConfigError(f"services.query: cannot serve gRPC on {address}: {exc}") from None
     if port == 0:
         raise ConfigError(f"services.query: cannot serve gRPC on {address}")
     return GrpcServer(server, health_servicer, port)
+
+
+def add_reflection(server: grpc.aio.Server, names: tuple[str, ...]) -> None:
+    """Serve reflection as v1alpha and v1: clients that speak only v1 (newer grpcurl, grpcui,
+    Postman) would otherwise get UNIMPLEMENTED."""
+    servicer = reflection.aio.ReflectionServicer((*names, reflection.SERVICE_NAME))
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
+    )
+
+
+def _in_use(host: str, port: int) -> bool:
+    """Whether ``port`` is taken: gRPC's bind error does not say why it failed."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False

@@ -7,11 +7,14 @@ body when not; /metrics is Prometheus' text format.
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from camsight.config import ConfigError
 
 Readiness = Callable[[], tuple[bool, str]]
 
@@ -44,8 +47,21 @@ class HealthServer:
         self.port = port
 
     async def start(self) -> None:
+        """Bind and serve; a port in use is a :class:`ConfigError` naming the setting that moves it."""
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigError(
+                    f"http.port: cannot serve health and metrics on {self.host}:{self.port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            raise ConfigError(
+                f"http.port: port {self.port} is already in use (another camsight service?); "
+                "set http.port or CAMSIGHT_HTTP__PORT"
+            ) from None
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
 

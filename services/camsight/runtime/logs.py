@@ -2,7 +2,9 @@
 
 Fields passed with ``extra={...}`` become keys of the JSON object, so
 ``log.info("camera started", extra={"camera": "lobby"})`` is searchable by
-camera in any log pipeline.
+camera in any log pipeline. The text format prints the same fields after the
+message (``camera=lobby``): a refusal without its method, or "created stream"
+without the stream's name, would say nothing to the person reading it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,28 @@ from datetime import UTC, datetime
 from camsight.config import LogSettings
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def fields(record: logging.LogRecord) -> dict[str, object]:
+    """The ``extra={...}`` fields of ``record``."""
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message key=value ...`` for a person at a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        extra = " ".join(f"{key}={_text(value)}" for key, value in fields(record).items())
+        return f"{line} {extra}" if extra else line
+
+
+def _text(value: object) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,9 +54,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -44,7 +66,7 @@ def setup_logging(cfg: LogSettings, service: str = "camsight") -> None:
     if cfg.format == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(cfg.level)

@@ -13,6 +13,7 @@ from camsight.bus import Bus, connect_with_retry
 from camsight.bus.topology import TopologyMissingError
 from camsight.config import NatsSettings, Settings
 from camsight.runtime.health import HealthServer
+from camsight.runtime.ports import http_port
 from camsight.runtime.service import Service, ServiceContext
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Runtime:
                 f"NATS connections given for services not hosted here (or whose factory "
                 f"has no name attribute): {', '.join(unused)}"
             )
-        self.health = HealthServer(self.readiness, settings.http.host, settings.http.port)
+        self.health = HealthServer(self.readiness, settings.http.host, http_port(settings.http, name))
         self._phase = "connecting to NATS"
         self._started = False
 
