@@ -111,6 +111,7 @@ class RuleType(StrEnum):
     CROWDING = "crowding"
     FACE_RECOGNIZED = "face_recognized"
     UNKNOWN_FACE = "unknown_face"
+    ACTION = "action"
 
 
 class Direction(StrEnum):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -24,36 +25,13 @@ TESTS = Path(__file__).parent
 CREATED = "2026-03-01T08:00:00Z"
 
 
-def run(
-    tmp_path: Path, video: Path, camera: dict[str, object], truth: list[Figure], frames: int
-) -> list[dict]:
-    """``camsight run VIDEO --config ... --json`` with motion and the sparse truth analyzer; the events."""
-    truth_file = tmp_path / "truth.json"
-    truth_file.write_text(json.dumps([[f.box(i) for f in truth if f.box(i)] for i in range(frames)]))
-    config = {
-        "services": {
-            "detector": {
-                "plugin_modules": ["behavior.truth_plugin"],
-                "analyzers": {"motion": {}, "sparse_truth": {"truth": str(truth_file), "fps": FPS}},
-            }
-        },
-        "cameras": [{"id": "scene", "source": str(video), "analyzers": ["motion", "sparse_truth"], **camera}],
-    }
+def camsight_run(tmp_path: Path, video: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``camsight run VIDEO --config ... --json`` in a fresh data folder; the events but camera_status."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
+    command = ["run", str(video), "--config", "c.yaml", "--json", "--data-dir", str(data)]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "camsight",
-            "run",
-            str(video),
-            "--config",
-            "c.yaml",
-            "--json",
-            "--data-dir",
-            str(data),
-        ],
+        [sys.executable, "-m", "camsight", *command],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -67,7 +45,25 @@ def run(
     return [json.loads(line) for line in done.stdout.splitlines() if "CAMERA_STATUS" not in line]
 
 
-def count(events: list[dict], kind: str, analyzer: str, state: str = "") -> int:
+def run(
+    tmp_path: Path, video: Path, camera: dict[str, object], truth: list[Figure], frames: int
+) -> list[dict[str, Any]]:
+    """The scene through motion and the sparse truth analyzer; the events."""
+    truth_file = tmp_path / "truth.json"
+    truth_file.write_text(json.dumps([[f.box(i) for f in truth if f.box(i)] for i in range(frames)]))
+    config = {
+        "services": {
+            "detector": {
+                "plugin_modules": ["behavior.truth_plugin"],
+                "analyzers": {"motion": {}, "sparse_truth": {"truth": str(truth_file), "fps": FPS}},
+            }
+        },
+        "cameras": [{"id": "scene", "source": str(video), "analyzers": ["motion", "sparse_truth"], **camera}],
+    }
+    return camsight_run(tmp_path, video, config)
+
+
+def count(events: list[dict[str, Any]], kind: str, analyzer: str, state: str = "") -> int:
     return sum(
         1
         for e in events

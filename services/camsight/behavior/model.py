@@ -36,6 +36,11 @@ class Frame:
     ref: frame_pb2.FrameRef
     wall: Timestamp
     recorded: bool
+    skipped: bool = False
+    """The analyzer evaluated nothing at this frame (a clip analyzer between windows)."""
+    scene: tuple[analysis_pb2.Detection, ...] = ()
+    """Scene labels: detections whose box is the whole picture (clip analyzers' labels).
+    They are not tracked; ``action`` rules read them."""
 
     @classmethod
     def of(cls, result: analysis_pb2.AnalysisResult) -> Frame:
@@ -50,11 +55,18 @@ class Frame:
             wall.FromNanoseconds(ref.media_origin.ToNanoseconds() + ref.media_time.ToNanoseconds())
         else:
             wall = ref.capture_time
-        return cls(ref.camera_id, result.analyzer, ref.seq, t, ref, wall, recorded)
+        scene = tuple(d for d in result.detections if is_scene_label(d))
+        return cls(ref.camera_id, result.analyzer, ref.seq, t, ref, wall, recorded, result.skipped, scene)
 
     @property
     def media_ns(self) -> int:
         return int(self.ref.media_time.ToNanoseconds())
+
+
+def is_scene_label(det: analysis_pb2.Detection) -> bool:
+    """A detection of the whole picture: no box, or the default one (0, 0, 1, 1)."""
+    b = det.box
+    return not det.HasField("box") or (b.x1 <= 0.0 and b.y1 <= 0.0 and b.x2 >= 1.0 and b.y2 >= 1.0)
 
 
 @dataclass(frozen=True, slots=True)

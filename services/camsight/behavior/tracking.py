@@ -40,7 +40,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from camsight.behavior.geometry import iou
-from camsight.behavior.model import Frame, Sighting, Track
+from camsight.behavior.model import Frame, Sighting, Track, is_scene_label
 from camsight.behavior.settings import BehaviorSettings
 from camsight.v1 import analysis_pb2
 
@@ -144,7 +144,7 @@ class StreamTracker:
         self._last_t = frame.t
         by_label: dict[str, list[Sighting]] = {label: [] for label in self._labels}
         for det in detections:
-            if labels is None or det.label in labels:
+            if (labels is None or det.label in labels) and not is_scene_label(det):
                 by_label.setdefault(det.label, []).append(Sighting.of(frame, det))
         lost: list[Track] = []
         if labels is not None:

@@ -80,6 +80,8 @@ class _RuleTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RuleType.Val
     RULE_TYPE_CROWDING: _RuleType.ValueType  # 6
     RULE_TYPE_FACE_RECOGNIZED: _RuleType.ValueType  # 7
     RULE_TYPE_UNKNOWN_FACE: _RuleType.ValueType  # 8
+    RULE_TYPE_ACTION: _RuleType.ValueType  # 9
+    """A scene label (a clip analyzer's whole-frame detection) is being reported."""
 
 class RuleType(_RuleType, metaclass=_RuleTypeEnumTypeWrapper):
     """Rule types; each maps to the event type of the same name."""
@@ -93,6 +95,8 @@ RULE_TYPE_LOITERING: RuleType.ValueType  # 5
 RULE_TYPE_CROWDING: RuleType.ValueType  # 6
 RULE_TYPE_FACE_RECOGNIZED: RuleType.ValueType  # 7
 RULE_TYPE_UNKNOWN_FACE: RuleType.ValueType  # 8
+RULE_TYPE_ACTION: RuleType.ValueType  # 9
+"""A scene label (a clip analyzer's whole-frame detection) is being reported."""
 Global___RuleType: _TypeAlias = RuleType  # noqa: Y015
 
 class _CameraState:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from camsight.behavior.rules.actions import ActionRule
 from camsight.behavior.rules.base import RuleRunner
 from camsight.behavior.rules.lines import LineCross
 from camsight.behavior.rules.presence import FaceIdentity, ObjectDetected
@@ -25,6 +26,7 @@ RUNNERS: dict[RuleType, type[RuleRunner]] = {
     RuleType.CROWDING: Crowding,
     RuleType.FACE_RECOGNIZED: FaceIdentity,
     RuleType.UNKNOWN_FACE: FaceIdentity,
+    RuleType.ACTION: ActionRule,
 }
 
 

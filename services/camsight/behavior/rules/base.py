@@ -61,16 +61,16 @@ class RuleRunner(abc.ABC):
         track: Track | None,
         **fields: Any,
     ) -> OpenEvent:
+        if track is not None:
+            # Track numbers count per analyzer: the analyzer keeps two analyzers' ids apart.
+            subject = f"{track.analyzer}/{subject}"
+            fields = {"track_id": track.number, "label": track.label, "analyzer": track.analyzer} | fields
         return OpenEvent(
             type=type_,
             camera=self.camera_id,
             rule_id=self.rule.id,
             start=start,
-            # Track numbers count per analyzer: the analyzer keeps two analyzers' ids apart.
-            subject=f"{track.analyzer}/{subject}" if track else subject,
-            track_id=track.number if track else 0,
-            label=track.label if track else "",
-            analyzer=track.analyzer if track else "",
+            subject=subject,
             thresholds=self.thresholds(),
             **fields,
         )
