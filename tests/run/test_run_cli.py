@@ -58,7 +58,8 @@ def test_recognises_the_enrolled_driver_and_repeats_exactly(
     states = [e["attributes"]["state"] for e in first if e["type"] == "EVENT_TYPE_CAMERA_STATUS"]
     assert states[-1] == "ended"
     # One face, one track for the whole clip, whatever the detector's dropouts.
-    tracks = {(e.get("analyzer"), e.get("track_id")) for e in first if e["type"] != "EVENT_TYPE_CAMERA_STATUS"}
+    found = [e for e in first if e["type"] != "EVENT_TYPE_CAMERA_STATUS"]
+    tracks = {(e.get("analyzer"), e.get("track_id")) for e in found}
     assert tracks == {("centerface", "1")}, tracks
 
     def analysed(events: list[dict]) -> list[tuple]:
