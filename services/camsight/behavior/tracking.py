@@ -40,6 +40,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from camsight.behavior.geometry import iou
+from camsight.behavior.kalman import DecoupledXYXYEstimator
 from camsight.behavior.model import Frame, Sighting, Track, is_scene_label
 from camsight.behavior.settings import BehaviorSettings
 from camsight.v1 import analysis_pb2
@@ -78,6 +79,7 @@ class _LabelTracker:
             minimum_consecutive_frames=2,
             minimum_iou_threshold=s.min_iou,
             high_conf_det_threshold=s.high_score_threshold,
+            state_estimator_class=DecoupledXYXYEstimator,  # the library's filter, 4x cheaper
         )
         self.candidates: dict[int, _Candidate] = {}
         self.tracks: dict[int, Track] = {}  # ByteTrack id -> confirmed track
