@@ -292,10 +292,11 @@ def test_camera_crd(default: Rendered) -> None:
 
     # Same keys as the camera config, plus source_from (a Secret reference).
     assert set(spec) == set(CameraConfig.model_fields) | {"source_from"}
-    assert set(spec["rules"]["items"]["properties"]) == {
-        "id", "type", "zone", "line", "labels", "min_score", "anchor", "hysteresis_frames",
-        "duration_s", "min_count", "direction",
-    }  # fmt: skip
+    rules = spec["rules"]["items"]["properties"]
+    from camsight.cameras import Rule, RuleType
+
+    assert set(rules) == set(Rule.model_fields)
+    assert rules["type"]["enum"] == [t.value for t in RuleType]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert {"state", "fps", "lastFrameTime", "message"} <= set(status)
 
