@@ -271,6 +271,11 @@ async def test_a_result_held_for_reordering_is_acked_only_once_processed(bus: Bu
         for r in (results[0], results[2]):  # frame 2 is missing: 3 waits for it
             await bus.publish(subjects.detections(r.analyzer, CAMERA), r)
         # A crash now must not lose frame 3: it is delivered but not acked.
+        # Frame 3 counts as ack-pending once delivered, before the service has read it:
+        # wait until it is in the reorder buffer too.
+        await wait_for(
+            lambda: service.engine.holds(CAMERA, "hog", 3), 10, "frame 3 held in the reorder buffer"
+        )
         await wait_for(lambda: acks(1), 10, "frame 1 acked, frame 3 held unacked")
         assert service.engine.holds(CAMERA, "hog", 3) and service.engine.stats.processed == 1
         await bus.publish(subjects.detections("hog", CAMERA), results[1])
