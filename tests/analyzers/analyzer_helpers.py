@@ -16,8 +16,11 @@ from camsight.v1 import analysis_pb2, frame_pb2
 Image = np.ndarray[Any, np.dtype[np.uint8]]
 
 
-def make_frame(camera: str, seq: int, image: Image, age_s: float = 0.0) -> frame_pb2.Frame:
-    """A Frame as the decoder publishes it: JPEG-encoded, captured ``age_s`` seconds ago."""
+def make_frame(
+    camera: str, seq: int, image: Image, age_s: float = 0.0, paced: bool = False
+) -> frame_pb2.Frame:
+    """A Frame as the decoder publishes it: JPEG-encoded, captured ``age_s`` seconds ago;
+    ``paced`` as for a lossless camera (a file)."""
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
     height, width = image.shape[:2]
@@ -30,15 +33,18 @@ def make_frame(camera: str, seq: int, image: Image, age_s: float = 0.0) -> frame
         source_height=height,
         encoding=frame_pb2.IMAGE_ENCODING_JPEG,
         data=jpeg.tobytes(),
+        paced=paced,
     )
     frame.capture_time.FromNanoseconds(int((time.time() - age_s) * 1e9))
     frame.media_time.FromNanoseconds(int(seq / 25 * 1e9))
     return frame
 
 
-async def publish_frames(bus: Bus, camera: str, images: Sequence[Image], age_s: float = 0.0) -> None:
+async def publish_frames(
+    bus: Bus, camera: str, images: Sequence[Image], age_s: float = 0.0, paced: bool = False
+) -> None:
     for seq, image in enumerate(images, start=1):
-        await bus.publish(subjects.frames(camera), make_frame(camera, seq, image, age_s))
+        await bus.publish(subjects.frames(camera), make_frame(camera, seq, image, age_s, paced))
 
 
 class Results:

@@ -50,6 +50,19 @@ async def test_too_old_frames_are_answered_as_skipped_and_counted(
     assert service.host.stats.dropped == 3 and service.host.stats.analyzed == 0
 
 
+async def test_paced_frames_are_never_too_old(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    """A lossless camera's frames (a file) are analysed however long they waited."""
+    ctx = context(bus, nats_settings, {"analyzers": {"motion": {}}, "max_frame_age_s": 5})
+    service = DetectorService(ctx)
+    await running(service)
+    await publish_frames(bus, "file", bikes[:3], age_s=60, paced=True)
+    await wait_for(lambda: len(results.items) == 3, 20, "three results")
+    assert not any(r.skipped for r in results.items)
+    assert service.host.stats.dropped == 0 and service.host.stats.analyzed == 3
+
+
 async def test_unknown_analyzer_is_a_config_error(bus: Bus, nats_settings: NatsSettings) -> None:
     with pytest.raises(ConfigError, match="no analyzer named 'nope'"):
         DetectorService(context(bus, nats_settings, {"analyzers": {"nope": {}}}))

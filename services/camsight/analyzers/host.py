@@ -3,9 +3,12 @@
 Shared by the detector and face services. Per fetched batch
 (``PullWorker.fetch(batch, timeout)`` is the dynamic batcher):
 
-1. parse the Frames; frames older than ``max_frame_age_s`` are answered as
-   skipped ("too old") and counted as dropped, so under overload the newest
-   frames win and every frame still gets its answer (lossless pacing);
+1. parse the Frames; a live or real-time frame older than ``max_frame_age_s``
+   is answered as skipped ("too old") and counted as dropped, so under
+   overload the newest frames win and every frame still gets its answer. A
+   paced (lossless) frame is never too old: the decoder's pacing window
+   already bounds what is in flight, and a file must be analysed whole
+   however slow an analyzer is;
 2. decode the images off the event loop (OpenCV, or torchvision's nvJPEG
    batch decoder when torch analyzers run and see a GPU, per ``decode``);
 3. run every analyzer on the frames meant for it, each in a worker thread;
@@ -92,7 +95,11 @@ class HostSettings(BaseModel):
     )
     batch: int = Field(default=8, ge=1, le=256, description="frames fetched and analysed per batch (max)")
     fetch_timeout_s: float = Field(default=0.05, gt=0, le=30, description="wait this long to fill a batch")
-    max_frame_age_s: float = Field(default=10.0, ge=0, description="older frames are skipped; 0 = never")
+    max_frame_age_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="live and real-time frames older than this are skipped (lossless ones never); 0 = never",
+    )
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda|cuda:\d+)$")
     precision: Precision = "fp32"
     decode: Literal["auto", "opencv", "torchvision"] = Field(
@@ -280,7 +287,7 @@ class AnalyzerHost:
             # No picture, never too old: every analyzer answers it, so the end
             # reaches behavior in order after the stream's last result.
             item.skip = SKIP_END_OF_STREAM
-        elif max_age and info.capture_time and time.time() - info.capture_time > max_age:
+        elif max_age and not frame.paced and info.capture_time and time.time() - info.capture_time > max_age:
             item.skip = SKIP_TOO_OLD
         return item
 
