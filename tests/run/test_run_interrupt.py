@@ -1,8 +1,10 @@
-"""Ctrl-C during ``camsight run``: a clean stop, and a data folder the read commands can use."""
+"""Ctrl-C, SIGTERM or SIGHUP during ``camsight run``: a clean stop, no process or
+temp folder left behind, and a data folder the read commands can use."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,8 +16,34 @@ from helpers import camsight_command, sample_video
 pytestmark = pytest.mark.slow
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_a_consistent_data_folder(tmp_path: Path) -> None:
+def children(pid: int) -> set[int]:
+    """Pids whose parent is ``pid`` (the embedded nats-server), read from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_stops_cleanly_and_leaves_a_consistent_data_folder(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
     data = tmp_path / "data"
+    runs = tmp_path / "tmp"
+    runs.mkdir()
     # Real time: bikes lasts 10 s, so the run is still going when it is interrupted.
     command = ["run", str(sample_video("bikes.mp4")), "--realtime", "--json", "--data-dir", str(data)]
     proc = subprocess.Popen(
@@ -24,18 +52,23 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_consistent_data_folder(tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(runs)},  # where the embedded nats-server keeps its folder
     )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the first event: the pipeline runs
         assert first, "the run printed no event"
-        proc.send_signal(signal.SIGINT)
+        started = children(proc.pid)
+        assert list(runs.glob("camsight-nats-*")) and started, "no embedded nats-server found"
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].endswith("interrupted; the data folder is consistent")
+    assert not [pid for pid in started if alive(pid)], "the embedded nats-server outlived the run"
+    assert not list(runs.glob("camsight-nats-*")), "the nats-server's temp folder is left behind"
     printed = [json.loads(line) for line in [first, *out.splitlines()]]  # stdout stays JSON only
 
     listed = subprocess.run(

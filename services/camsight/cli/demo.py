@@ -87,6 +87,6 @@ def demo_command(
     except KeyboardInterrupt:
         fail("interrupted", 130)
     console = Console()
-    print_summary(summary, console)
+    print_summary(summary, console, cameras)
     # soft_wrap: a long path stays on one line, whole, for copying or scripts.
     console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from camsight.config import ConfigError, LogSettings, Settings
 from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
-from camsight.run import EmbeddedPipeline, PipelineSummary, source_cameras
+from camsight.run import EmbeddedPipeline, PipelineSummary, not_run, source_cameras
 from camsight.run.annotate import annotate_cameras, video_file
 from camsight.run.pipeline import analyzer_counts
 from camsight.runtime import setup_logging
@@ -89,13 +90,26 @@ class EventPrinter:
         )
 
 
-def print_summary(summary: PipelineSummary, console: Console) -> None:
+def warn_not_run(cameras: list[CameraConfig]) -> None:
+    """Name each configured camera that this run leaves out, so none is skipped silently."""
+    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    for camera in cameras:
+        stderr.print(
+            f"camera {camera.id} ({camera.redacted_source}) is configured but not run: "
+            "name its source, or run --config alone to run every configured camera"
+        )
+
+
+def print_summary(summary: PipelineSummary, console: Console, cameras: list[CameraConfig]) -> None:
     data = summary.as_dict()
     table = Table(title="camsight run: summary", show_header=False)
     table.add_row("time", f"{data['seconds']} s")
     table.add_row("frames decoded", str(data["frames_decoded"]))
     table.add_row("frames dropped", str(data["frames_dropped"]))
     table.add_row("throughput", f"{data['fps']} frames/s")
+    for camera in cameras:
+        rules = ", ".join(f"{r.id} ({r.type.value})" for r in camera.rules) or "none"
+        table.add_row(f"rules {camera.id}", rules)
     for analyzer, outcomes in sorted(summary.analyzer_frames.items()):
         table.add_row(f"analyzer {analyzer}", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     for kind, count in data["events_by_type"].items():
@@ -106,6 +120,7 @@ def print_summary(summary: PipelineSummary, console: Console) -> None:
 
 
 PipelineHook = Callable[[EmbeddedPipeline, PipelineSummary], Awaitable[None]]
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 async def run_pipeline(
@@ -122,6 +137,38 @@ async def run_pipeline(
     once everything drained, while the pipeline still runs (e.g. read what
     it produced for a report).
     """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None, "run_pipeline runs in a task"
+    signalled: list[signal.Signals] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signalled.append(sig)
+        main.cancel()
+
+    # SIGTERM and SIGHUP stop the run the way Ctrl-C does (asyncio cancels the main task
+    # on SIGINT): the pipeline unwinds, the embedded nats-server stops and its folder goes.
+    for sig in TERMINATING_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
+    except asyncio.CancelledError:
+        if signalled:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for sig in TERMINATING_SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _run_pipeline(
+    settings: Settings,
+    cameras: list[CameraConfig],
+    data_dir: Path,
+    as_json: bool,
+    before: PipelineHook | None,
+    after: PipelineHook | None,
+) -> PipelineSummary:
     summary = PipelineSummary()
     stderr = Console(stderr=True)
     printer = EventPrinter(as_json, summary)
@@ -203,7 +250,12 @@ def enroll_faces(faces: list[tuple[str, bytes]]) -> PipelineHook:
 
 @app.command("run")
 def run_command(
-    sources: Annotated[list[str], typer.Argument(help="Video files, image folders, stream URLs or webcams.")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Video files, image folders, stream URLs or webcams; none: every camera of --config."
+        ),
+    ] = None,
     config: ConfigOption = None,
     data_dir: Annotated[Path, typer.Option(help="Event index, snapshots and NATS data.")] = Path(
         "camsight-data"
@@ -227,6 +279,7 @@ def run_command(
     ] = None,
 ) -> None:
     """Start NATS and every service, run the sources, print events, exit when done."""
+    sources = sources or []
     for source in sources:
         check_source(source)
     faces = [parse_enroll(item) for item in enroll or []]
@@ -239,6 +292,9 @@ def run_command(
         cameras = source_cameras(sources, realtime=realtime, base=settings.cameras)
     except ValueError as exc:
         fail(str(exc).splitlines()[0], EXIT_USAGE)
+    if not cameras:
+        fail("nothing to run: name a source, or a --config whose cameras: list is not empty", EXIT_USAGE)
+    warn_not_run(not_run(settings.cameras, cameras))
     videos: list[Path] = []
     after = annotator(cameras, annotate, videos) if annotate is not None else None
     try:
@@ -259,7 +315,7 @@ def run_command(
     except KeyboardInterrupt:
         fail("interrupted; the data folder is consistent", 130)
     console = Console(stderr=as_json)
-    print_summary(summary, console)
+    print_summary(summary, console, cameras)
     for video in videos:
         console.print(f"annotated video: {video}", soft_wrap=True)
     if summary.errors:

@@ -22,6 +22,7 @@ from camsight.bus import Bus, connect, subjects
 from camsight.bus.rpc import request
 from camsight.cameras import CameraConfig, Pacing, Rule, RuleType
 from camsight.config import HttpSettings, NatsSettings, Settings
+from camsight.decoder.sources import SourceKind, classify
 from camsight.natsauth import admin_user, authorization, credentials, service_users
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime.serve import Runtime
@@ -55,31 +56,53 @@ def load_service(path: str) -> type[Service]:
     return cls
 
 
+def source_key(source: str) -> str:
+    """What makes two spellings of a source the same camera: a local file or folder's
+    resolved path (``scene/x.mp4``, ``./scene/x.mp4``, ``/abs/scene/x.mp4``, ``file://...``),
+    else the URI or device as written."""
+    kind, target = classify(source)
+    if kind in (SourceKind.FILE, SourceKind.FOLDER):
+        return str(Path(target).expanduser().resolve())
+    return source
+
+
 def source_cameras(
     sources: Sequence[str], *, realtime: bool, base: Sequence[CameraConfig] = ()
 ) -> list[CameraConfig]:
-    """One camera per source, named after the file (``bikes.mp4`` -> ``bikes``).
+    """The cameras a run analyses: one per source, or every configured camera when no
+    source is named.
 
-    A source that is also the ``source`` of a configured camera keeps that
-    camera's settings (zones, rules...).
+    A source that is also the ``source`` of a configured camera (the same file by its
+    resolved path, or the same URI) runs that camera, with its settings (zones,
+    rules...). Any other source becomes a new camera named after the file
+    (``bikes.mp4`` -> ``bikes``) with the default rules.
     """
-    configured = {c.source: c for c in base}
+    configured = {source_key(c.source): c for c in base}
     taken = {c.id for c in base}
-    cameras: list[CameraConfig] = []
+    cameras: list[CameraConfig] = [] if sources else list(base)
+    taken_now: set[str] = set()
     for source in sources:
-        if source in configured:
-            camera = configured[source]
-        else:
+        camera = configured.get(source_key(source))
+        if camera is None:
             stem = _NOT_ID.sub("_", Path(source.split("?")[0]).stem or "camera")[:56].strip("_") or "camera"
             camera_id, n = stem, 2
             while camera_id in taken:
                 camera_id, n = f"{stem}_{n}", n + 1
             camera = CameraConfig(id=camera_id, source=source, rules=DEFAULT_RULES)
+        elif camera.id in taken_now:
+            continue  # the same configured camera named twice runs once
         taken.add(camera.id)
-        if realtime:
-            camera = camera.model_copy(update={"pacing": Pacing.REALTIME})
+        taken_now.add(camera.id)
         cameras.append(camera)
+    if realtime:
+        cameras = [c.model_copy(update={"pacing": Pacing.REALTIME}) for c in cameras]
     return cameras
+
+
+def not_run(base: Sequence[CameraConfig], cameras: Sequence[CameraConfig]) -> list[CameraConfig]:
+    """Configured cameras that a run with these sources leaves out (to warn about)."""
+    running = {c.id for c in cameras}
+    return [c for c in base if c.id not in running]
 
 
 @dataclass

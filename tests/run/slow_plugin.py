@@ -1,0 +1,40 @@
+"""A test analyzer slower than its input, loaded by ``camsight run`` through
+``services.detector.plugin_modules``: it spends ``cost_s`` per frame (simulated
+model work) and finds nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from camsight.analyzers import (
+    KIND_OBJECTS,
+    AnalyzerConfig,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    hookimpl,
+)
+from pydantic import Field
+
+
+class SlowConfig(AnalyzerConfig):
+    cost_s: float = Field(0.05, ge=0, le=10, description="seconds spent per frame")
+
+
+class SlowAnalyzer(FrameAnalyzer):
+    name = "slow"
+    kind = KIND_OBJECTS
+    version = "1"
+    Config = SlowConfig
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        assert isinstance(self.config, SlowConfig)
+        time.sleep(self.config.cost_s * len(images))
+        return [[] for _ in images]
+
+
+@hookimpl
+def camsight_analyzers() -> Sequence[type[FrameAnalyzer]]:
+    return [SlowAnalyzer]

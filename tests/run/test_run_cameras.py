@@ -1,0 +1,107 @@
+"""Which cameras ``camsight run`` runs: a source matches a configured camera by its
+resolved path, ``--config`` alone runs every configured camera, a configured camera
+left out is named; and a file is analysed whole however slow the analyzer is."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from camsight.cameras import CameraConfig
+from camsight.run import not_run, source_cameras
+from camsight.run.pipeline import DEFAULT_RULES
+from helpers import sample_video
+
+TESTS = Path(__file__).parent.parent
+
+
+def configured(tmp_path: Path) -> list[CameraConfig]:
+    clip = tmp_path / "scene" / "x.mp4"
+    clip.parent.mkdir()
+    clip.write_bytes(b"not read here")
+    return [
+        CameraConfig(id="door", source=str(clip), fps=5),
+        CameraConfig(id="yard", source="rtsp://cam.example/stream"),
+    ]
+
+
+@pytest.mark.parametrize("spelling", ["scene/x.mp4", "./scene/../scene/x.mp4", "ABS", "file://ABS"])
+def test_a_source_matches_its_configured_camera_by_resolved_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = configured(tmp_path)
+    source = spelling.replace("ABS", str(tmp_path / "scene" / "x.mp4"))
+    (camera,) = source_cameras([source], realtime=False, base=base)
+    assert camera.id == "door" and camera.fps == 5
+    assert [c.id for c in not_run(base, [camera])] == ["yard"]
+
+
+def test_config_alone_runs_every_configured_camera(tmp_path: Path) -> None:
+    base = configured(tmp_path)
+    assert [c.id for c in source_cameras([], realtime=False, base=base)] == ["door", "yard"]
+    assert not_run(base, base) == []
+
+
+def test_an_unconfigured_source_is_a_new_camera_and_duplicates_run_once(tmp_path: Path) -> None:
+    base = configured(tmp_path)
+    door = str(tmp_path / "scene" / "x.mp4")
+    cameras = source_cameras([door, "other/x.mp4", door], realtime=True, base=base)
+    assert [c.id for c in cameras] == ["door", "x"]
+    assert cameras[1].rules == DEFAULT_RULES
+    assert all(c.pacing.value == "realtime" for c in cameras)
+
+
+@pytest.mark.slow
+def test_a_file_runs_its_configured_camera_and_is_analysed_whole_by_a_slow_analyzer(
+    tmp_path: Path,
+) -> None:
+    """The config names the file by its absolute path, the command line by a relative
+    one: the configured camera runs (its rules listed in the summary), the other
+    configured camera is named as not run, and a detector far slower than
+    ``max_frame_age_s`` still analyses every frame of the file."""
+    shutil.copy(sample_video("carphone_pristine.mp4"), tmp_path / "clip.mp4")
+    config = {
+        "services": {
+            "detector": {
+                "plugin_modules": ["run.slow_plugin"],
+                "analyzers": {"slow": {"cost_s": 0.02}},
+                "max_frame_age_s": 0.05,  # a frame waits far longer than this for a slow analyzer
+                "batch": 1,
+            }
+        },
+        "cameras": [
+            {
+                "id": "car",
+                "source": str(tmp_path / "clip.mp4"),
+                "analyzers": ["slow"],
+                "rules": [{"id": "people", "type": "object_detected", "labels": ["person"]}],
+            },
+            {"id": "yard", "source": "rtsp://cam.example/stream"},
+        ],
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "camsight", "run", "clip.mp4", "--config", "c.yaml", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {e["camera_id"] for e in events} == {"car"}
+    assert "camera yard (rtsp://cam.example/stream) is configured but not run" in done.stderr
+    assert re.search(r"rules car\s*│\s*people \(object_detected\)", done.stderr), done.stderr
+    decoded = int(re.search(r"frames decoded\s*│\s*(\d+)", done.stderr).group(1))  # type: ignore[union-attr]
+    slow = re.search(r"analyzer slow\s*│\s*([^│]+)│", done.stderr)
+    assert slow and decoded > 50, done.stderr
+    assert slow.group(1).strip() == f"analyzed {decoded}", "a frame of the file was not analysed"
