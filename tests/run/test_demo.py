@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from camsight.behavior.settings import BehaviorSettings
 from camsight.run.demo import DRIVER, demo_cameras
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,21 @@ def test_demo_writes_report_videos_and_a_queryable_data_folder(
     faces = cli("events", "list", "--data-dir", data, "--filter", "type = FACE_RECOGNIZED", "--json")
     assert faces.returncode == 0, faces.stderr
     assert {json.loads(line)["identity_name"] for line in faces.stdout.splitlines()} == {DRIVER[1]}
+    # No object event from a track that lived less than the confirmation rule (0.1 s HOG
+    # ghosts on bikes became events before issue 18).
+    objects = cli("events", "list", "--data-dir", data, "--filter", "type = OBJECT_DETECTED", "--json", "-n", "0")
+    assert objects.returncode == 0, objects.stderr
+    confirm_s = BehaviorSettings().min_track_age_s
+    for event in map(json.loads, objects.stdout.splitlines()):
+        if event.get("end_media_time"):
+            lived = seconds(event["end_media_time"]) - seconds(event.get("start_media_time", "0s"))
+            assert lived >= confirm_s, f"{event['id']}: an object event for a track of {lived:.2f} s"
     counts = cli("events", "count", "--data-dir", data, "--group-by", "type", "--json")
     assert counts.returncode == 0, counts.stderr
     kinds = {json.loads(line)["key"] for line in counts.stdout.splitlines()}
     assert {"LINE_CROSS", "ZONE_ENTER", "FACE_RECOGNIZED"} <= kinds, kinds
+
+
+def seconds(duration: str) -> float:
+    """A protobuf Duration in JSON ("1.500s") as seconds."""
+    return float(duration.removesuffix("s"))
