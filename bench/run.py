@@ -36,7 +36,18 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 DOC = ROOT / "docs" / "performance.md"
-ORDER = ("bus", "decoder", "detector", "pipeline", "latency", "overload", "behavior", "query", "faces")
+ORDER = (
+    "bus",
+    "decoder",
+    "detector",
+    "pipeline",
+    "latency",
+    "overload",
+    "behavior",
+    "tracking",
+    "query",
+    "faces",
+)
 NOT_BENCHMARKS = {"run"}
 MARK = "@@bench-result@@"
 CHILD = f"""
@@ -86,6 +97,13 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "behavior": [
         ("behavior_msgs_per_s", "Detection messages/s per core (10 objects each)", ">= 2000"),
         ("behavior_over_baseline", "... / parse-and-read baseline", ""),
+    ],
+    "tracking": [
+        ("miss_30_worst_idf1_after", "IDF1 at 30 % misses, worst scene, camsight's tracker", ">= 0.9"),
+        ("miss_30_worst_idf1_before", "... plain ByteTrack, library defaults (before)", ""),
+        ("miss_30_worst_frag_per_10s_after", "Fragmentations per 10 s at 30 % misses, worst scene", "<= 1"),
+        ("miss_30_id_switches_after", "ID switches at 30 % misses, all scenes (before: next row)", ""),
+        ("miss_30_id_switches_before", "... plain ByteTrack", ""),
     ],
     "query": [
         ("list.p99_ms", "ListEvents p99 (ms), camera + type + one day", "<= 20"),

@@ -34,6 +34,15 @@ EXPECTED: dict[str, list[str]] = {
         "max_frame_age_10s.nats_server_mem_mib.max",
     ],
     "behavior": ["behavior_msgs_per_s", "baseline_parse_and_read_msgs_per_s"],
+    "tracking": [
+        "miss_30_worst_idf1_after",
+        "miss_30_worst_idf1_before",
+        "miss_30_worst_frag_per_10s_after",
+        "miss_30_id_switches_after",
+        "scenes.walk.miss_30.before.idf1",
+        "scenes.cross.miss_30.after.id_switches",
+        "scenes.stop.miss_30.after.frag_per_10s",
+    ],
     "query": ["ingest_events_per_s", "list.p99_ms"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
@@ -86,3 +95,26 @@ def test_every_benchmark_runs_and_reports_numbers(tmp_path: Path) -> None:
             assert isinstance(value, int | float) and not isinstance(value, bool), (name, key, value)
     overload = benchmarks["overload"]["result"]["max_frame_age_10s"]
     assert overload["balanced"], overload  # every decoded frame accounted for
+
+
+def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
+    """``bench/run.py --smoke --only tracking``: a few seconds, so it runs outside the slow suite too."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", "tracking", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(out.read_text())["benchmarks"]["tracking"]
+    assert "error" not in outcome, outcome
+    result = outcome["result"]
+    for key in EXPECTED["tracking"]:
+        value = figure(result, key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+    for scene in result["scenes"].values():
+        for cell in scene.values():
+            assert set(cell) >= {"before", "after"}
+            assert 0.0 <= cell["after"]["idf1"] <= 1.0
