@@ -160,7 +160,28 @@ def test_default_has_no_gpu_and_gpu_values_schedule_on_gpu_nodes(default: Render
         assert mounts["models"]["readOnly"] is True and mounts["models"]["mountPath"] == "/models"
     for name in ("decoder", "behavior", "query", "controller"):
         assert "nvidia.com/gpu" not in json.dumps(gpu_pods[name])
-        assert gpu_pods[name]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+        assert gpu_pods[name]["spec"]["containers"][0]["image"].endswith(":0.1.0-core")
+
+
+def test_each_service_runs_its_roles_image(default: Rendered) -> None:
+    """One image per Dockerfile target (docs/deploy.md, section 10): a service pulls only
+    what its role imports."""
+    images = {name: pod["spec"]["containers"][0]["image"] for name, pod in pods(default).items()}
+    repo = "ghcr.io/camsight/camsight"
+    assert images == {
+        "decoder": f"{repo}:0.1.0-core",
+        "detector": f"{repo}:0.1.0",
+        "face": f"{repo}:0.1.0-faces",
+        "behavior": f"{repo}:0.1.0-core",
+        "query": f"{repo}:0.1.0-core",
+        "controller": f"{repo}:0.1.0-core",
+    }
+    (job,) = default.of_kind("Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repo}:0.1.0-core"
+    moved = render(CHART, {"services": {"detector": {"imageTarget": "core"}}, "image": {"tag": "9"}})
+    assert pods(moved)["detector"]["spec"]["containers"][0]["image"] == f"{repo}:9-core"
+    with pytest.raises(Exception, match="imageTarget"):
+        render(CHART, {"services": {"detector": {"imageTarget": "gpu"}}})
 
 
 def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:

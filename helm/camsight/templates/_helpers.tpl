@@ -42,10 +42,15 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 app.kubernetes.io/part-of: camsight
 {{- end }}
 
-{{/* The image; call with (dict "root" $ "gpu" bool) */}}
+{{/* The image of a role; call with (dict "root" $ "target" "core|faces|analyzers" "gpu" bool).
+A GPU service runs the analyzers image's CUDA build, the only one with CUDA wheels. */}}
 {{- define "camsight.image" -}}
 {{- $tag := default .root.Chart.AppVersion .root.Values.image.tag -}}
-{{- if .gpu }}{{ $tag = printf "%s%s" $tag .root.Values.image.cudaSuffix }}{{ end -}}
+{{- if .gpu }}
+{{- $tag = printf "%s%s%s" $tag (index .root.Values.image.targets "analyzers") .root.Values.image.cudaSuffix -}}
+{{- else }}
+{{- $tag = printf "%s%s" $tag (index .root.Values.image.targets .target) -}}
+{{- end -}}
 {{ .root.Values.image.repository }}:{{ $tag }}
 {{- end }}
 
@@ -179,7 +184,7 @@ spec:
   terminationGracePeriodSeconds: 45
   containers:
     - name: {{ $name }}
-      image: {{ include "camsight.image" (dict "root" $root "gpu" $gpu) }}
+      image: {{ include "camsight.image" (dict "root" $root "target" $svc.imageTarget "gpu" $gpu) }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
       args: ["serve", {{ $name | quote }}, "--config", "/etc/camsight/config.yaml"]
       ports:
