@@ -52,7 +52,9 @@ def test_demo_writes_report_videos_and_a_queryable_data_folder(
     assert {json.loads(line)["identity_name"] for line in faces.stdout.splitlines()} == {DRIVER[1]}
     # No object event from a track that lived less than the confirmation rule (0.1 s HOG
     # ghosts on bikes became events before issue 18).
-    objects = cli("events", "list", "--data-dir", data, "--filter", "type = OBJECT_DETECTED", "--json", "-n", "0")
+    objects = cli(
+        "events", "list", "--data-dir", data, "--filter", "type = OBJECT_DETECTED", "--json", "-n", "0"
+    )
     assert objects.returncode == 0, objects.stderr
     confirm_s = BehaviorSettings().min_track_age_s
     for event in map(json.loads, objects.stdout.splitlines()):
