@@ -45,24 +45,52 @@ class Detector(Protocol):
 class FaceConfig(AnalyzerConfig):
     """Settings shared by the face analyzers."""
 
-    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="minimum detection score")
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="minimum face detection score (0 to 1)")
     min_face_px: int = Field(
-        default=12, ge=1, description="ignore faces whose shorter side is smaller (pixels of the image)"
+        default=12,
+        ge=1,
+        description="ignore faces whose shorter side is smaller than this (pixels of the input image)",
     )
-    embed: bool = Field(default=True, description="compute a 128-d dlib embedding per face")
+    embed: bool = Field(
+        default=True,
+        description=(
+            "compute a 128-d dlib embedding per face (needed for recognition; off = detection only, faster)"
+        ),
+    )
 
 
 class CenterFaceConfig(FaceConfig):
     backend: Literal["auto", "opencv", "torch"] = Field(
-        default="auto", description="auto = torch (onnx2torch) on a GPU device, else OpenCV DNN"
+        default="auto",
+        description="how CenterFace runs: auto = torch (onnx2torch) on a GPU device, else OpenCV DNN",
     )
-    max_side: int = Field(default=640, ge=32, le=4096, description="shrink larger images to this longer side")
+    max_side: int = Field(
+        default=640,
+        ge=32,
+        le=4096,
+        description="images whose longer side is larger are shrunk to it before detection (pixels)",
+    )
 
 
 class HaarConfig(FaceConfig):
-    min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="minimum (uncalibrated) cascade score")
-    scale_factor: float = Field(default=1.1, gt=1.0, le=2.0)
-    min_neighbors: int = Field(default=5, ge=0, le=50)
+    min_score: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="minimum cascade score (0 to 1, not calibrated: 0 keeps every face the cascade accepts)",
+    )
+    scale_factor: float = Field(
+        default=1.1,
+        gt=1.0,
+        le=2.0,
+        description="image pyramid step; closer to 1 finds more face sizes, slower",
+    )
+    min_neighbors: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="overlapping hits a face needs to be kept; higher = fewer false faces",
+    )
 
 
 class _FaceAnalyzer(FrameAnalyzer):

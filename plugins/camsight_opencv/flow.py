@@ -26,10 +26,25 @@ Flow = tuple[float, npt.NDArray[np.float32]]
 
 
 class FlowConfig(ClipConfig):
-    window: int = Field(default=8, ge=2, le=512)
-    max_width: int = Field(default=160, ge=32, description="flow is computed at most this wide")
-    running_speed: float = Field(default=0.02, gt=0, description="fraction of width per frame")
-    sudden_jump: float = Field(default=0.04, gt=0, description="speed step over the window median")
+    window: int = Field(
+        default=8, ge=2, le=512, description="frames per window (the clip the flow is measured over)"
+    )
+    max_width: int = Field(
+        default=160, ge=32, description="wider frames are shrunk to this width before optical flow (pixels)"
+    )
+    running_speed: float = Field(
+        default=0.02,
+        gt=0,
+        description="mean speed that labels a window `running` (fraction of the image width per frame)",
+    )
+    sudden_jump: float = Field(
+        default=0.04,
+        gt=0,
+        description=(
+            "speed step above the window's median that labels "
+            "it `sudden_motion` (fraction of the width per frame)"
+        ),
+    )
 
 
 class FlowActivity(ClipAnalyzer):

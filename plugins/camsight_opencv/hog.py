@@ -19,12 +19,42 @@ from camsight_opencv.common import shrink
 
 
 class HogConfig(AnalyzerConfig):
-    max_width: int = Field(default=640, ge=64, description="analyse at most this wide (pixels)")
-    win_stride: int = Field(default=8, ge=4, le=32, description="sliding-window step (pixels)")
-    padding: int = Field(default=8, ge=0, le=64)
-    scale: float = Field(default=1.05, gt=1.0, le=2.0, description="image pyramid step")
-    min_score: float = Field(default=0.5, ge=0.0, le=1.0, description="minimum sigmoid(SVM margin)")
-    nms_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
+    max_width: int = Field(
+        default=640,
+        ge=64,
+        description=(
+            "wider images are shrunk to this width before "
+            "detection (pixels); smaller is faster but misses small people"
+        ),
+    )
+    win_stride: int = Field(
+        default=8,
+        ge=4,
+        le=32,
+        description=(
+            "step of the 64x128 detection window (pixels of the shrunk image); smaller finds more, slower"
+        ),
+    )
+    padding: int = Field(
+        default=8, ge=0, le=64, description="border added around each window before it is scored (pixels)"
+    )
+    scale: float = Field(
+        default=1.05,
+        gt=1.0,
+        le=2.0,
+        description=(
+            "image pyramid step: each level is this much smaller; closer to 1 finds more sizes, slower"
+        ),
+    )
+    min_score: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="minimum score, sigmoid of the SVM margin (0 to 1)"
+    )
+    nms_threshold: float = Field(
+        default=0.45,
+        ge=0.0,
+        le=1.0,
+        description="overlap (IoU) above which the weaker of two boxes is dropped",
+    )
 
 
 class HogPeople(FrameAnalyzer):

@@ -17,11 +17,35 @@ from camsight_opencv.common import shrink
 
 
 class MotionConfig(AnalyzerConfig):
-    max_width: int = Field(default=320, ge=32, description="analyse at most this wide (pixels)")
-    history: int = Field(default=200, ge=1, description="frames the background model remembers")
-    var_threshold: float = Field(default=16.0, gt=0, description="MOG2 variance threshold")
-    min_area: float = Field(default=0.002, ge=0, le=1, description="minimum region area, fraction of image")
-    warmup: int = Field(default=2, ge=1, description="frames per camera used only for learning")
+    max_width: int = Field(
+        default=320,
+        ge=32,
+        description="wider images are shrunk to this width before background subtraction (pixels)",
+    )
+    history: int = Field(
+        default=200,
+        ge=1,
+        description="frames the background model remembers; longer adapts slower to lighting changes",
+    )
+    var_threshold: float = Field(
+        default=16.0,
+        gt=0,
+        description=(
+            "MOG2 variance threshold: squared distance from the "
+            "background model that counts as motion; higher ignores more noise"
+        ),
+    )
+    min_area: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        description="smallest moving region reported, as a fraction of the image area (0 to 1)",
+    )
+    warmup: int = Field(
+        default=2,
+        ge=1,
+        description="first frames of each camera used only to learn the background (nothing reported)",
+    )
 
 
 class Motion(FrameAnalyzer):

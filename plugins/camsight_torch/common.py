@@ -18,10 +18,19 @@ if TYPE_CHECKING:
 class WeightsConfig(AnalyzerConfig):
     """A weights file, or an explicit opt-in to random weights (plumbing tests, benchmarks)."""
 
-    weights: Path | None = Field(default=None, description="state-dict file (torch.save)")
-    random_weights: bool = Field(default=False, description="no weights: random init; results are noise")
+    weights: Path | None = Field(
+        default=None,
+        description="the model's weights: a torch.save state-dict file (required unless random_weights)",
+    )
+    random_weights: bool = Field(
+        default=False,
+        description=(
+            "run without weights, randomly initialised: results are noise (plumbing tests, benchmarks)"
+        ),
+    )
     labels: list[str] | Path | None = Field(
-        default=None, description="class names, or a file with one per line"
+        default=None,
+        description="class names by class index, or a file with one per line; unset = the model's own",
     )
 
     @model_validator(mode="after")

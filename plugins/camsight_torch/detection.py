@@ -31,15 +31,16 @@ from camsight_torch.common import (
 
 class DetectorConfig(WeightsConfig):
     model: str = Field(
-        default="ssdlite320_mobilenet_v3_large", description="torchvision detection model name"
+        default="ssdlite320_mobilenet_v3_large",
+        description="torchvision detection model name (torchvision.models.detection)",
     )
     num_classes: int = Field(
-        default=91, ge=2, description="including background, as the weights were trained"
+        default=91, ge=2, description="number of classes including background, as the weights were trained"
     )
-    min_score: float = Field(default=0.5, ge=0, le=1)
+    min_score: float = Field(default=0.5, ge=0, le=1, description="minimum detection score (0 to 1)")
     keep: list[str] = Field(default_factory=list, description="report only these labels (empty = all)")
     model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="extra model constructor arguments"
+        default_factory=dict, description="extra keyword arguments for the model constructor"
     )
 
 

@@ -29,11 +29,13 @@ KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
 class VideoConfig(WeightsConfig, ClipConfig):
-    model: str = Field(default="r3d_18", description="torchvision video model name")
-    num_classes: int = Field(default=400, ge=1)
-    size: int = Field(default=112, ge=16, le=512, description="frames are resized to size x size")
-    top_k: int = Field(default=1, ge=1)
-    min_score: float = Field(default=0.3, ge=0, le=1)
+    model: str = Field(
+        default="r3d_18", description="torchvision video model name (torchvision.models.video)"
+    )
+    num_classes: int = Field(default=400, ge=1, description="number of classes, as the weights were trained")
+    size: int = Field(default=112, ge=16, le=512, description="frames are resized to size x size (pixels)")
+    top_k: int = Field(default=1, ge=1, description="label a window with at most this many best classes")
+    min_score: float = Field(default=0.3, ge=0, le=1, description="minimum class probability (0 to 1)")
 
 
 class TorchVideoClassifier(ClipAnalyzer):

@@ -42,15 +42,27 @@ Decoded = tuple[Floats, Floats, npt.NDArray[np.int64]]
 
 
 class YoloConfig(AnalyzerConfig):
-    model: Path = Field(description="the .onnx file")
-    labels: list[str] | Path | None = Field(default=None, description="class names or a file, one per line")
-    input_size: int = Field(default=640, ge=32, le=4096, description="square network input (pixels)")
-    conf_threshold: float = Field(default=0.25, ge=0, le=1)
-    iou_threshold: float = Field(default=0.45, ge=0, le=1)
-    max_detections: int = Field(default=300, ge=1)
-    layout: Literal["auto", "v5", "v8"] = "auto"
+    model: Path = Field(description="the exported YOLO .onnx file (required)")
+    labels: list[str] | Path | None = Field(
+        default=None, description="class names by class index, or a file with one per line; unset = class_<n>"
+    )
+    input_size: int = Field(
+        default=640,
+        ge=32,
+        le=4096,
+        description="side of the square network input, as exported (pixels); images are letterboxed into it",
+    )
+    conf_threshold: float = Field(default=0.25, ge=0, le=1, description="minimum detection score (0 to 1)")
+    iou_threshold: float = Field(
+        default=0.45, ge=0, le=1, description="overlap (IoU) above which the weaker box of a class is dropped"
+    )
+    max_detections: int = Field(default=300, ge=1, description="at most this many detections per image")
+    layout: Literal["auto", "v5", "v8"] = Field(
+        default="auto", description="output layout: v8 (YOLOv8/v11), v5 (YOLOv5/v7), or auto from its shape"
+    )
     runtime: Literal["auto", "onnxruntime", "torch"] = Field(
-        default="auto", description="auto = torch (onnx2torch) on a GPU, else onnxruntime"
+        default="auto",
+        description="what runs the model: auto = torch (onnx2torch) on a GPU, else onnxruntime",
     )
 
 

@@ -18,6 +18,7 @@ from camsight.config import HttpSettings, NatsSettings, Settings
 from camsight.query.service import QueryService
 from camsight.runtime.serve import Runtime
 from camsight.v1 import (
+    analysis_pb2,
     camera_service_pb2_grpc,
     event_pb2,
     event_service_pb2_grpc,
@@ -56,6 +57,23 @@ def make_event(n: int, **fields: Any) -> event_pb2.Event:
             getattr(event, key).CopyFrom(value)
         else:
             setattr(event, key, value)
+    return event
+
+
+def add_extras(event: event_pb2.Event, n: int) -> event_pb2.Event:
+    """Give event ``n`` a direction, attributes and media times, varied (and sometimes unset) by n."""
+    if n % 4 >= 2:
+        event.direction = (analysis_pb2.CROSSING_DIRECTION_IN, analysis_pb2.CROSSING_DIRECTION_OUT, 0)[n % 3]
+    if n % 2 == 0:
+        event.attributes["in_count"] = str(n % 4)
+    if n % 5 == 0:
+        event.attributes["action"] = "running"
+    if n % 6 == 0:
+        event.attributes["odd-key_2"] = "x y 'q'"
+    if n % 9:
+        event.start_media_time.FromNanoseconds(n * 10**9)
+        if event.HasField("end_time"):
+            event.end_media_time.FromNanoseconds(n * 10**9 + 5 * 10**8)
     return event
 
 
@@ -144,6 +162,33 @@ FILTERS = [
         lambda e: e.camera_id == "lobby" and (e.type == event_pb2.EVENT_TYPE_LINE_CROSS or e.label == "car"),
     ),
     ("camera = yard label = person", lambda e: e.camera_id == "yard" and e.label == "person"),
+    ("direction = IN", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_IN),
+    ("direction = out", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_OUT),
+    ("direction != CROSSING_DIRECTION_IN", lambda e: e.direction != analysis_pb2.CROSSING_DIRECTION_IN),
+    ('attributes.in_count = "2"', lambda e: e.attributes.get("in_count") == "2"),
+    # An event without the attribute fails every comparison on it, != included.
+    ("attributes.in_count != 2", lambda e: e.attributes.get("in_count") not in (None, "2")),
+    ("attributes.odd-key_2 = \"x y 'q'\"", lambda e: e.attributes.get("odd-key_2") == "x y 'q'"),
+    (
+        "attributes.action = running OR direction = IN",
+        lambda e: (
+            e.attributes.get("action") == "running" or e.direction == analysis_pb2.CROSSING_DIRECTION_IN
+        ),
+    ),
+    ("attributes.missing = x", lambda e: False),
+    (
+        "start_media_time >= 10 AND start_media_time < 20.5",
+        lambda e: e.HasField("start_media_time") and 10 <= e.start_media_time.ToNanoseconds() / 1e9 < 20.5,
+    ),
+    (
+        "end_media_time <= 5.5",
+        lambda e: e.HasField("end_media_time") and e.end_media_time.ToNanoseconds() <= 5.5e9,
+    ),
+    (
+        "start_media_time != 3",
+        lambda e: e.HasField("start_media_time") and e.start_media_time.ToNanoseconds() != 3e9,
+    ),
     ('camera = "lobby\' OR 1=1 --"', lambda e: False),
+    ('attributes.in_count = "\') OR 1=1 --"', lambda e: False),
     ('label = "x\\"; DROP TABLE events; --"', lambda e: False),
 ]

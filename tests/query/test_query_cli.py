@@ -13,6 +13,7 @@ from pathlib import Path
 
 from camsight.bus import Bus, subjects
 from camsight.cli import app
+from camsight.v1 import analysis_pb2
 from helpers import camsight_command, wait_for
 from query_helpers import RunningQuery, make_event
 from typer.testing import CliRunner
@@ -32,7 +33,11 @@ async def test_event_commands_over_grpc_and_on_a_data_folder(
     bus: Bus, query: RunningQuery, tmp_path: Path
 ) -> None:
     for n in range(3):
-        await bus.publish_event(make_event(n, camera_id="lobby" if n < 2 else "yard"))
+        event = make_event(n, camera_id="lobby" if n < 2 else "yard")
+        if n == 2:
+            event.direction = analysis_pb2.CROSSING_DIRECTION_OUT
+            event.start_media_time.FromNanoseconds(12_500_000_000)
+        await bus.publish_event(event)
     await wait_for(lambda: query.indexed() == 3, 10, "3 events indexed")
     server = ("--server", f"127.0.0.1:{query.service.port}")
 
@@ -48,6 +53,13 @@ async def test_event_commands_over_grpc_and_on_a_data_folder(
     assert code == 0 and {c["key"]: c["count"] for c in as_json(out)} == {"lobby": "2", "yard": "1"}
     code, out, _ = await cli("events", "list", *server)
     assert code == 0 and len(out) == 3 and "zone_enter" in out[0] and "ev-00002" in out[0]
+    # The direction and media position columns: filled for ev-00002, blank for the others.
+    assert " out " in out[0] and " 12.5s " in out[0]
+    assert " out " not in out[1] and "s  zone_enter" not in out[1]
+    code, out, _ = await cli(
+        "events", "list", *server, "--json", "-f", "direction = out AND start_media_time > 12"
+    )
+    assert code == 0 and [e["id"] for e in as_json(out)] == ["ev-00002"]
 
     code, out, err = await cli("events", "list", *server, "-f", "camera =")
     assert code == 1 and not out and err.strip().startswith("camsight: INVALID_ARGUMENT: filter:")

@@ -10,7 +10,7 @@ from camsight.bus import Bus
 from camsight.v1 import event_pb2, event_service_pb2
 from google.protobuf.duration_pb2 import Duration
 from helpers import wait_for
-from query_helpers import FILTERS, RunningQuery, make_event, ts
+from query_helpers import FILTERS, RunningQuery, add_extras, make_event, ts
 
 ES = event_service_pb2
 
@@ -39,17 +39,20 @@ async def corpus(bus: Bus, query: RunningQuery) -> list[event_pb2.Event]:
     events = []
     for n in range(40):
         events.append(
-            make_event(
+            add_extras(
+                make_event(
+                    n,
+                    camera_id="lobby" if n % 2 == 0 else "yard",
+                    type=event_pb2.EVENT_TYPE_ZONE_ENTER if n % 4 < 2 else event_pb2.EVENT_TYPE_LINE_CROSS,
+                    label="person" if n % 3 else "car",
+                    identity_id="alice" if n % 10 == 0 else "",
+                    zone_id="door" if n % 5 else "gate",
+                    line_id="l1" if n % 4 >= 2 else "",
+                    rule_id=f"r{n % 3}",
+                    confidence=n / 40,
+                    state=event_pb2.EVENT_STATE_STARTED if n % 7 == 0 else event_pb2.EVENT_STATE_ENDED,
+                ),
                 n,
-                camera_id="lobby" if n % 2 == 0 else "yard",
-                type=event_pb2.EVENT_TYPE_ZONE_ENTER if n % 4 < 2 else event_pb2.EVENT_TYPE_LINE_CROSS,
-                label="person" if n % 3 else "car",
-                identity_id="alice" if n % 10 == 0 else "",
-                zone_id="door" if n % 5 else "gate",
-                line_id="l1" if n % 4 >= 2 else "",
-                rule_id=f"r{n % 3}",
-                confidence=n / 40,
-                state=event_pb2.EVENT_STATE_STARTED if n % 7 == 0 else event_pb2.EVENT_STATE_ENDED,
             )
         )
     await publish(bus, events)

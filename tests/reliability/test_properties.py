@@ -192,6 +192,14 @@ FIELDS = [
     "confidence",
     "start_time",
     "end_time",
+    "direction",
+    "start_media_time",
+    "end_media_time",
+    "attributes.in_count",
+    "attributes.odd-key_2",
+    "attributes.",
+    "attributes.a.b",
+    "attributes",
     "track",
     "id",
     "password",
@@ -208,6 +216,11 @@ VALUES = st.one_of(
             "0.5",
             "2026-01-01T00:00:00Z",
             "zone_enter",
+            "in",
+            "CROSSING_DIRECTION_OUT",
+            "12.5",
+            "-0.000000001",
+            "1e9",
             "*",
             "'",
             "--",
@@ -234,8 +247,15 @@ filters = st.recursive(
     max_leaves=6,
 )
 EVENT = event_pb2.Event(
-    id="e", camera_id="lobby", label="person", confidence=0.5, type=event_pb2.EVENT_TYPE_ZONE_ENTER
+    id="e",
+    camera_id="lobby",
+    label="person",
+    confidence=0.5,
+    type=event_pb2.EVENT_TYPE_ZONE_ENTER,
+    direction=analysis_pb2.CROSSING_DIRECTION_IN,
+    attributes={"in_count": "3"},
 )
+EVENT.start_media_time.FromNanoseconds(12_500_000_000)
 
 
 @FAST

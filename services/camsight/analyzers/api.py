@@ -59,8 +59,17 @@ class AnalyzerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    device: str | None = Field(default=None, description="auto, cpu, cuda or cuda:N")
-    precision: Precision | None = Field(default=None, description="fp32, fp16, bf16 or int8")
+    device: str | None = Field(
+        default=None,
+        description="where torch analyzers run: auto, cpu, cuda or cuda:N; unset = the service's `device`",
+    )
+    precision: Precision | None = Field(
+        default=None,
+        description=(
+            "numeric precision of torch analyzers: fp32, "
+            "fp16, bf16 or int8; unset = the service's `precision`"
+        ),
+    )
 
     @field_validator("device")
     @classmethod
@@ -73,8 +82,12 @@ class AnalyzerConfig(BaseModel):
 class ClipConfig(AnalyzerConfig):
     """Settings of a clip analyzer: window length and how often to evaluate it."""
 
-    window: int = Field(default=16, ge=2, le=512, description="frames per window")
-    stride: int = Field(default=1, ge=1, description="evaluate a window every `stride` frames")
+    window: int = Field(
+        default=16, ge=2, le=512, description="frames per window (the clip the analyzer sees)"
+    )
+    stride: int = Field(
+        default=1, ge=1, description="evaluate a window every `stride` frames (1 = every frame)"
+    )
 
 
 @dataclass(frozen=True)

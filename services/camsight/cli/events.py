@@ -23,7 +23,7 @@ from camsight.cli import app
 from camsight.cli.common import fail
 from camsight.query.client import DEFAULT_SERVER, Client, ClientError, LocalEvents, to_json
 from camsight.query.filters import parse_time
-from camsight.v1 import event_pb2, event_service_pb2
+from camsight.v1 import analysis_pb2, event_pb2, event_service_pb2
 
 ServerOption = Annotated[
     str, typer.Option("--server", "-s", help="Query service host:port.", envvar="CAMSIGHT_SERVER")
@@ -91,15 +91,31 @@ def _time(ts: Timestamp) -> str:
     return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _media(event: event_pb2.Event) -> str:
+    """Where the event starts in its source (seconds), blank when the event has no media time."""
+    if not event.HasField("start_media_time"):
+        return ""
+    return f"{event.start_media_time.ToNanoseconds() / 1e9:.1f}s"
+
+
+def _direction(event: event_pb2.Event) -> str:
+    """``in``/``out`` for line crossings, blank when unset (every other event)."""
+    if not event.direction:
+        return ""
+    return (
+        str(analysis_pb2.CrossingDirection.Name(event.direction)).removeprefix("CROSSING_DIRECTION_").lower()
+    )
+
+
 def format_event(event: event_pb2.Event) -> str:
-    """One readable line per event."""
+    """One readable line per event: time, media position, type, camera, who, where, direction, state."""
     kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
     state = event_pb2.EventState.Name(event.state).removeprefix("EVENT_STATE_").lower()
     who = event.identity_name or event.identity_id or event.label or "-"
     where = event.zone_id or event.line_id or "-"
     return (
-        f"{_time(event.start_time):24}  {kind:16} {event.camera_id:16} {who:14} {where:12} "
-        f"{state:8} {event.confidence:4.2f}  {event.id}"
+        f"{_time(event.start_time):24} {_media(event):>9}  {kind:16} {event.camera_id:16} {who:14} "
+        f"{where:12} {_direction(event):3} {state:8} {event.confidence:4.2f}  {event.id}"
     )
 
 

@@ -1,14 +1,18 @@
-"""``camsight plugins list``: installed analyzer plugins, their analyzers, kinds and versions."""
+"""``camsight plugins list|docs``: installed analyzer plugins, their analyzers, kinds and
+versions; the settings reference of the built-in ones."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from camsight.analyzers.docs import render
 from camsight.analyzers.manager import default_manager
 from camsight.cli import app
+from camsight.cli.common import EXIT_USAGE, fail
 
 plugins_app = typer.Typer(help="Analyzer plugins (the `camsight` entry-point group).", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
@@ -44,3 +48,28 @@ def list_plugins(
         typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
     for name, reason in sorted(manager.errors.items()):
         typer.secho(f"{name}: BROKEN: {reason}", fg=typer.colors.RED)
+
+
+@plugins_app.command("docs")
+def docs_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the page here (default: print it).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only compare with --output; exit 1 when it is stale.")
+    ] = False,
+) -> None:
+    """The settings reference of the built-in analyzers (docs/analyzers.md), from their Config
+    models; no model is loaded."""
+    text = render()
+    if check:
+        if output is None:
+            fail("--check needs --output", EXIT_USAGE)
+        current = output.read_text(encoding="utf-8") if output.exists() else ""
+        if current != text:
+            fail(f"{output} is stale: run camsight plugins docs --output {output}")
+        return
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")

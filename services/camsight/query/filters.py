@@ -9,11 +9,17 @@ tighter than ``AND``, and juxtaposition means ``AND``)::
     term       := "(" expression ")" | FIELD OP VALUE
     OP         := "=" | "!=" | "<" | "<=" | ">" | ">="
 
-Fields: camera, type, label, identity, zone, line, rule, state (= and !=
-only), confidence (a number), start_time and end_time (RFC 3339). Values are
-quoted strings ("lobby", 'lobby') or bare words (lobby, ZONE_ENTER, 0.5,
-2026-01-01T00:00:00Z). Enum values accept ``ZONE_ENTER``,
-``EVENT_TYPE_ZONE_ENTER`` or ``zone_enter``.
+Fields: camera, type, label, identity, zone, line, rule, state, direction
+and ``attributes.<key>`` (= and != only), confidence (a number), start_time
+and end_time (RFC 3339), start_media_time and end_media_time (seconds into
+the source, a number). Values are quoted strings ("lobby", 'lobby') or bare
+words (lobby, ZONE_ENTER, 0.5, 2026-01-01T00:00:00Z). Enum values accept
+``ZONE_ENTER``, ``EVENT_TYPE_ZONE_ENTER`` or ``zone_enter``.
+
+An attribute key is letters, digits, ``_`` and ``-`` (``attributes.in_count``);
+the grammar keeps the key out of any quoting question, and the key reaches
+SQL only as a bound JSON path, never as SQL text. An event without the
+attribute, like an ongoing event's end_time, fails every comparison on it.
 
 The parser produces an AST that compiles to a SQL ``WHERE`` fragment with
 ``?`` parameters only (a value never becomes SQL text) and to a Python
@@ -26,13 +32,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from camsight.v1 import event_pb2
+from camsight.v1 import analysis_pb2, event_pb2
 
 MAX_FILTER_LENGTH = 4096
 MAX_COMPARISONS = 64
@@ -47,20 +56,56 @@ class Kind(Enum):
     STRING = "string"
     EVENT_TYPE = "event type"
     STATE = "event state"
+    DIRECTION = "crossing direction"
     NUMBER = "number"
     TIME = "timestamp"
+    MEDIA_TIME = "seconds"
 
 
 @dataclass(frozen=True)
 class FieldSpec:
+    """A filterable field: its SQL expression (with its own bound parameters) and its getter.
+
+    ``column`` is SQL text from this module only; ``column_params`` are bound
+    before the compared value (the JSON path of an attribute).
+    """
+
     name: str
     column: str
     kind: Kind
-    getter: Callable[[event_pb2.Event], Any]
+    # Not compared: two parses of attributes.<key> build equal specs with different closures.
+    getter: Callable[[event_pb2.Event], Any] = dataclass_field(compare=False)
+    column_params: tuple[Any, ...] = ()
 
 
 def _ts(ts: Timestamp, present: bool) -> int | None:
     return ts.ToNanoseconds() if present else None
+
+
+def _duration(d: Duration, present: bool) -> int | None:
+    return d.ToNanoseconds() if present else None
+
+
+ATTRIBUTE_PREFIX = "attributes."
+# Attribute keys as the rules and analyzers write them (in_count, action, speed...).
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}")
+# Media times are nanoseconds in the index: keep a bound value inside SQLite's int64.
+MAX_MEDIA_SECONDS = 10**9
+
+
+def attribute_field(key: str) -> FieldSpec:
+    """The field ``attributes.<key>``; ``key`` must already match :data:`ATTRIBUTE_KEY`.
+
+    SQL reads the index's ``attributes`` JSON column with a bound path, so
+    neither the key nor the value becomes SQL text.
+    """
+    return FieldSpec(
+        ATTRIBUTE_PREFIX + key,
+        "json_extract(attributes, ?)",
+        Kind.STRING,
+        lambda e: e.attributes.get(key),
+        (f'$."{key}"',),
+    )
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -74,13 +119,27 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("line", "line", Kind.STRING, lambda e: e.line_id),
         FieldSpec("rule", "rule", Kind.STRING, lambda e: e.rule_id),
         FieldSpec("state", "state", Kind.STATE, lambda e: e.state),
+        FieldSpec("direction", "direction", Kind.DIRECTION, lambda e: e.direction),
         FieldSpec("confidence", "confidence", Kind.NUMBER, lambda e: e.confidence),
         FieldSpec("start_time", "start_ns", Kind.TIME, lambda e: _ts(e.start_time, e.HasField("start_time"))),
         FieldSpec("end_time", "end_ns", Kind.TIME, lambda e: _ts(e.end_time, e.HasField("end_time"))),
+        FieldSpec(
+            "start_media_time",
+            "start_media_ns",
+            Kind.MEDIA_TIME,
+            lambda e: _duration(e.start_media_time, e.HasField("start_media_time")),
+        ),
+        FieldSpec(
+            "end_media_time",
+            "end_media_ns",
+            Kind.MEDIA_TIME,
+            lambda e: _duration(e.end_media_time, e.HasField("end_media_time")),
+        ),
     )
 }
+# Wall-clock fields: a live tail has its own start_time instead (media times are fine there).
 TIME_FIELDS = frozenset({"start_time", "end_time"})
-ORDERED_KINDS = frozenset({Kind.NUMBER, Kind.TIME})
+ORDERED_KINDS = frozenset({Kind.NUMBER, Kind.TIME, Kind.MEDIA_TIME})
 OPS = ("<=", ">=", "!=", "=", "<", ">")
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "=": lambda a, b: bool(a == b),
@@ -99,6 +158,7 @@ class Comparison:
     value: Any
 
     def sql(self, params: list[Any]) -> str:
+        params.extend(self.field.column_params)
         params.append(self.value)
         return f"{self.field.column} {self.op} ?"
 
@@ -107,7 +167,7 @@ class Comparison:
         return actual is not None and _COMPARE[self.op](actual, self.value)
 
     def __str__(self) -> str:
-        return f"{self.field.name} {self.op} {self.value!r}"
+        return f"{self.field.name} {self.op} {_render(self.field, self.value)}"
 
 
 @dataclass(frozen=True)
@@ -253,10 +313,7 @@ class _Parser:
             return node
         if token.kind != "word" or token.text in ("AND", "OR"):
             raise FilterError(f"expected a field name at position {token.pos + 1}, got {token.text!r}")
-        spec = FIELDS.get(token.text)
-        if spec is None:
-            known = ", ".join(FIELDS)
-            raise FilterError(f"unknown field {token.text!r} at position {token.pos + 1} (known: {known})")
+        spec = _field(token)
         op = self.take()
         if op.kind != "op":
             raise FilterError(f"expected a comparison after {spec.name!r} at position {op.pos + 1}")
@@ -272,6 +329,24 @@ class _Parser:
         return Comparison(spec, op.text, _convert(spec, raw))
 
 
+def _field(token: Token) -> FieldSpec:
+    """The field a word names: a fixed field or ``attributes.<key>``."""
+    spec = FIELDS.get(token.text)
+    if spec is not None:
+        return spec
+    where = f"at position {token.pos + 1}"
+    if token.text.startswith(ATTRIBUTE_PREFIX) or token.text == "attributes":
+        key = token.text.removeprefix("attributes").removeprefix(".")
+        if ATTRIBUTE_KEY.fullmatch(key):
+            return attribute_field(key)
+        raise FilterError(
+            f"bad attribute field {token.text!r} {where}: expected attributes.<key>, the key "
+            "1 to 64 letters, digits, _ or -"
+        )
+    known = ", ".join([*FIELDS, ATTRIBUTE_PREFIX + "<key>"])
+    raise FilterError(f"unknown field {token.text!r} {where} (known: {known})")
+
+
 def _unquote(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text[1:-1])
 
@@ -280,12 +355,12 @@ def _convert(spec: FieldSpec, raw: str) -> Any:
     try:
         if spec.kind is Kind.STRING:
             return raw
-        if spec.kind is Kind.EVENT_TYPE:
-            return _enum(event_pb2.EventType, "EVENT_TYPE_", raw)
-        if spec.kind is Kind.STATE:
-            return _enum(event_pb2.EventState, "EVENT_STATE_", raw)
+        if spec.kind in _ENUMS:
+            return _enum(*_ENUMS[spec.kind], raw)
         if spec.kind is Kind.NUMBER:
             return float(raw)
+        if spec.kind is Kind.MEDIA_TIME:
+            return _media_ns(raw)
         return parse_time(raw)
     except ValueError as exc:
         raise FilterError(f"bad value {raw!r} for {spec.name}: {exc}") from None
@@ -300,6 +375,43 @@ def _enum(enum: Any, prefix: str, raw: str) -> int:
         choices = ", ".join(n.removeprefix(prefix) for n in names if not n.endswith("UNSPECIFIED"))
         raise ValueError(f"expected one of {choices}")
     return int(enum.Value(name))
+
+
+def _media_ns(raw: str) -> int:
+    """Seconds into the source to the index's nanoseconds (the unit of Duration).
+
+    Decimal, not float: ``1.1`` is exactly 1_100_000_000 ns, and the canonical
+    text of a filter parses back to the same nanoseconds.
+    """
+    try:
+        seconds = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError("expected a number of seconds such as 12.5") from None
+    if not seconds.is_finite() or abs(seconds) > MAX_MEDIA_SECONDS:
+        raise ValueError(f"expected a number of seconds within +-{MAX_MEDIA_SECONDS}")
+    return int((seconds * 10**9).to_integral_value())
+
+
+_ENUMS: dict[Kind, tuple[Any, str]] = {
+    Kind.EVENT_TYPE: (event_pb2.EventType, "EVENT_TYPE_"),
+    Kind.STATE: (event_pb2.EventState, "EVENT_STATE_"),
+    Kind.DIRECTION: (analysis_pb2.CrossingDirection, "CROSSING_DIRECTION_"),
+}
+
+
+def _render(spec: FieldSpec, value: Any) -> str:
+    """A converted value back in filter syntax, so that a canonical filter parses again."""
+    if spec.kind in _ENUMS:
+        enum, prefix = _ENUMS[spec.kind]
+        return str(enum.Name(value)).removeprefix(prefix)
+    if spec.kind is Kind.TIME:
+        ts = Timestamp()
+        ts.FromNanoseconds(value)
+        return repr(ts.ToJsonString())
+    if spec.kind is Kind.MEDIA_TIME:
+        text = format(Decimal(value).scaleb(-9), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return repr(value)
 
 
 def parse_time(raw: str) -> int:

@@ -13,10 +13,18 @@ redelivery after a crash is harmless.
 All methods are blocking: callers run them off the event loop. The writer
 uses one connection behind a lock; each reading thread gets its own
 connection. A read can carry a deadline after which SQLite aborts it.
+
+The schema carries a version (``PRAGMA user_version``). A file written by
+an older version is migrated in place when opened, in one transaction: the
+new columns are added and filled from each row's stored Event, so a replica
+keeps its index (and its stream position) across an upgrade instead of
+re-reading the whole EVENTS stream.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import threading
 import time
@@ -28,6 +36,28 @@ from typing import Any
 
 from camsight.query.filters import Filter
 from camsight.v1 import event_pb2
+
+log = logging.getLogger(__name__)
+
+# 1: the first schema (user_version 0 on disk). 2: direction, attributes (JSON) and media times.
+SCHEMA_VERSION = 2
+# Columns added after version 1, at the end of the table as ALTER TABLE puts them, so that
+# a migrated file and a new one have the same layout.
+ADDED_COLUMNS = {
+    2: (
+        "direction INTEGER NOT NULL DEFAULT 0",
+        "attributes TEXT NOT NULL DEFAULT '{}'",
+        "start_media_ns INTEGER",
+        "end_media_ns INTEGER",
+    ),
+}
+COLUMNS = (
+    "id", "camera", "type", "state", "label", "identity", "zone", "line", "rule", "confidence",
+    "start_ns", "end_ns", "revision", "seen_ns", "data",
+    "direction", "attributes", "start_media_ns", "end_media_ns",
+)  # fmt: skip
+INSERT = f"INSERT OR REPLACE INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+MIGRATE_CHUNK = 1000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -45,7 +75,11 @@ CREATE TABLE IF NOT EXISTS events (
     end_ns INTEGER,
     revision INTEGER NOT NULL,
     seen_ns INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    direction INTEGER NOT NULL DEFAULT 0,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    start_media_ns INTEGER,
+    end_media_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_time ON events (start_ns, id);
 CREATE INDEX IF NOT EXISTS events_camera_time ON events (camera, start_ns, id);
@@ -101,7 +135,23 @@ def merge(old: event_pb2.Event | None, new: event_pb2.Event) -> event_pb2.Event 
     return None if merged == old else merged
 
 
+def _added(event: event_pb2.Event) -> tuple[Any, ...]:
+    """The values of the columns added in schema version 2 (see :data:`ADDED_COLUMNS`).
+
+    Attributes are a JSON object (keys sorted) that filters read with
+    ``json_extract``: one column instead of a side table keeps an insert at
+    one row, and the filter binds the key's path as a parameter.
+    """
+    return (
+        int(event.direction),
+        json.dumps(dict(sorted(event.attributes.items())), ensure_ascii=False),
+        event.start_media_time.ToNanoseconds() if event.HasField("start_media_time") else None,
+        event.end_media_time.ToNanoseconds() if event.HasField("end_media_time") else None,
+    )
+
+
 def _row(event: event_pb2.Event, seen_ns: int) -> tuple[Any, ...]:
+    """The row of :data:`COLUMNS` for ``event``."""
     return (
         event.id,
         event.camera_id,
@@ -118,6 +168,7 @@ def _row(event: event_pb2.Event, seen_ns: int) -> tuple[Any, ...]:
         event.revision,
         seen_ns,
         event.SerializeToString(deterministic=True),
+        *_added(event),
     )
 
 
@@ -138,8 +189,53 @@ class EventIndex:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._writer = self._connect(WRITER_CACHE_KIB)
-        with self._writer:
-            self._writer.executescript(SCHEMA)
+        self._create_or_migrate()
+
+    def _create_or_migrate(self) -> None:
+        """Create the schema, or bring an older file up to :data:`SCHEMA_VERSION`.
+
+        One IMMEDIATE transaction: a second process opening the same file
+        (``camsight events --data-dir`` beside a running service) waits and
+        then finds the work done; a crash midway leaves the old version intact.
+        """
+        cur = self._writer.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(cur.execute("PRAGMA user_version").fetchone()[0])
+            exists = cur.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+            if exists and version < SCHEMA_VERSION:
+                self._migrate(cur, max(version, 1))
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            if version < SCHEMA_VERSION:
+                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def _migrate(self, cur: sqlite3.Cursor, version: int) -> None:
+        """Add the columns of the versions after ``version`` and fill them from each stored Event."""
+        log.info("migrating the event index %s from schema %d to %d", self.path, version, SCHEMA_VERSION)
+        for added in range(version + 1, SCHEMA_VERSION + 1):
+            for column in ADDED_COLUMNS[added]:
+                cur.execute(f"ALTER TABLE events ADD COLUMN {column}")
+        last = -1
+        while True:
+            rows = cur.execute(
+                "SELECT rowid, data FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, MIGRATE_CHUNK)
+            ).fetchall()
+            if not rows:
+                break
+            cur.executemany(
+                "UPDATE events SET direction = ?, attributes = ?, start_media_ns = ?, end_media_ns = ? "
+                "WHERE rowid = ?",
+                [(*_added(_decode(data)), rowid) for rowid, data in rows],
+            )
+            last = rows[-1][0]
 
     def _connect(self, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
@@ -203,10 +299,7 @@ class EventIndex:
                         continue
                     if not merged.HasField("start_time"):
                         merged.start_time.FromNanoseconds(seen_ns)
-                    cur.execute(
-                        "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        _row(merged, seen_ns),
-                    )
+                    cur.execute(INSERT, _row(merged, seen_ns))
                     changed[event.id] = merged
                 cur.execute("COMMIT")
             except BaseException:
