@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from camsight.samples import sample_video
@@ -69,3 +70,18 @@ _INTERRUPTIBLE = (
 def camsight_command(*args: str) -> list[str]:
     """argv that runs ``camsight ARGS`` in a new Python process that Ctrl-C (SIGINT) interrupts."""
     return [sys.executable, "-c", _INTERRUPTIBLE, *args]
+
+
+def leftovers(tmpdir: Path) -> list[str]:
+    """What an embedded nats-server started with ``TMPDIR=tmpdir`` left behind: its
+    ``camsight-nats-*`` folders and any live process whose command line names one."""
+    found = [str(p) for p in tmpdir.glob("camsight-nats-*")]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+            state = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # the process ended meanwhile
+        if state != "Z" and any(str(tmpdir).encode() in arg for arg in argv):
+            found.append(f"pid {cmdline.parent.name}: {b' '.join(argv).decode(errors='replace')}")
+    return found

@@ -1,6 +1,7 @@
-"""A test analyzer slower than its input, loaded by ``camsight run`` through
-``services.detector.plugin_modules``: it spends ``cost_s`` per frame (simulated
-model work) and finds nothing."""
+"""Misbehaving test analyzers, loaded by ``camsight run`` through
+``services.detector.plugin_modules``: ``slow`` spends ``cost_s`` per frame (simulated
+model work) and finds nothing; ``broken`` fails to load, as a plugin whose weights
+are missing does."""
 
 from __future__ import annotations
 
@@ -35,6 +36,18 @@ class SlowAnalyzer(FrameAnalyzer):
         return [[] for _ in images]
 
 
+class BrokenAnalyzer(FrameAnalyzer):
+    name = "broken"
+    kind = KIND_OBJECTS
+    version = "1"
+
+    def load(self) -> None:
+        raise FileNotFoundError("weights missing: /models/broken.pt")
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        raise AssertionError("never loaded, never called")
+
+
 @hookimpl
 def camsight_analyzers() -> Sequence[type[FrameAnalyzer]]:
-    return [SlowAnalyzer]
+    return [SlowAnalyzer, BrokenAnalyzer]

@@ -1,6 +1,7 @@
 """Which cameras ``camsight run`` runs: a source matches a configured camera by its
 resolved path, ``--config`` alone runs every configured camera, a configured camera
-left out is named; and a file is analysed whole however slow the analyzer is."""
+left out is named; a file is analysed whole however slow the analyzer is; an analyzer
+that fails to load stops the run at once, leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -17,9 +18,28 @@ import yaml
 from camsight.cameras import CameraConfig
 from camsight.run import not_run, source_cameras
 from camsight.run.pipeline import DEFAULT_RULES
-from helpers import sample_video
+from helpers import leftovers, sample_video
 
 TESTS = Path(__file__).parent.parent
+
+
+def camsight_run(tmp_path: Path, config: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
+    """``camsight run ARGS --config c.yaml --json`` with the test plugins importable and
+    the embedded nats-server's folder under ``tmp_path/tmp``."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "camsight", "run", *args, "--config", "c.yaml", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "TMPDIR": str(tmp_path / "tmp"),
+        },
+    )
 
 
 def configured(tmp_path: Path) -> list[CameraConfig]:
@@ -87,15 +107,7 @@ def test_a_file_runs_its_configured_camera_and_is_analysed_whole_by_a_slow_analy
             {"id": "yard", "source": "rtsp://cam.example/stream"},
         ],
     }
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run(
-        [sys.executable, "-m", "camsight", "run", "clip.mp4", "--config", "c.yaml", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])},
-    )
+    done = camsight_run(tmp_path, config, "clip.mp4")
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert {e["camera_id"] for e in events} == {"car"}
@@ -105,3 +117,21 @@ def test_a_file_runs_its_configured_camera_and_is_analysed_whole_by_a_slow_analy
     slow = re.search(r"analyzer slow\s*│\s*([^│]+)│", done.stderr)
     assert slow and decoded > 50, done.stderr
     assert slow.group(1).strip() == f"analyzed {decoded}", "a frame of the file was not analysed"
+
+
+@pytest.mark.slow
+def test_an_analyzer_that_fails_to_load_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    shutil.copy(sample_video("carphone_pristine.mp4"), tmp_path / "clip.mp4")
+    config = {
+        "services": {
+            "detector": {"plugin_modules": ["run.slow_plugin"], "analyzers": {"broken": {}, "motion": {}}}
+        }
+    }
+    done = camsight_run(tmp_path, config, "clip.mp4")
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "camsight: detector: analyzer broken failed to load: FileNotFoundError: weights missing: "
+        "/models/broken.pt"
+    )
+    assert not leftovers(tmp_path / "tmp"), "the embedded nats-server or its folder outlived the run"

@@ -11,30 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import camsight_command, sample_video
+from helpers import camsight_command, leftovers, sample_video
 
 pytestmark = pytest.mark.slow
-
-
-def children(pid: int) -> set[int]:
-    """Pids whose parent is ``pid`` (the embedded nats-server), read from /proc."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended meanwhile
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
@@ -58,8 +37,7 @@ def test_a_signal_stops_cleanly_and_leaves_a_consistent_data_folder(
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the first event: the pipeline runs
         assert first, "the run printed no event"
-        started = children(proc.pid)
-        assert list(runs.glob("camsight-nats-*")) and started, "no embedded nats-server found"
+        assert leftovers(runs), "no embedded nats-server found"
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -67,8 +45,7 @@ def test_a_signal_stops_cleanly_and_leaves_a_consistent_data_folder(
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].endswith("interrupted; the data folder is consistent")
-    assert not [pid for pid in started if alive(pid)], "the embedded nats-server outlived the run"
-    assert not list(runs.glob("camsight-nats-*")), "the nats-server's temp folder is left behind"
+    assert not leftovers(runs), "the embedded nats-server or its folder outlived the run"
     printed = [json.loads(line) for line in [first, *out.splitlines()]]  # stdout stays JSON only
 
     listed = subprocess.run(

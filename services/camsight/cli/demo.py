@@ -18,7 +18,7 @@ from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
 from camsight.cli.run import PipelineHook, output_dir, print_summary, run_pipeline
 from camsight.config import ConfigError, LogSettings
 from camsight.natsserver import NatsServerError
-from camsight.run import EmbeddedPipeline, PipelineSummary
+from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary
 from camsight.run.annotate import annotate_cameras
 from camsight.run.demo import demo_cameras, enroll_driver
 from camsight.run.report import write_report
@@ -84,6 +84,8 @@ def demo_command(
         fail(str(exc), EXIT_USAGE)
     except NatsServerError as exc:
         fail(f"embedded NATS: {exc}")
+    except PipelineFailed as exc:
+        fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         fail("interrupted", 130)
     console = Console()

@@ -26,7 +26,7 @@ from camsight.config import ConfigError, LogSettings, Settings
 from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
-from camsight.run import EmbeddedPipeline, PipelineSummary, not_run, source_cameras
+from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary, not_run, source_cameras
 from camsight.run.annotate import annotate_cameras, video_file
 from camsight.run.pipeline import analyzer_counts
 from camsight.runtime import setup_logging
@@ -312,6 +312,8 @@ def run_command(
         fail(str(exc), EXIT_USAGE)
     except NatsServerError as exc:
         fail(f"embedded NATS: {exc}")
+    except PipelineFailed as exc:
+        fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         fail("interrupted; the data folder is consistent", 130)
     console = Console(stderr=as_json)

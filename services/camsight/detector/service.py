@@ -58,6 +58,9 @@ class DetectorService(Service):
         await self.host.load()
         self.set_ready(*self.host.readiness())
 
+    def failures(self) -> list[str]:
+        return list(self.host.load_errors.values())
+
     async def run(self) -> None:
         await self.host.run_until(self.ctx.stopping)
 

@@ -79,6 +79,9 @@ class FaceService(Service):
         )
         self.set_ready(*self.host.readiness())
 
+    def failures(self) -> list[str]:
+        return list(self.host.load_errors.values())
+
     async def run(self) -> None:
         await self.host.run_until(self.ctx.stopping)
 

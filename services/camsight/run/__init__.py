@@ -4,6 +4,6 @@
 above the services in the layering (it starts them all) and below the CLI.
 """
 
-from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary, not_run, source_cameras
+from camsight.run.pipeline import EmbeddedPipeline, PipelineFailed, PipelineSummary, not_run, source_cameras
 
-__all__ = ["EmbeddedPipeline", "PipelineSummary", "not_run", "source_cameras"]
+__all__ = ["EmbeddedPipeline", "PipelineFailed", "PipelineSummary", "not_run", "source_cameras"]

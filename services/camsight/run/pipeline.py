@@ -50,6 +50,11 @@ FINAL_STATES = {camera_pb2.CAMERA_STATE_ENDED, camera_pb2.CAMERA_STATE_ERROR}
 _NOT_ID = re.compile(r"[^A-Za-z0-9_-]+")
 
 
+class PipelineFailed(RuntimeError):
+    """A service cannot become ready and waiting will not help (an analyzer failed to
+    load): the run stops instead of waiting for it."""
+
+
 def load_service(path: str) -> type[Service]:
     module, _, attr = path.partition(":")
     cls: type[Service] = getattr(importlib.import_module(module), attr)
@@ -202,6 +207,15 @@ class EmbeddedPipeline:
         self._task: asyncio.Task[int] | None = None
 
     async def __aenter__(self) -> EmbeddedPipeline:
+        # ``async with`` calls __aexit__ only once __aenter__ returned: a start that fails
+        # or is interrupted must stop what it started (services, nats-server, its folder).
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__()
+            raise
+
+    async def _start(self) -> EmbeddedPipeline:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.nats.start)
         # Everything on loopback, on ports nobody else can hold: several runs
@@ -255,6 +269,8 @@ class EmbeddedPipeline:
             ready, reason = self.runtime.readiness()
             if ready:
                 return
+            if failures := self.runtime.failures():
+                raise PipelineFailed("; ".join(failures))
             if self._task.done():
                 self._task.result()  # raises the service's error
                 raise RuntimeError(f"pipeline stopped before it was ready: {reason}")

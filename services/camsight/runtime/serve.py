@@ -80,6 +80,10 @@ class Runtime:
                 return False, f"{service.name}: {reason}"
         return True, ""
 
+    def failures(self) -> list[str]:
+        """Every service's :meth:`~camsight.runtime.service.Service.failures`, named."""
+        return [f"{service.name}: {failure}" for service in self.services for failure in service.failures()]
+
     def stop(self) -> None:
         """Ask every service to drain and return (signal-safe)."""
         self.ctx.stopping.set()

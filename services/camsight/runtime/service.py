@@ -71,3 +71,9 @@ class Service(abc.ABC):
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason when not): /readyz answers 503 with the reason."""
         return self._ready, self._not_ready_reason
+
+    def failures(self) -> list[str]:
+        """What keeps the service from being ready that waiting will not mend (an analyzer
+        that failed to load). A cluster keeps such a pod up and not ready, for an operator
+        to see; ``camsight run`` stops on it at once instead of waiting. Default: none."""
+        return []
