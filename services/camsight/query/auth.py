@@ -1,10 +1,13 @@
 """Bearer-token authentication with two scopes, as a grpc.aio server interceptor.
 
 ``authorization: Bearer <token>`` is compared in constant time with every
-configured token. ``read`` allows every read; ``admin`` also allows camera and
-face-gallery writes. Health checks and reflection stay open (probes and
-grpcurl need them; they reveal nothing but the public schema). Tokens are
-never logged: a refusal logs the method and the token's configured name.
+configured token. Every method the server serves is named in :data:`METHOD_SCOPES`
+(the scope it needs) or :data:`PUBLIC_METHODS` (no token: health checks and
+reflection, which probes and grpcurl need and which reveal only the public schema).
+A method in neither is refused for every caller, an admin token included, and with
+authentication off too: a method added later stays closed until someone decides
+its scope, instead of being readable with a read token (docs/decisions/0053).
+Tokens are never logged: a refusal logs the method and the token's configured name.
 """
 
 from __future__ import annotations
@@ -20,20 +23,54 @@ from camsight.query.settings import Scope, TokenSettings
 
 log = logging.getLogger(__name__)
 
-ADMIN_METHODS = frozenset(
+# The one table of the query server's methods: full method path -> the scope it needs.
+# Written out, not derived from the protos, so that a new RPC is a deliberate line here;
+# tests/query/test_query_authz.py fails on any served method missing from it.
+METHOD_SCOPES: dict[str, Scope] = {
+    "/camsight.v1.EventService/ListEvents": Scope.READ,
+    "/camsight.v1.EventService/GetEvent": Scope.READ,
+    "/camsight.v1.EventService/CountEvents": Scope.READ,
+    "/camsight.v1.EventService/StreamEvents": Scope.READ,
+    "/camsight.v1.EventService/GetSnapshot": Scope.READ,
+    "/camsight.v1.CameraService/GetCamera": Scope.READ,
+    "/camsight.v1.CameraService/ListCameras": Scope.READ,
+    "/camsight.v1.CameraService/GetCameraStatus": Scope.READ,
+    "/camsight.v1.CameraService/ListCameraStatuses": Scope.READ,
+    "/camsight.v1.CameraService/CreateCamera": Scope.ADMIN,
+    "/camsight.v1.CameraService/UpdateCamera": Scope.ADMIN,
+    "/camsight.v1.CameraService/DeleteCamera": Scope.ADMIN,
+    "/camsight.v1.FaceGalleryService/GetIdentity": Scope.READ,
+    "/camsight.v1.FaceGalleryService/ListIdentities": Scope.READ,
+    "/camsight.v1.FaceGalleryService/EnrollFace": Scope.ADMIN,
+    "/camsight.v1.FaceGalleryService/EnrollFaceFromEvent": Scope.ADMIN,
+    "/camsight.v1.FaceGalleryService/DeleteIdentity": Scope.ADMIN,
+}
+# Methods that need no token, by exact name (no prefix match: a method added to these
+# services by a newer grpcio is refused until listed).
+PUBLIC_METHODS = frozenset(
     {
-        "/camsight.v1.CameraService/CreateCamera",
-        "/camsight.v1.CameraService/UpdateCamera",
-        "/camsight.v1.CameraService/DeleteCamera",
-        "/camsight.v1.FaceGalleryService/EnrollFace",
-        "/camsight.v1.FaceGalleryService/EnrollFaceFromEvent",
-        "/camsight.v1.FaceGalleryService/DeleteIdentity",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/List",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     }
 )
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# What a token's scope grants: admin includes read.
+GRANTS: dict[Scope, frozenset[Scope]] = {
+    Scope.READ: frozenset({Scope.READ}),
+    Scope.ADMIN: frozenset({Scope.READ, Scope.ADMIN}),
+}
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
+    """Refuses unlisted methods always, and checks bearer tokens when any are configured.
+
+    With no tokens (authentication off, for a trusted network) every listed method is
+    open, but an unlisted one is still refused: the table, not the mode, decides what
+    the server serves.
+    """
+
     def __init__(self, tokens: Sequence[TokenSettings]) -> None:
         self._tokens = [(t.token.get_secret_value().encode(), t.scope, t.name) for t in tokens]
 
@@ -47,9 +84,16 @@ class TokenAuth(grpc.aio.ServerInterceptor):
     def check(
         self, method: str, metadata: Sequence[tuple[str, Any]] | None
     ) -> tuple[grpc.StatusCode, str] | None:
-        """None when allowed, else (status, message)."""
-        if method.startswith(OPEN_PREFIXES):
+        """None when allowed, else (status, message).
+
+        The caller is authenticated before the table is consulted, so that an
+        unauthenticated caller learns nothing about which methods are listed.
+        """
+        if method in PUBLIC_METHODS:
             return None
+        needed = METHOD_SCOPES.get(method)
+        if not self._tokens:
+            return None if needed is not None else _unlisted(method)
         header = next((str(v) for k, v in metadata or () if k == "authorization"), "")
         kind, _, presented = header.partition(" ")
         if kind.lower() != "bearer" or not presented.strip():
@@ -59,9 +103,15 @@ class TokenAuth(grpc.aio.ServerInterceptor):
             log.warning("refused an unknown token", extra={"method": method})
             return grpc.StatusCode.UNAUTHENTICATED, "unknown token"
         scope, name = match
-        if method in ADMIN_METHODS and scope is not Scope.ADMIN:
-            log.warning("refused a read token on an admin method", extra={"method": method, "token": name})
-            return grpc.StatusCode.PERMISSION_DENIED, f"{method.rsplit('/', 1)[-1]} needs the admin scope"
+        if needed is None:
+            log.warning("refused a method with no scope", extra={"method": method, "token": name})
+            return _unlisted(method)
+        if needed not in GRANTS[scope]:
+            log.warning(
+                "refused a token without the method's scope",
+                extra={"method": method, "token": name, "scope": needed.value},
+            )
+            return grpc.StatusCode.PERMISSION_DENIED, f"{method.rsplit('/', 1)[-1]} needs the {needed} scope"
         return None
 
     async def intercept_service(
@@ -93,3 +143,8 @@ def _refusing(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: st
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(refuse, **options)
     return grpc.unary_unary_rpc_method_handler(refuse, **options)
+
+
+def _unlisted(method: str) -> tuple[grpc.StatusCode, str]:
+    """The refusal of a method that no one gave a scope (deny by default)."""
+    return grpc.StatusCode.PERMISSION_DENIED, f"{method} has no scope in the authorization table: refused"
