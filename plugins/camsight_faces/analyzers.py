@@ -3,9 +3,10 @@
 Each finds faces, optionally embeds them with dlib (5-point alignment,
 ResNet 128-d), and returns one ``face`` :class:`Detection` per face: the
 box, CenterFace's five landmarks as keypoints (``centerface`` only) and the
-embedding with ``attributes["embedding_model"]``. Matching against the
-gallery and face crops are the face service's job (it has the gallery and
-the privacy settings).
+embedding with ``attributes[EMBEDDING_MODEL_ATTRIBUTE]``. Matching against
+the gallery, face crops and the ``privacy`` decision are the face service's
+job (it has the gallery and the privacy settings): these detections leave
+``privacy`` unspecified.
 
 ``analyze`` holds a lock for its whole call: the face service also calls it
 for enrollment images, from another thread than the host's.
@@ -21,6 +22,8 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 from camsight.analyzers import (
+    EMBEDDING_MODEL_ATTRIBUTE,
+    FACE_LABEL,
     KIND_FACES,
     AnalyzerConfig,
     Detection,
@@ -34,8 +37,6 @@ from pydantic import Field
 
 from camsight_faces.embedding import MODEL_NAME, DlibEmbedder
 from camsight_faces.faces import LANDMARK_NAMES, Faces
-
-EMBEDDING_MODEL_ATTRIBUTE = "embedding_model"
 
 
 class Detector(Protocol):
@@ -139,7 +140,8 @@ class _FaceAnalyzer(FrameAnalyzer):
         embeddings = self._embedder.embed(image, faces.boxes) if self._embedder is not None else None
         out = []
         for i in range(len(faces)):
-            detection = Detection.from_pixels("face", float(faces.scores[i]), faces.boxes[i], width, height)
+            score, box = float(faces.scores[i]), faces.boxes[i]
+            detection = Detection.from_pixels(FACE_LABEL, score, box, width, height)
             if faces.landmarks is not None:
                 detection.keypoints = [
                     Keypoint(name, _unit(x / width), _unit(y / height), float(faces.scores[i]))

@@ -16,6 +16,7 @@ from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, event_pb2, frame_pb2
 from helpers import wait_for
 from nats.js.errors import NotFoundError
+from privacy_support import CARPHONE_FACE, assert_blurred, carphone_frame, decode, region, sharpness
 
 DOOR = {"id": "door", "a": [0.5, 1.0], "b": [0.5, 0.0], "in_side_right": True}
 SQUARE = {"id": "square", "polygon": [[0.4, 0.3], [0.6, 0.3], [0.6, 0.7], [0.4, 0.7]]}
@@ -281,3 +282,83 @@ async def test_a_result_held_for_reordering_is_acked_only_once_processed(bus: Bu
         await bus.publish(subjects.detections("hog", CAMERA), results[1])
         await wait_for(lambda: acks(0), 10, "frames 2 and 3 processed and acked")
         assert service.engine.stats.processed == 3
+
+
+def carphone_result(
+    seq: int, analyzer: str, *detections: analysis_pb2.Detection
+) -> analysis_pb2.AnalysisResult:
+    kind = "faces" if analyzer == "centerface" else "objects"
+    r = analysis_pb2.AnalysisResult(frame=ref(seq), analyzer=analyzer, kind=kind, detections=detections)
+    r.frame.width, r.frame.height = 176, 144
+    return r
+
+
+def unknown_face(crop: bytes = b"") -> analysis_pb2.Detection:
+    x1, y1, x2, y2 = CARPHONE_FACE
+    return analysis_pb2.Detection(
+        label="face",
+        score=0.9,
+        box=analysis_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
+        identity=analysis_pb2.IdentityMatch(matched=False, distance=0.9),
+        privacy=analysis_pb2.PRIVACY_BLUR,
+        crop_jpeg=crop,
+    )
+
+
+async def test_snapshots_blur_faces_whose_privacy_says_blur(roomy_bus: Bus) -> None:
+    """carphone's face, flagged PRIVACY_BLUR: blurred in its own event's snapshot and in a person's."""
+    bus = roomy_bus
+    await put_camera(
+        bus,
+        rules=[
+            {"id": "stranger", "type": "unknown_face"},
+            {"id": "people", "type": "object_detected", "labels": ["person"]},
+        ],
+    )
+    original = carphone_frame()
+    ok, jpeg = cv2.imencode(".jpg", original, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    person = analysis_pb2.Detection(
+        label="person", score=0.9, box=analysis_pb2.BoundingBox(x1=0.1, y1=0.1, x2=0.9, y2=1.0)
+    )
+    async with Running(bus):
+        for seq in range(1, 11):
+            frame = frame_pb2.Frame(
+                camera_id=CAMERA, seq=seq, width=176, height=144, encoding=frame_pb2.IMAGE_ENCODING_JPEG
+            )
+            frame.capture_time.CopyFrom(ref(seq).capture_time)
+            frame.data = jpeg.tobytes()
+            ack = await bus.publish(subjects.frames(CAMERA), frame)
+            # The face result first: the person's snapshot of the same frame must know the face.
+            for r in (
+                carphone_result(seq, "centerface", unknown_face()),
+                carphone_result(seq, "hog", person),
+            ):
+                r.frame.stream_sequence = ack.seq
+                await bus.publish(subjects.detections(r.analyzer, CAMERA), r)
+        await wait_for(lambda: _at_least(bus, 2), 20, "the face and person events")
+        await wait_for(lambda: consumed(bus), 20, "everything consumed")
+    by_type = {e.type: e for e in await events(bus)}
+    store = await bus.object_store(subjects.SNAPSHOTS_STORE)
+    for kind in (event_pb2.EVENT_TYPE_UNKNOWN_FACE, event_pb2.EVENT_TYPE_OBJECT_DETECTED):
+        snapshot = (await store.get(by_type[kind].snapshot_id)).data or b""
+        assert_blurred(decode(snapshot), original, CARPHONE_FACE)
+
+
+async def test_a_face_crop_snapshot_of_a_face_to_blur_is_blurred(bus: Bus) -> None:
+    """Without the frame the crop is the snapshot: blurred again whoever made it."""
+    await put_camera(bus, rules=[{"id": "stranger", "type": "unknown_face"}])
+    face_crop = region(carphone_frame(), CARPHONE_FACE, shrink=0.0)
+    ok, crop = cv2.imencode(".jpg", face_crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    async with Running(bus):
+        for seq in range(1, 11):
+            r = carphone_result(seq, "centerface", unknown_face(crop.tobytes()))
+            r.frame.stream_sequence = 10_000 + seq  # never published: the frame is gone
+            await bus.publish(subjects.detections("centerface", CAMERA), r)
+        await wait_for(lambda: _at_least(bus, 1), 20, "the face event")
+        await wait_for(lambda: consumed(bus), 20, "everything consumed")
+    event = (await events(bus))[0]
+    assert event.type == event_pb2.EVENT_TYPE_UNKNOWN_FACE and event.snapshot_id
+    stored = (await (await bus.object_store(subjects.SNAPSHOTS_STORE)).get(event.snapshot_id)).data or b""
+    assert sharpness(decode(stored)) < sharpness(face_crop) / 10

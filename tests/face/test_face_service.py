@@ -17,11 +17,13 @@ import pytest
 from camsight.bus import Bus, subjects
 from camsight.bus.rpc import request
 from camsight.config import ConfigError, NatsSettings, Settings
+from camsight.face.crops import crop_box
 from camsight.face.service import FaceService
 from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, frame_pb2, identity_pb2
 from face_support import Image, astronaut, carphone, carphone_distorted, encode
 from helpers import wait_for
+from privacy_support import sharpness
 
 CAMERA = "car"
 
@@ -148,9 +150,22 @@ async def test_unknown_faces_are_blurred_and_flagged_when_privacy_is_on(
     await face_service(blur_unknown=True, crop_size=64, publish_embeddings=True)
     await results.feed(bus, 1, carphone()[:2])
     face = results.faces([1])[0][0]
-    assert face.attributes["privacy"] == "blur" and len(face.embedding) == 128
-    crop = cv2.imdecode(np.frombuffer(face.crop_jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-    assert cv2.Laplacian(crop, cv2.CV_64F).var() < 20, "a blurred crop has almost no edges"
+    assert face.privacy == analysis_pb2.PRIVACY_BLUR and len(face.embedding) == 128
+    assert "privacy" not in face.attributes, "the typed field replaces the attribute"
+    # The crop against the same square of the original frame (face_crop's geometry).
+    left, top, right, bottom = crop_box((face.box.x1, face.box.y1, face.box.x2, face.box.y2), 176, 144, 0.25)
+    original = cv2.resize(carphone()[0][top:bottom, left:right], (64, 64), interpolation=cv2.INTER_AREA)
+    crop = cv2.imdecode(np.frombuffer(face.crop_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert sharpness(crop) < sharpness(original) / 10, "the crop of an unknown face was not blurred"
+
+
+async def test_faces_are_explicitly_visible_when_privacy_is_off(
+    bus: Bus, face_service: Any, results: Results
+) -> None:
+    await face_service(crop_size=64)
+    await results.feed(bus, 1, carphone()[:2])
+    face = results.faces([1])[0][0]
+    assert face.privacy == analysis_pb2.PRIVACY_VISIBLE, "the face service always decides"
 
 
 async def test_enrollment_refusals_travel_over_nats(bus: Bus, face_service: Any) -> None:

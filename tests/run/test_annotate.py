@@ -17,7 +17,6 @@ from camsight.cameras import CameraConfig
 from camsight.run.annotate import (
     ResultTimeline,
     annotate_video,
-    blur_private,
     detection_caption,
     in_arrow,
     overlay_rows,
@@ -25,6 +24,7 @@ from camsight.run.annotate import (
 )
 from camsight.v1 import analysis_pb2, event_pb2
 from helpers import sample_video
+from privacy_support import CARPHONE_FACE, CARPHONE_FRAME, assert_blurred, carphone_frame
 
 CAPTURE_EPOCH_NS = 1_764_201_600_000_000_000  # any wall-clock origin
 SAMPLE_EVERY_S = 0.2  # the decoder's sampling in these tests: 5 of bikes' 25 frames per second
@@ -192,16 +192,21 @@ def test_captions_name_faces_and_tracks() -> None:
     assert detection_caption(face(matched=False)) == "unknown 0.80"
 
 
-def test_faces_flagged_for_privacy_are_blurred() -> None:
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (100, 200, 3), dtype=np.uint8)
-    original = image.copy()
-    private, public = face(matched=False), person(box=(0.0, 0.0, 0.2, 0.2))
-    private.attributes["privacy"] = "blur"
-    blur_private(image, [private, public])
-    region = (slice(15, 25), slice(125, 135))  # inside the face box (0.6..0.7 x 0.1..0.3)
-    assert image[region].std() < original[region].std() / 3, "the flagged face was not blurred"
-    assert np.array_equal(image[:20, :40], original[:20, :40]), "an unflagged box was touched"
+def test_faces_whose_privacy_says_blur_are_blurred_in_the_video(tmp_path: Path) -> None:
+    """carphone with the man's face flagged PRIVACY_BLUR: the written (H.264) frame hides it."""
+    source = sample_video("carphone_pristine.mp4")
+    camera = CameraConfig.model_validate({"id": "bikes", "source": str(source)})
+    private = face(matched=False)
+    private.box.x1, private.box.y1, private.box.x2, private.box.y2 = CARPHONE_FACE
+    private.privacy = analysis_pb2.PRIVACY_BLUR
+    results = [result(i * SAMPLE_EVERY_S, private, analyzer="centerface") for i in range(25)]
+    out = annotate_video(source, results, camera, [], tmp_path / "carphone.mp4")
+    cap = cv2.VideoCapture(str(out))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, CARPHONE_FRAME)
+    ok, written = cap.read()
+    cap.release()
+    assert ok
+    assert_blurred(written, carphone_frame(), CARPHONE_FACE)
 
 
 @pytest.mark.parametrize("in_side_right", [False, True])

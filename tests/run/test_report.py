@@ -17,9 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from camsight.behavior.snapshots import render
 from camsight.run.report import TIMELINE_ROW_FILLS, TYPE_COLOURS, nice_step, snapshot_file, write_report
-from camsight.v1 import analysis_pb2, event_pb2
+from camsight.v1 import analysis_pb2, event_pb2, frame_pb2
 from helpers import sample_video
+from privacy_support import CARPHONE_FACE, assert_blurred, carphone_frame
 
 START_NS = 1_764_201_600_000_000_000
 SUMMARY = {
@@ -221,3 +223,38 @@ def test_empty_report_still_renders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("span", "step"), [(1.0, 0.1), (9.96, 1.0), (45.0, 5.0), (600.0, 100.0)])
 def test_axis_steps_are_round(span: float, step: float) -> None:
     assert nice_step(span) == pytest.approx(step)
+
+
+def test_the_snapshot_of_a_face_to_blur_is_blurred_in_the_report(tmp_path: Path) -> None:
+    """The report shows the stored snapshots: the behavior service's rendering of carphone's face,
+    flagged PRIVACY_BLUR, reaches the page's folder blurred."""
+    original = carphone_frame()
+    ok, data = cv2.imencode(".jpg", original, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    frame = frame_pb2.Frame(
+        camera_id="carphone", seq=5, width=176, height=144, encoding=frame_pb2.IMAGE_ENCODING_JPEG
+    )
+    frame.data = data.tobytes()
+    x1, y1, x2, y2 = CARPHONE_FACE
+    face = analysis_pb2.Detection(
+        label="face",
+        score=0.9,
+        box=analysis_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
+        privacy=analysis_pb2.PRIVACY_BLUR,
+    )
+    snapshot = render(frame, face)
+    assert snapshot is not None
+    stranger = event(
+        "carphone-stranger-1",
+        event_pb2.EVENT_TYPE_UNKNOWN_FACE,
+        "carphone",
+        0.2,
+        3.9,
+        label="face",
+        snapshot_id="carphone-stranger-1-5",
+        explanation=event_pb2.EventExplanation(detections=[face]),
+    )
+    write_report(tmp_path, [stranger], {stranger.snapshot_id: snapshot}, [], SUMMARY)
+    shown = cv2.imread(str(tmp_path / "snapshots" / snapshot_file(stranger.snapshot_id)))
+    assert shown is not None
+    assert_blurred(shown, original, CARPHONE_FACE)

@@ -10,6 +10,8 @@ the runtime's side (:mod:`~camsight.analyzers.manager`,
 """
 
 from camsight.analyzers.api import (
+    EMBEDDING_MODEL_ATTRIBUTE,
+    FACE_LABEL,
     KIND_ACTIONS,
     KIND_FACES,
     KIND_MOTION,
@@ -26,11 +28,14 @@ from camsight.analyzers.api import (
     Image,
     Keypoint,
     Precision,
+    Privacy,
 )
 from camsight.analyzers.devices import resolve_device
 from camsight.analyzers.hookspecs import hookimpl
 
 __all__ = [
+    "EMBEDDING_MODEL_ATTRIBUTE",
+    "FACE_LABEL",
     "KIND_ACTIONS",
     "KIND_FACES",
     "KIND_MOTION",
@@ -47,6 +52,7 @@ __all__ = [
     "Image",
     "Keypoint",
     "Precision",
+    "Privacy",
     "hookimpl",
     "resolve_device",
 ]

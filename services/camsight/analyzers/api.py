@@ -22,6 +22,7 @@ one, so results do not depend on the analysis resolution.
 from __future__ import annotations
 
 import abc
+import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,30 @@ KIND_OBJECTS = "objects"
 KIND_FACES = "faces"
 KIND_MOTION = "motion"
 KIND_ACTIONS = "actions"
+
+FACE_LABEL = "face"
+"""The label of a face detection: the face service identifies (and may blur) these."""
+
+EMBEDDING_MODEL_ATTRIBUTE = "embedding_model"
+"""Attribute naming the model of ``Detection.embedding``: only embeddings of the
+gallery's model are matched against it (distances across models mean nothing)."""
+
+
+class Privacy(enum.IntEnum):
+    """Whether a detection's pixels may be shown; the numbers are the wire enum's (``camsight.v1.Privacy``).
+
+    ``BLUR``: every writer of pictures (snapshots, crops, annotated videos,
+    reports) blurs the box first. ``UNSPECIFIED`` (the default) means no
+    decision was made and the box is shown, as for objects; the face service
+    decides ``VISIBLE`` or ``BLUR`` for every face it publishes and never
+    turns a plugin's ``BLUR`` into ``VISIBLE``. Readers treat a number they
+    do not know as ``BLUR``.
+    """
+
+    UNSPECIFIED = 0
+    VISIBLE = 1
+    BLUR = 2
+
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -120,7 +145,8 @@ class Detection:
 
     ``box`` is ``(x1, y1, x2, y2)`` normalised to 0..1 with x1 <= x2 and
     y1 <= y2; use :meth:`from_pixels` to convert pixel boxes. ``score`` is a
-    confidence in 0..1.
+    confidence in 0..1. ``privacy``: set :attr:`Privacy.BLUR` for a box whose
+    pixels must never be shown (the host then also blurs ``crop_jpeg``).
     """
 
     label: str
@@ -130,6 +156,7 @@ class Detection:
     keypoints: list[Keypoint] = field(default_factory=list)
     embedding: list[float] = field(default_factory=list)
     crop_jpeg: bytes = b""
+    privacy: Privacy = Privacy.UNSPECIFIED
 
     @classmethod
     def from_pixels(

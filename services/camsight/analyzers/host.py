@@ -53,6 +53,7 @@ from camsight.analyzers.api import (
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.windows import SlidingWindows
 from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, subjects
+from camsight.privacy import blur_jpeg, must_blur
 from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, frame_pb2
 
@@ -508,8 +509,11 @@ def to_proto(d: Detection) -> analysis_pb2.Detection:
     box.x1, box.y1, box.x2, box.y2 = d.box
     if d.embedding:
         out.embedding.extend(d.embedding)
+    if d.privacy:
+        out.privacy = analysis_pb2.Privacy.ValueType(int(d.privacy))
     if d.crop_jpeg:
-        out.crop_jpeg = d.crop_jpeg
+        # A plugin's crop of a face it asked to blur leaves the host blurred, whatever the plugin did.
+        out.crop_jpeg = blur_jpeg(d.crop_jpeg) if must_blur(out.privacy) else d.crop_jpeg
     if d.attributes:
         out.attributes.update(d.attributes)
     for kp in d.keypoints:

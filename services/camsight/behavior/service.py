@@ -175,6 +175,8 @@ class BehaviorService(Service):
         check_result(result, msg.subject)
         stream, seq = (result.frame.camera_id, result.analyzer), result.frame.seq
         async with self._lock:
+            if self._snapshots is not None:
+                self._snapshots.note(result)  # before the engine: its snapshots may need these boxes
             await self._publish(self.engine.push(result, time.monotonic()))
             await self._ack_released(stream)
             if self.engine.holds(*stream, seq):

@@ -9,6 +9,13 @@ the event goes without (counted).
 
 Objects are named ``<event id>-<frame seq>``: a replay stores the same name
 again instead of a second copy.
+
+Privacy (:mod:`camsight.privacy`): the box of a detection whose privacy says
+blur is blurred before the box is drawn, and so is every such box the
+service has already seen in the same frame (a face the face service flagged,
+in the snapshot of a person event); a stored face crop of such a detection
+is blurred again before it is kept. A face result that arrives after the
+snapshot was stored cannot be applied to it (docs/decisions/0034).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import cv2
 import nats.js.errors
@@ -26,12 +34,15 @@ from prometheus_client import Counter
 
 from camsight.behavior.events import SnapshotRequest
 from camsight.bus import Bus, subjects
+from camsight.privacy import blur_boxes, blur_jpeg, detection_must_blur
 from camsight.v1 import analysis_pb2, frame_pb2
 
 log = logging.getLogger(__name__)
 
 SNAPSHOTS = Counter("camsight_behavior_snapshots", "Event snapshots stored, by source", ["source"])
 JPEG = "image/jpeg"
+PRIVATE_FRAMES = 1024
+"""Frames whose boxes to blur are remembered for snapshots (FRAMES keeps fewer per camera)."""
 
 
 def decode(frame: frame_pb2.Frame) -> np.ndarray | None:
@@ -44,11 +55,22 @@ def decode(frame: frame_pb2.Frame) -> np.ndarray | None:
     return image if image is not None else None
 
 
-def render(frame: frame_pb2.Frame, detection: analysis_pb2.Detection, quality: int = 90) -> bytes | None:
-    """The full frame as JPEG with the detection's box and label drawn on it."""
+def render(
+    frame: frame_pb2.Frame,
+    detection: analysis_pb2.Detection,
+    quality: int = 90,
+    private: Iterable[analysis_pb2.Detection] = (),
+) -> bytes | None:
+    """The full frame as JPEG with the detection's box and label drawn on it.
+
+    The detection's box, when its privacy says blur, and the boxes of
+    ``private`` (other detections of the same frame) that must be blurred
+    are blurred first, so the box and label drawn over them stay sharp.
+    """
     image = decode(frame)
     if image is None:
         return None
+    blur_boxes(image, [detection, *private])
     h, w = image.shape[:2]
     b = detection.box
     p1 = (round(b.x1 * w), round(b.y1 * h))
@@ -68,6 +90,18 @@ class SnapshotStore:
         self.bus = bus
         self._stored: OrderedDict[str, None] = OrderedDict()
         self._cache_size = cache_size
+        self._private: OrderedDict[tuple[str, int], list[analysis_pb2.Detection]] = OrderedDict()
+
+    def note(self, result: analysis_pb2.AnalysisResult) -> None:
+        """Remember the detections of ``result`` that must be blurred, for snapshots of the same frame."""
+        private = [d for d in result.detections if detection_must_blur(d)]
+        if not private:
+            return
+        key = (result.frame.camera_id, result.frame.seq)
+        self._private.setdefault(key, []).extend(private)
+        self._private.move_to_end(key)
+        while len(self._private) > PRIVATE_FRAMES:
+            self._private.popitem(last=False)
 
     async def keep(self, request: SnapshotRequest) -> str | None:
         """Store the first candidate that can be had; returns its name, None when none could."""
@@ -89,14 +123,23 @@ class SnapshotStore:
             frame = _parse(data)
             if frame is None or frame.camera_id != ref.camera_id or frame.seq != ref.seq:
                 continue  # gone (or the sequence now holds another frame)
-            jpeg = await asyncio.to_thread(render, frame, candidate.detection)
+            private = self._private.get((ref.camera_id, ref.seq), [])
+            jpeg = await asyncio.to_thread(render, frame, candidate.detection, 90, private)
             if jpeg is not None:
                 await self._put(name, jpeg, "frame")
                 return name
         for candidate in request.candidates:
-            if candidate.detection.crop_jpeg:
+            detection = candidate.detection
+            if detection.crop_jpeg:
+                crop = detection.crop_jpeg
+                if detection_must_blur(detection):
+                    # The face service blurred it already; blurring again costs ~0.6 ms and holds
+                    # for crops from any other producer.
+                    crop = await asyncio.to_thread(blur_jpeg, crop)
+                    if not crop:
+                        continue
                 name = request.name(candidate)
-                await self._put(name, candidate.detection.crop_jpeg, "crop")
+                await self._put(name, crop, "crop")
                 return name
         SNAPSHOTS.labels("none").inc()
         return None

@@ -1,4 +1,4 @@
-"""Small JPEG face crops for snapshots, and the privacy blur."""
+"""Small JPEG face crops for snapshots (blurred with :func:`camsight.privacy.blur` when asked)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 
 from camsight.analyzers import Image
+from camsight.privacy import blur
 
 
 def crop_box(
@@ -18,14 +19,6 @@ def crop_box(
     left, top = int(max(0, round(cx - side / 2))), int(max(0, round(cy - side / 2)))
     right, bottom = int(min(width, round(cx + side / 2))), int(min(height, round(cy + side / 2)))
     return left, top, max(right, left + 1), max(bottom, top + 1)
-
-
-def blur(image: Image) -> Image:
-    """Blur strong enough that a face cannot be recognised (pixelate, then smooth)."""
-    h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, w // 12), max(1, h // 12)), interpolation=cv2.INTER_AREA)
-    coarse = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.asarray(cv2.GaussianBlur(coarse, (0, 0), max(1.0, w / 24)), dtype=np.uint8)
 
 
 def face_crop(

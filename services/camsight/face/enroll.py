@@ -19,7 +19,14 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
-from camsight.analyzers import Detection, FrameAnalyzer, FrameInfo, Image
+from camsight.analyzers import (
+    EMBEDDING_MODEL_ATTRIBUTE,
+    FACE_LABEL,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+)
 from camsight.face.gallery import Gallery
 from camsight.naming import validate_id
 from camsight.v1 import identity_pb2
@@ -30,7 +37,6 @@ INVALID_ARGUMENT = "INVALID_ARGUMENT"
 FAILED_PRECONDITION = "FAILED_PRECONDITION"
 INTERNAL = "INTERNAL"
 
-EMBEDDING_MODEL_ATTRIBUTE = "embedding_model"
 """Detection attribute naming the embedding model (set by the face analyzers)."""
 
 ENROLLMENTS = Counter("camsight_face_enrollments", "Enrollment requests by outcome", ["outcome"])
@@ -123,7 +129,7 @@ class Enroller:
     def _face(self, image: Image) -> tuple[Detection, bytes]:
         height, width = image.shape[:2]
         info = FrameInfo(camera_id="enroll", seq=0, width=width, height=height)
-        faces = [d for d in self.analyzer.analyze([image], [info])[0] if d.label == "face"]
+        faces = [d for d in self.analyzer.analyze([image], [info])[0] if d.label == FACE_LABEL]
         face = single_face(faces)
         return face, self.crop(image, face.box)
 

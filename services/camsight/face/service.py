@@ -2,9 +2,11 @@
 
 Per analysed batch the host calls :meth:`FaceService.postprocess` before
 publishing: every face detection gets its identity (the closest enrolled
-face within ``match_threshold``, or unknown), a small JPEG crop (blurred
-for unknown faces when ``blur_unknown`` is on, and then flagged with the
-attribute ``privacy=blur`` so snapshot writers blur that box too), and
+face within ``match_threshold``, or unknown), an explicit ``privacy``
+(``PRIVACY_BLUR`` for unknown faces when ``blur_unknown`` is on, or when the
+plugin asked for it; else ``PRIVACY_VISIBLE``: every writer of pictures
+downstream blurs the box of a ``PRIVACY_BLUR`` face, see
+:mod:`camsight.privacy`), a small JPEG crop (blurred when the face is), and
 loses its embedding unless ``publish_embeddings`` is on.
 
 The enrollment endpoint (``camsight.face.enroll``, queue group shared by
@@ -23,22 +25,29 @@ from typing import ClassVar
 from nats.aio.subscription import Subscription
 from prometheus_client import Counter
 
-from camsight.analyzers import KIND_FACES, Analyzer, AnalyzerError, FrameAnalyzer, Image
+from camsight.analyzers import (
+    EMBEDDING_MODEL_ATTRIBUTE,
+    FACE_LABEL,
+    KIND_FACES,
+    Analyzer,
+    AnalyzerError,
+    FrameAnalyzer,
+    Image,
+)
 from camsight.analyzers.host import AnalyzerHost
 from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.bus import subjects
 from camsight.bus.rpc import serve_requests
 from camsight.config import ConfigError, service_section
 from camsight.face.crops import face_crop
-from camsight.face.enroll import EMBEDDING_MODEL_ATTRIBUTE, Enroller, error_reply
+from camsight.face.enroll import Enroller, error_reply
 from camsight.face.gallery import Gallery
 from camsight.face.settings import FaceSettings
+from camsight.privacy import must_blur
 from camsight.runtime import Service, ServiceContext
 from camsight.v1 import analysis_pb2
 
 log = logging.getLogger(__name__)
-
-PRIVACY_ATTRIBUTE = "privacy"
 
 FACES = Counter("camsight_face_faces", "Faces identified, by outcome (known, unknown)", ["outcome"])
 
@@ -108,7 +117,7 @@ class FaceService(Service):
         index = self.gallery.index if self.gallery is not None else None
         for image, result in zip(images, results, strict=True):
             for detection in result.detections:
-                if detection.label != "face":
+                if detection.label != FACE_LABEL:
                     continue
                 comparable = detection.attributes.get(EMBEDDING_MODEL_ATTRIBUTE) == s.embedding_model
                 if index is not None and comparable and detection.embedding:
@@ -116,9 +125,10 @@ class FaceService(Service):
                 else:
                     detection.identity.CopyFrom(analysis_pb2.IdentityMatch(matched=False))
                 FACES.labels("known" if detection.identity.matched else "unknown").inc()
-                hide = s.blur_unknown and not detection.identity.matched
-                if hide:
-                    detection.attributes[PRIVACY_ATTRIBUTE] = "blur"
+                # Decided explicitly for every face (never left UNSPECIFIED), and a plugin's
+                # BLUR (or a value this version does not know) is never turned into VISIBLE.
+                hide = must_blur(detection.privacy) or (s.blur_unknown and not detection.identity.matched)
+                detection.privacy = analysis_pb2.PRIVACY_BLUR if hide else analysis_pb2.PRIVACY_VISIBLE
                 if s.crop_size:
                     box = (detection.box.x1, detection.box.y1, detection.box.x2, detection.box.y2)
                     detection.crop_jpeg = self._crop(image, box, blurred=hide)

@@ -38,11 +38,12 @@ import imageio_ffmpeg
 import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
-from camsight.analyzers import KIND_MOTION
+from camsight.analyzers import FACE_LABEL, KIND_MOTION
 from camsight.bus import subjects
 from camsight.bus.subjects import event_type_token
 from camsight.cameras import CameraConfig, Line
 from camsight.decoder.sources import SourceKind, classify
+from camsight.privacy import blur_boxes
 from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary
 from camsight.v1 import analysis_pb2, event_pb2
 
@@ -64,9 +65,6 @@ PANEL_COLOUR = (0, 0, 0)
 RECENT_EVENT_S = 2.0
 RECENT_EVENT_ROWS = 3
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-# The face service flags unknown faces it blurred (``blur_unknown``) with this
-# attribute; whoever renders them must blur them too.
-PRIVACY_ATTRIBUTE, PRIVACY_BLUR = "privacy", "blur"
 
 Image = np.ndarray  # H x W x 3, uint8, BGR
 
@@ -85,7 +83,7 @@ def label_colour(label: str) -> tuple[int, int, int]:
 def detection_caption(detection: analysis_pb2.Detection) -> str:
     """``person 0.87 #12`` or, for faces, ``driver 0.91`` / ``unknown 0.66``."""
     name = detection.label
-    if detection.label == "face" or detection.HasField("identity"):
+    if detection.label == FACE_LABEL or detection.HasField("identity"):
         identity = detection.identity
         name = (identity.display_name or identity.identity_id) if identity.matched else "unknown"
     caption = f"{name} {detection.score:.2f}"
@@ -119,19 +117,6 @@ def _text(image: Image, text: str, org: tuple[int, int], style: _Style, colour: 
 def _pixel(image: Image, x: float, y: float) -> tuple[int, int]:
     height, width = image.shape[:2]
     return round(min(max(x, 0.0), 1.0) * (width - 1)), round(min(max(y, 0.0), 1.0) * (height - 1))
-
-
-def blur_private(image: Image, detections: Iterable[analysis_pb2.Detection]) -> None:
-    """Blur, in place, the boxes flagged ``privacy=blur``, before anything is drawn over them."""
-    for detection in detections:
-        if detection.attributes.get(PRIVACY_ATTRIBUTE) != PRIVACY_BLUR:
-            continue
-        box = detection.box
-        (x1, y1), (x2, y2) = _pixel(image, box.x1, box.y1), _pixel(image, box.x2, box.y2)
-        region = image[y1 : y2 + 1, x1 : x2 + 1]
-        if region.size:
-            kernel = max(region.shape[:2]) // 2 * 2 + 1
-            image[y1 : y2 + 1, x1 : x2 + 1] = cv2.GaussianBlur(region, (kernel, kernel), 0)
 
 
 def draw_result(image: Image, result: analysis_pb2.AnalysisResult, style: _Style) -> None:
@@ -322,7 +307,7 @@ def annotate_video(
 
     ``results`` are the camera's AnalysisResults (any analyzers, any order;
     other cameras' and skipped results are ignored); ``events`` its events.
-    Faces the face service flagged ``privacy=blur`` are blurred. Frames with
+    Detections whose privacy says blur (:mod:`camsight.privacy`) are blurred. Frames with
     an odd width or height get one black row/column of padding (yuv420p needs
     even sizes). Returns ``out``; raises ValueError for a source OpenCV
     cannot decode and OSError when ffmpeg stops (disk full, killed).
@@ -352,7 +337,7 @@ def annotate_video(
     try:
         for media_time, image in itertools.chain([first], frames):
             fresh = timeline.at(media_time)
-            blur_private(image, (d for result in fresh for d in result.detections))
+            blur_boxes(image, (d for result in fresh for d in result.detections))  # before any drawing
             draw_zones_and_lines(image, camera, style)
             for result in sorted(fresh, key=lambda r: r.kind != KIND_MOTION):  # objects on top
                 draw_result(image, result, style)

@@ -21,6 +21,41 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Privacy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PrivacyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Privacy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIVACY_UNSPECIFIED: _Privacy.ValueType  # 0
+    PRIVACY_VISIBLE: _Privacy.ValueType  # 1
+    """May be shown as is (e.g. a face matched in the gallery)."""
+    PRIVACY_BLUR: _Privacy.ValueType  # 2
+    """Must be blurred wherever its pixels are shown (e.g. an unknown face with
+    blur_unknown on).
+    """
+
+class Privacy(_Privacy, metaclass=_PrivacyEnumTypeWrapper):
+    """Whether the pixels of a detection's box may be shown.
+
+    Every writer of pictures (event snapshots, face crops, annotated videos,
+    reports) blurs the box of a PRIVACY_BLUR detection before it draws or
+    stores anything. A value a reader does not know (proto3 enums are open: a
+    newer writer may send a number beyond this list) is treated as
+    PRIVACY_BLUR, never as visible. UNSPECIFIED means "no decision was made":
+    it is shown as before (objects, motion, scene labels); the face service
+    always decides explicitly (VISIBLE or BLUR) for every face it publishes.
+    """
+
+PRIVACY_UNSPECIFIED: Privacy.ValueType  # 0
+PRIVACY_VISIBLE: Privacy.ValueType  # 1
+"""May be shown as is (e.g. a face matched in the gallery)."""
+PRIVACY_BLUR: Privacy.ValueType  # 2
+"""Must be blurred wherever its pixels are shown (e.g. an unknown face with
+blur_unknown on).
+"""
+Global___Privacy: _TypeAlias = Privacy  # noqa: Y015
+
 class _CrossingDirection:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -191,6 +226,7 @@ class Detection(_message.Message):
     KEYPOINTS_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     CROP_JPEG_FIELD_NUMBER: _builtins.int
+    PRIVACY_FIELD_NUMBER: _builtins.int
     label: _builtins.str
     """Class label, lower case ("person", "car", "face", "motion", ...)."""
     score: _builtins.float
@@ -199,6 +235,8 @@ class Detection(_message.Message):
     """Track id assigned by the behavior service's tracker; 0 when untracked."""
     crop_jpeg: _builtins.bytes
     """Optional small JPEG crop of the detection (faces), for snapshots."""
+    privacy: Global___Privacy.ValueType
+    """Whether the box's pixels may be shown; see Privacy (unknown values: blur)."""
     @_builtins.property
     def box(self) -> Global___BoundingBox: ...
     @_builtins.property
@@ -227,10 +265,11 @@ class Detection(_message.Message):
         keypoints: _abc.Iterable[Global___Keypoint] | None = ...,
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         crop_jpeg: _builtins.bytes = ...,
+        privacy: Global___Privacy.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["box", b"box", "identity", b"identity"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "box", b"box", "crop_jpeg", b"crop_jpeg", "embedding", b"embedding", "identity", b"identity", "keypoints", b"keypoints", "label", b"label", "score", b"score", "track_id", b"track_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "box", b"box", "crop_jpeg", b"crop_jpeg", "embedding", b"embedding", "identity", b"identity", "keypoints", b"keypoints", "label", b"label", "privacy", b"privacy", "score", b"score", "track_id", b"track_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
