@@ -27,9 +27,12 @@ from collections.abc import Iterable
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
-from camsight.analyzers import Image
 from camsight.v1 import analysis_pb2
+
+# A BGR picture (the plugin API's Image; not imported from it: this module sits below it).
+Image = npt.NDArray[np.uint8]
 
 SHOWN = frozenset({analysis_pb2.PRIVACY_UNSPECIFIED, analysis_pb2.PRIVACY_VISIBLE})
 """The privacy values a picture may show as is; every other value is blurred."""
