@@ -63,6 +63,7 @@ from typing import Any
 import motmetrics as mm
 import numpy as np
 import supervision as sv
+from camsight.behavior.geometry import iou
 from camsight.behavior.model import Frame
 from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.tracking import StreamTracker
@@ -137,22 +138,13 @@ def _truth(name: str, seconds: float) -> tuple[list[Boxes], list[set[int]]]:
                 boxes[1] = _box(a, 0.7, 0.07, 0.18)
             if b > 0.05:
                 boxes[2] = _box(b, 0.72, 0.07, 0.18)  # a little nearer the camera: in front
-            if 1 in boxes and 2 in boxes and _iou(boxes[1], boxes[2]) > 0.3:
+            if 1 in boxes and 2 in boxes and iou(boxes[1], boxes[2]) > 0.3:
                 unseen.add(1)  # hidden behind 2
         else:
             raise ValueError(f"unknown scene {name!r}")
         truth.append(boxes)
         blind.append(unseen)
     return truth, blind
-
-
-def _iou(a: Box, b: Box) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def scene(name: str, miss: float, seed: int, seconds: float = 40.0) -> Scene:
@@ -263,7 +255,7 @@ def _distances(truth: Boxes, hyps: Boxes) -> np.ndarray:
     out = np.full((len(truth), len(hyps)), np.nan)
     for i, t in enumerate(truth.values()):
         for j, h in enumerate(hyps.values()):
-            overlap = _iou(t, h)
+            overlap = iou(t, h)
             if overlap >= IOU_MATCH:
                 out[i, j] = 1.0 - overlap
     return out
