@@ -6,7 +6,10 @@ import random
 
 import pytest
 from behavior_scenes import FPS, camera, detection, mover, of_type, path, result, run, scene, seq_of
+from camsight.behavior.engine import Engine
+from camsight.behavior.model import Frame
 from camsight.behavior.settings import BehaviorSettings
+from camsight.behavior.tracking import StreamTracker
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, Settings, service_section
 from camsight.v1 import event_pb2
@@ -117,3 +120,32 @@ def test_bad_tracking_and_rule_settings_name_the_field() -> None:
         camera(start_time="not a time")
     with pytest.raises(ConfigError, match=r"services\.behavior\.max_lost_s"):
         service_section(Settings(services={"behavior": {"max_lost_s": -2}}), "behavior", BehaviorSettings)
+
+
+def frame_of_end(results: list, **settings: object) -> int | None:
+    """The input frame whose push published the object_detected ENDED message (None: only at the flush)."""
+    engine = Engine(BehaviorSettings(**settings))  # type: ignore[arg-type]
+    engine.set_camera(camera(rules=[{"id": "seen", "type": "object_detected"}]))
+    for r in results:
+        if any(e.event is not None and e.event.state == ENDED for e in engine.push(r)):
+            return r.frame.seq
+    return None
+
+
+def test_an_object_that_walks_out_of_the_picture_is_lost_at_once() -> None:
+    # Seen until frame 30 at x = 0.97, walking right at 0.03 a frame: its prediction leaves the
+    # picture at frame 31 or 32. Without the border rule it would coast 1.5 s and be parked 3 s more.
+    frames = scene(80, [mover((0.1, 0.6), (0.03, 0.0), last=30)])
+    assert (end := frame_of_end(frames)) is not None and end <= 33, end
+
+
+def test_an_object_unseen_inside_the_picture_coasts_at_its_prediction() -> None:
+    frames = scene(80, [mover((0.1, 0.6), (0.01, 0.0), last=30)])
+    end = frame_of_end(frames)
+    assert end is not None and end > 30 + 1.5 * FPS, end  # coasted its max_lost_s, then parked
+    tracker = StreamTracker(BehaviorSettings(), "hog")
+    for r in frames[:33]:
+        update = tracker.update(Frame.of(r), r.detections)
+    (track,) = update.present
+    assert track.estimate is not None and track.estimate != track.box  # moved on with the motion model
+    assert track.estimate[0] > track.box[0] + 0.01

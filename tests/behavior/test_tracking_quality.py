@@ -6,8 +6,7 @@ on scenes whose truth is known, with a detector that misses 30 % of the
 boxes, jitters and pads the rest and adds false positives (the noise
 model and scoring of ``bench/tracking.py``, which this reuses so that the
 test and the published figures measure the same thing). Seeded, so every
-run sees the same detections: the thresholds are margins under measured
-values, not luck. docs/performance.md, "Tracking quality", has the figures.
+run sees the same detections. docs/performance.md, "Tracking quality", has the figures.
 """
 
 from __future__ import annotations
@@ -33,27 +32,33 @@ def mot() -> ModuleType:
     return module
 
 
-def test_a_person_who_stops_keeps_one_identity_at_30_percent_misses(mot: ModuleType) -> None:
+@pytest.mark.parametrize("name", ["walk", "stop", "cross"])
+def test_the_issue_target_holds_at_30_percent_misses(mot: ModuleType, name: str) -> None:
+    """IDF1 >= 0.9 and at most one fragmentation per 10 s of presence: the bench's cell, its three seeds."""
+    seconds = 30.0 if name == "stop" else 40.0
+    scenes = [mot.scene(name, miss=0.3, seed=seed, seconds=seconds) for seed in (1, 2, 3)]
+    after = mot._mean([mot.score(sc, mot.track_camsight(sc)) for sc in scenes])
+    before = mot._mean([mot.score(sc, mot.track_plain(sc)) for sc in scenes])
+    assert after["idf1"] >= mot.TARGET_IDF1, after
+    assert after["frag_per_10s"] <= mot.TARGET_FRAG_PER_10S, after
+    assert after["id_switches"] <= before["id_switches"], (after, before)
+
+
+def test_a_person_who_stops_keeps_one_identity(mot: ModuleType) -> None:
     """Decision 0045's scene: walk in, stand 20 s (10 s of it unseen), walk on, while another walks by."""
-    scene = mot.scene("stop", miss=0.3, seed=1, seconds=30.0)
-    after = mot.score(scene, mot.track_camsight(scene))
-    before = mot.score(scene, mot.track_plain(scene))
-    assert after["idf1"] >= 0.9, after
-    assert after["id_switches"] <= 1, after
-    assert after["frag_per_10s"] < before["frag_per_10s"] / 3, (after, before)
-    assert after["idf1"] > before["idf1"] + 0.2, (after, before)
+    for seed in (1, 2, 3):
+        scene = mot.scene("stop", miss=0.3, seed=seed, seconds=30.0)
+        assert mot.score(scene, mot.track_camsight(scene))["id_switches"] == 0, seed
 
 
-def test_walkers_and_a_crossing_keep_their_identities_better_than_plain_bytetrack(mot: ModuleType) -> None:
-    """Below the issue's 0.9 (coasting tracks are drawn at their last box): a guard against regressions."""
-    for name, floor, switches in (("walk", 0.75, 3), ("cross", 0.85, 1)):  # measured 0.80 / 2, 0.89 / 0
-        scene = mot.scene(name, miss=0.3, seed=1, seconds=20.0)
-        after = mot.score(scene, mot.track_camsight(scene))
-        before = mot.score(scene, mot.track_plain(scene))
-        assert after["idf1"] >= floor, (name, after)
-        assert after["id_switches"] <= switches, (name, after)
-        assert after["fragmentations"] < before["fragmentations"], (name, after, before)
-        assert after["mota"] > before["mota"], (name, after, before)
+def test_placing_unseen_tracks_is_what_meets_the_target(mot: ModuleType) -> None:
+    """The same tracks scored at their last box while unseen (the old scoring) miss it: the
+    estimate, not luck in association, is what the target measures."""
+    scene = mot.scene("walk", miss=0.3, seed=1, seconds=40.0)
+    placed = mot.score(scene, mot.track_camsight(scene))
+    last = mot.score(scene, mot.track_camsight(scene, last_box=True))
+    assert placed["id_switches"] == last["id_switches"], (placed, last)
+    assert placed["frag_per_10s"] < last["frag_per_10s"] / 2, (placed, last)
 
 
 def test_without_misses_the_tracks_are_the_truth(mot: ModuleType) -> None:

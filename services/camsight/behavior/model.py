@@ -118,12 +118,17 @@ class Track:
     new: list[Sighting] = field(default_factory=list)
     parked_until: float | None = None
     """Unseen past the lost-track budget: kept at its last box until it reappears or this media time."""
+    estimate: Box | None = None
+    """Where the tracker places the object in the newest frame: the sighting's box when seen, the
+    motion model's prediction while coasting, the last box when parked stationary, None when parked
+    after moving (it may be anywhere). What tracking metrics score; rules use :attr:`box`."""
     memo: dict[Any, Any] = field(default_factory=dict)
     """Per-frame results shared by rules (anchor points, zone tests); cleared on every new box."""
 
     def see(self, sighting: Sighting) -> None:
         sighting.detection.track_id = self.number
         self.last, self.detection = sighting.frame, sighting.detection
+        self.estimate = sighting.box
         self.boxes.append(sighting.box)
         self.recent.append(sighting)
         self.new.append(sighting)

@@ -14,7 +14,9 @@ what a rule may see:
   sightings are handed to the rules too, so a line crossed or a zone entered
   while it was a candidate still counts, at the frame it happened.
 - **Dropouts.** A confirmed track that goes unseen *coasts* (still present
-  for zones, dwell and counts) for ``max_lost_s``.
+  for zones, dwell and counts) for ``max_lost_s``, placed (``Track.estimate``)
+  at the motion model's prediction; one predicted out of the picture is lost
+  at once, since it walked out.
 - **Stationary objects.** Past ``max_lost_s`` a track is *parked* at its
   last box: for ``stationary_lost_s`` when its recent sightings hardly
   moved (it is *stationary*), else for another ``max_lost_s``. A new
@@ -163,6 +165,7 @@ class StreamTracker:
             alive = {t.tracker_id for t in lt.bytetrack.tracks}
             seen.extend(self._associate(lt, label, matched))
             lost.extend(self._expire(lt, frame, alive))
+            lost.extend(self._place(lt, frame))
             lt.forget_candidates(alive)
         for track in lost:
             self.tracks.pop(track.key, None)
@@ -254,10 +257,32 @@ class StreamTracker:
             lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
             stationary = track.stationary(s.stationary_speed, s.stationary_window_s)
             track.parked_until = track.last.t + (s.stationary_lost_s if stationary else 2 * s.max_lost_s)
+            track.estimate = track.box if stationary else None
             lt.parked.append(track)
         for track in list(lt.parked):
             if track.parked_until is not None and frame.t > track.parked_until:
                 lt.parked.remove(track)
+                lost.append(track)
+        return lost
+
+    def _place(self, lt: _LabelTracker, frame: Frame) -> list[Track]:
+        """Place coasting tracks at their motion model's prediction; one predicted out of the picture is lost.
+
+        An object that walks out of the picture is gone: coasting and parking
+        it at the border for seconds would only keep it present for zones and
+        counts after it left, and end its events late.
+        """
+        states = {t.tracker_id: t for t in lt.bytetrack.tracks}
+        lost = []
+        for tid, track in list(lt.tracks.items()):
+            tracklet = states.get(tid)
+            if track.last.t >= frame.t or tracklet is None:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in tracklet.get_state_bbox()[:4])
+            track.estimate = (x1, y1, x2, y2)
+            if not (0.0 <= (x1 + x2) / 2 <= 1.0 and 0.0 <= (y1 + y2) / 2 <= 1.0):
+                del lt.tracks[tid]
+                lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
                 lost.append(track)
         return lost
 
