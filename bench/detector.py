@@ -10,6 +10,10 @@ one after the other:
   (not timed), then the DetectorService is started and timed from its first
   fetch until every AnalysisResult (2 per frame) has been received.
 
+The service runs twice: with the host's stages one after another
+(``pipelined: false``), then pipelined (the default); both are reported, and
+``pipelined_over_sequential`` is their ratio.
+
 Reported: frames/s of both and the ratio service / baseline (goal >= 0.9), the same per
 CPU-second of this process (robust to a shared machine; it also shows the bus overhead),
 the batch fill (mean frames per fetched batch / configured batch) and the
@@ -90,7 +94,7 @@ def baseline(frames: list[frame_pb2.Frame]) -> tuple[float, float]:
     return len(frames) / elapsed, len(frames) / cpu
 
 
-async def service(frames: list[frame_pb2.Frame], store: Path) -> dict[str, Any]:
+async def service(frames: list[frame_pb2.Frame], store: Path, pipelined: bool = True) -> dict[str, Any]:
     server = EmbeddedNats(store_dir=store / "js", log_file=store / "nats.log")
     server.start()
     try:
@@ -115,6 +119,7 @@ async def service(frames: list[frame_pb2.Frame], store: Path) -> dict[str, Any]:
             "batch": BATCH,
             "max_frame_age_s": 0,
             "device": "cpu",
+            "pipelined": pipelined,
         }
         ctx = ServiceContext(Settings(nats=nats, streams=streams, services={"detector": section}))
         ctx.attach(bus)
@@ -151,6 +156,8 @@ def run(smoke: bool = False) -> dict[str, Any]:
     frames = bikes_frames(24 if smoke else 250)
     base, base_cpu = baseline(frames)
     with tempfile.TemporaryDirectory() as tmp:
+        sequential = asyncio.run(service(frames, Path(tmp) / "sequential", pipelined=False))
+    with tempfile.TemporaryDirectory() as tmp:
         svc = asyncio.run(service(frames, Path(tmp)))
     return {
         "frames": len(frames),
@@ -162,6 +169,8 @@ def run(smoke: bool = False) -> dict[str, Any]:
         "baseline_fps_per_cpu_s": round(base_cpu, 2),
         "service_fps_per_cpu_s": round(svc["fps_cpu"], 2),
         "ratio_per_cpu_s": round(svc["fps_cpu"] / base_cpu, 3),
+        "sequential_service_fps": round(sequential["fps"], 2),
+        "pipelined_over_sequential": round(svc["fps"] / sequential["fps"], 3),
         "batch_fill": round(svc["batch_fill"], 3),
         "mean_batch": round(svc["mean_batch"], 2),
         "stage_s": {k: round(v, 3) for k, v in svc["stage_s"].items()},

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import nats
 import pytest
-from camsight.bus import Bus, PullWorker, WorkerConfig, connect, each, subjects
+from camsight.bus import Bus, Pipeline, PullWorker, WorkerConfig, connect, each, subjects
 from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import event_pb2
 from helpers import wait_for
@@ -205,3 +205,46 @@ async def test_kv_keys_lists_every_key_at_once_from_the_server(bus: Bus) -> None
     assert await bus.kv_keys(subjects.CAMERAS_BUCKET) == ["a", "b", "c-1"]  # no watcher to lag
     await kv.purge("b")
     assert await bus.kv_keys(subjects.CAMERAS_BUCKET) == ["a", "b", "c-1"]  # its marker is kept
+
+
+async def test_a_pipeline_overlaps_its_stages_keeps_order_and_acks_after_the_last(bus: Bus) -> None:
+    """Stage 1 takes batch n+1 while stage 2 still holds batch n; nothing is acked before stage 3."""
+    release = asyncio.Event()
+    seen: dict[str, list[str]] = {"first": [], "second": [], "last": []}
+
+    def ids(msgs: Sequence[Msg]) -> list[str]:
+        return [event_pb2.Event.FromString(m.data).id for m in msgs]
+
+    async def first(msgs: Sequence[Msg]) -> Sequence[Msg]:
+        seen["first"].extend(ids(msgs))
+        return msgs
+
+    async def second(msgs: Sequence[Msg]) -> Sequence[Msg]:
+        seen["second"].extend(ids(msgs))
+        if "bad" in ids(msgs):
+            raise ValueError("stage exploded")
+        await release.wait()  # the model is busy with this batch
+        return msgs
+
+    async def last(msgs: Sequence[Msg]) -> list[BaseException | None]:
+        seen["last"].extend(ids(msgs))
+        return [None] * len(msgs)
+
+    worker = PullWorker(bus, _config("staged", batch=1), Pipeline([first, second, last]))
+    task = asyncio.create_task(worker.run())
+    for eid in ("a", "b", "c"):
+        await bus.publish_event(event_pb2.Event(id=eid, type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c"))
+    # "a" is held in stage 2; "b" went through stage 1 meanwhile (and waits for stage 2).
+    await wait_for(lambda: seen["first"][:2] == ["a", "b"], what="stage 1 runs ahead of stage 2")
+    assert seen["second"] == ["a"] and seen["last"] == []
+    info = await bus.js.consumer_info("EVENTS", "staged")
+    assert info.num_ack_pending >= 2  # delivered, not acked: the last stage has not run
+    release.set()
+    await bus.publish_event(event_pb2.Event(id="bad", type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c"))
+    await bus.publish_event(event_pb2.Event(id="d", type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c"))
+    await wait_for(lambda: seen["last"] == ["a", "b", "c", "d"], what="every good batch, in order")
+    await worker.stop()
+    await asyncio.wait_for(task, 5)
+    info = await bus.js.consumer_info("EVENTS", "staged")
+    assert info.num_pending == 0 and info.num_ack_pending == 0
+    assert (await bus.js.stream_info("DEADLETTER")).state.messages == 1  # the failed batch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -172,3 +173,39 @@ async def test_the_end_marker_is_answered_by_every_analyzer_and_is_not_a_frame(
     stats = service.host.stats
     assert (stats.frames, stats.dropped, stats.skipped) == (5, 0, 3)  # flow_activity's 3 warm-up frames
     assert "cam" not in service.host._windows["flow_activity"]  # the ended camera's window is freed
+
+
+class Gated(FrameAnalyzer):
+    """Blocks in ``analyze`` until the test opens the gate (a model busy with a batch)."""
+
+    name = "gated"
+    kind = KIND_OBJECTS
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        self.calls += 1
+        assert self.gate.wait(30), "gate never opened"
+        return [[] for _ in images]
+
+
+async def test_the_next_batch_is_decoded_while_an_analyzer_is_busy(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results
+) -> None:
+    gated = Gated()
+    host = AnalyzerHost(context(bus, nats_settings, {}), [gated], "detector", HostSettings(batch=2))
+    await host.load()
+    await publish_frames(bus, "cam", bikes[:6])
+    task = asyncio.create_task(host.run())
+    # Batch (1, 2) is in the analyzer; batch (3, 4) was fetched and decoded meanwhile.
+    await wait_for(lambda: gated.calls == 1 and host.stats.batches >= 2, 20, "a batch decoded ahead")
+    assert host.stats.decode_s > 0 and not results.items
+    gated.gate.set()
+    await wait_for(lambda: len(results.items) == 6, 20, "six results")
+    assert [r.frame.seq for r in results.items] == [1, 2, 3, 4, 5, 6]  # stream order kept
+    await host.stop()
+    await task
+    await host.close()

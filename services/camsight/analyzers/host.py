@@ -1,7 +1,10 @@
 """The analyzer host: frames in from FRAMES, one AnalysisResult per frame and analyzer out.
 
 Shared by the detector and face services. Per fetched batch
-(``PullWorker.fetch(batch, timeout)`` is the dynamic batcher):
+(``PullWorker.fetch(batch, timeout)`` is the dynamic batcher), in three
+pipelined stages (``pipelined``, the default: while one batch is analysed the
+next is decoded and the previous one published and acked, so the analyzers
+do not wait for JPEG decoding or the bus):
 
 1. parse the Frames; a live or real-time frame older than ``max_frame_age_s``
    is answered as skipped ("too old") and counted as dropped, so under
@@ -16,6 +19,8 @@ Shared by the detector and face services. Per fetched batch
 4. let an optional ``postprocess`` coroutine enrich the results (the face
    service attaches identities);
 5. publish every result, and only then return so the worker acks.
+
+Stages 1-2 are the first pipeline stage, 3-4 the second, 5 the third.
 
 A plugin raising on a batch is counted and logged and the batch's results
 are published as skipped with the reason; the service goes on. A plugin
@@ -52,7 +57,7 @@ from camsight.analyzers.api import (
 )
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.windows import SlidingWindows
-from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, subjects
+from camsight.bus import MalformedMessageError, Pipeline, PullWorker, WorkerConfig, subjects
 from camsight.privacy import blur_jpeg, must_blur
 from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, frame_pb2
@@ -108,6 +113,13 @@ class HostSettings(BaseModel):
         description="auto = torchvision on the GPU when a torch analyzer runs on one, else OpenCV",
     )
     ack_wait_s: float = Field(default=60.0, gt=0, description="redeliver frames held longer than this")
+    pipelined: bool = Field(
+        default=True,
+        description=(
+            "decode the next batch and publish the previous one while a batch is analysed "
+            "(false: one step after another)"
+        ),
+    )
     disabled_plugins: list[str] = Field(default_factory=list, description="plugin names not to load")
     plugin_modules: list[str] = Field(default_factory=list, description="extra plugin modules to import")
 
@@ -132,6 +144,7 @@ class HostStats:
     inference_s: dict[str, float] = field(default_factory=dict)
     publish_s: float = 0.0
     handle_s: float = 0.0
+    """Seconds spent in the three stages, summed (pipelined, they overlap in wall time)."""
 
 
 @dataclass
@@ -144,6 +157,16 @@ class _Item:
     stream_sequence: int
     image: Image | None = None
     skip: str = ""
+
+
+@dataclass
+class _Batch:
+    """One fetched batch on its way through the stages."""
+
+    msgs: Sequence[Msg]
+    outcomes: list[BaseException | None]
+    items: list[_Item]
+    results: list[tuple[_Item, analysis_pb2.AnalysisResult]] = field(default_factory=list)
 
 
 class AnalyzerHost:
@@ -208,7 +231,12 @@ class AnalyzerHost:
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; the batch in hand is finished and acked."""
-        self._worker = PullWorker(self.ctx.bus, self.worker_config(), self.handle)
+        handler = (
+            Pipeline([self._prepare, self._analyze_batch, self._publish_batch])
+            if self.settings.pipelined
+            else self.handle
+        )
+        self._worker = PullWorker(self.ctx.bus, self.worker_config(), handler)
         await self._worker.run()
 
     async def run_until(self, stopping: asyncio.Event) -> None:
@@ -234,28 +262,42 @@ class AnalyzerHost:
 
     async def handle(self, msgs: Sequence[Msg]) -> list[BaseException | None]:
         """Analyse one fetched batch and publish every result; one outcome per message."""
-        if not msgs:
-            return []
+        return await self._publish_batch(await self._analyze_batch(await self._prepare(msgs)))
+
+    async def _prepare(self, msgs: Sequence[Msg]) -> _Batch:
+        """Stage 1: parse the frames and decode their pictures."""
         started = time.perf_counter()
-        outcomes: list[BaseException | None] = [None] * len(msgs)
-        items: list[_Item] = []
+        batch = _Batch(msgs, [None] * len(msgs), [])
         for i, msg in enumerate(msgs):
             try:
-                items.append(self._parse(msg))
+                batch.items.append(self._parse(msg))
             except MalformedMessageError as exc:
-                outcomes[i] = exc
+                batch.outcomes[i] = exc
         self.stats.batches += 1
-        self.stats.frames += sum(1 for item in items if not item.frame.end_of_stream)
-        if items:
+        self.stats.frames += sum(1 for item in batch.items if not item.frame.end_of_stream)
+        if batch.items:
             _update_lag(self.service_name, msgs[-1])
-            await self._decode(items)
-            results = await self._analyze_all(items)
-            failed = await self._publish(results)
-            for i, msg in enumerate(msgs):
-                if id(msg) in failed:
-                    outcomes[i] = failed[id(msg)]
+            await self._decode(batch.items)
         self.stats.handle_s += time.perf_counter() - started
-        return outcomes
+        return batch
+
+    async def _analyze_batch(self, batch: _Batch) -> _Batch:
+        """Stage 2: every analyzer on the frames meant for it (and the postprocess)."""
+        started = time.perf_counter()
+        if batch.items:
+            batch.results = await self._analyze_all(batch.items)
+        self.stats.handle_s += time.perf_counter() - started
+        return batch
+
+    async def _publish_batch(self, batch: _Batch) -> list[BaseException | None]:
+        """Stage 3: publish every result; a message whose result was not published fails."""
+        started = time.perf_counter()
+        failed = await self._publish(batch.results) if batch.results else {}
+        for i, msg in enumerate(batch.msgs):
+            if id(msg) in failed:
+                batch.outcomes[i] = failed[id(msg)]
+        self.stats.handle_s += time.perf_counter() - started
+        return batch.outcomes
 
     def _parse(self, msg: Msg) -> _Item:
         frame = frame_pb2.Frame()

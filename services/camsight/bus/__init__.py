@@ -8,12 +8,13 @@ consumers and buckets are declared in :mod:`camsight.bus.topology`.
 """
 
 from camsight.bus.connection import BUS_ERRORS, Bus, connect, connect_with_retry
-from camsight.bus.worker import MalformedMessageError, PullWorker, WorkerConfig, each
+from camsight.bus.worker import MalformedMessageError, Pipeline, PullWorker, WorkerConfig, each
 
 __all__ = [
     "BUS_ERRORS",
     "Bus",
     "MalformedMessageError",
+    "Pipeline",
     "PullWorker",
     "WorkerConfig",
     "connect",

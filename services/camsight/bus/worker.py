@@ -18,6 +18,10 @@ The contract every consuming service relies on:
   means redelivery after ``ack_wait``.
 * :meth:`PullWorker.stop` drains: the batch in hand is finished and acked,
   then the loop ends.
+* A :class:`Pipeline` handler is run in stages that overlap across batches
+  (decode the next batch while this one is analysed and the previous one
+  published); batches stay in fetch order in every stage, and the acks
+  still follow the last stage.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -42,6 +47,34 @@ log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Sequence[Msg]], Awaitable[Sequence[BaseException | None]]]
 """Handles a batch; returns one outcome per message (None = done, ack it)."""
+
+Stage = Callable[[Any], Awaitable[Any]]
+"""One step of a :class:`Pipeline`: takes the previous step's output (the first, the messages)."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A batch handler in stages that overlap across batches.
+
+    ``stages[0]`` takes the fetched messages, each stage's output is the next
+    one's input, and the last returns one outcome per message, as a
+    :data:`BatchHandler` does. Each stage works on one batch at a time, in
+    fetch order, so while stage k handles batch n, stage k-1 handles batch
+    n+1: with decoding, analysing and publishing as stages, the model runs
+    while the next batch is decoded and the previous one is published and
+    acked, instead of each waiting for the others. At most one batch waits
+    between two stages, so at most ``2 * len(stages)`` batches are in
+    flight. A stage that raises fails its batch (every message gets the
+    exception) and the later stages skip it.
+    """
+
+    stages: Sequence[Stage]
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: Exception
+
 
 HANDLED = Counter("camsight_bus_messages_handled", "Messages handled and acked", ["consumer"])
 DEAD_LETTERED = Counter(
@@ -152,7 +185,7 @@ class WorkerConfig:
 class PullWorker:
     """Consumes ``config.stream`` through a durable pull consumer."""
 
-    def __init__(self, bus: Bus, config: WorkerConfig, handler: BatchHandler) -> None:
+    def __init__(self, bus: Bus, config: WorkerConfig, handler: BatchHandler | Pipeline) -> None:
         self.bus = bus
         self.config = config
         self.handler = handler
@@ -176,29 +209,75 @@ class PullWorker:
     async def run(self) -> None:
         """Fetch and handle batches until :meth:`stop` is called."""
         await self.subscribe()
+        if isinstance(self.handler, Pipeline):
+            await self._run_pipeline(self.handler)
+        else:
+            while not self._stopping.is_set():
+                if msgs := await self._fetch():
+                    await self.process(msgs)
         assert self._sub is not None
-        while not self._stopping.is_set():
-            try:
-                msgs = await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except TRANSIENT_ERRORS as exc:
-                log.debug("fetch failed (%s); retrying", exc)
-                await self._wait(self.config.retry_delay)
-                continue
-            BATCH_SIZE.labels(self.name).observe(len(msgs))
-            await self.process(msgs)
         with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
             await self._sub.unsubscribe()
 
+    async def _fetch(self) -> list[Msg]:
+        """The next batch; empty when none came within the fetch timeout or the fetch failed."""
+        assert self._sub is not None
+        try:
+            msgs = await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout)
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
+        except TRANSIENT_ERRORS as exc:
+            log.debug("fetch failed (%s); retrying", exc)
+            await self._wait(self.config.retry_delay)
+            return []
+        BATCH_SIZE.labels(self.name).observe(len(msgs))
+        return msgs
+
+    async def _run_pipeline(self, pipeline: Pipeline) -> None:
+        """Fetch into the first stage until stopped; then every batch in flight is finished."""
+        stages = list(pipeline.stages)
+        queues: list[asyncio.Queue[tuple[list[Msg], Any] | None]] = [asyncio.Queue(maxsize=1) for _ in stages]
+
+        async def step(k: int) -> None:
+            while (item := await queues[k].get()) is not None:
+                msgs, value = item
+                if not isinstance(value, _Failed):
+                    try:
+                        value = await stages[k](value)
+                    except Exception as exc:  # the whole batch failed
+                        value = _Failed(exc)
+                if k + 1 < len(stages):
+                    await queues[k + 1].put((msgs, value))
+                else:
+                    await self._settle_batch(msgs, value.error if isinstance(value, _Failed) else value)
+            if k + 1 < len(stages):
+                await queues[k + 1].put(None)
+
+        async with asyncio.TaskGroup() as group:
+            for k in range(len(stages)):
+                group.create_task(step(k), name=f"{self.name}-stage-{k}")
+            while not self._stopping.is_set():
+                if msgs := await self._fetch():
+                    await queues[0].put((msgs, msgs))
+            await queues[0].put(None)
+
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Hand a batch to the handler and settle every message."""
+        assert not isinstance(self.handler, Pipeline)
         try:
-            outcomes = list(await self.handler(msgs))
-            if len(outcomes) != len(msgs):
-                raise RuntimeError(f"handler returned {len(outcomes)} outcomes for {len(msgs)} messages")
+            outcomes: Sequence[BaseException | None] | Exception = await self.handler(msgs)
         except Exception as exc:  # the whole batch failed
-            outcomes = [exc] * len(msgs)
+            outcomes = exc
+        await self._settle_batch(msgs, outcomes)
+
+    async def _settle_batch(
+        self, msgs: Sequence[Msg], outcomes: Sequence[BaseException | None] | Exception
+    ) -> None:
+        """Settle each message by its outcome; an exception (or a miscount) fails them all."""
+        if not isinstance(outcomes, Exception) and len(outcomes) != len(msgs):
+            outcomes = RuntimeError(f"handler returned {len(outcomes)} outcomes for {len(msgs)} messages")
+        if isinstance(outcomes, Exception):
+            outcomes = [outcomes] * len(msgs)
         for msg, outcome in zip(msgs, outcomes, strict=True):
             await self._settle(msg, outcome)
 
