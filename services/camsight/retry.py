@@ -1,8 +1,9 @@
 """Retrying with back-off: the one policy every retry loop of camsight uses.
 
 Built on tenacity (a maintained library; decision 0008): capped exponential
-back-off with additive jitter (``initial * 2**n + uniform(0, jitter)``, at
-most ``maximum``), so that replicas that failed together do not retry in step.
+back-off with jitter, the n-th delay drawn in [d/2, d] for
+d = min(maximum, initial * 2**n), so that replicas that failed together do not
+retry in step, and a capped delay still averages three quarters of the cap.
 Waits end early when the service stops: a retry never holds up a shutdown.
 
 Two shapes: :func:`retry_async` runs an awaitable until it succeeds (or the
@@ -34,14 +35,18 @@ OnRetry = Callable[[BaseException, float], None]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Capped exponential back-off with jitter, in seconds."""
+    """Capped exponential back-off with jitter, in seconds: the first delay is in
+    [initial/2, initial], each next one doubles, up to [maximum/2, maximum]."""
 
     initial: float
     maximum: float
-    jitter: float
 
     def strategy(self) -> tenacity.wait.wait_base:
-        return tenacity.wait_exponential_jitter(multiplier=self.initial, max=self.maximum, jitter=self.jitter)
+        # d/2 fixed plus uniform(0, d/2): "equal jitter".
+        half, cap = self.initial / 2, self.maximum / 2
+        return tenacity.wait_exponential(multiplier=half, max=cap) + tenacity.wait_random_exponential(
+            multiplier=half, max=cap
+        )
 
     def delay(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (0 for the first failure)."""
@@ -95,4 +100,8 @@ async def retry_async(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(call)
+
+    async def attempt() -> T:  # a coroutine function, also for a lambda returning an awaitable
+        return await call()
+
+    return await retrying(attempt)

@@ -37,6 +37,7 @@ from prometheus_client import Counter, Histogram
 
 from camsight.bus import subjects
 from camsight.bus.connection import Bus
+from camsight.retry import Backoff, retry_async
 
 log = logging.getLogger(__name__)
 
@@ -177,19 +178,32 @@ class PullWorker:
         """Fetch and handle batches until :meth:`stop` is called."""
         await self.subscribe()
         assert self._sub is not None
+        # While the bus is down, fetches fail at once: back off (the shared policy).
+        backoff = Backoff(self.config.retry_delay, 4 * self.config.retry_delay)
         while not self._stopping.is_set():
             try:
-                msgs = await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except TRANSIENT_ERRORS as exc:
-                log.debug("fetch failed (%s); retrying", exc)
-                await self._wait(self.config.retry_delay)
-                continue
-            BATCH_SIZE.labels(self.name).observe(len(msgs))
-            await self.process(msgs)
+                msgs = await retry_async(
+                    self._fetch,
+                    on=TRANSIENT_ERRORS,
+                    backoff=backoff,
+                    stopping=self._stopping,
+                    on_retry=_fetch_failed,
+                )
+            except TRANSIENT_ERRORS:
+                break  # stopped while the bus was unreachable
+            if msgs:
+                BATCH_SIZE.labels(self.name).observe(len(msgs))
+                await self.process(msgs)
         with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
             await self._sub.unsubscribe()
+
+    async def _fetch(self) -> list[Msg]:
+        """A batch, or none when nothing came within the fetch timeout."""
+        assert self._sub is not None
+        try:
+            return list(await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout))
+        except (nats.errors.TimeoutError, TimeoutError):
+            return []
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Hand a batch to the handler and settle every message."""
@@ -251,9 +265,9 @@ class PullWorker:
         """Ask the loop to end after the batch in hand (drain)."""
         self._stopping.set()
 
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+def _fetch_failed(exc: BaseException, delay: float) -> None:
+    log.debug("fetch failed (%s); retrying in %.1fs", exc, delay)
 
 
 async def apply_consumer(bus: Bus, config: WorkerConfig) -> None:

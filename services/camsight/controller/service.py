@@ -30,6 +30,7 @@ from camsight.config import ConfigError, service_section
 from camsight.controller.config import ControllerConfig
 from camsight.controller.kube import KubeCameras, WatchEvent
 from camsight.controller.resources import Desired, desired_camera, resource_key, status_for
+from camsight.retry import Backoff, retry_async
 from camsight.runtime import Service, ServiceContext
 from camsight.stores.cameras import CameraOwnedError, Registry, owner_of
 from camsight.v1 import camera_pb2
@@ -93,27 +94,40 @@ class ControllerService(Service):
 
     async def run(self) -> None:
         status_loop = asyncio.create_task(self._status_loop())
+        # Consecutive failures back off from retry_backoff_s up to 8 times that.
+        backoff = Backoff(self.config.retry_backoff_s, 8 * self.config.retry_backoff_s)
         try:
             while not self.ctx.stopping.is_set():
                 try:
-                    version = await self.sync_all()
-                    self.set_ready(True)
-                    await self._watch(version)
-                except (*API_ERRORS, *REGISTRY_ERRORS) as exc:
-                    if self.ctx.stopping.is_set():
-                        break
-                    if isinstance(exc, ApiException) and exc.status == 410:
-                        log.info("watch expired; listing again")
-                        continue
-                    what = "Kubernetes API" if isinstance(exc, API_ERRORS) else "camera registry"
-                    log.warning("%s: %s; retrying in %.0fs", what, _brief(exc), self.config.retry_backoff_s)
-                    self.set_ready(False, f"{what} unavailable: {_brief(exc)}")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.ctx.stopping.wait(), self.config.retry_backoff_s)
+                    await retry_async(
+                        self._list_and_watch,
+                        on=(*API_ERRORS, *REGISTRY_ERRORS),
+                        backoff=backoff,
+                        stopping=self.ctx.stopping,
+                        on_retry=self._unavailable,
+                    )
+                except (*API_ERRORS, *REGISTRY_ERRORS):
+                    break  # stopped while retrying
         finally:
             status_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await status_loop
+
+    async def _list_and_watch(self) -> None:
+        """One list and the watch after it; returns when the watch ends (list again then)."""
+        try:
+            version = await self.sync_all()
+            self.set_ready(True)
+            await self._watch(version)
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+            log.info("watch expired; listing again")
+
+    def _unavailable(self, exc: BaseException, delay: float) -> None:
+        what = "Kubernetes API" if isinstance(exc, API_ERRORS) else "camera registry"
+        log.warning("%s: %s; retrying in %.1fs", what, _brief(exc), delay)
+        self.set_ready(False, f"{what} unavailable: {_brief(exc)}")
 
     async def sync_all(self) -> str:
         """Make the registry match every Camera resource; returns the list's resourceVersion."""

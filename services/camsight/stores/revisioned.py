@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 WRITE_ATTEMPTS = 10
 """Reads and writes of one key before a writer gives up (each loss means another writer
 changed the key meanwhile, so this is only reached under a storm of writes to one key)."""
-CONFLICT_BACKOFF = Backoff(initial=0.005, maximum=0.25, jitter=0.02)
+CONFLICT_BACKOFF = Backoff(initial=0.01, maximum=0.25)
 """A lost race costs one round trip: retry at once, nearly, and spread colliding writers."""
 
 # JSStreamWrongLastSequenceErrF and its constant form: the key changed since it was read.
