@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, Settings, service_section
-from camsight.decoder.camera import backoff_delay
 from camsight.decoder.frames import FpsSampler, fit_size
 from camsight.decoder.service import DecoderService, InvalidCamera, parse_entry
 from camsight.decoder.settings import DecoderSettings
@@ -73,13 +72,6 @@ def test_open_errors_name_the_problem(tmp_path: Path) -> None:
     grabbed = source.grab(lambda t: True)
     assert grabbed is not None and grabbed.image is not None and grabbed.image.shape == (272, 640, 3)
     source.close()
-
-
-def test_backoff_is_capped_with_jitter() -> None:
-    delays = [backoff_delay(n, 1.0, 60.0) for n in range(12)]
-    assert 0.5 <= delays[0] <= 1.0
-    assert all(d <= 60.0 for d in delays)
-    assert delays[-1] >= 30.0
 
 
 def test_settings_validation() -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from camsight.bus import Bus, subjects
 from camsight.config import ConfigError, NatsSettings, Settings
-from camsight.controller.resources import OWNER_LABEL
 from camsight.controller.service import ControllerService
 from camsight.runtime import ServiceContext
 from camsight.runtime.serve import DRAIN_TIMEOUT_S, Runtime
+from camsight.stores.cameras import OWNER_LABEL
 from camsight.v1 import camera_pb2
 from fake_kube_api import NAMESPACE, FakeKubeApi
 from google.protobuf.timestamp_pb2 import Timestamp

@@ -11,6 +11,7 @@ import nats.js.errors
 import pytest
 from camsight.bus import Bus, subjects
 from camsight.natsserver import EmbeddedNats
+from camsight.stores.cameras import OWNER_LABEL, Registry
 from camsight.v1 import (
     analysis_pb2,
     camera_pb2,
@@ -240,3 +241,32 @@ async def test_writes_are_unavailable_while_nats_is_down_and_reads_go_on(
     nats_server.start()
     await wait_for(lambda: query.service.ctx.bus.connected and bus.connected, 20, "both clients reconnected")
     await query.cameras.CreateCamera(create, timeout=5)
+
+
+async def test_cameras_of_a_camera_resource_are_refused_with_a_clear_error(
+    bus: Bus, query: RunningQuery
+) -> None:
+    """The controller owns the entries of Camera resources: the API neither changes nor
+    deletes them (the controller would put them back), nor claims its label."""
+    owned = camera("dock")
+    owned.labels[OWNER_LABEL] = "cams/dock"
+    assert await Registry(bus).put(owned, owner="cams/dock")
+    patch = camera_pb2.Camera(id="dock", display_name="Dock")
+    for call in (
+        query.cameras.UpdateCamera(
+            CS.UpdateCameraRequest(camera=patch, update_mask=FieldMask(paths=["display_name"]))
+        ),
+        query.cameras.UpdateCamera(CS.UpdateCameraRequest(camera=camera("dock"))),
+        query.cameras.DeleteCamera(CS.DeleteCameraRequest(id="dock")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "Camera resource cams/dock" in (err.value.details() or "")
+    assert await stored_camera(bus, "dock") == owned
+    sneaky = camera("sneaky")
+    sneaky.labels[OWNER_LABEL] = "cams/dock"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await query.cameras.CreateCamera(CS.CreateCameraRequest(camera=sneaky))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "camera.labels" in (err.value.details() or "")

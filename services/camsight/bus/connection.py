@@ -7,7 +7,6 @@ seconds of not-ready, never its life.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import ssl
@@ -26,6 +25,7 @@ from nats.js.object_store import ObjectStore
 from camsight.bus import subjects
 from camsight.bus.topology import check_topology, ensure_topology
 from camsight.config import NatsSettings, StreamSettings
+from camsight.retry import Backoff, retry_async
 from camsight.v1 import event_pb2
 
 log = logging.getLogger(__name__)
@@ -241,11 +241,13 @@ async def connect_with_retry(
     Services call this at start: while NATS is unreachable they stay up and
     not-ready instead of crashing into a restart loop.
     """
-    delay = cfg.reconnect_wait_s
-    while True:
-        try:
-            return await connect(cfg, streams, name)
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            log.warning("nats unreachable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay + random.uniform(0, cfg.reconnect_jitter_s))
-            delay = min(delay * 2, max_delay)
+
+    def unreachable(exc: BaseException, delay: float) -> None:
+        log.warning("nats unreachable (%s); retrying in %.1fs", exc, delay)
+
+    return await retry_async(
+        lambda: connect(cfg, streams, name),
+        on=(OSError, TimeoutError, nats.errors.Error),
+        backoff=Backoff(cfg.reconnect_wait_s, max_delay),
+        on_retry=unreachable,
+    )

@@ -42,6 +42,7 @@ from prometheus_client import Counter, Histogram
 
 from camsight.bus import subjects
 from camsight.bus.connection import Bus
+from camsight.retry import Backoff, retry_async
 
 log = logging.getLogger(__name__)
 
@@ -220,18 +221,29 @@ class PullWorker:
             await self._sub.unsubscribe()
 
     async def _fetch(self) -> list[Msg]:
-        """The next batch; empty when none came within the fetch timeout or the fetch failed."""
+        """The next batch; empty when none came within the fetch timeout, or when the worker
+        stopped while the bus was unreachable (failed fetches back off by the shared policy)."""
+        try:
+            msgs = await retry_async(
+                self._fetch_once,
+                on=TRANSIENT_ERRORS,
+                backoff=Backoff(self.config.retry_delay, 4 * self.config.retry_delay),
+                stopping=self._stopping,
+                on_retry=_fetch_failed,
+            )
+        except TRANSIENT_ERRORS:
+            return []
+        if msgs:
+            BATCH_SIZE.labels(self.name).observe(len(msgs))
+        return msgs
+
+    async def _fetch_once(self) -> list[Msg]:
+        """A batch, or none when nothing came within the fetch timeout."""
         assert self._sub is not None
         try:
-            msgs = await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout)
+            return list(await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout))
         except (nats.errors.TimeoutError, TimeoutError):
             return []
-        except TRANSIENT_ERRORS as exc:
-            log.debug("fetch failed (%s); retrying", exc)
-            await self._wait(self.config.retry_delay)
-            return []
-        BATCH_SIZE.labels(self.name).observe(len(msgs))
-        return msgs
 
     async def _run_pipeline(self, pipeline: Pipeline) -> None:
         """Fetch into the first stage until stopped; then every batch in flight is finished."""
@@ -330,9 +342,9 @@ class PullWorker:
         """Ask the loop to end after the batch in hand (drain)."""
         self._stopping.set()
 
-    async def _wait(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+def _fetch_failed(exc: BaseException, delay: float) -> None:
+    log.debug("fetch failed (%s); retrying in %.1fs", exc, delay)
 
 
 async def apply_consumer(bus: Bus, config: WorkerConfig) -> None:

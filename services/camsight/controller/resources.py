@@ -13,17 +13,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from camsight.cameras import CameraConfig
+from camsight.stores.cameras import OWNER_LABEL
 from camsight.v1 import camera_pb2
 
 GROUP = "camsight.io"
 VERSION = "v1"
 PLURAL = "cameras"
 KIND = "Camera"
-
-# A registry entry written by the controller carries this label (value
-# "<namespace>/<name>"), so cameras added over gRPC, the CLI or the config file
-# are never touched, and a resource can only replace an entry it owns.
-OWNER_LABEL = "camsight.io/resource"
 
 # Status states beyond the decoder's CameraState names.
 PENDING = "Pending"
@@ -89,11 +85,6 @@ def desired_camera(obj: Mapping[str, Any], secret: SecretLookup) -> Desired:
     except ValueError as exc:
         return Desired(namespace, name, generation, None, f"invalid spec: {exc}")
     return Desired(namespace, name, generation, camera)
-
-
-def owner_of(entry: camera_pb2.Camera) -> str:
-    """The resource ("ns/name") that owns a registry entry; "" when none does."""
-    return entry.labels.get(OWNER_LABEL, "")
 
 
 def status_for(desired: Desired, live: camera_pb2.CameraStatus | None, problem: str = "") -> dict[str, Any]:

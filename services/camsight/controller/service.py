@@ -29,8 +29,10 @@ from camsight.bus import subjects
 from camsight.config import ConfigError, service_section
 from camsight.controller.config import ControllerConfig
 from camsight.controller.kube import KubeCameras, WatchEvent
-from camsight.controller.resources import Desired, desired_camera, owner_of, resource_key, status_for
+from camsight.controller.resources import Desired, desired_camera, resource_key, status_for
+from camsight.retry import Backoff, retry_async
 from camsight.runtime import Service, ServiceContext
+from camsight.stores.cameras import CameraOwnedError, Registry, owner_of
 from camsight.v1 import camera_pb2
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,17 @@ class ControllerService(Service):
         self.config = service_section(ctx.settings, "controller", ControllerConfig)
         self.namespace = self.config.resolved_namespace()
         self._kube: KubeCameras | None = None
-        self._cameras: KeyValue | None = None
+        self._registry: Registry | None = None
         self._status: KeyValue | None = None
         self._desired: dict[str, Desired] = {}  # resource name -> what it asks for
         self._registered: dict[str, str] = {}  # resource name -> camera id it wrote
         self._conflicts: dict[str, str] = {}  # resource name -> why it was not written
         self._written: dict[str, dict[str, Any]] = {}  # resource name -> last status patched
+
+    @property
+    def registry(self) -> Registry:
+        assert self._registry is not None, "start() has not run"
+        return self._registry
 
     @property
     def kube(self) -> KubeCameras:
@@ -76,7 +83,7 @@ class ControllerService(Service):
         except ConfigException as exc:
             where = self.config.kubeconfig or "the in-cluster service account"
             raise ConfigError(f"services.controller.kubeconfig: cannot use {where}: {exc}") from None
-        self._cameras = await self.ctx.bus.kv(subjects.CAMERAS_BUCKET)
+        self._registry = Registry(self.ctx.bus)
         self._status = await self.ctx.bus.kv(subjects.CAMERA_STATUS_BUCKET)
         self.set_ready(False, "listing Camera resources")
 
@@ -87,27 +94,40 @@ class ControllerService(Service):
 
     async def run(self) -> None:
         status_loop = asyncio.create_task(self._status_loop())
+        # Consecutive failures back off from retry_backoff_s up to 8 times that.
+        backoff = Backoff(self.config.retry_backoff_s, 8 * self.config.retry_backoff_s)
         try:
             while not self.ctx.stopping.is_set():
                 try:
-                    version = await self.sync_all()
-                    self.set_ready(True)
-                    await self._watch(version)
-                except (*API_ERRORS, *REGISTRY_ERRORS) as exc:
-                    if self.ctx.stopping.is_set():
-                        break
-                    if isinstance(exc, ApiException) and exc.status == 410:
-                        log.info("watch expired; listing again")
-                        continue
-                    what = "Kubernetes API" if isinstance(exc, API_ERRORS) else "camera registry"
-                    log.warning("%s: %s; retrying in %.0fs", what, _brief(exc), self.config.retry_backoff_s)
-                    self.set_ready(False, f"{what} unavailable: {_brief(exc)}")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.ctx.stopping.wait(), self.config.retry_backoff_s)
+                    await retry_async(
+                        self._list_and_watch,
+                        on=(*API_ERRORS, *REGISTRY_ERRORS),
+                        backoff=backoff,
+                        stopping=self.ctx.stopping,
+                        on_retry=self._unavailable,
+                    )
+                except (*API_ERRORS, *REGISTRY_ERRORS):
+                    break  # stopped while retrying
         finally:
             status_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await status_loop
+
+    async def _list_and_watch(self) -> None:
+        """One list and the watch after it; returns when the watch ends (list again then)."""
+        try:
+            version = await self.sync_all()
+            self.set_ready(True)
+            await self._watch(version)
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+            log.info("watch expired; listing again")
+
+    def _unavailable(self, exc: BaseException, delay: float) -> None:
+        what = "Kubernetes API" if isinstance(exc, API_ERRORS) else "camera registry"
+        log.warning("%s: %s; retrying in %.1fs", what, _brief(exc), delay)
+        self.set_ready(False, f"{what} unavailable: {_brief(exc)}")
 
     async def sync_all(self) -> str:
         """Make the registry match every Camera resource; returns the list's resourceVersion."""
@@ -159,33 +179,28 @@ class ControllerService(Service):
             await self._write_status(name)
 
     async def _put(self, desired: Desired, camera: camera_pb2.Camera) -> None:
-        kv = self._kv(self._cameras)
-        existing = await _get(kv, camera.id)
-        if existing is not None:
-            current = camera_pb2.Camera.FromString(existing)
-            if owner_of(current) != desired.owner:
-                owner = owner_of(current) or "the API or config file"
-                self._conflicts[desired.name] = f"camera id {camera.id!r} is already registered by {owner}"
-                return
-            if existing == camera.SerializeToString(deterministic=True):
-                self._registered[desired.name] = camera.id
-                return
-        await kv.put(camera.id, camera.SerializeToString(deterministic=True))
+        try:
+            changed = await self.registry.put(camera, desired.owner)
+        except CameraOwnedError as exc:
+            self._conflicts[desired.name] = str(exc)
+            return
         self._registered[desired.name] = camera.id
-        REGISTRY_WRITES.labels("put").inc()
-        log.info("registered camera %s from Camera %s", camera.id, desired.owner)
+        if changed:
+            REGISTRY_WRITES.labels("put").inc()
+            log.info("registered camera %s from Camera %s", camera.id, desired.owner)
 
     async def _delete_owned(self, camera_id: str, owner: str) -> None:
-        kv = self._kv(self._cameras)
-        existing = await _get(kv, camera_id)
-        if existing is not None and owner_of(camera_pb2.Camera.FromString(existing)) == owner:
-            await kv.delete(camera_id)
+        try:
+            deleted = await self.registry.delete(camera_id, owner)
+        except CameraOwnedError:
+            return  # replaced by another writer meanwhile: theirs now
+        if deleted:
             REGISTRY_WRITES.labels("delete").inc()
             log.info("removed camera %s (Camera %s deleted)", camera_id, owner)
 
     async def _delete_orphans(self, present: set[str]) -> None:
         """Entries this namespace's resources wrote while the controller was away."""
-        kv = self._kv(self._cameras)
+        kv = await self.registry.kv()
         for key in await self.ctx.bus.kv_keys(subjects.CAMERAS_BUCKET):
             data = await _get(kv, key)
             if data is None:

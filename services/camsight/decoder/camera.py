@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -56,6 +55,7 @@ from camsight.decoder.sources import (
 )
 from camsight.decoder.stage import StageFailed, ThreadStage
 from camsight.decoder.status import State, StatusReporter, now_ts
+from camsight.retry import Backoff
 from camsight.v1 import camera_pb2, frame_pb2
 
 log = logging.getLogger(__name__)
@@ -121,12 +121,6 @@ def _failure(exc: Exception) -> _State:
     return _State(camera_pb2.CAMERA_STATE_ERROR, f"decoder failure: {type(exc).__name__}")
 
 
-def backoff_delay(attempt: int, low: float, high: float) -> float:
-    """Capped exponential back-off with jitter: in [d/2, d] for d = min(high, low * 2^attempt)."""
-    delay = min(high, low * (2 ** min(attempt, 30)))
-    return random.uniform(delay / 2, delay)
-
-
 class CameraWorker:
     """Decodes and publishes one camera until stopped (or its file ends)."""
 
@@ -153,6 +147,7 @@ class CameraWorker:
             pacer.channel(self.subject, settings.pacing_window) if self.lossless else None
         )
         self._stop = threading.Event()
+        self._backoff = Backoff(settings.backoff_min_s, settings.backoff_max_s)
         self._reconnect = threading.Event()
         self._origin: Timestamp | None = None
         """A file's media origin (Frame.media_origin), set at its first picture."""
@@ -444,7 +439,7 @@ class CameraWorker:
                     return
                 if outcome == "online":
                     ever_online, attempt = True, 0
-            self._stop.wait(backoff_delay(attempt, self.settings.backoff_min_s, self.settings.backoff_max_s))
+            self._backoff.wait(attempt, self._stop)
             attempt += 1
 
     def _resume_in(self, source: Source) -> float | None:

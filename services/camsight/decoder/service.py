@@ -20,7 +20,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import nats.js.errors
 from google.protobuf.message import DecodeError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import ValidationError
@@ -35,6 +34,7 @@ from camsight.decoder.resume import already_ended, resume_point
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.status import StatusReporter
 from camsight.runtime import Service, ServiceContext
+from camsight.stores.cameras import CameraOwnedError, Registry, ReservedLabelError
 from camsight.v1 import camera_pb2
 
 log = logging.getLogger(__name__)
@@ -94,9 +94,10 @@ class DecoderService(Service):
 
     async def start(self) -> None:
         bus = self.ctx.bus
-        registry = await bus.kv(subjects.CAMERAS_BUCKET)
+        cameras = Registry(bus)
+        registry = await cameras.kv()
         if self.settings.seed_cameras:
-            await self._seed(registry)
+            await self._seed(cameras)
         self._leases = await LeaseTable.open(
             bus, self.settings.lease_bucket, self.decoder_id, self.settings.lease_ttl_s
         )
@@ -156,17 +157,15 @@ class DecoderService(Service):
 
     # -- registry ---------------------------------------------------------
 
-    async def _seed(self, registry: KeyValue) -> None:
-        """Write the config file's cameras into the registry (create or update)."""
+    async def _seed(self, registry: Registry) -> None:
+        """Write the config file's cameras into the registry (create or update); a camera
+        id a Camera resource owns stays the resource's (the controller would put it back)."""
         for camera in self.ctx.settings.cameras:
-            value = camera.to_proto().SerializeToString()
             try:
-                current = (await registry.get(camera.id)).value
-            except nats.js.errors.KeyNotFoundError:
-                current = None
-            if current != value:
-                await registry.put(camera.id, value)
-                log.info("camera %s written to the registry from the config file", camera.id)
+                if await registry.put(camera.to_proto()):
+                    log.info("camera %s written to the registry from the config file", camera.id)
+            except (CameraOwnedError, ReservedLabelError) as exc:
+                log.warning("config file camera %s not written: %s", camera.id, exc)
 
     async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
         async for entry in watcher:

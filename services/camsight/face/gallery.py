@@ -4,8 +4,9 @@ Every face replica holds the whole gallery in memory and follows the bucket
 with a KV watch: an enrollment, an update or a deletion made anywhere (this
 replica, another one, the query service) reaches every replica's matcher
 within moments, without a restart. A deleted (or purged) identity is
-dropped with all its embeddings; the query service, which deletes
-identities, also removes their thumbnails from the object store.
+dropped with all its embeddings. Writes go through
+:class:`camsight.stores.gallery.GalleryStore`, which the query service's
+deletions use too.
 """
 
 from __future__ import annotations
@@ -13,34 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Sequence
 
 import nats.errors
-import nats.js.errors
 from google.protobuf.message import DecodeError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from prometheus_client import Gauge
 
-from camsight.bus import Bus, subjects
+from camsight.bus import Bus
 from camsight.face.matching import GalleryIndex
+from camsight.stores.gallery import GalleryStore, Sample
 from camsight.v1 import identity_pb2
 
 log = logging.getLogger(__name__)
 
-WRITE_ATTEMPTS = 5
-
 IDENTITIES = Gauge("camsight_face_gallery_identities", "Identities in this replica's gallery index")
 EMBEDDINGS = Gauge("camsight_face_gallery_embeddings", "Enrolled embeddings in this replica's gallery index")
-
-
-class GalleryConflictError(RuntimeError):
-    """The identity kept changing under a write (concurrent enrollments); try again."""
-
-
-def thumbnail_name(identity_id: str, sample_id: str) -> str:
-    """Object name of a thumbnail in the ``faces`` store: ``<identity>/<sample>.jpg``."""
-    return f"{identity_id}/{sample_id}.jpg"
 
 
 class Gallery:
@@ -48,6 +37,7 @@ class Gallery:
 
     def __init__(self, bus: Bus, model: str) -> None:
         self.bus = bus
+        self.store = GalleryStore(bus)
         self.model = model
         self.records: dict[str, identity_pb2.IdentityRecord] = {}
         self.index = GalleryIndex.build([], model)
@@ -58,7 +48,7 @@ class Gallery:
 
     async def start(self) -> None:
         """Load the current gallery (up to the watch's "no more" marker), then follow changes."""
-        kv = await self.bus.kv(subjects.GALLERY_BUCKET)
+        kv = await self.store.kv()
         self._watcher = await kv.watchall()
         async for entry in self._watcher:
             if entry is None:
@@ -113,58 +103,8 @@ class Gallery:
     ) -> tuple[identity_pb2.Identity, int]:
         """Create the identity or add a face sample to it; returns the identity and the KV revision.
 
-        The thumbnail is stored first, then the record is written with
-        optimistic concurrency (create, or update at the revision read), so
-        two replicas enrolling the same person at once both land.
+        The gallery store writes it (thumbnail first, record at the revision
+        read), so two replicas enrolling the same person at once both land.
         """
-        sample_id = uuid.uuid4().hex[:16]
-        name = thumbnail_name(identity_id, sample_id)
-        store = await self.bus.object_store(subjects.FACES_STORE)
-        await store.put(name, thumbnail)
-        try:
-            return await self._write(identity_id, sample_id, name, embedding, display_name, labels or {})
-        except BaseException:
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
-                await store.delete(name)
-            raise
-
-    async def _write(
-        self,
-        identity_id: str,
-        sample_id: str,
-        thumbnail: str,
-        embedding: Sequence[float],
-        display_name: str,
-        labels: dict[str, str],
-    ) -> tuple[identity_pb2.Identity, int]:
-        kv = await self.bus.kv(subjects.GALLERY_BUCKET)
-        for _ in range(WRITE_ATTEMPTS):
-            record = identity_pb2.IdentityRecord()
-            last: int | None = None
-            try:
-                entry = await kv.get(identity_id)
-                record.ParseFromString(entry.value or b"")
-                last = entry.revision
-            except nats.js.errors.NotFoundError:
-                record.identity.id = identity_id
-                record.identity.create_time.GetCurrentTime()
-            sample = record.samples.add(id=sample_id, embedding=embedding, model=self.model)
-            sample.thumbnail_id = thumbnail
-            sample.create_time.GetCurrentTime()
-            identity = record.identity
-            if display_name:
-                identity.display_name = display_name
-            identity.labels.update(labels)
-            identity.thumbnail_ids.append(thumbnail)
-            identity.face_count = len(record.samples)
-            identity.update_time.GetCurrentTime()
-            data = record.SerializeToString()
-            try:
-                if last is None:
-                    revision = await kv.create(identity_id, data)
-                else:
-                    revision = await kv.update(identity_id, data, last=last)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
-            return identity, revision
-        raise GalleryConflictError(f"identity {identity_id} kept changing during enrollment; try again")
+        sample = Sample(embedding, self.model, thumbnail, display_name, labels or {})
+        return await self.store.add_sample(identity_id, sample)

@@ -4,9 +4,16 @@ Cameras are validated by :class:`camsight.cameras.CameraConfig`, the same
 model that validates YAML configs, and stored normalised. Answers never
 carry credentials: source URIs are redacted. An update that sends back the
 redacted URI keeps the stored one, so a read-modify-write round trip works.
+Writes go through the registry store (:mod:`camsight.stores.cameras`): an
+update lost to a concurrent writer is re-applied to what is stored, and a
+camera a Kubernetes Camera resource owns is refused (FAILED_PRECONDITION):
+the controller would put the resource's version back.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import nats.js.errors
@@ -17,8 +24,16 @@ from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.naming import redact_uri
 from camsight.query import rpc
-from camsight.query.errors import ApiError, invalid
+from camsight.query.errors import ApiError, invalid, not_found
 from camsight.query.registry import check_id, get_entry, list_page
+from camsight.stores.cameras import (
+    CameraExistsError,
+    CameraNotFoundError,
+    CameraOwnedError,
+    Registry,
+    ReservedLabelError,
+)
+from camsight.stores.revisioned import ConflictError
 from camsight.v1 import camera_pb2, camera_service_pb2, camera_service_pb2_grpc
 
 # Wire field names for the model's field names, so errors name what the client sent.
@@ -43,32 +58,48 @@ def redacted(camera: camera_pb2.Camera) -> camera_pb2.Camera:
     return out
 
 
+@asynccontextmanager
+async def registry_errors(camera_id: str) -> AsyncIterator[None]:
+    """The registry store's refusals as gRPC statuses."""
+    try:
+        yield
+    except CameraNotFoundError:
+        raise not_found(f"camera {camera_id!r}") from None
+    except CameraExistsError as exc:
+        raise ApiError(grpc.StatusCode.ALREADY_EXISTS, str(exc)) from None
+    except CameraOwnedError as exc:
+        raise ApiError(
+            grpc.StatusCode.FAILED_PRECONDITION, f"{exc}: change or delete the resource instead"
+        ) from None
+    except ReservedLabelError as exc:
+        raise invalid("camera.labels", str(exc)) from None
+    except ConflictError as exc:
+        raise ApiError(grpc.StatusCode.ABORTED, str(exc)) from None
+
+
 class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
-
-    async def _cameras(self) -> nats.js.kv.KeyValue:
-        rpc.ensure_connected(self.bus)
-        return await self.bus.kv(subjects.CAMERAS_BUCKET)
+        self.registry = Registry(bus)
 
     @rpc.unary
     async def CreateCamera(
         self, request: camera_service_pb2.CreateCameraRequest, context: grpc.aio.ServicerContext
     ) -> camera_pb2.Camera:
         camera = validated(request.camera)
-        kv = await self._cameras()
-        try:
-            await kv.create(camera.id, camera.SerializeToString())
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise ApiError(grpc.StatusCode.ALREADY_EXISTS, f"camera {camera.id!r} already exists") from None
+        rpc.ensure_connected(self.bus)
+        async with registry_errors(camera.id):
+            await self.registry.create(camera)
         return redacted(camera)
 
     @rpc.unary
     async def GetCamera(
         self, request: camera_service_pb2.GetCameraRequest, context: grpc.aio.ServicerContext
     ) -> camera_pb2.Camera:
-        kv = await self._cameras()
-        camera, _ = await get_entry(kv, check_id(request.id, "id"), camera_pb2.Camera, "camera")
+        camera_id = check_id(request.id, "id")
+        rpc.ensure_connected(self.bus)
+        async with registry_errors(camera_id):
+            camera, _ = await self.registry.get(camera_id)
         return redacted(camera)
 
     @rpc.unary
@@ -87,36 +118,38 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         self, request: camera_service_pb2.UpdateCameraRequest, context: grpc.aio.ServicerContext
     ) -> camera_pb2.Camera:
         camera_id = check_id(request.camera.id, "camera.id")
-        kv = await self._cameras()
-        stored, revision = await get_entry(kv, camera_id, camera_pb2.Camera, "camera")
-        updated = camera_pb2.Camera()
-        updated.CopyFrom(stored)
-        if request.update_mask.paths:
-            for path in request.update_mask.paths:
-                if path not in camera_pb2.Camera.DESCRIPTOR.fields_by_name:
-                    raise invalid("update_mask", f"unknown field {path!r}")
-            if "id" in request.update_mask.paths:
-                raise invalid("update_mask", "id cannot be changed")
-            request.update_mask.MergeMessage(request.camera, updated, replace_repeated_field=True)
-        else:
-            updated.CopyFrom(request.camera)
-        if updated.source_uri == redact_uri(stored.source_uri):
-            updated.source_uri = stored.source_uri
-        camera = validated(updated)
-        try:
-            await kv.update(camera_id, camera.SerializeToString(), last=revision)
-        except nats.js.errors.KeyWrongLastSequenceError:
-            raise ApiError(grpc.StatusCode.ABORTED, f"camera {camera_id!r} changed meanwhile") from None
+        mask = list(request.update_mask.paths)
+        for path in mask:
+            if path not in camera_pb2.Camera.DESCRIPTOR.fields_by_name:
+                raise invalid("update_mask", f"unknown field {path!r}")
+        if "id" in mask:
+            raise invalid("update_mask", "id cannot be changed")
+
+        def change(stored: camera_pb2.Camera) -> camera_pb2.Camera:
+            updated = camera_pb2.Camera()
+            updated.CopyFrom(stored)
+            if mask:
+                request.update_mask.MergeMessage(request.camera, updated, replace_repeated_field=True)
+            else:
+                updated.CopyFrom(request.camera)
+            if updated.source_uri == redact_uri(stored.source_uri):
+                updated.source_uri = stored.source_uri
+            return validated(updated)
+
+        rpc.ensure_connected(self.bus)
+        async with registry_errors(camera_id):
+            camera = await self.registry.update(camera_id, change)
         return redacted(camera)
 
     @rpc.unary
     async def DeleteCamera(
         self, request: camera_service_pb2.DeleteCameraRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        kv = await self._cameras()
         camera_id = check_id(request.id, "id")
-        await get_entry(kv, camera_id, camera_pb2.Camera, "camera")
-        await kv.delete(camera_id)
+        rpc.ensure_connected(self.bus)
+        async with registry_errors(camera_id):
+            if not await self.registry.delete(camera_id):
+                raise CameraNotFoundError(camera_id)
         return empty_pb2.Empty()
 
     @rpc.unary

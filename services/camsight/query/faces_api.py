@@ -3,13 +3,14 @@
 Enrollment needs the face models, which only the face service loads: the
 query service forwards the image as a NATS request on
 ``camsight.face.enroll`` and maps the reply's error code to a gRPC status.
-Listing and deleting read the gallery bucket directly.
+Reads and deletions go through the gallery store
+(:mod:`camsight.stores.gallery`), which removes a record and its thumbnails
+together.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import grpc
@@ -21,7 +22,8 @@ from camsight.bus import rpc as bus_rpc
 from camsight.query import rpc
 from camsight.query.errors import ApiError, invalid, not_found
 from camsight.query.index import EventIndex
-from camsight.query.registry import check_id, get_entry, list_page
+from camsight.query.registry import check_id, list_page
+from camsight.stores.gallery import GalleryConflictError, GalleryStore, IdentityNotFoundError
 from camsight.v1 import face_gallery_service_pb2, face_gallery_service_pb2_grpc, identity_pb2
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
     def __init__(self, bus: Bus, index: EventIndex) -> None:
         self.bus = bus
         self.index = index
+        self.gallery = GalleryStore(bus)
 
     async def _enroll(
         self, request: identity_pb2.EnrollRequest, context: grpc.aio.ServicerContext
@@ -104,8 +107,11 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
         self, request: face_gallery_service_pb2.GetIdentityRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Identity:
         rpc.ensure_connected(self.bus)
-        kv = await self.bus.kv(subjects.GALLERY_BUCKET)
-        record, _ = await get_entry(kv, check_id(request.id, "id"), identity_pb2.IdentityRecord, "identity")
+        identity_id = check_id(request.id, "id")
+        try:
+            record, _ = await self.gallery.get(identity_id)
+        except IdentityNotFoundError:
+            raise not_found(f"identity {identity_id!r}") from None
         return record.identity
 
     @rpc.unary
@@ -125,12 +131,10 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
     ) -> empty_pb2.Empty:
         rpc.ensure_connected(self.bus)
         identity_id = check_id(request.id, "id")
-        kv = await self.bus.kv(subjects.GALLERY_BUCKET)
-        record, _ = await get_entry(kv, identity_id, identity_pb2.IdentityRecord, "identity")
-        await kv.delete(identity_id)
-        thumbnails = set(record.identity.thumbnail_ids) | {s.thumbnail_id for s in record.samples}
-        store = await self.bus.object_store(subjects.FACES_STORE)
-        for name in sorted(t for t in thumbnails if t):
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await store.delete(name)
+        try:
+            await self.gallery.delete(identity_id)
+        except IdentityNotFoundError:
+            raise not_found(f"identity {identity_id!r}") from None
+        except GalleryConflictError as exc:
+            raise ApiError(grpc.StatusCode.ABORTED, str(exc)) from None
         return empty_pb2.Empty()

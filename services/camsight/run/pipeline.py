@@ -27,6 +27,7 @@ from camsight.natsauth import admin_user, authorization, credentials, service_us
 from camsight.natsserver import EmbeddedNats
 from camsight.runtime.serve import Runtime
 from camsight.runtime.service import Service
+from camsight.stores.cameras import Registry
 from camsight.v1 import camera_pb2, event_pb2, identity_pb2
 
 log = logging.getLogger(__name__)
@@ -293,9 +294,9 @@ class EmbeddedPipeline:
 
     async def add_cameras(self, cameras: Sequence[CameraConfig]) -> None:
         """Register cameras in the registry: the decoder picks them up live."""
-        kv = await self.bus.kv(subjects.CAMERAS_BUCKET)
+        registry = Registry(self.bus)
         for camera in cameras:
-            await kv.put(camera.id, camera.to_proto().SerializeToString())
+            await registry.put(camera.to_proto())
 
     async def enroll_face(self, identity_id: str, name: str, image: bytes) -> identity_pb2.Identity:
         """Enroll a face through the face service's endpoint (as the gRPC API does)."""
