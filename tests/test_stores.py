@@ -159,3 +159,15 @@ async def test_every_writer_respects_the_owner(bus: Bus) -> None:
     assert (await registry.get("dock"))[0].source_uri == "/videos/a.mp4"
     assert await registry.delete("dock", owner="ns/dock")
     assert not await registry.delete("dock", owner="ns/dock")
+
+
+async def test_an_equal_camera_is_no_new_revision_whatever_its_label_order(bus: Bus) -> None:
+    """A config file seeded at every decoder start must not restart (or replay) its cameras:
+    a put of the same camera leaves the revision alone, label order included."""
+    registry = Registry(bus)
+    first = camera_pb2.Camera(id="gate", source_uri="/videos/c.mp4", labels={"b": "2", "a": "1"})
+    assert await registry.put(first)
+    _, revision = await registry.get("gate")
+    again = camera_pb2.Camera(id="gate", source_uri="/videos/c.mp4", labels={"a": "1", "b": "2"})
+    assert not await registry.put(again)
+    assert (await registry.get("gate"))[1] == revision

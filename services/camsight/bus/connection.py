@@ -7,9 +7,10 @@ seconds of not-ready, never its life.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-import ssl
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,9 +23,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, PubAck
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from camsight.bus import subjects
+from camsight.bus import subjects, tls
 from camsight.bus.topology import check_topology, ensure_topology
-from camsight.config import NatsSettings, StreamSettings
+from camsight.config import ConfigError, NatsSettings, StreamSettings
 from camsight.retry import Backoff, retry_async
 from camsight.v1 import event_pb2
 
@@ -153,15 +154,6 @@ class Bus:
             await self.nc.close()
 
 
-def _tls_context(cfg: NatsSettings) -> ssl.SSLContext | None:
-    if cfg.tls is None:
-        return None
-    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file) if cfg.tls.ca_file else None)
-    if cfg.tls.cert_file and cfg.tls.key_file:
-        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
-    return ctx
-
-
 def _jittered(cfg: NatsSettings) -> Any:
     """Pick the server tried least often and wait ``reconnect_wait`` plus jitter.
 
@@ -187,7 +179,7 @@ def connection_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
         "max_reconnect_attempts": -1,
         "allow_reconnect": True,
         "reconnect_to_server_handler": _jittered(cfg),
-        "tls": _tls_context(cfg),
+        "tls": tls.context(cfg),
         # Every reply subject the client makes (requests, JetStream API, fetches,
         # watches) starts with it; a per-service user may subscribe only below its own.
         "inbox_prefix": cfg.inbox_prefix,
@@ -206,14 +198,21 @@ def connection_options(cfg: NatsSettings, name: str) -> dict[str, Any]:
 
 
 async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
-    """Connect once; raises when no server answers."""
+    """Connect once; raises when no server answers, and ConfigError at once for a TLS
+    failure that no retry mends (see :mod:`camsight.bus.tls`)."""
     client: list[Client] = []
+    options = connection_options(cfg, name)
+    refused: asyncio.Future[ConfigError] = asyncio.get_running_loop().create_future()
 
     def closing() -> bool:
         return bool(client) and (client[0].is_closed or client[0].is_draining)
 
     async def on_error(exc: Exception) -> None:
-        if not closing():
+        final = None if client else tls.refusal(exc, cfg)
+        if final is not None:
+            if not refused.done():
+                refused.set_result(final)
+        elif not closing():
             log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
@@ -223,12 +222,20 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
     async def on_reconnect() -> None:
         log.info("nats: reconnected")
 
-    nc = await nats.connect(
-        **connection_options(cfg, name),
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+    connecting = asyncio.ensure_future(
+        nats.connect(**options, error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect)
     )
+    waiting: list[asyncio.Future[Any]] = [connecting, refused]
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+    if refused.done():
+        raise refused.result()
+    nc = connecting.result()  # or its error
     client.append(nc)
     return Bus(nc, streams)
 

@@ -116,8 +116,9 @@ class Registry:
         def put(stored: Stored | None) -> bytes | None:
             changed[:] = [False]
             if stored is not None:
-                _check_owner(camera_pb2.Camera.FromString(stored.value), owner)
-                if stored.value == data:
+                current = camera_pb2.Camera.FromString(stored.value)
+                _check_owner(current, owner)
+                if current == camera:  # compared as messages: a map's order is no change
                     return None
             changed[:] = [True]
             return data
@@ -144,7 +145,6 @@ class Registry:
 
 
 def _bytes(camera: camera_pb2.Camera) -> bytes:
-    # Deterministic, so "unchanged" can be told by comparing bytes (labels are a map).
     return camera.SerializeToString(deterministic=True)
 
 
