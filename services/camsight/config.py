@@ -241,6 +241,8 @@ def _describe(exc: ValidationError, prefix: str = "") -> str:
         if len(shown) > 80:
             shown = shown[:77] + "..."
         lines.append(f"{field}: {error['msg']} (got {shown})")
+    if len(lines) == 1:  # the usual case: one line that names the field
+        return f"invalid configuration: {lines[0]}"
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
