@@ -34,6 +34,7 @@ from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, each, 
 from camsight.bus.worker import HELD, TRANSIENT_ERRORS, Held, ack_held, apply_consumer
 from camsight.cameras import CameraConfig
 from camsight.config import service_section
+from camsight.retry import Backoff, retry_async
 from camsight.runtime import Service, ServiceContext
 from camsight.v1 import analysis_pb2, camera_pb2
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 STATS = Counter("camsight_behavior_results", "AnalysisResults by what became of them", ["outcome"])
 EVENTS = Counter("camsight_behavior_events_published", "Event messages published")
-RETRY_MAX_S = 5.0
+PUBLISH_BACKOFF = Backoff(initial=0.1, maximum=5.0)
 
 
 class BehaviorService(Service):
@@ -231,21 +232,22 @@ class BehaviorService(Service):
             return None
 
     async def _publish_event(self, emission: Emission) -> None:
-        """Publish, retrying transient failures: the engine already moved on, so
-        giving up would lose the event (a redelivered result is a duplicate to it)."""
-        assert emission.event is not None
-        delay = 0.1
-        while True:
-            try:
-                await self.ctx.bus.publish_event(emission.event)
-                EVENTS.inc()
-                return
-            except TRANSIENT_ERRORS as exc:
-                if self.ctx.stopping.is_set():
-                    raise
-                log.warning("publishing event %s failed (%s); retrying", emission.event.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+        """Publish, retrying transient failures until the service stops: the engine already
+        moved on, so giving up would lose the event (a redelivered result is a duplicate to it)."""
+        event = emission.event
+        assert event is not None
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning("publishing event %s failed (%s); retrying in %.1fs", event.id, exc, delay)
+
+        await retry_async(
+            lambda: self.ctx.bus.publish_event(event),
+            on=TRANSIENT_ERRORS,
+            backoff=PUBLISH_BACKOFF,
+            stopping=self.ctx.stopping,
+            on_retry=failed,
+        )
+        EVENTS.inc()
 
     def _export_stats(self) -> None:
         # Runs for every result: vars() and a shallow copy, not asdict() (it deep-copies).
