@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from analyzer_helpers import Results, context, make_frame, publish_frames
 from camsight.analyzers import KIND_OBJECTS, Analyzer, Detection, FrameAnalyzer, FrameInfo, Image, hookimpl
 from camsight.analyzers.host import AnalyzerHost, HostSettings
@@ -39,12 +40,25 @@ class FailsOnAnalyze(FrameAnalyzer):
         raise ValueError("boom")
 
 
+class OutOfContract(FrameAnalyzer):
+    """Odd frames: a box outside the picture with a score of 1.7; even frames: a good box."""
+
+    name = "out_of_contract"
+    kind = KIND_OBJECTS
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        return [
+            [Detection("thing", 1.7, (-0.2, 0.1, 1.5, 0.5))] if f.seq % 2 else [Detection("thing", 0.8)]
+            for f in frames
+        ]
+
+
 class BrokenPlugin:
     """A deliberately broken third-party plugin, registered explicitly."""
 
     @hookimpl
     def camsight_analyzers(self) -> list[type[FrameAnalyzer]]:
-        return [FailsOnLoad, FailsOnAnalyze]
+        return [FailsOnLoad, FailsOnAnalyze, OutOfContract]
 
 
 def manager() -> PluginManager:
@@ -84,6 +98,22 @@ async def test_plugin_raising_on_a_batch_is_counted_and_the_service_goes_on(
     assert all(r.skipped and r.skip_reason == "analyzer failed: ValueError: boom" for r in failed)
     assert len(results.of("motion")) == 6 and not any(r.skipped for r in results.of("motion"))
     assert service.host.stats.failed == 6
+
+
+async def test_a_result_out_of_contract_fails_its_frame_and_is_never_published(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, running: Any
+) -> None:
+    ctx = context(bus, nats_settings, {"analyzers": {"out_of_contract": {}}, "batch": 2})
+    service = DetectorService(ctx, plugins=manager())
+    await running(service)
+    await publish_frames(bus, "cam", bikes[:4])
+    await wait_for(lambda: len(results.items) == 4, 20, "four results")
+    by_seq = {r.frame.seq: r for r in results.items}
+    for seq in (1, 3):
+        assert by_seq[seq].skipped and not by_seq[seq].detections
+        assert by_seq[seq].skip_reason.startswith("analyzer failed: invalid result: 'thing': box (-0.2")
+    assert [d.score for seq in (2, 4) for d in by_seq[seq].detections] == [pytest.approx(0.8)] * 2
+    assert service.host.stats.failed == 2 and service.host.stats.analyzed == 2
 
 
 async def test_clip_analyzer_gets_sliding_windows(

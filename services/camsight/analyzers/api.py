@@ -168,6 +168,25 @@ class Detection:
         ny1, ny2 = sorted((_clip01(y1 / height), _clip01(y2 / height)))
         return cls(label=label, score=_clip01(float(score)), box=(nx1, ny1, nx2, ny2), **extra)
 
+    def problem(self) -> str | None:
+        """Why this detection breaks the contract above (None: it does not).
+
+        The one check: the conformance kit fails a plugin on it, and the host
+        refuses such a result at run time (counted as failed, never stored).
+        """
+        if not isinstance(self.label, str) or not self.label:
+            return "a detection has an empty label"
+        try:
+            x1, y1, x2, y2 = (float(v) for v in self.box)
+            score = float(self.score)
+        except (TypeError, ValueError):
+            return f"{self.label!r}: box {self.box!r} or score {self.score!r} is not numbers"
+        if not all(0.0 <= v <= 1.0 for v in (x1, y1, x2, y2)) or x1 > x2 or y1 > y2:
+            return f"{self.label!r}: box {self.box} is not normalised x1<=x2, y1<=y2 in 0..1"
+        if not 0.0 <= score <= 1.0:
+            return f"{self.label!r}: score {self.score} is not in 0..1"
+        return None
+
 
 def _clip01(value: float) -> float:
     return min(1.0, max(0.0, value))

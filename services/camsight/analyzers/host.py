@@ -371,7 +371,7 @@ class AnalyzerHost:
                     batch = await self._run_clips(analyzer, live, detections, skips)
                 else:
                     assert isinstance(analyzer, FrameAnalyzer)
-                    batch = await self._run_frames(analyzer, live, detections)
+                    batch = await self._run_frames(analyzer, live, detections, skips)
             except Exception as exc:
                 reason = f"analyzer failed: {type(exc).__name__}: {exc}"[:500]
                 log.error("analyzer %s failed on a batch of %d: %s", analyzer.name, len(live), reason)
@@ -437,12 +437,16 @@ class AnalyzerHost:
             FRAMES.labels(self.service_name, analyzer.name, "skipped").inc()
 
     async def _run_frames(
-        self, analyzer: FrameAnalyzer, live: list[_Item], detections: dict[int, list[analysis_pb2.Detection]]
+        self,
+        analyzer: FrameAnalyzer,
+        live: list[_Item],
+        detections: dict[int, list[analysis_pb2.Detection]],
+        skips: dict[int, str],
     ) -> int:
         images = [it.image for it in live if it.image is not None]
         found = await asyncio.to_thread(analyzer.analyze, images, [it.info for it in live])
         _check_count(analyzer, found, len(live))
-        detections.update({id(it): [to_proto(d) for d in dets] for it, dets in zip(live, found, strict=True)})
+        self._accept(analyzer, live, found, detections, skips)
         return len(live)
 
     async def _run_clips(
@@ -466,10 +470,36 @@ class AnalyzerHost:
             return 0
         found = await asyncio.to_thread(analyzer.analyze_clips, clips)
         _check_count(analyzer, found, len(clips))
-        detections.update(
-            {id(it): [to_proto(d) for d in dets] for it, dets in zip(owners, found, strict=True)}
-        )
+        self._accept(analyzer, owners, found, detections, skips)
         return len(clips)
+
+    def _accept(
+        self,
+        analyzer: Analyzer,
+        owners: list[_Item],
+        found: Sequence[Sequence[Detection]],
+        detections: dict[int, list[analysis_pb2.Detection]],
+        skips: dict[int, str],
+    ) -> None:
+        """Keep each frame's detections if every one keeps the contract; else the frame fails.
+
+        A plugin's bad box or score must never become an event (a confidence
+        of 1.7, a box outside the picture): the frame's result goes out
+        skipped with the reason, counted as failed, and nothing of it is stored.
+        """
+        bad = 0
+        for it, dets in zip(owners, found, strict=True):
+            problem = next((p for d in dets if (p := _problem(d)) is not None), None)
+            if problem is None:
+                detections[id(it)] = [to_proto(d) for d in dets]
+                continue
+            bad += 1
+            skips[id(it)] = f"analyzer failed: invalid result: {problem}"[:500]
+            if bad == 1:
+                log.error("analyzer %s returned an invalid result: %s", analyzer.name, problem)
+        if bad:
+            self.stats.failed += bad
+            FRAMES.labels(self.service_name, analyzer.name, "failed").inc(bad)
 
     def _window(self, analyzer: ClipAnalyzer) -> SlidingWindows:
         if analyzer.name not in self._windows:
@@ -521,6 +551,12 @@ class AnalyzerHost:
                 self.stats.published += 1
         self.stats.publish_s += time.perf_counter() - started
         return failed
+
+
+def _problem(det: object) -> str | None:
+    if not isinstance(det, Detection):
+        return f"results must be Detection objects, got {type(det).__name__}"
+    return det.problem()
 
 
 def _check_count(analyzer: Analyzer, found: Sequence[Sequence[Detection]], expected: int) -> None:

@@ -229,12 +229,5 @@ def _check_results(analyzer: Analyzer, found: Sequence[Sequence[Detection]], exp
         for det in dets:
             if not isinstance(det, Detection):
                 raise ConformanceError(f"{analyzer.name}: results must be Detection objects, got {det!r}")
-            x1, y1, x2, y2 = det.box
-            if not all(0.0 <= v <= 1.0 for v in det.box) or x1 > x2 or y1 > y2:
-                raise ConformanceError(
-                    f"{analyzer.name}: box {det.box} is not normalised x1<=x2, y1<=y2 in 0..1"
-                )
-            if not 0.0 <= det.score <= 1.0:
-                raise ConformanceError(f"{analyzer.name}: score {det.score} of {det.label!r} is not in 0..1")
-            if not det.label:
-                raise ConformanceError(f"{analyzer.name}: a detection has an empty label")
+            if (problem := det.problem()) is not None:
+                raise ConformanceError(f"{analyzer.name}: {problem}")
