@@ -1,13 +1,17 @@
 """``camsight analyze --plugin NAME SOURCE``: run one analyzer on a video or image folder, no NATS.
 
 Prints one line per detection (or JSON lines), or writes an annotated
-video with ``--output``. Handy for plugin authors and for checking a model
+video with ``--output``; then a summary line on stderr, also when nothing
+was found. A result out of the plugin contract is not shown, is counted in
+the summary, and makes the exit status 1 (the host would refuse it).
+Handy for plugin authors and for checking a model
 on footage before deploying it.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,17 +42,27 @@ def analyze_command(
     batch: Annotated[int, typer.Option(min=1, help="Frames per analyzer call.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    plugin_module: Annotated[
+        list[str] | None,
+        typer.Option("--plugin-module", help="Also load this plugin module (dotted name; repeatable)."),
+    ] = None,
+    disable: Annotated[
+        list[str] | None, typer.Option("--disable", help="Do not load this plugin (repeatable).")
+    ] = None,
 ) -> None:
     """Run one analyzer over SOURCE in-process and print what it finds."""
     config = _parse_options(option or [])
     try:
-        analyzer = default_manager().create(plugin, config, device=device)
+        manager = default_manager(disabled=disable or (), extra=plugin_module or ())
+        analyzer = manager.create(plugin, config, device=device)
         analyzer.load()
     except AnalyzerError as exc:
         fail(str(exc), EXIT_USAGE)
     writer: cv2.VideoWriter | None = None
+    summary = Summary()
     try:
-        for info, image, detections in run_on_frames(analyzer, read_source(source, limit), batch):
+        for info, image, found in run_on_frames(analyzer, read_source(source, limit), batch):
+            detections = summary.add(info, found)
             if output is not None:
                 writer = writer or _writer(output, info)
                 writer.write(annotate(image, detections))
@@ -57,12 +71,44 @@ def analyze_command(
                     typer.echo(_line(info, det, as_json))
     except (OSError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
+    except Exception as exc:  # the plugin raised: one line, as the host logs it
+        fail(f"analyzer {plugin} raised {type(exc).__name__}: {' '.join(str(exc).split())}")
     finally:
         analyzer.close()
         if writer is not None:
             writer.release()
-    if output is not None:
-        typer.echo(f"wrote {output}")
+    # On stderr: stdout stays one detection per line (or pure JSON lines) for pipes.
+    typer.echo(summary.line(plugin) + (f"; wrote {output}" if output is not None else ""), err=True)
+    if summary.invalid:
+        raise typer.Exit(1)
+
+
+class Summary:
+    """What a run found: frames, detections per label, results out of contract."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.labels: Counter[str] = Counter()
+        self.invalid = 0
+        self.first_problem = ""
+
+    def add(self, info: FrameInfo, found: list[Detection]) -> list[Detection]:
+        """Count one frame's detections; returns those that keep the contract (as the host keeps)."""
+        self.frames += 1
+        problems = [p for d in found if (p := d.problem()) is not None]
+        if problems:
+            self.invalid += 1
+            self.first_problem = self.first_problem or f"frame {info.seq}: {problems[0]}"
+            return []
+        self.labels.update(d.label for d in found)
+        return found
+
+    def line(self, plugin: str) -> str:
+        found = ", ".join(f"{label} {n}" for label, n in self.labels.most_common()) or "nothing"
+        text = f"{plugin}: {self.frames} frames analysed, {sum(self.labels.values())} detections ({found})"
+        if self.invalid:
+            text += f"; {self.invalid} frames with invalid results, not shown (first: {self.first_problem})"
+        return text
 
 
 def _parse_options(options: list[str]) -> dict[str, Any]:
@@ -84,6 +130,7 @@ def _line(info: FrameInfo, det: Detection, as_json: bool) -> str:
                 "label": det.label,
                 "score": round(det.score, 4),
                 "box": [round(v, 4) for v in det.box],
+                "attributes": det.attributes,
             }
         )
     x1, y1, x2, y2 = det.box
