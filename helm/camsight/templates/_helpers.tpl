@@ -57,7 +57,7 @@ A GPU service runs the analyzers image's CUDA build, the only one with CUDA whee
 {{/* NATS URLs: the bundled cluster's client service, or externalNats.servers. */}}
 {{- define "camsight.natsServers" -}}
 {{- if .Values.nats.enabled -}}
-{{- list (printf "nats://%s-nats.%s.svc:4222" .Release.Name .Release.Namespace) | toJson -}}
+{{- list (printf "%s://%s.%s.svc:4222" (ternary "tls" "nats" .Values.nats.tls.client.enabled) (include "camsight.nats.fullname" .) .Release.Namespace) | toJson -}}
 {{- else if .Values.externalNats.servers -}}
 {{- .Values.externalNats.servers | toJson -}}
 {{- else -}}
@@ -75,10 +75,33 @@ A GPU service runs the analyzers image's CUDA build, the only one with CUDA whee
 
 {{/*
 "true" when the chart generates one NATS user per service (templates/nats-users.yaml):
-the bundled NATS, natsAuth.perServiceUsers, and no shared credentials in natsAuth.
+the bundled NATS with natsAuth.perServiceUsers (shared credentials are then refused,
+camsight.checkNatsAuth).
 */}}
 {{- define "camsight.natsUsers" -}}
-{{- if and .Values.nats.enabled .Values.natsAuth.perServiceUsers (not (include "camsight.natsAuthEnabled" .)) }}true{{ end }}
+{{- if and .Values.nats.enabled .Values.natsAuth.perServiceUsers }}true{{ end }}
+{{- end }}
+
+{{/*
+Fails the render where NATS credentials and NATS authorization disagree, so no install
+ends with a password in a Secret and a NATS that does not ask for it (decision 0064).
+*/}}
+{{- define "camsight.checkNatsAuth" -}}
+{{- $a := .Values.natsAuth -}}
+{{- if .Values.nats.enabled -}}
+{{- if and $a.perServiceUsers (include "camsight.natsAuthEnabled" .) -}}
+{{- fail "natsAuth.user/password/token/existingSecret are shared NATS credentials, but the bundled NATS authorizes only the per-service users (natsAuth.perServiceUsers: true) and would refuse them: remove them, or set natsAuth.perServiceUsers: false to make the bundled NATS require these credentials" -}}
+{{- end -}}
+{{- if and (not $a.perServiceUsers) $a.existingSecret -}}
+{{- fail "natsAuth.existingSecret with the bundled NATS and natsAuth.perServiceUsers: false: the chart cannot configure NATS authorization from a Secret it does not read; give natsAuth.user and natsAuth.password (or natsAuth.token), keep natsAuth.perServiceUsers: true, or run NATS yourself (nats.enabled: false)" -}}
+{{- end -}}
+{{- if and (not $a.perServiceUsers) (not (include "camsight.natsAuthEnabled" .)) (not $a.allowAnonymous) -}}
+{{- fail "natsAuth.perServiceUsers is false and no natsAuth.user/password or natsAuth.token is set: the bundled NATS would accept anyone; set credentials, or natsAuth.allowAnonymous: true to run it open on purpose" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $a.user (not $a.password) -}}
+{{- fail "natsAuth.user needs natsAuth.password" -}}
+{{- end -}}
 {{- end }}
 
 {{/* Secret names independent of nameOverride: the NATS subchart names them from the release. */}}
@@ -274,6 +297,7 @@ spec:
           mountPath: /tmp
         - name: data
           mountPath: /var/lib/camsight
+        {{- include "camsight.natsCaMount" $root | nindent 8 }}
         {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
         - name: models
           mountPath: {{ $root.Values.models.mountPath }}
@@ -289,6 +313,7 @@ spec:
     - name: data
       emptyDir:
         sizeLimit: {{ if eq $name "query" }}{{ $svc.indexVolume.sizeLimit }}{{ else }}2Gi{{ end }}
+    {{- include "camsight.natsCaVolume" $root | nindent 4 }}
     {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
     - name: models
       persistentVolumeClaim:
@@ -324,4 +349,31 @@ spec:
   ports:
     - port: {{ if $.Values.nats.enabled }}4222{{ else }}{{ $.Values.externalNats.port }}{{ end }}
       protocol: TCP
+{{- end }}
+
+{{- /*
+The CA of the bundled NATS's client TLS (nats.tls.client): a volume of that Secret's
+ca.crt and its mount at /etc/camsight/nats-ca, which the config file's nats.tls.ca_file
+names. Call "camsight.natsCaMount" / "camsight.natsCaVolume" with the root context.
+*/ -}}
+{{- define "camsight.natsTls" -}}
+{{- if and .Values.nats.enabled .Values.nats.tls.client.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "camsight.natsCaMount" -}}
+{{- if include "camsight.natsTls" . }}
+- name: nats-ca
+  mountPath: /etc/camsight/nats-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "camsight.natsCaVolume" -}}
+{{- if include "camsight.natsTls" . }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "camsight.nats.tlsSecret" (dict "root" . "side" "client") }}
+    items:
+      - {key: ca.crt, path: ca.crt}
+{{- end }}
 {{- end }}

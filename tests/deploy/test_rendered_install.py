@@ -1,0 +1,145 @@
+"""The chart's rendered configuration runs (issue 25): a real NATS cluster from the rendered
+nats.conf and auth.conf, the topology Job and the services from their rendered config file
+and environment, a camera from the values, and its events read back over gRPC with the
+rendered API token. For the default values and the GPU/KEDA values (there on the CPU:
+the GPU changes the image and the scheduling, not the configuration).
+
+See rendered_install.py for what is rewritten (hostnames, ports, mount paths) and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from camsight.behavior.partition import owner
+from camsight.query.client import Client, ClientError
+from camsight.v1 import event_service_pb2
+from helm_render import Rendered, render
+from helpers import needs, sample_video, wait_for
+from reliability.processes import ServiceProcess, free_port
+from rendered_install import NatsNode, Workload, nats_nodes, topology, workload
+
+pytestmark = pytest.mark.slow
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
+CI_VALUES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((CHART / "ci").glob("*-values.yaml"))}
+# Each a core-image service whose models ship with camsight (the detector's OpenCV analyzers).
+SERVICES = ("decoder", "detector", "behavior", "query")
+JETSTREAM_REFUSALS = (
+    "10028",
+    "10047",
+    "insufficient resources",
+    "insufficient storage",
+    "insufficient memory",
+)
+
+if importlib.util.find_spec("helm_sdkpy") is None:
+    needs(
+        "helm-sdkpy (the Helm v4 engine)",
+        False,
+        "pip install --ignore-requires-python helm-sdkpy==0.1.32",
+        "CAMSIGHT_REQUIRE_CHART",
+        module=True,
+    )
+
+
+def camera_of_replica_zero(replicas: int) -> str:
+    """A camera id that behavior replica 0 owns: the one replica run here."""
+    return next(c for c in (f"lobby-{i}" for i in range(100)) if owner(c, replicas) == 0)
+
+
+def with_camera(values: dict[str, Any], camera: str) -> dict[str, Any]:
+    source = {"id": camera, "source": str(sample_video("carphone_pristine.mp4")), "fps": 5}
+    return {**values, "cameras": [source]}
+
+
+@contextlib.contextmanager
+def nats_cluster(r: Rendered, root: Path) -> Iterator[list[NatsNode]]:
+    nodes = nats_nodes(r, root)
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def token_of(values: dict[str, Any]) -> str:
+    return str(values["apiTokens"]["tokens"][0]["token"])
+
+
+def start(service: Workload, root: Path) -> ServiceProcess:
+    assert service.args == ["serve", service.name, "--config", "/etc/camsight/config.yaml"]
+    (root / service.name).mkdir(parents=True, exist_ok=True)
+    config = service.config
+    # The health port, the same in every pod, is one free loopback port per process here.
+    assert config.pop("http") == {"host": "0.0.0.0", "port": 8080}
+    if service.name == "query":
+        # The gRPC port is the Service's in the cluster; here a free loopback port.
+        assert config["services"]["query"]["port"] == 50051
+        config["services"]["query"] |= {"host": "127.0.0.1", "port": free_port()}
+    return ServiceProcess(service.name, root / service.name, config, env=service.env).start()
+
+
+@pytest.mark.parametrize("values_file", sorted(CI_VALUES))
+async def test_the_rendered_install_becomes_ready_and_serves_events(values_file: str, tmp_path: Path) -> None:
+    values = CI_VALUES[values_file]
+    probe = await asyncio.to_thread(render, CHART, values)
+    replicas = probe.one("StatefulSet", "-behavior")["spec"]["replicas"]
+    values = with_camera(values, camera_of_replica_zero(replicas))
+    r = await asyncio.to_thread(render, CHART, values)
+    nats_replicas = r.one("StatefulSet", "-nats")["spec"]["replicas"]
+    assert nats_replicas == 3  # the default: a JetStream cluster
+    with nats_cluster(r, tmp_path / "nats") as nodes:
+        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready (JetStream current)")
+        job = workload(r, "Job", "topology", nodes, tmp_path)
+        declared = await asyncio.to_thread(topology, job, tmp_path)
+        output = declared.stdout + declared.stderr
+        assert declared.returncode == 0, output[-3000:]
+        assert "topology declared: FRAMES" in declared.stdout
+        assert not [e for e in JETSTREAM_REFUSALS if e in output.lower()], output[-3000:]
+        processes = [
+            start(workload(r, kind, name, nodes, tmp_path), tmp_path)
+            for kind, name in (
+                ("Deployment", "decoder"),
+                ("Deployment", "detector"),
+                ("StatefulSet", "behavior"),
+                ("Deployment", "query"),
+            )
+        ]
+        try:
+            await wait_for(lambda: all(p.ready() for p in processes), 120, "every service ready")
+            query = next(p for p in processes if p.name == "query")
+            port = query.settings["services"]["query"]["port"]
+            client = Client(f"127.0.0.1:{port}", token=token_of(values), timeout=5)
+
+            def events() -> list[Any]:
+                with contextlib.suppress(ClientError):
+                    reply = client.call(client.events().ListEvents, event_service_pb2.ListEventsRequest())
+                    return list(reply.events)
+                return []
+
+            try:
+                await wait_for(lambda: bool(events()), 120, "an event of the values' camera read back")
+                assert {e.camera_id for e in events()} == {values["cameras"][0]["id"]}
+                # The API refuses a caller without the token.
+                anonymous = Client(f"127.0.0.1:{port}", timeout=5)
+                with pytest.raises(ClientError, match="UNAUTHENTICATED"):
+                    anonymous.call(anonymous.events().ListEvents, event_service_pb2.ListEventsRequest())
+                anonymous.close()
+            finally:
+                client.close()
+        finally:
+            codes = {p.name: await p.stop() for p in processes}
+        assert set(codes.values()) == {0}, codes
+        logs = "".join(n.log.read_text() for n in nodes)
+        assert "Violation" not in logs, [line for line in logs.splitlines() if "Violation" in line][:5]
+        assert not [e for e in JETSTREAM_REFUSALS if e in logs.lower()]
