@@ -58,8 +58,8 @@ InstallError = helm_sdkpy.exceptions.InstallError
 
 @pytest.fixture(scope="module")
 def default() -> Rendered:
-    """The chart's own defaults (bundled NATS; its subchart is not vendored here)."""
-    return render(CHART, {})
+    """The chart's defaults plus the one value they require (ci/minimal-values.yaml)."""
+    return render(CHART, MINIMAL)
 
 
 @pytest.fixture(scope="module")
@@ -133,18 +133,39 @@ def test_restricted_security_context(rendered: Rendered) -> None:
 
 
 def test_probes(rendered: Rendered) -> None:
+    """Startup on /healthz (the process answers), readiness on /readyz (NATS and the
+    topology): a late NATS or topology leaves pods unready, never restarted (issue 25)."""
     for name, pod in pods(rendered).items():
         c = pod["spec"]["containers"][0]
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        if name == "query":
-            assert c["readinessProbe"]["grpc"]["port"] == 50051
-            assert c["startupProbe"]["grpc"]["port"] == 50051
-        else:
-            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, name
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, name
         budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
         # Analyzers get ten minutes to load and warm up models before liveness counts.
         assert budget >= (600 if name in ("detector", "face") else 120), name
         assert {p["name"]: p["containerPort"] for p in c["ports"]}["http"] == 8080
+
+
+def test_replicas_prefer_distinct_nodes_and_zones(rendered: Rendered) -> None:
+    for name, pod in pods(rendered).items():
+        spec = pod["spec"]
+        (term,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
+        (spread,) = spec["topologySpreadConstraints"]
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # soft: never blocks scheduling
+    own = render(CHART, MINIMAL | {"services": {"decoder": {"affinity": {"nodeAffinity": {}}}}})
+    assert pods(own)["decoder"]["spec"]["affinity"] == {"nodeAffinity": {}}
+
+
+def test_gpu_rollouts_need_no_spare_gpu(default: Rendered, gpu: Rendered) -> None:
+    for name in ("detector", "face"):
+        strategy = gpu.one("Deployment", f"-{name}")["spec"]["strategy"]
+        assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        assert default.one("Deployment", f"-{name}")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 1
+    mine = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    r = render(CHART, GPU_KEDA | {"services": {"detector": {"gpu": {"enabled": True, "strategy": mine}}}})
+    assert r.one("Deployment", "-detector")["spec"]["strategy"] == mine
 
 
 def test_default_has_no_gpu_and_gpu_values_schedule_on_gpu_nodes(default: Rendered, gpu: Rendered) -> None:
@@ -182,10 +203,12 @@ def test_each_service_runs_its_roles_image(default: Rendered) -> None:
     }
     (job,) = default.of_kind("Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repo}:0.1.0-core"
-    moved = render(CHART, {"services": {"detector": {"imageTarget": "core"}}, "image": {"tag": "9"}})
+    moved = render(
+        CHART, MINIMAL | {"services": {"detector": {"imageTarget": "core"}}, "image": {"tag": "9"}}
+    )
     assert pods(moved)["detector"]["spec"]["containers"][0]["image"] == f"{repo}:9-core"
     with pytest.raises(Exception, match="imageTarget"):
-        render(CHART, {"services": {"detector": {"imageTarget": "gpu"}}})
+        render(CHART, MINIMAL | {"services": {"detector": {"imageTarget": "gpu"}}})
 
 
 def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:
@@ -207,7 +230,7 @@ def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:
 
 def test_hpa_without_keda() -> None:
     values = {"services": {"detector": {"autoscaling": {"enabled": True, "maxReplicas": 5}}}}
-    r = render(CHART, values)
+    r = render(CHART, MINIMAL | values)
     hpa = r.one("HorizontalPodAutoscaler", "-detector")
     assert hpa["spec"]["maxReplicas"] == 5 and r.of_kind("ScaledObject") == []
     kubernetes_validate.validate(hpa, KUBE_VERSION, strict=True)
@@ -246,6 +269,16 @@ def test_network_policies(rendered: Rendered) -> None:
     # Only the decoder reaches camera sources; only the controller the API server.
     open_egress = {n for n in SERVICES if any("ipBlock" in json.dumps(r) for r in policies[n]["egress"])}
     assert open_egress == {"decoder", "controller"}
+    # The decoder reaches cameras on their ports only, never cloud metadata.
+    (sources,) = [r for r in policies["decoder"]["egress"] if "ipBlock" in json.dumps(r)]
+    assert sources["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
+    assert {p["port"] for p in sources["ports"]} == {554, 8554, 80, 443}
+    # The query API admits the release's pods and labelled clients, not the whole namespace.
+    (grpc_rule,) = [r for r in policies["query"]["ingress"] if r["ports"][0]["port"] == "grpc"]
+    assert grpc_rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "cs"}}},
+        {"podSelector": {"matchLabels": {"camsight.io/query-client": "true"}}},
+    ]
     nats = policies["nats"]
     monitoring = [r for r in nats["ingress"] if {p["port"] for p in r["ports"]} == {8222}]
     assert len(monitoring) == 1 and "namespaceSelector" in monitoring[0]["from"][0]
@@ -334,9 +367,8 @@ def test_camera_crd(default: Rendered) -> None:
 
 
 def test_external_nats() -> None:
-    r = render(
-        CHART, {"nats": {"enabled": False}, "externalNats": {"servers": ["nats://nats.infra.svc:4222"]}}
-    )
+    external = {"nats": {"enabled": False}, "externalNats": {"servers": ["nats://nats.infra.svc:4222"]}}
+    r = render(CHART, MINIMAL | external)
     config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
     assert config["nats"]["servers"] == ["nats://nats.infra.svc:4222"]
     assert "cs-camsight-nats" not in {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")}
@@ -354,18 +386,67 @@ def test_external_nats() -> None:
         ({"config": {"cameras": []}}, "at '/config': 'not' failed"),
         ({"services": {"detector": {"replicas": -1}}}, "at '/services/detector/replicas'"),
         ({"services": {"detecter": {}}}, "'detecter' not allowed"),
+        # No secret-looking key in a service's config section, however deep (it lands in
+        # the ConfigMap): tokens go to apiTokens, credentials to Secrets.
+        ({"services": {"query": {"config": {"tokens": []}}}}, "invalid propertyName 'tokens'"),
+        (
+            {"services": {"decoder": {"config": {"source": {"api_key": "k"}}}}},
+            "invalid propertyName 'api_key'",
+        ),
+        (
+            {"services": {"face": {"config": {"gallery": [{"Password": "x"}]}}}},
+            "invalid propertyName 'Password'",
+        ),
     ],
 )
 def test_bad_values_fail_the_install(values: dict[str, Any], error: str) -> None:
     with pytest.raises(InstallError, match=error):
-        render(CHART, values)
+        render(CHART, MINIMAL | values)
+
+
+def test_the_query_api_never_runs_open_by_accident() -> None:
+    """No tokens: a render error naming the value, unless allowAnonymous says so on purpose."""
+    with pytest.raises(InstallError, match=r"apiTokens\.tokens \(or apiTokens\.existingSecret\) is required"):
+        render(CHART, {})
+    open_api = render(CHART, {"apiTokens": {"allowAnonymous": True}})
+    env = {e["name"] for e in pods(open_api)["query"]["spec"]["containers"][0]["env"]}
+    assert "CAMSIGHT_SERVICES__QUERY" not in env
+    kept = render(CHART, {"apiTokens": {"existingSecret": "query-tokens"}})
+    (ref,) = [
+        e["valueFrom"]["secretKeyRef"]
+        for e in pods(kept)["query"]["spec"]["containers"][0]["env"]
+        if e["name"] == "CAMSIGHT_SERVICES__QUERY"
+    ]
+    assert ref == {"name": "query-tokens", "key": "CAMSIGHT_SERVICES__QUERY"}
+
+
+def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services.query.tls.secretName: the certificate at /etc/camsight/tls (docs/api.md), named
+    in the query section, which validates with the query service's own settings."""
+    from camsight.query.settings import QuerySettings
+
+    r = render(CHART, MINIMAL | {"services": {"query": {"tls": {"secretName": "query-grpc"}}}})
+    pod = pods(r)["query"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "grpc-tls"]
+    assert mount == {"name": "grpc-tls", "mountPath": "/etc/camsight/tls", "readOnly": True}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "grpc-tls"]
+    assert volume["secret"]["secretName"] == "query-grpc"
+    config = yaml.safe_load(r.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])
+    section = config["services"]["query"]
+    assert (section["tls_cert_file"], section["tls_key_file"]) == (
+        "/etc/camsight/tls/tls.crt",
+        "/etc/camsight/tls/tls.key",
+    )
+    QuerySettings.model_validate(section)
+    # The probes are HTTP: kubelet's gRPC probe cannot speak TLS.
+    assert "grpc" not in pod["containers"][0]["readinessProbe"]
 
 
 def test_readme_documents_every_value() -> None:
     """Every key of values.yaml appears in the chart README's values table."""
     readme = (CHART / "README.md").read_text()
     opaque = {"resources", "nodeSelector", "podSecurityContext", "securityContext", "config"}
-    opaque |= {"monitoringNamespaceSelector", "dns", "startupProbe", "pdb"}
+    opaque |= {"monitoringNamespaceSelector", "dns", "startupProbe", "pdb", "strategy", "queryClientLabels"}
 
     def keys(node: Any) -> set[str]:
         if not isinstance(node, dict):
@@ -629,7 +710,7 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
         }
     }
-    r = render(CHART, {}, existing=existing)
+    r = render(CHART, MINIMAL, existing=existing)
     assert string_data(r, "cs-camsight-nats-users") == kept
     conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
     assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
@@ -783,3 +864,24 @@ OLD_SIZES = {"nats": {"jetstream": {"fileStore": {"maxSize": "10Gi", "pvc": {"si
 def test_nats_values_that_cannot_work_fail_the_render(values: dict[str, Any], error: str) -> None:
     with pytest.raises(InstallError, match=error):
         render(CHART, MINIMAL | values)
+
+
+def test_network_policy_options() -> None:
+    values = MINIMAL | {
+        "networkPolicy": {
+            "clusterCidrs": ["10.96.0.0/12"],
+            "queryFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
+        },
+        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "192.168.10.0/24"]}},
+    }
+    r = render(CHART, values)
+    policies = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("NetworkPolicy")}
+    (sources,) = [e for e in policies["cs-camsight-decoder"]["egress"] if "ipBlock" in json.dumps(e)]
+    assert sources["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.96.0.0/12"]}},
+        {"ipBlock": {"cidr": "192.168.10.0/24"}},
+    ]
+    (grpc_rule,) = [e for e in policies["cs-camsight-query"]["ingress"] if e["ports"][0]["port"] == "grpc"]
+    assert grpc_rule["from"][-1] == {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
+    for doc in r.of_kind("NetworkPolicy"):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

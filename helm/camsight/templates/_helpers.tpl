@@ -196,14 +196,31 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $svc.affinity }}
+  {{- /* Replicas prefer distinct nodes and zones (soft: never blocks scheduling). */}}
   affinity:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $svc.topologySpreadConstraints }}
+    {{- if $svc.affinity }}
+    {{- toYaml $svc.affinity | nindent 4 }}
+    {{- else }}
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "camsight.selectorLabels" (dict "root" $root "component" $name) | nindent 16 }}
+    {{- end }}
   topologySpreadConstraints:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- if $svc.topologySpreadConstraints }}
+    {{- toYaml $svc.topologySpreadConstraints | nindent 4 }}
+    {{- else }}
+    - maxSkew: 1
+      topologyKey: topology.kubernetes.io/zone
+      whenUnsatisfiable: ScheduleAnyway
+      labelSelector:
+        matchLabels:
+          {{- include "camsight.selectorLabels" (dict "root" $root "component" $name) | nindent 10 }}
+    {{- end }}
   terminationGracePeriodSeconds: 45
   containers:
     - name: {{ $name }}
@@ -258,27 +275,20 @@ spec:
         {{- $_ := set $resources "limits" $limits }}
         {{- end }}
         {{- toYaml $resources | nindent 8 }}
+      # Started: the process answers (/healthz), however late NATS or the topology is;
+      # ready: NATS connected and the topology present (/readyz). Waiting for either
+      # leaves a pod unready, never restarted.
       startupProbe:
-        {{- if eq $name "query" }}
-        grpc:
-          port: {{ $svc.grpcPort }}
-        {{- else }}
         httpGet:
-          path: /readyz
+          path: /healthz
           port: http
-        {{- end }}
         periodSeconds: {{ $svc.startupProbe.periodSeconds }}
         failureThreshold: {{ $svc.startupProbe.failureThreshold }}
         timeoutSeconds: 3
       readinessProbe:
-        {{- if eq $name "query" }}
-        grpc:
-          port: {{ $svc.grpcPort }}
-        {{- else }}
         httpGet:
           path: /readyz
           port: http
-        {{- end }}
         periodSeconds: 5
         failureThreshold: 3
         timeoutSeconds: 3
@@ -298,6 +308,11 @@ spec:
         - name: data
           mountPath: /var/lib/camsight
         {{- include "camsight.natsCaMount" $root | nindent 8 }}
+        {{- if and (eq $name "query") $svc.tls.secretName }}
+        - name: grpc-tls
+          mountPath: /etc/camsight/tls
+          readOnly: true
+        {{- end }}
         {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
         - name: models
           mountPath: {{ $root.Values.models.mountPath }}
@@ -314,6 +329,11 @@ spec:
       emptyDir:
         sizeLimit: {{ if eq $name "query" }}{{ $svc.indexVolume.sizeLimit }}{{ else }}2Gi{{ end }}
     {{- include "camsight.natsCaVolume" $root | nindent 4 }}
+    {{- if and (eq $name "query") $svc.tls.secretName }}
+    - name: grpc-tls
+      secret:
+        secretName: {{ $svc.tls.secretName }}
+    {{- end }}
     {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
     - name: models
       persistentVolumeClaim:
