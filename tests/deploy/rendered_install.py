@@ -90,9 +90,11 @@ class NatsNode:
     readiness_path: str
     proc: subprocess.Popen[bytes] | None = None
 
+    scheme: str = "nats"
+
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def log(self) -> Path:
@@ -129,7 +131,21 @@ def mount_path(container: dict[str, Any], volume: str) -> str:
     return str(path)
 
 
-def nats_nodes(r: Rendered, root: Path) -> list[NatsNode]:
+def write_secret_volume(
+    r: Rendered, volume: dict[str, Any], folder: Path, given: dict[str, dict[str, str]]
+) -> None:
+    """A Secret volume's files: a rendered Secret's keys, or a Secret the values name and
+    the operator provides (``given``: name -> key -> content, as cert-manager would)."""
+    secret = volume["secret"]["secretName"]
+    files = {k: v for (name, k), v in secret_values(r).items() if name == secret} or given[secret]
+    items = volume["secret"].get("items")
+    for key, content in files.items():
+        paths = [i["path"] for i in items if i["key"] == key] if items else [key]
+        for path in paths:
+            (folder / path).write_text(content)
+
+
+def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None = None) -> list[NatsNode]:
     """The rendered NATS StatefulSet as nats-server processes (not started)."""
     sts = r.one("StatefulSet", "-nats")
     name = sts["metadata"]["name"]
@@ -146,25 +162,29 @@ def nats_nodes(r: Rendered, root: Path) -> list[NatsNode]:
     assert posixpath.dirname(conf_path) == config_dir
     config_map = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"]
     conf_text = r.one("ConfigMap", config_map)["data"][posixpath.basename(conf_path)]
-    auth_secret = next(v for v in pod["volumes"] if v["name"] == "auth")["secret"]["secretName"]
-    auth = {k: v for (s, k), v in secret_values(r).items() if s == auth_secret}
+    secret_volumes = {v["name"]: v for v in pod["volumes"] if "secret" in v}
+    secret_mounts = {name: mount_path(container, name) for name in secret_volumes}
     routes = [free_port() for _ in range(replicas)]
     domain = "svc.cluster.local"
     nodes = []
     for i in range(replicas):
         node_root = root / f"{name}-{i}"
         # The pod's mounts, as folders of node_root with the same relative layout.
-        local = {p: node_root / p.strip("/") for p in (config_dir, auth_dir, data_dir)}
+        local = {p: node_root / p.strip("/") for p in (config_dir, data_dir, *secret_mounts.values())}
         for path in local.values():
             path.mkdir(parents=True)
-        for key, value in auth.items():
-            (local[auth_dir] / key).write_text(value)
+        for volume_name, volume in secret_volumes.items():
+            write_secret_volume(r, volume, local[secret_mounts[volume_name]], given or {})
         client, monitor = free_port(), free_port()
         replacements = {
             '"0.0.0.0:4222"': f'"127.0.0.1:{client}"',
             '"0.0.0.0:8222"': f'"127.0.0.1:{monitor}"',
             f'"{data_dir}"': f'"{local[data_dir]}"',
         }
+        for volume_name, mount in secret_mounts.items():
+            if volume_name != "auth":  # included relatively: the layout keeps its path
+                replacements[f'"{mount}/'] = f'"{local[mount]}/'
+        assert auth_dir == secret_mounts["auth"]
         if replicas > 1:
             replacements['"0.0.0.0:6222"'] = f'"127.0.0.1:{routes[i]}"'
             for j in range(replicas):
@@ -175,7 +195,10 @@ def nats_nodes(r: Rendered, root: Path) -> list[NatsNode]:
         probe = container["readinessProbe"]["httpGet"]
         assert probe["port"] == "monitor"
         env = pod_env(r, container, f"{name}-{i}")
-        nodes.append(NatsNode(f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"]))
+        scheme = "tls" if "tls {" in conf_text.split("cluster {")[0] else "nats"
+        nodes.append(
+            NatsNode(f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], scheme=scheme)
+        )
     return nodes
 
 
@@ -189,19 +212,35 @@ class Workload:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def workload(r: Rendered, kind: str, component: str, nodes: list[NatsNode], root: Path) -> Workload:
+def workload(
+    r: Rendered,
+    kind: str,
+    component: str,
+    nodes: list[NatsNode],
+    root: Path,
+    given: dict[str, dict[str, str]] | None = None,
+) -> Workload:
     """The pod of ``component``: its args, its rendered config file with NATS servers and paths
-    on loopback and under ``root``, and its environment."""
+    on loopback and under ``root`` (Secret volumes written there), and its environment."""
     (doc,) = [
         d
         for d in r.of_kind(kind)
         if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == component
     ]
     (container,) = doc["spec"]["template"]["spec"]["containers"]
-    config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
+    config = yaml.safe_load(r.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])
     servers = config["nats"]["servers"]
-    assert servers == ["nats://cs-nats.video.svc:4222"], servers  # the client Service
+    assert servers == [f"{nodes[0].scheme}://cs-nats.video.svc:4222"], servers  # the client Service
     config["nats"]["servers"] = [n.url for n in nodes]
+    # Secret volumes under /etc/camsight (the NATS CA, gRPC TLS) as folders of root.
+    volumes = {v["name"]: v for v in doc["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    text = yaml.safe_dump(config)
+    for name, volume in volumes.items():
+        folder = root / component / name
+        folder.mkdir(parents=True, exist_ok=True)
+        write_secret_volume(r, volume, folder, given or {})
+        text = rewrite(text, {mount_path(container, name) + "/": f"{folder}/"})
+    config = yaml.safe_load(text)
     config["data_dir"] = str(root / component / "data")
     config["instance"] = f"{component}-0"
     env = pod_env(r, container, f"cs-camsight-{component}-0")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,10 @@ def with_camera(values: dict[str, Any], camera: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def nats_cluster(r: Rendered, root: Path) -> Iterator[list[NatsNode]]:
-    nodes = nats_nodes(r, root)
+def nats_cluster(
+    r: Rendered, root: Path, given: dict[str, dict[str, str]] | None = None
+) -> Iterator[list[NatsNode]]:
+    nodes = nats_nodes(r, root, given)
     try:
         for node in nodes:
             node.start()
@@ -143,3 +147,74 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         logs = "".join(n.log.read_text() for n in nodes)
         assert "Violation" not in logs, [line for line in logs.splitlines() if "Violation" in line][:5]
         assert not [e for e in JETSTREAM_REFUSALS if e in logs.lower()]
+
+
+def certificates(root: Path) -> dict[str, str]:
+    """A CA and a certificate for 127.0.0.1 good for servers and clients, as a
+    kubernetes.io/tls Secret's keys (tls.crt, tls.key, ca.crt): what cert-manager would issue."""
+    root.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=camsight-test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=cs-nats",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    )
+    (root / "ext.cnf").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-out", "tls.crt", "-extfile", "ext.cnf")  # fmt: skip
+    return {key: (root / key).read_text() for key in ("tls.crt", "tls.key", "ca.crt")}
+
+
+async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_path: Path) -> None:
+    """nats.tls.client and nats.tls.routes from one Secret: the rendered cluster routes over
+    verified TLS, refuses plaintext clients, and the topology Job and services connect with
+    tls:// trusting the CA the chart mounts."""
+    import nats
+    import nats.errors
+
+    needs("openssl", shutil.which("openssl") is not None, "apt-get install openssl", "CAMSIGHT_REQUIRE_CHART")
+    given = {"nats-tls": certificates(tmp_path / "certs")}
+    tls = {"enabled": True, "secretName": "nats-tls"}
+    values = CI_VALUES["minimal-values"] | {"nats": {"tls": {"client": tls, "routes": tls}}}
+    r = await asyncio.to_thread(render, CHART, values)
+    with nats_cluster(r, tmp_path / "nats", given) as nodes:
+        assert {n.scheme for n in nodes} == {"tls"}
+        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready over TLS routes")
+        with pytest.raises((nats.errors.Error, OSError, TimeoutError)):
+            await nats.connect(
+                nodes[0].url.replace("tls://", "nats://"),
+                connect_timeout=2,
+                max_reconnect_attempts=0,
+                allow_reconnect=False,
+            )
+        job = workload(r, "Job", "topology", nodes, tmp_path, given)
+        assert job.config["nats"]["tls"]["ca_file"].startswith(str(tmp_path))
+        declared = await asyncio.to_thread(topology, job, tmp_path)
+        assert declared.returncode == 0, (declared.stdout + declared.stderr)[-3000:]
+        processes = [start(workload(r, kind, name, nodes, tmp_path, given), tmp_path) for kind, name in (
+            ("Deployment", "decoder"),
+            ("Deployment", "query"),
+        )]  # fmt: skip
+        try:
+            await wait_for(lambda: all(p.ready() for p in processes), 120, "decoder and query ready over TLS")
+        finally:
+            codes = {p.name: await p.stop() for p in processes}
+        assert set(codes.values()) == {0}, codes
+        # Routes (rid) all verified; the one handshake error is the plaintext client (cid).
+        log = "".join(n.log.read_text() for n in nodes).splitlines()
+        assert [line for line in log if "rid:" in line and "TLS" in line and "error" in line.lower()] == []
+        assert sum("Route connection created" in line for line in log) >= 2
