@@ -45,9 +45,12 @@ def secret_values(r: Rendered) -> dict[tuple[str, str], str]:
     }
 
 
-def pod_env(r: Rendered, container: dict[str, Any], pod_name: str) -> dict[str, str]:
-    """The container's environment as the kubelet would set it (fieldRefs, rendered Secrets)."""
-    secrets = secret_values(r)
+def pod_env(
+    r: Rendered, container: dict[str, Any], pod_name: str, given: dict[str, dict[str, str]] | None = None
+) -> dict[str, str]:
+    """The container's environment as the kubelet would set it (fieldRefs, rendered Secrets,
+    and the Secrets the values name, ``given``)."""
+    secrets = secret_values(r) | {(s, k): v for s, keys in (given or {}).items() for k, v in keys.items()}
     out: dict[str, str] = {}
     for var in container.get("env", []):
         if "value" in var:
@@ -194,7 +197,7 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
         conf.write_text(rewrite(conf_text, replacements))
         probe = container["readinessProbe"]["httpGet"]
         assert probe["port"] == "monitor"
-        env = pod_env(r, container, f"{name}-{i}")
+        env = pod_env(r, container, f"{name}-{i}", given)
         scheme = "tls" if "tls {" in conf_text.split("cluster {")[0] else "nats"
         nodes.append(
             NatsNode(f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], scheme=scheme)
@@ -243,7 +246,7 @@ def workload(
     config = yaml.safe_load(text)
     config["data_dir"] = str(root / component / "data")
     config["instance"] = f"{component}-0"
-    env = pod_env(r, container, f"cs-camsight-{component}-0")
+    env = pod_env(r, container, f"cs-camsight-{component}-0", given)
     return Workload(component, list(container["args"]), config, env)
 
 

@@ -859,6 +859,10 @@ OLD_SIZES = {"nats": {"jetstream": {"fileStore": {"maxSize": "10Gi", "pvc": {"si
             {"natsAuth": {"perServiceUsers": False, "existingSecret": "mine"}},
             r"natsAuth\.existingSecret with the bundled NATS",
         ),
+        (
+            {"natsAuth": {"perServiceUsers": False, "usersExistingSecret": "mine", "token": "t" * 20}},
+            r"natsAuth\.usersExistingSecret holds per-service passwords",
+        ),
     ],
 )
 def test_nats_values_that_cannot_work_fail_the_render(values: dict[str, Any], error: str) -> None:

@@ -218,3 +218,34 @@ async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_pat
         log = "".join(n.log.read_text() for n in nodes).splitlines()
         assert [line for line in log if "rid:" in line and "TLS" in line and "error" in line.lower()] == []
         assert sum("Route connection created" in line for line in log) >= 2
+
+
+async def test_per_service_users_from_an_existing_secret(tmp_path: Path) -> None:
+    """natsAuth.usersExistingSecret: no password generated (stable `helm template` and Argo CD
+    renders); the NATS pods read each role's password from that Secret through their
+    environment, the workloads their own key, and the install runs as with generated ones."""
+    import json
+
+    roles = json.loads((CHART / "files" / "nats-permissions.json").read_text())
+    given = {"my-nats-users": {role: f"Pw{role.replace('-', '')}{i}x7Q" for i, role in enumerate(roles)}}
+    values = CI_VALUES["minimal-values"] | {"natsAuth": {"usersExistingSecret": "my-nats-users"}}
+    r = await asyncio.to_thread(render, CHART, values)
+    again = await asyncio.to_thread(render, CHART, values)
+    assert not [s for s in r.of_kind("Secret") if s["metadata"]["name"] == "cs-camsight-nats-users"]
+    conf = next(s for s in r.of_kind("Secret") if s["metadata"]["name"] == "cs-camsight-nats-conf")
+    assert conf == next(
+        s for s in again.of_kind("Secret") if s["metadata"]["name"] == "cs-camsight-nats-conf"
+    )
+    assert '"password":$CAMSIGHT_NATS_PASSWORD_EVENTS_READER' in conf["stringData"]["auth.conf"]
+    with nats_cluster(r, tmp_path / "nats", given) as nodes:
+        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready")
+        job = workload(r, "Job", "topology", nodes, tmp_path, given)
+        assert job.env["CAMSIGHT_NATS__PASSWORD"] == given["my-nats-users"]["topology"]
+        declared = await asyncio.to_thread(topology, job, tmp_path)
+        assert declared.returncode == 0, (declared.stdout + declared.stderr)[-3000:]
+        decoder = start(workload(r, "Deployment", "decoder", nodes, tmp_path, given), tmp_path)
+        try:
+            await wait_for(decoder.ready, 60, "the decoder ready as camsight-decoder")
+        finally:
+            assert await decoder.stop() == 0
+        assert "Violation" not in "".join(n.log.read_text() for n in nodes)

@@ -99,6 +99,9 @@ ends with a password in a Secret and a NATS that does not ask for it (decision 0
 {{- fail "natsAuth.perServiceUsers is false and no natsAuth.user/password or natsAuth.token is set: the bundled NATS would accept anyone; set credentials, or natsAuth.allowAnonymous: true to run it open on purpose" -}}
 {{- end -}}
 {{- end -}}
+{{- if and $a.usersExistingSecret (not (include "camsight.natsUsers" .)) -}}
+{{- fail "natsAuth.usersExistingSecret holds per-service passwords: it needs the bundled NATS and natsAuth.perServiceUsers: true" -}}
+{{- end -}}
 {{- if and $a.user (not $a.password) -}}
 {{- fail "natsAuth.user needs natsAuth.password" -}}
 {{- end -}}
@@ -106,7 +109,12 @@ ends with a password in a Secret and a NATS that does not ask for it (decision 0
 
 {{/* Secret names independent of nameOverride: the NATS subchart names them from the release. */}}
 {{- define "camsight.natsUsersSecretName" -}}
-{{- printf "%s-camsight-nats-users" .Release.Name }}
+{{- default (printf "%s-camsight-nats-users" .Release.Name) .Values.natsAuth.usersExistingSecret }}
+{{- end }}
+
+{{- /* The NATS container's variable holding a role's password (natsAuth.usersExistingSecret). */ -}}
+{{- define "camsight.natsPasswordVar" -}}
+CAMSIGHT_NATS_PASSWORD_{{ . | upper | replace "-" "_" }}
 {{- end }}
 
 {{- define "camsight.natsAuthConfSecretName" -}}
