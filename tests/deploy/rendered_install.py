@@ -119,6 +119,18 @@ class NatsNode:
             raise AssertionError(f"nats-server {self.pod} exited: {self.log.read_text()[-3000:]}")
         return http_ok(f"http://127.0.0.1:{self.monitor_port}{self.readiness_path}")
 
+    def probe_answer(self) -> str:
+        """What the readiness probe's URL answers (for a failure's message)."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.monitor_port}{self.readiness_path}", timeout=1
+            ) as resp:
+                return f"{resp.status} {resp.read(300)!r}"
+        except urllib.error.HTTPError as exc:
+            return f"{exc.code} {exc.read(300)!r}"
+        except (urllib.error.URLError, OSError) as exc:
+            return str(exc)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

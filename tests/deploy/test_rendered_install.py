@@ -76,6 +76,17 @@ def nats_cluster(
             node.stop()
 
 
+async def all_ready(nodes: list[NatsNode]) -> None:
+    """Every node passes the rendered readiness probe (a JetStream leader, this node current);
+    a failure quotes what each node's probe answered and the end of its log."""
+    try:
+        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready")
+    except BaseException:
+        for node in nodes:
+            print(node.pod, node.probe_answer(), node.log.read_text()[-1500:], sep="\n")
+        raise
+
+
 def token_of(values: dict[str, Any]) -> str:
     return str(values["apiTokens"]["tokens"][0]["token"])
 
@@ -103,7 +114,7 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
     nats_replicas = r.one("StatefulSet", "-nats")["spec"]["replicas"]
     assert nats_replicas == 3  # the default: a JetStream cluster
     with nats_cluster(r, tmp_path / "nats") as nodes:
-        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready (JetStream current)")
+        await all_ready(nodes)
         job = workload(r, "Job", "topology", nodes, tmp_path)
         declared = await asyncio.to_thread(topology, job, tmp_path)
         output = declared.stdout + declared.stderr
@@ -193,7 +204,7 @@ async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_pat
     r = await asyncio.to_thread(render, CHART, values)
     with nats_cluster(r, tmp_path / "nats", given) as nodes:
         assert {n.scheme for n in nodes} == {"tls"}
-        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready over TLS routes")
+        await all_ready(nodes)
         with pytest.raises((nats.errors.Error, OSError, TimeoutError)):
             await nats.connect(
                 nodes[0].url.replace("tls://", "nats://"),
@@ -238,7 +249,7 @@ async def test_per_service_users_from_an_existing_secret(tmp_path: Path) -> None
     )
     assert '"password":$CAMSIGHT_NATS_PASSWORD_EVENTS_READER' in conf["stringData"]["auth.conf"]
     with nats_cluster(r, tmp_path / "nats", given) as nodes:
-        await wait_for(lambda: all(n.ready() for n in nodes), 60, "every NATS node ready")
+        await all_ready(nodes)
         job = workload(r, "Job", "topology", nodes, tmp_path, given)
         assert job.env["CAMSIGHT_NATS__PASSWORD"] == given["my-nats-users"]["topology"]
         declared = await asyncio.to_thread(topology, job, tmp_path)
