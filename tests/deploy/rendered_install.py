@@ -92,8 +92,9 @@ class NatsNode:
     monitor_port: int
     readiness_path: str
     proc: subprocess.Popen[bytes] | None = None
-
     scheme: str = "nats"
+    pre_stop: list[str] = field(default_factory=list)
+    """The rendered preStop command, the pid file's path under ``root``."""
 
     @property
     def url(self) -> str:
@@ -174,6 +175,7 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
     config_dir = mount_path(container, "config")
     auth_dir = mount_path(container, "auth")
     data_dir = mount_path(container, "data")
+    run_dir = mount_path(container, "run")
     assert posixpath.dirname(conf_path) == config_dir
     config_map = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"]
     conf_text = r.one("ConfigMap", config_map)["data"][posixpath.basename(conf_path)]
@@ -185,7 +187,8 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
     for i in range(replicas):
         node_root = root / f"{name}-{i}"
         # The pod's mounts, as folders of node_root with the same relative layout.
-        local = {p: node_root / p.strip("/") for p in (config_dir, data_dir, *secret_mounts.values())}
+        mounts = (config_dir, data_dir, run_dir, *secret_mounts.values())
+        local = {p: node_root / p.strip("/") for p in mounts}
         for path in local.values():
             path.mkdir(parents=True)
         for volume_name, volume in secret_volumes.items():
@@ -195,6 +198,7 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
             '"0.0.0.0:4222"': f'"127.0.0.1:{client}"',
             '"0.0.0.0:8222"': f'"127.0.0.1:{monitor}"',
             f'"{data_dir}"': f'"{local[data_dir]}"',
+            f'"{run_dir}/': f'"{local[run_dir]}/',
         }
         for volume_name, mount in secret_mounts.items():
             if volume_name != "auth":  # included relatively: the layout keeps its path
@@ -211,8 +215,14 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
         assert probe["port"] == "monitor"
         env = pod_env(r, container, f"{name}-{i}", given)
         scheme = "tls" if "tls {" in conf_text.split("cluster {")[0] else "nats"
+        pre_stop = [
+            str(find_nats_server()) if a == "nats-server" else a.replace(f"{run_dir}/", f"{local[run_dir]}/")
+            for a in container["lifecycle"]["preStop"]["exec"]["command"]
+        ]
         nodes.append(
-            NatsNode(f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], scheme=scheme)
+            NatsNode(
+                f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], None, scheme, pre_stop
+            )
         )
     return nodes
 

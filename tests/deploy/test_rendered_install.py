@@ -158,6 +158,11 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         logs = "".join(n.log.read_text() for n in nodes)
         assert "Violation" not in logs, [line for line in logs.splitlines() if "Violation" in line][:5]
         assert not [e for e in JETSTREAM_REFUSALS if e in logs.lower()]
+        # The rendered preStop puts a node in lame duck mode; the others keep a quorum.
+        signal = await asyncio.to_thread(subprocess.run, nodes[0].pre_stop, capture_output=True, timeout=30)
+        assert signal.returncode == 0, signal.stderr
+        await wait_for(lambda: "lame duck mode" in nodes[0].log.read_text(), 10, "node 0 in lame duck mode")
+        await wait_for(lambda: all(n.ready() for n in nodes[1:]), 30, "the other nodes still ready")
 
 
 def certificates(root: Path) -> dict[str, str]:
