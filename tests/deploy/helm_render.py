@@ -45,6 +45,7 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
     "keda.sh/v1alpha1": [("scaledobjects", "ScaledObject", True)],
     "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor", True)],
     "camsight.io/v1": [("cameras", "Camera", True)],
+    "cert-manager.io/v1": [("certificates", "Certificate", True)],
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

@@ -31,6 +31,8 @@ KUBE_VERSION = "1.33.0"
 NO_SCHEMA = {"ScaledObject", "ServiceMonitor"}
 SERVICES = ("decoder", "detector", "face", "behavior", "query", "controller")
 GPU_KEDA = yaml.safe_load((CHART / "ci" / "gpu-keda-values.yaml").read_text())
+# The defaults plus the one required value (an API token): ci/minimal-values.yaml.
+MINIMAL = yaml.safe_load((CHART / "ci" / "minimal-values.yaml").read_text())
 # The services' own section models: the chart's sections must validate with them.
 SECTION_MODELS = {
     "decoder": ("camsight.decoder.settings", "DecoderSettings"),
@@ -56,8 +58,8 @@ InstallError = helm_sdkpy.exceptions.InstallError
 
 @pytest.fixture(scope="module")
 def default() -> Rendered:
-    """The chart's own defaults (bundled NATS; its subchart is not vendored here)."""
-    return render(CHART, {})
+    """The chart's defaults plus the one value they require (ci/minimal-values.yaml)."""
+    return render(CHART, MINIMAL)
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +73,11 @@ def rendered(request: pytest.FixtureRequest) -> Rendered:
 
 
 def pods(r: Rendered) -> dict[str, dict[str, Any]]:
-    """component -> pod spec of every workload."""
+    """component -> pod spec of every camsight workload (not the bundled NATS)."""
     out = {}
     for doc in r.of_kind("Deployment") + r.of_kind("StatefulSet"):
+        if doc["metadata"]["labels"]["app.kubernetes.io/name"] != "camsight":
+            continue
         out[doc["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]] = doc["spec"][
             "template"
         ]
@@ -129,18 +133,39 @@ def test_restricted_security_context(rendered: Rendered) -> None:
 
 
 def test_probes(rendered: Rendered) -> None:
+    """Startup on /healthz (the process answers), readiness on /readyz (NATS and the
+    topology): a late NATS or topology leaves pods unready, never restarted (issue 25)."""
     for name, pod in pods(rendered).items():
         c = pod["spec"]["containers"][0]
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-        if name == "query":
-            assert c["readinessProbe"]["grpc"]["port"] == 50051
-            assert c["startupProbe"]["grpc"]["port"] == 50051
-        else:
-            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, name
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, name
         budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
         # Analyzers get ten minutes to load and warm up models before liveness counts.
         assert budget >= (600 if name in ("detector", "face") else 120), name
         assert {p["name"]: p["containerPort"] for p in c["ports"]}["http"] == 8080
+
+
+def test_replicas_prefer_distinct_nodes_and_zones(rendered: Rendered) -> None:
+    for name, pod in pods(rendered).items():
+        spec = pod["spec"]
+        (term,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == name
+        (spread,) = spec["topologySpreadConstraints"]
+        assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # soft: never blocks scheduling
+    own = render(CHART, MINIMAL | {"services": {"decoder": {"affinity": {"nodeAffinity": {}}}}})
+    assert pods(own)["decoder"]["spec"]["affinity"] == {"nodeAffinity": {}}
+
+
+def test_gpu_rollouts_need_no_spare_gpu(default: Rendered, gpu: Rendered) -> None:
+    for name in ("detector", "face"):
+        strategy = gpu.one("Deployment", f"-{name}")["spec"]["strategy"]
+        assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+        assert default.one("Deployment", f"-{name}")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 1
+    mine = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    r = render(CHART, GPU_KEDA | {"services": {"detector": {"gpu": {"enabled": True, "strategy": mine}}}})
+    assert r.one("Deployment", "-detector")["spec"]["strategy"] == mine
 
 
 def test_default_has_no_gpu_and_gpu_values_schedule_on_gpu_nodes(default: Rendered, gpu: Rendered) -> None:
@@ -178,10 +203,12 @@ def test_each_service_runs_its_roles_image(default: Rendered) -> None:
     }
     (job,) = default.of_kind("Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == f"{repo}:0.1.0-core"
-    moved = render(CHART, {"services": {"detector": {"imageTarget": "core"}}, "image": {"tag": "9"}})
+    moved = render(
+        CHART, MINIMAL | {"services": {"detector": {"imageTarget": "core"}}, "image": {"tag": "9"}}
+    )
     assert pods(moved)["detector"]["spec"]["containers"][0]["image"] == f"{repo}:9-core"
     with pytest.raises(Exception, match="imageTarget"):
-        render(CHART, {"services": {"detector": {"imageTarget": "gpu"}}})
+        render(CHART, MINIMAL | {"services": {"detector": {"imageTarget": "gpu"}}})
 
 
 def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:
@@ -203,19 +230,26 @@ def test_keda_scales_analyzers_on_consumer_lag(gpu: Rendered) -> None:
 
 def test_hpa_without_keda() -> None:
     values = {"services": {"detector": {"autoscaling": {"enabled": True, "maxReplicas": 5}}}}
-    r = render(CHART, values)
+    r = render(CHART, MINIMAL | values)
     hpa = r.one("HorizontalPodAutoscaler", "-detector")
     assert hpa["spec"]["maxReplicas"] == 5 and r.of_kind("ScaledObject") == []
     kubernetes_validate.validate(hpa, KUBE_VERSION, strict=True)
 
 
 def test_pod_disruption_budgets(rendered: Rendered) -> None:
+    """A PDB only where it can hold a replica through a drain: more than one runs (the
+    detector and face run one, or scale from one); the 3-node NATS keeps a quorum."""
     pdbs = {
         p["metadata"]["name"].removeprefix("cs-camsight-"): p for p in rendered.of_kind("PodDisruptionBudget")
     }
-    assert set(pdbs) == {"decoder", "detector", "face", "behavior", "query"}
+    assert set(pdbs) == {"decoder", "behavior", "query", "cs-nats"}
+    assert pdbs.pop("cs-nats")["spec"]["maxUnavailable"] == 1
     for name, pdb in pdbs.items():
         assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == name
+    scaled = render(
+        CHART, MINIMAL | {"services": {"face": {"autoscaling": {"enabled": True, "minReplicas": 2}}}}
+    )
+    assert "cs-camsight-face" in {p["metadata"]["name"] for p in scaled.of_kind("PodDisruptionBudget")}
     assert pdbs["query"]["spec"]["minAvailable"] == 1
 
 
@@ -235,8 +269,18 @@ def test_network_policies(rendered: Rendered) -> None:
     # Only the decoder reaches camera sources; only the controller the API server.
     open_egress = {n for n in SERVICES if any("ipBlock" in json.dumps(r) for r in policies[n]["egress"])}
     assert open_egress == {"decoder", "controller"}
+    # The decoder reaches cameras on their ports only, never cloud metadata.
+    (sources,) = [r for r in policies["decoder"]["egress"] if "ipBlock" in json.dumps(r)]
+    assert sources["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}]
+    assert {p["port"] for p in sources["ports"]} == {554, 8554, 80, 443}
+    # The query API admits the release's pods and labelled clients, not the whole namespace.
+    (grpc_rule,) = [r for r in policies["query"]["ingress"] if r["ports"][0]["port"] == "grpc"]
+    assert grpc_rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "cs"}}},
+        {"podSelector": {"matchLabels": {"camsight.io/query-client": "true"}}},
+    ]
     nats = policies["nats"]
-    monitoring = [r for r in nats["ingress"] if {p["port"] for p in r["ports"]} == {8222, 7777}]
+    monitoring = [r for r in nats["ingress"] if {p["port"] for p in r["ports"]} == {8222}]
     assert len(monitoring) == 1 and "namespaceSelector" in monitoring[0]["from"][0]
     assert all("namespaceSelector" not in json.dumps(r) for r in nats["ingress"] if r not in monitoring)
 
@@ -323,9 +367,8 @@ def test_camera_crd(default: Rendered) -> None:
 
 
 def test_external_nats() -> None:
-    r = render(
-        CHART, {"nats": {"enabled": False}, "externalNats": {"servers": ["nats://nats.infra.svc:4222"]}}
-    )
+    external = {"nats": {"enabled": False}, "externalNats": {"servers": ["nats://nats.infra.svc:4222"]}}
+    r = render(CHART, MINIMAL | external)
     config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
     assert config["nats"]["servers"] == ["nats://nats.infra.svc:4222"]
     assert "cs-camsight-nats" not in {p["metadata"]["name"] for p in r.of_kind("NetworkPolicy")}
@@ -343,18 +386,67 @@ def test_external_nats() -> None:
         ({"config": {"cameras": []}}, "at '/config': 'not' failed"),
         ({"services": {"detector": {"replicas": -1}}}, "at '/services/detector/replicas'"),
         ({"services": {"detecter": {}}}, "'detecter' not allowed"),
+        # No secret-looking key in a service's config section, however deep (it lands in
+        # the ConfigMap): tokens go to apiTokens, credentials to Secrets.
+        ({"services": {"query": {"config": {"tokens": []}}}}, "invalid propertyName 'tokens'"),
+        (
+            {"services": {"decoder": {"config": {"source": {"api_key": "k"}}}}},
+            "invalid propertyName 'api_key'",
+        ),
+        (
+            {"services": {"face": {"config": {"gallery": [{"Password": "x"}]}}}},
+            "invalid propertyName 'Password'",
+        ),
     ],
 )
 def test_bad_values_fail_the_install(values: dict[str, Any], error: str) -> None:
     with pytest.raises(InstallError, match=error):
-        render(CHART, values)
+        render(CHART, MINIMAL | values)
+
+
+def test_the_query_api_never_runs_open_by_accident() -> None:
+    """No tokens: a render error naming the value, unless allowAnonymous says so on purpose."""
+    with pytest.raises(InstallError, match=r"apiTokens\.tokens \(or apiTokens\.existingSecret\) is required"):
+        render(CHART, {})
+    open_api = render(CHART, {"apiTokens": {"allowAnonymous": True}})
+    env = {e["name"] for e in pods(open_api)["query"]["spec"]["containers"][0]["env"]}
+    assert "CAMSIGHT_SERVICES__QUERY" not in env
+    kept = render(CHART, {"apiTokens": {"existingSecret": "query-tokens"}})
+    (ref,) = [
+        e["valueFrom"]["secretKeyRef"]
+        for e in pods(kept)["query"]["spec"]["containers"][0]["env"]
+        if e["name"] == "CAMSIGHT_SERVICES__QUERY"
+    ]
+    assert ref == {"name": "query-tokens", "key": "CAMSIGHT_SERVICES__QUERY"}
+
+
+def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """services.query.tls.secretName: the certificate at /etc/camsight/tls (docs/api.md), named
+    in the query section, which validates with the query service's own settings."""
+    from camsight.query.settings import QuerySettings
+
+    r = render(CHART, MINIMAL | {"services": {"query": {"tls": {"secretName": "query-grpc"}}}})
+    pod = pods(r)["query"]["spec"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "grpc-tls"]
+    assert mount == {"name": "grpc-tls", "mountPath": "/etc/camsight/tls", "readOnly": True}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "grpc-tls"]
+    assert volume["secret"]["secretName"] == "query-grpc"
+    config = yaml.safe_load(r.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])
+    section = config["services"]["query"]
+    assert (section["tls_cert_file"], section["tls_key_file"]) == (
+        "/etc/camsight/tls/tls.crt",
+        "/etc/camsight/tls/tls.key",
+    )
+    QuerySettings.model_validate(section)
+    # The probes are HTTP: kubelet's gRPC probe cannot speak TLS.
+    assert "grpc" not in pod["containers"][0]["readinessProbe"]
 
 
 def test_readme_documents_every_value() -> None:
     """Every key of values.yaml appears in the chart README's values table."""
     readme = (CHART / "README.md").read_text()
-    opaque = {"nats", "resources", "nodeSelector", "podSecurityContext", "securityContext", "config"}
-    opaque |= {"monitoringNamespaceSelector", "dns", "startupProbe", "pdb"}
+    opaque = {"resources", "nodeSelector", "podSecurityContext", "securityContext", "config"}
+    opaque |= {"monitoringNamespaceSelector", "dns", "startupProbe", "pdb", "strategy", "queryClientLabels"}
 
     def keys(node: Any) -> set[str]:
         if not isinstance(node, dict):
@@ -392,8 +484,8 @@ def test_readme_camera_passes_the_crd_schema_and_the_controller(default: Rendere
 
 
 def test_helm_lint_finds_no_error() -> None:
-    """helm lint (the engine loses the messages' text offline: severities only). Expected:
-    an INFO (no icon) and a WARNING (the NATS dependency is not vendored in charts/)."""
+    """helm lint (the engine loses the messages' text offline: severities only): no error.
+    The chart has no dependency to vendor (decision 0064)."""
     from helm_sdkpy.chart import Lint
 
     config = helm_sdkpy.Configuration(namespace="video", kubeconfig="apiVersion: v1\nkind: Config\n")
@@ -582,21 +674,20 @@ def test_the_rendered_nats_users_enforce_the_generated_permissions(default: Rend
 
 
 def test_the_bundled_nats_includes_the_generated_authorization(default: Rendered) -> None:
-    """values.yaml wires the auth.conf Secret into the NATS subchart: the include path
-    (relative to /etc/nats-config/nats.conf), the mount and the Secret name agree.
-    The subchart is not vendored here, so this checks our values, not its rendering."""
+    """The NATS StatefulSet mounts the auth.conf Secret where the rendered nats.conf's
+    include (relative to the config file) finds it. test_rendered_install.py runs it."""
     import posixpath
 
-    nats = yaml.safe_load((CHART / "values.yaml").read_text())["nats"]
-    include = nats["config"]["merge"]["$include"]
-    (mount,) = [p["value"] for p in nats["container"]["patch"] if p["path"] == "/volumeMounts/-"]
-    (volume,) = [p["value"] for p in nats["podTemplate"]["patch"] if p["path"] == "/spec/volumes/-"]
-    assert (
-        posixpath.normpath(posixpath.join("/etc/nats-config", include)) == f"{mount['mountPath']}/auth.conf"
-    )
-    assert mount["name"] == volume["name"] and mount["readOnly"] is True
-    secret_name = volume["secret"]["secretName"]["$tplYaml"].replace("{{ .Release.Name }}", "cs")
-    assert "auth.conf" in string_data(default, secret_name)
+    sts = default.one("StatefulSet", "cs-nats")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    conf_path = container["command"][container["command"].index("--config") + 1]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    conf = default.one("ConfigMap", volumes["config"]["configMap"]["name"])["data"]["nats.conf"]
+    (include,) = re.findall(r"^include (\S+)$", conf, re.M)
+    target = posixpath.normpath(posixpath.join(posixpath.dirname(conf_path), include))
+    assert target == f"{mounts['auth']['mountPath']}/auth.conf" and mounts["auth"]["readOnly"] is True
+    assert "auth.conf" in string_data(default, volumes["auth"]["secret"]["secretName"])
 
 
 def test_nats_passwords_come_from_the_existing_secret() -> None:
@@ -619,7 +710,7 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
         }
     }
-    r = render(CHART, {}, existing=existing)
+    r = render(CHART, MINIMAL, existing=existing)
     assert string_data(r, "cs-camsight-nats-users") == kept
     conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
     assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
@@ -628,11 +719,173 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
 
 
 def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> None:
-    """natsAuth set: no generated users; every pod and the Job use the shared Secret, and
-    the bundled NATS's auth.conf is empty (the operator configures NATS, docs/deploy.md)."""
+    """natsAuth.perServiceUsers false with shared credentials: no generated users; every pod
+    and the Job use the shared Secret, and the bundled NATS requires exactly that user."""
     assert not [s for s in gpu.of_kind("Secret") if s["metadata"]["name"] == "cs-camsight-nats-users"]
-    assert json.loads(string_data(gpu, "cs-camsight-nats-conf")["auth.conf"]) == {}
+    assert json.loads(string_data(gpu, "cs-camsight-nats-conf")["auth.conf"]) == {
+        "authorization": {"user": "camsight", "password": "change-me-nats-password"}
+    }
     for pod in [*pods(gpu).values(), job_pod(gpu)]:
         env = nats_env(pod)
         assert env["CAMSIGHT_NATS__USER"]["valueFrom"]["secretKeyRef"]["name"] == "cs-camsight-nats-auth"
         assert env["CAMSIGHT_NATS__PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "password"
+
+
+# -- the bundled NATS (decision 0064) -------------------------------------------------
+
+
+def test_jetstream_is_sized_from_camsights_own_stream_settings() -> None:
+    """The byte limits the chart sizes JetStream against are camsight's: config.streams in
+    values.yaml equals camsight.config's defaults, the DEADLETTER reservation in _nats.tpl
+    equals camsight.bus.topology's, and the payload limit fits the frames."""
+    from camsight.bus import subjects
+    from camsight.bus.topology import stream_configs
+    from camsight.config import StreamSettings
+    from camsight.natsserver import DEFAULT_MAX_PAYLOAD
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = StreamSettings()
+    for key, value in values["config"]["streams"].items():
+        if key != "events_replicas":  # the chart's choice: three copies on three nodes
+            assert value == getattr(defaults, key), key
+    (deadletter,) = [c for c in stream_configs(defaults) if c.name == subjects.DEADLETTER_STREAM]
+    helpers = (CHART / "templates" / "_nats.tpl").read_text()
+    reserved = re.search(r'define "camsight.nats.deadletterBytes" -}}(\d+)\{\{', helpers)
+    assert reserved is not None and int(reserved[1]) == deadletter.max_bytes
+    assert values["nats"]["maxPayload"] == DEFAULT_MAX_PAYLOAD
+
+
+def test_the_nats_statefulset_is_hardened(rendered: Rendered) -> None:
+    sts = rendered.one("StatefulSet", "cs-nats")
+    spec = sts["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"] == "2Gi"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["automountServiceAccountToken"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    spread = {t["topologyKey"]: t["whenUnsatisfiable"] for t in spec["topologySpreadConstraints"]}
+    assert spread == {
+        "kubernetes.io/hostname": "DoNotSchedule",
+        "topology.kubernetes.io/zone": "ScheduleAnyway",
+    }
+    conf = rendered.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
+    assert "max_memory_store: 1073741824" in conf and "max_file_store: 17179869184" in conf
+    assert conf.count("cs-nats-headless.video.svc.cluster.local:6222") == 3
+    # Nothing runs that was not asked for: no nats-box, no test Pod.
+    assert rendered.of_kind("Pod") == []
+    assert {
+        d["metadata"]["labels"].get("app.kubernetes.io/name") for d in rendered.of_kind("Deployment")
+    } == {"camsight"}
+    one = render(CHART, MINIMAL | {"nats": {"replicas": 1}, "config": {"streams": {"events_replicas": 1}}})
+    assert "cluster {" not in one.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
+    assert "cs-nats" not in {p["metadata"]["name"] for p in one.of_kind("PodDisruptionBudget")}
+    classed = render(
+        CHART, MINIMAL | {"nats": {"jetstream": {"fileStore": {"pvc": {"storageClass": "fast"}}}}}
+    )
+    (claim,) = classed.one("StatefulSet", "cs-nats")["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "fast"
+
+
+def test_nats_tls_for_clients_and_routes() -> None:
+    """TLS from a Secret: the server's tls blocks point at the mounted certificate, routes
+    verify their peers, and camsight connects with tls:// trusting the CA."""
+    values = MINIMAL | {
+        "nats": {
+            "tls": {"client": {"enabled": True, "secretName": "nats-client"}, "routes": {"enabled": True}}
+        }
+    }
+    with pytest.raises(InstallError, match=r"nats\.tls\.routes\.secretName"):
+        render(CHART, values)
+    values["nats"]["tls"]["certManager"] = {
+        "enabled": True,
+        "issuerRef": {"name": "ca", "kind": "ClusterIssuer"},
+    }
+    r = render(CHART, values)
+    conf = r.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
+    assert 'cert_file: "/etc/nats-tls/client/tls.crt"' in conf and "verify: true" in conf
+    volumes = {v["name"]: v for v in r.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls-client"]["secret"]["secretName"] == "nats-client"
+    assert volumes["tls-routes"]["secret"]["secretName"] == "cs-nats-routes-tls"
+    (cert,) = r.of_kind("Certificate")
+    assert cert["spec"]["secretName"] == "cs-nats-routes-tls" and "client auth" in cert["spec"]["usages"]
+    config = yaml.safe_load(r.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])
+    assert config["nats"]["servers"] == ["tls://cs-nats.video.svc:4222"]
+    assert config["nats"]["tls"] == {"ca_file": "/etc/camsight/nats-ca/ca.crt"}
+    for name, pod in pods(r).items():
+        mounts = {m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+        assert "/etc/camsight/nats-ca" in mounts, name
+
+
+OLD_SIZES = {"nats": {"jetstream": {"fileStore": {"maxSize": "10Gi", "pvc": {"size": "10Gi"}}}}}
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        # The sizes of the official chart's defaults (issue 25): each store too small.
+        (
+            {"nats": {"jetstream": {"memoryStore": {"maxSize": "0"}}}},
+            r"nats\.jetstream\.memoryStore\.maxSize \(0 MiB\) is smaller than "
+            r"config\.streams\.frames_max_bytes \(512 MiB\).*10028",
+        ),
+        (
+            OLD_SIZES,
+            r"nats\.jetstream\.fileStore\.maxSize \(10240 MiB\) must hold "
+            r"config\.streams\.snapshots_max_bytes \(10240 MiB\).*10047",
+        ),
+        (
+            {"config": {"streams": {"snapshots_max_bytes": 20 * 1024**3}}},
+            r"nats\.jetstream\.fileStore\.maxSize .* config\.streams\.snapshots_max_bytes \(20480 MiB\)",
+        ),
+        (
+            {"nats": {"jetstream": {"fileStore": {"pvc": {"size": "8Gi"}}}}},
+            r"nats\.jetstream\.fileStore\.pvc\.size \(8192 MiB\) is smaller than "
+            r"nats\.jetstream\.fileStore\.maxSize",
+        ),
+        (
+            {"nats": {"resources": {"limits": {"memory": "1Gi"}}}},
+            r"nats\.resources\.limits\.memory \(1Gi\) must exceed nats\.jetstream\.memoryStore\.maxSize",
+        ),
+        ({"nats": {"replicas": 1}}, r"config\.streams\.events_replicas \(3\) exceeds nats\.replicas \(1\)"),
+        ({"nats": {"jetstream": {"memoryStore": {"maxSize": "1GB"}}}}, "memoryStore/maxSize"),
+        # NATS credentials that the bundled NATS would not authorize.
+        (
+            {"natsAuth": {"user": "cs", "password": "pw"}},
+            r"natsAuth\.user/password/token/existingSecret are shared",
+        ),
+        ({"natsAuth": {"perServiceUsers": False}}, r"natsAuth\.allowAnonymous: true"),
+        (
+            {"natsAuth": {"perServiceUsers": False, "existingSecret": "mine"}},
+            r"natsAuth\.existingSecret with the bundled NATS",
+        ),
+        (
+            {"natsAuth": {"perServiceUsers": False, "usersExistingSecret": "mine", "token": "t" * 20}},
+            r"natsAuth\.usersExistingSecret holds per-service passwords",
+        ),
+    ],
+)
+def test_nats_values_that_cannot_work_fail_the_render(values: dict[str, Any], error: str) -> None:
+    with pytest.raises(InstallError, match=error):
+        render(CHART, MINIMAL | values)
+
+
+def test_network_policy_options() -> None:
+    values = MINIMAL | {
+        "networkPolicy": {
+            "clusterCidrs": ["10.96.0.0/12"],
+            "queryFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
+        },
+        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "192.168.10.0/24"]}},
+    }
+    r = render(CHART, values)
+    policies = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("NetworkPolicy")}
+    (sources,) = [e for e in policies["cs-camsight-decoder"]["egress"] if "ipBlock" in json.dumps(e)]
+    assert sources["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.96.0.0/12"]}},
+        {"ipBlock": {"cidr": "192.168.10.0/24"}},
+    ]
+    (grpc_rule,) = [e for e in policies["cs-camsight-query"]["ingress"] if e["ports"][0]["port"] == "grpc"]
+    assert grpc_rule["from"][-1] == {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
+    for doc in r.of_kind("NetworkPolicy"):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

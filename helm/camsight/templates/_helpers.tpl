@@ -57,7 +57,7 @@ A GPU service runs the analyzers image's CUDA build, the only one with CUDA whee
 {{/* NATS URLs: the bundled cluster's client service, or externalNats.servers. */}}
 {{- define "camsight.natsServers" -}}
 {{- if .Values.nats.enabled -}}
-{{- list (printf "nats://%s-nats.%s.svc:4222" .Release.Name .Release.Namespace) | toJson -}}
+{{- list (printf "%s://%s.%s.svc:4222" (ternary "tls" "nats" .Values.nats.tls.client.enabled) (include "camsight.nats.fullname" .) .Release.Namespace) | toJson -}}
 {{- else if .Values.externalNats.servers -}}
 {{- .Values.externalNats.servers | toJson -}}
 {{- else -}}
@@ -75,15 +75,46 @@ A GPU service runs the analyzers image's CUDA build, the only one with CUDA whee
 
 {{/*
 "true" when the chart generates one NATS user per service (templates/nats-users.yaml):
-the bundled NATS, natsAuth.perServiceUsers, and no shared credentials in natsAuth.
+the bundled NATS with natsAuth.perServiceUsers (shared credentials are then refused,
+camsight.checkNatsAuth).
 */}}
 {{- define "camsight.natsUsers" -}}
-{{- if and .Values.nats.enabled .Values.natsAuth.perServiceUsers (not (include "camsight.natsAuthEnabled" .)) }}true{{ end }}
+{{- if and .Values.nats.enabled .Values.natsAuth.perServiceUsers }}true{{ end }}
+{{- end }}
+
+{{/*
+Fails the render where NATS credentials and NATS authorization disagree, so no install
+ends with a password in a Secret and a NATS that does not ask for it (decision 0064).
+*/}}
+{{- define "camsight.checkNatsAuth" -}}
+{{- $a := .Values.natsAuth -}}
+{{- if .Values.nats.enabled -}}
+{{- if and $a.perServiceUsers (include "camsight.natsAuthEnabled" .) -}}
+{{- fail "natsAuth.user/password/token/existingSecret are shared NATS credentials, but the bundled NATS authorizes only the per-service users (natsAuth.perServiceUsers: true) and would refuse them: remove them, or set natsAuth.perServiceUsers: false to make the bundled NATS require these credentials" -}}
+{{- end -}}
+{{- if and (not $a.perServiceUsers) $a.existingSecret -}}
+{{- fail "natsAuth.existingSecret with the bundled NATS and natsAuth.perServiceUsers: false: the chart cannot configure NATS authorization from a Secret it does not read; give natsAuth.user and natsAuth.password (or natsAuth.token), keep natsAuth.perServiceUsers: true, or run NATS yourself (nats.enabled: false)" -}}
+{{- end -}}
+{{- if and (not $a.perServiceUsers) (not (include "camsight.natsAuthEnabled" .)) (not $a.allowAnonymous) -}}
+{{- fail "natsAuth.perServiceUsers is false and no natsAuth.user/password or natsAuth.token is set: the bundled NATS would accept anyone; set credentials, or natsAuth.allowAnonymous: true to run it open on purpose" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $a.usersExistingSecret (not (include "camsight.natsUsers" .)) -}}
+{{- fail "natsAuth.usersExistingSecret holds per-service passwords: it needs the bundled NATS and natsAuth.perServiceUsers: true" -}}
+{{- end -}}
+{{- if and $a.user (not $a.password) -}}
+{{- fail "natsAuth.user needs natsAuth.password" -}}
+{{- end -}}
 {{- end }}
 
 {{/* Secret names independent of nameOverride: the NATS subchart names them from the release. */}}
 {{- define "camsight.natsUsersSecretName" -}}
-{{- printf "%s-camsight-nats-users" .Release.Name }}
+{{- default (printf "%s-camsight-nats-users" .Release.Name) .Values.natsAuth.usersExistingSecret }}
+{{- end }}
+
+{{- /* The NATS container's variable holding a role's password (natsAuth.usersExistingSecret). */ -}}
+{{- define "camsight.natsPasswordVar" -}}
+CAMSIGHT_NATS_PASSWORD_{{ . | upper | replace "-" "_" }}
 {{- end }}
 
 {{- define "camsight.natsAuthConfSecretName" -}}
@@ -173,14 +204,31 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $svc.affinity }}
+  {{- /* Replicas prefer distinct nodes and zones (soft: never blocks scheduling). */}}
   affinity:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $svc.topologySpreadConstraints }}
+    {{- if $svc.affinity }}
+    {{- toYaml $svc.affinity | nindent 4 }}
+    {{- else }}
+    podAntiAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+        - weight: 100
+          podAffinityTerm:
+            topologyKey: kubernetes.io/hostname
+            labelSelector:
+              matchLabels:
+                {{- include "camsight.selectorLabels" (dict "root" $root "component" $name) | nindent 16 }}
+    {{- end }}
   topologySpreadConstraints:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
+    {{- if $svc.topologySpreadConstraints }}
+    {{- toYaml $svc.topologySpreadConstraints | nindent 4 }}
+    {{- else }}
+    - maxSkew: 1
+      topologyKey: topology.kubernetes.io/zone
+      whenUnsatisfiable: ScheduleAnyway
+      labelSelector:
+        matchLabels:
+          {{- include "camsight.selectorLabels" (dict "root" $root "component" $name) | nindent 10 }}
+    {{- end }}
   terminationGracePeriodSeconds: 45
   containers:
     - name: {{ $name }}
@@ -235,27 +283,20 @@ spec:
         {{- $_ := set $resources "limits" $limits }}
         {{- end }}
         {{- toYaml $resources | nindent 8 }}
+      # Started: the process answers (/healthz), however late NATS or the topology is;
+      # ready: NATS connected and the topology present (/readyz). Waiting for either
+      # leaves a pod unready, never restarted.
       startupProbe:
-        {{- if eq $name "query" }}
-        grpc:
-          port: {{ $svc.grpcPort }}
-        {{- else }}
         httpGet:
-          path: /readyz
+          path: /healthz
           port: http
-        {{- end }}
         periodSeconds: {{ $svc.startupProbe.periodSeconds }}
         failureThreshold: {{ $svc.startupProbe.failureThreshold }}
         timeoutSeconds: 3
       readinessProbe:
-        {{- if eq $name "query" }}
-        grpc:
-          port: {{ $svc.grpcPort }}
-        {{- else }}
         httpGet:
           path: /readyz
           port: http
-        {{- end }}
         periodSeconds: 5
         failureThreshold: 3
         timeoutSeconds: 3
@@ -274,6 +315,12 @@ spec:
           mountPath: /tmp
         - name: data
           mountPath: /var/lib/camsight
+        {{- include "camsight.natsCaMount" $root | nindent 8 }}
+        {{- if and (eq $name "query") $svc.tls.secretName }}
+        - name: grpc-tls
+          mountPath: /etc/camsight/tls
+          readOnly: true
+        {{- end }}
         {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
         - name: models
           mountPath: {{ $root.Values.models.mountPath }}
@@ -289,6 +336,12 @@ spec:
     - name: data
       emptyDir:
         sizeLimit: {{ if eq $name "query" }}{{ $svc.indexVolume.sizeLimit }}{{ else }}2Gi{{ end }}
+    {{- include "camsight.natsCaVolume" $root | nindent 4 }}
+    {{- if and (eq $name "query") $svc.tls.secretName }}
+    - name: grpc-tls
+      secret:
+        secretName: {{ $svc.tls.secretName }}
+    {{- end }}
     {{- if and $root.Values.models.enabled (has $name (list "detector" "face")) }}
     - name: models
       persistentVolumeClaim:
@@ -324,4 +377,31 @@ spec:
   ports:
     - port: {{ if $.Values.nats.enabled }}4222{{ else }}{{ $.Values.externalNats.port }}{{ end }}
       protocol: TCP
+{{- end }}
+
+{{- /*
+The CA of the bundled NATS's client TLS (nats.tls.client): a volume of that Secret's
+ca.crt and its mount at /etc/camsight/nats-ca, which the config file's nats.tls.ca_file
+names. Call "camsight.natsCaMount" / "camsight.natsCaVolume" with the root context.
+*/ -}}
+{{- define "camsight.natsTls" -}}
+{{- if and .Values.nats.enabled .Values.nats.tls.client.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "camsight.natsCaMount" -}}
+{{- if include "camsight.natsTls" . }}
+- name: nats-ca
+  mountPath: /etc/camsight/nats-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "camsight.natsCaVolume" -}}
+{{- if include "camsight.natsTls" . }}
+- name: nats-ca
+  secret:
+    secretName: {{ include "camsight.nats.tlsSecret" (dict "root" . "side" "client") }}
+    items:
+      - {key: ca.crt, path: ca.crt}
+{{- end }}
 {{- end }}
