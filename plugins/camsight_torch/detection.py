@@ -1,6 +1,7 @@
-"""Any torchvision detection model (Faster R-CNN, RetinaNet, SSD, FCOS, ...), batched, weights from a file.
+"""Any torchvision detection model (Faster R-CNN, RetinaNet, SSD, FCOS, ...), weights by name or file.
 
-The model resizes its inputs itself; boxes come back in input pixels and
+The model resizes and normalises its inputs itself (so named weights need no
+preprocessing here beyond 0..1 RGB); boxes come back in input pixels and
 are normalised here. Images of one batch may differ in size.
 """
 
@@ -35,7 +36,12 @@ class DetectorConfig(WeightsConfig):
         description="torchvision detection model name (torchvision.models.detection)",
     )
     num_classes: int = Field(
-        default=91, ge=2, description="number of classes including background, as the weights were trained"
+        default=91,
+        ge=2,
+        description=(
+            "number of classes including background, as a weights file was trained"
+            " (named weights bring theirs)"
+        ),
     )
     min_score: float = Field(default=0.5, ge=0, le=1, description="minimum detection score (0 to 1)")
     keep: list[str] = Field(default_factory=list, description="report only these labels (empty = all)")
@@ -69,15 +75,16 @@ class TorchvisionDetector(FrameAnalyzer):
         from torchvision.models._meta import _COCO_CATEGORIES
 
         cfg = self.cfg
-        self._model, self._device, self._labels = load_torchvision_model(
+        loaded = load_torchvision_model(
             "detection",
             cfg.model,
             cfg,
             _COCO_CATEGORIES,
+            cfg.num_classes,
             weights_backbone=None,
-            num_classes=cfg.num_classes,
             **cfg.model_kwargs,
         )
+        self._model, self._device, self._labels = loaded.module, loaded.device, loaded.labels
 
     def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
         if not images:

@@ -1,7 +1,7 @@
 """A torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, mvit, s3d, swin3d) as a clip analyzer.
 
 Each window of frames becomes one ``(3, T, size, size)`` clip, normalised
-with the Kinetics mean and std the torchvision models were trained with;
+with the mean and std of the named weights (``transforms()``), else Kinetics';
 the ``top_k`` classes above ``min_score`` label the window (box = whole frame).
 """
 
@@ -33,7 +33,12 @@ class VideoConfig(WeightsConfig, ClipConfig):
         default="r3d_18", description="torchvision video model name (torchvision.models.video)"
     )
     num_classes: int = Field(default=400, ge=1, description="number of classes, as the weights were trained")
-    size: int = Field(default=112, ge=16, le=512, description="frames are resized to size x size (pixels)")
+    size: int | None = Field(
+        default=None,
+        ge=16,
+        le=512,
+        description="frames are resized to size x size (pixels); unset = named weights' crop size, else 112",
+    )
     top_k: int = Field(default=1, ge=1, description="label a window with at most this many best classes")
     min_score: float = Field(default=0.3, ge=0, le=1, description="minimum class probability (0 to 1)")
 
@@ -49,6 +54,8 @@ class TorchVideoClassifier(ClipAnalyzer):
         self._model: Any = None
         self._device = "cpu"
         self._labels: list[str] = []
+        self._size = 112
+        self._mean, self._std = KINETICS_MEAN, KINETICS_STD
 
     @property
     def cfg(self) -> VideoConfig:
@@ -63,9 +70,14 @@ class TorchVideoClassifier(ClipAnalyzer):
         from torchvision.models._meta import _KINETICS400_CATEGORIES
 
         cfg = self.cfg
-        self._model, self._device, self._labels = load_torchvision_model(
-            "video", cfg.model, cfg, _KINETICS400_CATEGORIES, num_classes=cfg.num_classes
-        )
+        loaded = load_torchvision_model("video", cfg.model, cfg, _KINETICS400_CATEGORIES, cfg.num_classes)
+        self._model, self._device, self._labels = loaded.module, loaded.device, loaded.labels
+        if loaded.weights is not None:  # the preprocessing these weights were trained with
+            transform = loaded.weights.transforms()
+            self._size = transform.crop_size[0]
+            self._mean, self._std = tuple(transform.mean), tuple(transform.std)
+        if cfg.size is not None:
+            self._size = cfg.size
 
     def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
         if not clips:
@@ -89,12 +101,12 @@ class TorchVideoClassifier(ClipAnalyzer):
         ]
 
     def _clip_array(self, clip: Clip) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """(3, T, size, size) float32, RGB, Kinetics-normalised."""
-        size = self.cfg.size
+        """(3, T, size, size) float32, RGB, normalised as the weights were trained."""
+        size = self._size
         frames = np.stack(
             [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1] for img in clip.images]
         )
-        array = (frames.astype(np.float32) / 255.0 - KINETICS_MEAN) / KINETICS_STD
+        array = (frames.astype(np.float32) / 255.0 - self._mean) / self._std
         return np.ascontiguousarray(array.transpose(3, 0, 1, 2), dtype=np.float32)
 
     def close(self) -> None:

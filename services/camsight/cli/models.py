@@ -1,0 +1,121 @@
+"""``camsight models list|info|pull``: torchvision weights the torch analyzers can load by name.
+
+Why here and not in the plugin: ``camsight`` never imports a plugin, and these
+commands only read torchvision's own registry and cache (``$TORCH_HOME``), the
+same files the ``torchvision_detector`` and ``torch_video`` analyzers load.
+Pulling is torchvision's download (progress bar, hash check), for building
+images and filling volumes for air-gapped nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+import typer
+
+from camsight.cli import app
+from camsight.cli.common import fail
+
+models_app = typer.Typer(help="Named model weights: list, inspect, pull into the torch cache.")
+app.add_typer(models_app, name="models")
+
+# torchvision families and the analyzer that runs each
+FAMILIES = {"detection": "torchvision_detector", "video": "torch_video"}
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _catalogue() -> dict[str, tuple[str, str, Any]]:
+    """Every weights name -> (analyzer, model, WeightsEnum member)."""
+    import torchvision
+
+    found: dict[str, tuple[str, str, Any]] = {}
+    for family, analyzer in FAMILIES.items():
+        for model in torchvision.models.list_models(module=getattr(torchvision.models, family)):
+            for weights in torchvision.models.get_model_weights(model):
+                found[f"{type(weights).__name__}.{weights.name}"] = (analyzer, model, weights)
+    return found
+
+
+def _cache_file(weights: Any) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def _lookup(name: str) -> tuple[str, str, Any]:
+    """A weights name, or a model name (its DEFAULT weights)."""
+    import difflib
+
+    catalogue = _catalogue()
+    if name in catalogue:
+        return catalogue[name]
+    for analyzer, model, weights in catalogue.values():
+        if model == name and weights is type(weights).DEFAULT:
+            return analyzer, model, weights
+    close = difflib.get_close_matches(name, catalogue, n=3, cutoff=0.4)
+    fail(f"unknown model or weights {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
+
+
+def _summary(name: str, analyzer: str, model: str, weights: Any) -> dict[str, Any]:
+    path = _cache_file(weights)
+    return {"name": name, "analyzer": analyzer, "model": model, "file": str(path), "present": path.is_file()}
+
+
+def _input_size(weights: Any) -> Any:
+    crop = getattr(weights.transforms(), "crop_size", None)
+    return list(crop) if crop is not None else weights.meta.get("min_size")
+
+
+@models_app.command("list")
+def list_command(json_out: JsonOption = False) -> None:
+    """Every named weights of the torch analyzers and whether its file is in the cache."""
+    rows = [_summary(name, *entry) for name, entry in sorted(_catalogue().items())]
+    if json_out:
+        typer.echo(json.dumps({"models": rows}))
+        return
+    for row in rows:
+        mark = "present" if row["present"] else "absent"
+        typer.echo(f"{row['name']}  ({row['analyzer']}: model {row['model']})  {mark}")
+
+
+@models_app.command("info")
+def info_command(name: str, json_out: JsonOption = False) -> None:
+    """Labels, input size, licence, file, size and sha256 of one named weights (or a model's DEFAULT)."""
+    analyzer, model, weights = _lookup(name)
+    row = _summary(f"{type(weights).__name__}.{weights.name}", analyzer, model, weights)
+    path = Path(row["file"])
+    row |= {
+        "url": weights.url,
+        "labels": list(weights.meta.get("categories") or []),
+        "input_size": _input_size(weights),
+        # torchvision states no licence per weights file; its recipe page describes the training data
+        "licence": "not stated by torchvision; see recipe",
+        "recipe": weights.meta.get("recipe"),
+        "size_bytes": path.stat().st_size if row["present"] else None,
+        "size_mb_published": weights.meta.get("_file_size"),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest() if row["present"] else None,
+    }
+    if json_out:
+        typer.echo(json.dumps(row))
+        return
+    for key, value in row.items():
+        shown = f"{len(value)} ({', '.join(value[:5])}, ...)" if key == "labels" and value else value
+        typer.echo(f"{key}: {shown}")
+
+
+@models_app.command("pull")
+def pull_command(name: str) -> None:
+    """Fetch one named weights into the torch cache (torchvision's download and hash check)."""
+    _, _, weights = _lookup(name)
+    path = _cache_file(weights)
+    if not path.is_file():
+        try:
+            weights.get_state_dict(progress=True, check_hash=True)
+        except OSError as exc:
+            fail(f"cannot download {weights.url} ({exc.__class__.__name__}): put it at {path}")
+    typer.echo(str(path))
