@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from camsight.samples import sample_video
 
-__all__ = ["needs", "sample_video", "wait_for", "wait_for_sync"]
+__all__ = ["needs", "needs_helm", "sample_video", "wait_for", "wait_for_sync"]
 
 
 def needs(what: str, found: bool, install: str, required_by: str, *, module: bool = False) -> None:
@@ -26,6 +26,22 @@ def needs(what: str, found: bool, install: str, required_by: str, *, module: boo
     if os.environ.get(required_by) == "1":
         pytest.fail(f"{message} ({required_by}=1 requires it)", pytrace=False)
     pytest.skip(message, allow_module_level=module)
+
+
+def needs_helm() -> None:
+    """Skip the module unless helm-sdkpy (the Helm v4 engine) imports: a test extra on Python
+    3.12+; on 3.11 it installs with --ignore-requires-python (docs/decisions/0060)."""
+    try:
+        import helm_sdkpy  # noqa: F401
+    except ImportError:
+        needs(
+            "helm-sdkpy (the Helm v4 engine)",
+            False,
+            "pip install -e '.[test]' on Python 3.12+, "
+            "or pip install --ignore-requires-python helm-sdkpy==0.1.32",
+            "CAMSIGHT_REQUIRE_CHART",
+            module=True,
+        )
 
 
 async def wait_for(

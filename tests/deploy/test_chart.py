@@ -24,7 +24,7 @@ import yaml
 from camsight.config import load_settings, service_section
 from camsight.controller.config import ControllerConfig
 from helm_render import Rendered, render
-from helpers import needs
+from helpers import needs_helm
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
 KUBE_VERSION = "1.33.0"
@@ -41,18 +41,8 @@ SECTION_MODELS = {
 }
 SECRET_VALUES = ("change-me-nats-password", "cam-secret-pw", "dashboard-token-0123456789")
 
-# helm-sdkpy ships the Helm v4 engine: a test extra on Python 3.12+; on 3.11 see docs/deploy.md.
-try:
-    helm_sdkpy = importlib.import_module("helm_sdkpy")
-except ImportError:
-    needs(
-        "helm-sdkpy (the Helm v4 engine)",
-        False,
-        "pip install -e '.[test]' on Python 3.12+, "
-        "or pip install --ignore-requires-python helm-sdkpy==0.1.32",
-        "CAMSIGHT_REQUIRE_CHART",
-        module=True,
-    )
+needs_helm()  # the Helm v4 engine; on 3.11 see docs/deploy.md
+helm_sdkpy = importlib.import_module("helm_sdkpy")
 InstallError = helm_sdkpy.exceptions.InstallError
 
 

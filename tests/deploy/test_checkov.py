@@ -10,7 +10,6 @@ virtual environment (its pins clash with camsight's): CAMSIGHT_CHECKOV names its
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from helm_render import render
-from helpers import needs
+from helpers import needs, needs_helm
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
 VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
@@ -32,14 +31,7 @@ INSTALL = (
 )
 CHECKOV = os.environ.get("CAMSIGHT_CHECKOV") or shutil.which("checkov")
 
-if importlib.util.find_spec("helm_sdkpy") is None:
-    needs(
-        "helm-sdkpy (the Helm v4 engine)",
-        False,
-        "pip install --ignore-requires-python helm-sdkpy==0.1.32",
-        "CAMSIGHT_REQUIRE_CHART",
-        module=True,
-    )
+needs_helm()
 needs(
     "checkov 3.2.533",
     bool(CHECKOV and Path(CHECKOV).exists()),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from camsight.behavior.partition import owner
 from camsight.query.client import Client, ClientError
 from camsight.v1 import event_service_pb2
 from helm_render import Rendered, render
-from helpers import needs, sample_video, wait_for
+from helpers import needs, needs_helm, sample_video, wait_for
 from reliability.processes import ServiceProcess, free_port
 from rendered_install import NatsNode, Workload, nats_nodes, topology, workload
 
@@ -42,14 +41,7 @@ JETSTREAM_REFUSALS = (
     "insufficient memory",
 )
 
-if importlib.util.find_spec("helm_sdkpy") is None:
-    needs(
-        "helm-sdkpy (the Helm v4 engine)",
-        False,
-        "pip install --ignore-requires-python helm-sdkpy==0.1.32",
-        "CAMSIGHT_REQUIRE_CHART",
-        module=True,
-    )
+needs_helm()
 
 
 def camera_of_replica_zero(replicas: int) -> str:
