@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from camsight.cameras import CameraConfig
-from camsight.config import ConfigError, load_settings, service_section
-from camsight.query.settings import QuerySettings
+from camsight.config import ConfigError, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -183,15 +182,3 @@ def test_a_secrets_dir_that_is_not_a_folder_is_one_line(tmp_path: Path, folder: 
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"camsight: CAMSIGHT_SECRETS_DIR: {tmp_path / folder} is not a folder"
-
-
-def test_a_token_with_an_unknown_scope_is_one_line_naming_the_field(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text(
-        "services:\n  query:\n    tokens:\n"
-        "      - {name: ops, token: 0123456789abcdef0123, scope: superuser}\n"
-    )
-    with pytest.raises(ConfigError) as err:
-        service_section(load_settings(tmp_path / "c.yaml"), "query", QuerySettings)
-    message = str(err.value)
-    assert "services.query.tokens.0.scope" in message and "'read' or 'admin'" in message
-    assert "\n" not in message and "0123456789abcdef0123" not in message
