@@ -272,14 +272,27 @@ def workload(
     return Workload(component, list(container["args"]), config, env)
 
 
-def topology(job: Workload, root: Path) -> subprocess.CompletedProcess[str]:
-    """The topology Job's container: its args with the config file written under ``root``."""
+def topology_args(job: Workload, root: Path) -> list[str]:
+    """The topology Job's container command, its config file written under ``root``."""
     config = root / "topology.yaml"
     config.write_text(yaml.safe_dump(job.config))
     args = [str(config) if a == "/etc/camsight/config.yaml" else a for a in job.args]
     assert args[0] == "topology" and str(config) in args
+    return [sys.executable, "-m", "camsight", *args]
+
+
+def start_topology(job: Workload, root: Path, out: Path) -> subprocess.Popen[bytes]:
+    """The topology Job's container started, its output going to ``out``."""
+    with out.open("wb") as sink:
+        return subprocess.Popen(
+            topology_args(job, root), stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **job.env}
+        )
+
+
+def topology(job: Workload, root: Path) -> subprocess.CompletedProcess[str]:
+    """The topology Job's container, run to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "camsight", *args],
+        topology_args(job, root),
         capture_output=True,
         text=True,
         timeout=180,

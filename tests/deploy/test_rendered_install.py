@@ -25,7 +25,7 @@ from camsight.v1 import event_service_pb2
 from helm_render import Rendered, render
 from helpers import needs, needs_helm, sample_video, wait_for
 from reliability.processes import ServiceProcess, free_port
-from rendered_install import NatsNode, Workload, nats_nodes, topology, workload
+from rendered_install import NatsNode, Workload, nats_nodes, start_topology, topology, workload
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +155,34 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         assert signal.returncode == 0, signal.stderr
         await wait_for(lambda: "lame duck mode" in nodes[0].log.read_text(), 10, "node 0 in lame duck mode")
         await wait_for(lambda: all(n.ready() for n in nodes[1:]), 30, "the other nodes still ready")
+
+
+async def test_the_topology_job_waits_while_the_cluster_cannot_place_streams(tmp_path: Path) -> None:
+    """With two of three nodes down, JetStream cannot answer stream requests, as while a fresh
+    cluster settles (CI met 10005 "no suitable peers for placement" after every node was
+    ready): the Job retries, and declares the topology once the nodes are back."""
+    r = await asyncio.to_thread(render, CHART, CI_VALUES["minimal-values"])
+    with nats_cluster(r, tmp_path / "nats") as nodes:
+        await all_ready(nodes)
+        for node in nodes[1:]:
+            node.stop()
+        job = workload(r, "Job", "topology", nodes[:1], tmp_path)
+        out = tmp_path / "topology.log"
+        proc = start_topology(job, tmp_path, out)
+        try:
+            await wait_for(
+                lambda: "JetStream not ready" in out.read_text() or proc.poll() is not None, 120, "a retry"
+            )
+            assert proc.poll() is None, out.read_text()[-3000:]
+            for node in nodes[1:]:
+                node.start()
+            code = await asyncio.to_thread(proc.wait, 180)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log = out.read_text()
+        assert code == 0, log[-3000:]
+        assert "JetStream not ready" in log and "topology declared: FRAMES" in log
 
 
 def certificates(root: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from camsight.bus import subjects, tls
-from camsight.bus.topology import check_topology, ensure_topology
+from camsight.bus.topology import ClusterFormingError, check_topology, ensure_topology
 from camsight.config import ConfigError, NatsSettings, StreamSettings
 from camsight.retry import Backoff, retry_async
 from camsight.v1 import event_pb2
@@ -50,9 +50,30 @@ class Bus:
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
 
-    async def ensure_topology(self) -> None:
-        """Declare streams, buckets and object stores (idempotent)."""
-        await ensure_topology(self.js, self.streams)
+    async def ensure_topology(
+        self,
+        *,
+        attempts: int | None = 30,
+        retry_on: tuple[type[BaseException], ...] = (ClusterFormingError,),
+    ) -> None:
+        """Declare streams, buckets and object stores (idempotent).
+
+        Retried with back-off (about a minute in all by default) while a JetStream
+        cluster is still forming, so a topology step started with the NATS nodes waits
+        for them; ``retry_on`` adds errors to wait out (the topology Job adds timeouts:
+        a cluster without a meta leader does not answer).
+        """
+
+        def waiting(error: BaseException, wait: float) -> None:
+            log.info("JetStream not ready (%s): retrying in %.1fs", error or type(error).__name__, wait)
+
+        await retry_async(
+            lambda: ensure_topology(self.js, self.streams),
+            on=retry_on,
+            backoff=Backoff(0.5, 4.0),
+            attempts=attempts,
+            on_retry=waiting,
+        )
 
     async def check_topology(self) -> None:
         """Raise :class:`camsight.bus.topology.TopologyMissingError` unless everything is declared.

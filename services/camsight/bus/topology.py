@@ -21,7 +21,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from camsight.bus import subjects
 from camsight.config import StreamSettings
@@ -36,6 +36,19 @@ BUCKETS = (
     (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
 )
 OBJECT_STORES = (subjects.SNAPSHOTS_STORE, subjects.FACES_STORE)
+
+# JetStream answers while a cluster is still forming (nodes joining, no meta leader
+# yet): worth retrying, unlike a refusal of the request itself.
+CLUSTER_FORMING_CODES = frozenset({10005, 10008})  # no suitable peers; JetStream unavailable
+
+
+class ClusterFormingError(Exception):
+    """JetStream cannot place or create a stream yet: the cluster is still forming."""
+
+
+def cluster_forming(exc: APIError) -> bool:
+    """True for the answers of a JetStream cluster that has not formed yet (503s too)."""
+    return exc.code == 503 or exc.err_code in CLUSTER_FORMING_CODES
 
 
 class TopologyMissingError(Exception):
@@ -113,7 +126,20 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 async def ensure_topology(js: JetStreamContext, cfg: StreamSettings) -> None:
-    """Create or update every stream, bucket and object store camsight uses."""
+    """Create or update every stream, bucket and object store camsight uses.
+
+    Raises :class:`ClusterFormingError` while a JetStream cluster cannot place
+    streams yet (a topology Job that starts with the NATS pods): the caller retries.
+    """
+    try:
+        await _declare(js, cfg)
+    except APIError as exc:
+        if cluster_forming(exc):
+            raise ClusterFormingError(exc.description or str(exc)) from exc
+        raise
+
+
+async def _declare(js: JetStreamContext, cfg: StreamSettings) -> None:
     for config in stream_configs(cfg):
         await ensure_stream(js, config)
     for bucket, history, description in BUCKETS:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from camsight.bus import connect_with_retry
-from camsight.bus.topology import topology_streams
+from camsight.bus.topology import ClusterFormingError, topology_streams
 from camsight.cli import app
 from camsight.cli.common import ConfigOption, fail, settings_or_exit
 from camsight.config import Settings
@@ -23,8 +23,11 @@ from camsight.runtime import setup_logging
 
 
 async def declare(settings: Settings, timeout: float) -> None:
-    """Connect (retrying while NATS is unreachable, up to ``timeout``) and declare the topology."""
+    """Connect and declare the topology, retrying for up to ``timeout`` seconds in all while
+    NATS is unreachable or its JetStream cluster cannot answer or place streams yet (a Job
+    started with the NATS pods)."""
     servers = ", ".join(settings.nats.servers)
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
         bus = await asyncio.wait_for(
             connect_with_retry(settings.nats, settings.streams, name="camsight-topology"), timeout
@@ -32,11 +35,17 @@ async def declare(settings: Settings, timeout: float) -> None:
     except TimeoutError:
         fail(f"NATS at {servers} was unreachable for {timeout:.0f}s")
     try:
-        await bus.ensure_topology()
+        left = max(1.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.wait_for(
+            bus.ensure_topology(attempts=None, retry_on=(ClusterFormingError, TimeoutError)), left
+        )
+    except ClusterFormingError as exc:
+        fail(f"the JetStream cluster at {servers} did not form in {timeout:.0f}s: {exc}")
     except TimeoutError:
         fail(
-            "NATS did not answer a JetStream request: is this user allowed to create and update "
-            "camsight's streams? (the server log names a permissions violation)"
+            f"NATS did not answer JetStream requests for {timeout:.0f}s: is JetStream enabled with a "
+            "meta leader, and is this user allowed to create and update camsight's streams? (the "
+            "server log names a permissions violation)"
         )
     finally:
         await bus.close()
