@@ -41,6 +41,15 @@ class MotionConfig(AnalyzerConfig):
         le=1,
         description="smallest moving region reported, as a fraction of the image area (0 to 1)",
     )
+    merge_gap: float = Field(
+        default=0.03,
+        ge=0,
+        le=0.5,
+        description=(
+            "moving regions closer than this, as a fraction of the image width, are joined into one "
+            "(a person swaying in place shows as slivers on both sides of the body); 0 joins nothing"
+        ),
+    )
     warmup: int = Field(
         default=2,
         ge=1,
@@ -86,6 +95,10 @@ class Motion(FrameAnalyzer):
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         mask = cv2.dilate(mask, self._kernel, iterations=2)
         height, width = mask.shape[:2]
+        if cfg.merge_gap > 0:
+            gap = round(cfg.merge_gap * width) | 1  # odd, in pixels of the shrunk image
+            closing = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap))
+            mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, closing)
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         found = []
         for contour in contours:

@@ -69,6 +69,26 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+def inside_share(inner: Sequence[float], outer: Sequence[float]) -> float:
+    """The share of box ``inner``'s area that lies inside box ``outer`` (0 to 1)."""
+    w = min(inner[2], outer[2]) - max(inner[0], outer[0])
+    h = min(inner[3], outer[3]) - max(inner[1], outer[1])
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    if w <= 0 or h <= 0 or area <= 0:
+        return 0.0
+    return w * h / area
+
+
+def hull(boxes: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    """The smallest box holding every box of ``boxes`` (not empty)."""
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
 def side_of_segment(p: XY, a: XY, b: XY, margin: float = 0.0) -> int | None:
     """+1 right of a->b (as drawn on screen, y down), -1 left, None when undecided.
 

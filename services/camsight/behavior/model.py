@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from camsight.behavior.geometry import XY, anchor_point
+from camsight.behavior.geometry import XY, anchor_point, hull
 from camsight.cameras import Anchor
 from camsight.v1 import analysis_pb2, frame_pb2
 
@@ -97,6 +98,13 @@ class Evidence:
         return self.detection.score
 
 
+def _median_centre(sightings: list[Sighting]) -> tuple[float, float]:
+    return (
+        statistics.median((s.box[0] + s.box[2]) / 2 for s in sightings),
+        statistics.median((s.box[1] + s.box[3]) / 2 for s in sightings),
+    )
+
+
 @dataclass(slots=True)
 class Track:
     """A confirmed track: ``number`` (Event.track_id) within its analyzer, and its recent sightings.
@@ -118,6 +126,8 @@ class Track:
     new: list[Sighting] = field(default_factory=list)
     parked_until: float | None = None
     """Unseen past the lost-track budget: kept at its last box until it reappears or this media time."""
+    standing: Box | None = None
+    """Parked stationary: where it stood (:meth:`standing_place`)."""
     estimate: Box | None = None
     """Where the tracker places the object in the newest frame: the sighting's box when seen, the
     motion model's prediction while coasting, the last box when parked stationary, None when parked
@@ -134,24 +144,69 @@ class Track:
         self.new.append(sighting)
         self.memo.clear()
 
-    def stationary(self, speed: float, window_s: float) -> bool:
-        """The box centre moved less than ``speed`` box diagonals per second over the last
-        ``window_s`` of sightings (at least the last two)."""
+    def window(self, window_s: float) -> list[Sighting]:
+        """The sightings of the last ``window_s`` media seconds before the last one (at least two,
+        when there are two)."""
         recent = list(self.recent)
-        if len(recent) < 2:
+        start = max(0, len(recent) - 2)
+        while start > 0 and recent[-1].frame.t - recent[start - 1].frame.t <= window_s:
+            start -= 1
+        return recent[start:]
+
+    def stationary(self, speed: float, window_s: float) -> bool:
+        """:meth:`moved_slowly` over the last ``window_s`` of sightings, or over twice that (a
+        few partial boxes in the short window can look like a step)."""
+        return self.moved_slowly(speed, window_s) or self.moved_slowly(speed, 2 * window_s)
+
+    def moved_slowly(self, speed: float, window_s: float) -> bool:
+        """The object moved less than ``speed`` of its size per second over the last ``window_s``
+        of sightings.
+
+        Robust to partial detections (a background subtractor reports slivers of a
+        person who sways in place, on either side of the body): the movement is that of
+        the median centre of the window's later half against its earlier half, and the
+        size is :attr:`size`, not the last sliver's.
+        """
+        window = self.window(window_s)
+        if len(window) < 2:
             return False
-        last, earliest = recent[-1], recent[-2]
-        for s in reversed(recent[:-2]):
-            if last.frame.t - s.frame.t > window_s:
-                break
-            earliest = s
-        elapsed = last.frame.t - earliest.frame.t
+        half = len(window) // 2
+        early, late = window[:half], window[half:]
+        elapsed = statistics.median(s.frame.t for s in late) - statistics.median(s.frame.t for s in early)
         if elapsed <= 0:
             return False
-        (ax1, ay1, ax2, ay2), (bx1, by1, bx2, by2) = earliest.box, last.box
-        moved = math.hypot((bx1 + bx2 - ax1 - ax2) / 2, (by1 + by2 - ay1 - ay2) / 2)
-        diagonal = max(math.hypot(bx2 - bx1, by2 - by1), 1e-6)
-        return moved / diagonal / elapsed < speed
+        (ax, ay), (bx, by) = _median_centre(early), _median_centre(late)
+        moved = math.hypot(bx - ax, by - ay)
+        return moved / self.size / elapsed < speed
+
+    @property
+    def size(self) -> float:
+        """The object's size: the median box diagonal of its recent sightings (up to 64), so that
+        partial boxes late in a track do not make it small."""
+        return max(
+            statistics.median(math.hypot(b[2] - b[0], b[3] - b[1]) for b in (s.box for s in self.recent)),
+            1e-6,
+        )
+
+    def standing_place(self, window_s: float) -> Box:
+        """Where a stationary object stands: the hull of its recent sightings (up to the last
+        64) whose centres lie within half its size of the median centre of the last
+        ``window_s``.
+
+        A parked stationary track is continued by a detection inside it: what a motion
+        detector still sees of a person standing there, a sliver on one side of the body
+        or the other, is a part of that place. Sightings farther away (the walk in) are
+        not.
+        """
+        cx, cy = _median_centre(self.window(window_s))
+        recent = list(self.recent)
+        reach = self.size / 2
+        near = [
+            s.box
+            for s in recent
+            if math.hypot((s.box[0] + s.box[2]) / 2 - cx, (s.box[1] + s.box[3]) / 2 - cy) <= reach
+        ]
+        return hull(near or [self.box])
 
     @property
     def box(self) -> Box:

@@ -41,11 +41,25 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from camsight.behavior.geometry import iou
+from camsight.behavior.geometry import inside_share, iou
 from camsight.behavior.kalman import DecoupledXYXYEstimator
 from camsight.behavior.model import Frame, Sighting, Track, is_scene_label
 from camsight.behavior.settings import BehaviorSettings
 from camsight.v1 import analysis_pb2
+
+INSIDE_STANDING = 0.5
+"""A detection with at least this share of its box inside a parked stationary track's
+standing place continues that track (a sliver of a person swaying in place)."""
+
+
+BORDER = 0.01
+"""A box this close to an edge of the picture (normalised) is leaving or entering it."""
+
+
+def at_border(box: tuple[float, float, float, float]) -> bool:
+    """The box touches an edge of the picture: its object may be walking out."""
+    x1, y1, x2, y2 = box
+    return x1 <= BORDER or y1 <= BORDER or x2 >= 1 - BORDER or y2 >= 1 - BORDER
 
 
 @dataclass
@@ -180,7 +194,7 @@ class StreamTracker:
             if track is None:
                 candidate = lt.candidates.setdefault(tid, _Candidate())
                 candidate.sightings.append(sighting)
-                if not self._confirmed(candidate):
+                if not self._confirmed(candidate) or self._part_of_standing(lt, sighting):
                     continue
                 del lt.candidates[tid]
                 track = self._confirm(lt, tid, label, candidate)
@@ -201,6 +215,8 @@ class StreamTracker:
         best, best_iou = None, self.settings.park_iou
         for track in [*lt.parked, *(lt.tracks[k] for k in coasting.values())]:
             overlap = iou(track.box, sighting.box)
+            if track.standing is not None and inside_share(sighting.box, track.standing) >= INSIDE_STANDING:
+                overlap = max(overlap, 1.0 - 1e-9)  # part of where it stood: the same object
             if overlap >= best_iou:
                 best, best_iou = track, overlap
         if best is None:
@@ -213,11 +229,23 @@ class StreamTracker:
             lt.parked.remove(best)
         lt.tracks[tid] = best
         best.parked_until = None
+        best.standing = None
         candidate = lt.candidates.pop(tid, None)
         for earlier in candidate.sightings if candidate else ():
             best.see(earlier)
         best.see(sighting)
         return best
+
+    def _part_of_standing(self, lt: _LabelTracker, sighting: Sighting) -> bool:
+        """The sighting lies within where a confirmed track stands still: a second blob of the
+        same object (a motion detector's slivers of a person swaying in place), not a new one.
+        It is confirmed once it leaves that place, with its earlier sightings."""
+        s = self.settings
+        return any(
+            inside_share(sighting.box, track.standing_place(s.stationary_window_s)) >= INSIDE_STANDING
+            for track in lt.tracks.values()
+            if not at_border(track.box) and track.stationary(s.stationary_speed, s.stationary_window_s)
+        )
 
     def _confirmed(self, candidate: _Candidate) -> bool:
         s, sightings = self.settings, candidate.sightings
@@ -255,9 +283,12 @@ class StreamTracker:
                 continue
             del lt.tracks[tid]
             lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
-            stationary = track.stationary(s.stationary_speed, s.stationary_window_s)
+            stationary = not at_border(track.box) and track.stationary(
+                s.stationary_speed, s.stationary_window_s
+            )
             track.parked_until = track.last.t + (s.stationary_lost_s if stationary else 2 * s.max_lost_s)
             track.estimate = track.box if stationary else None
+            track.standing = track.standing_place(s.stationary_window_s) if stationary else None
             lt.parked.append(track)
         for track in list(lt.parked):
             if track.parked_until is not None and frame.t > track.parked_until:
@@ -266,7 +297,8 @@ class StreamTracker:
         return lost
 
     def _place(self, lt: _LabelTracker, frame: Frame) -> list[Track]:
-        """Place coasting tracks at their motion model's prediction; one predicted out of the picture is lost.
+        """Place coasting tracks at their motion model's prediction (a stationary one at its last
+        box); a moving one predicted out of the picture is lost.
 
         An object that walks out of the picture is gone: coasting and parking
         it at the border for seconds would only keep it present for zones and
@@ -279,8 +311,16 @@ class StreamTracker:
             if track.last.t >= frame.t or tracklet is None:
                 continue
             x1, y1, x2, y2 = (float(v) for v in tracklet.get_state_bbox()[:4])
+            out = not (0.0 <= (x1 + x2) / 2 <= 1.0 and 0.0 <= (y1 + y2) / 2 <= 1.0)
+            if not at_border(track.box) and track.stationary(
+                self.settings.stationary_speed, self.settings.stationary_window_s
+            ):
+                # Standing inside the picture: the motion model only extrapolates the jitter
+                # of partial boxes (a sliver at the feet, then one at the head).
+                track.estimate = track.box
+                continue
             track.estimate = (x1, y1, x2, y2)
-            if not (0.0 <= (x1 + x2) / 2 <= 1.0 and 0.0 <= (y1 + y2) / 2 <= 1.0):
+            if out:
                 del lt.tracks[tid]
                 lt.bytetrack.tracks = [t for t in lt.bytetrack.tracks if t.tracker_id != tid]
                 lost.append(track)
