@@ -12,6 +12,7 @@ so a rendered value can never be replaced silently by the test's own.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import subprocess
@@ -131,6 +132,18 @@ class NatsNode:
             return f"{exc.code} {exc.read(300)!r}"
         except (urllib.error.URLError, OSError) as exc:
             return str(exc)
+
+    def byte_limits(self) -> dict[str, tuple[str, int]]:
+        """Stream -> (storage, max_bytes) of every stream this node holds a copy of, as the
+        server has it (the monitoring endpoint's /jsz)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/jsz?accounts=true&streams=true&config=true"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            jsz = json.load(resp)
+        return {
+            stream["name"]: (stream["config"]["storage"], int(stream["config"].get("max_bytes", -1)))
+            for account in jsz.get("account_details", [])
+            for stream in account.get("stream_detail", [])
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -725,24 +725,48 @@ def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> N
 
 
 def test_jetstream_is_sized_from_camsights_own_stream_settings() -> None:
-    """The byte limits the chart sizes JetStream against are camsight's: config.streams in
-    values.yaml equals camsight.config's defaults, the DEADLETTER reservation in _nats.tpl
-    equals camsight.bus.topology's, and the payload limit fits the frames."""
-    from camsight.bus import subjects
-    from camsight.bus.topology import stream_configs
+    """The reservations the chart sizes JetStream against are the topology's own:
+    files/jetstream-reservations.json is what camsight.bus.sizing derives from it
+    (regenerate with `python -m camsight.bus.sizing
+    helm/camsight/files/jetstream-reservations.json`), every setting it names is in
+    values.yaml's config.streams with camsight.config's default, and the payload limit
+    fits the frames."""
+    from camsight.bus.sizing import reservations_document
     from camsight.config import StreamSettings
     from camsight.natsserver import DEFAULT_MAX_PAYLOAD
 
+    document = (CHART / "files" / "jetstream-reservations.json").read_text()
+    assert document == reservations_document()
+    reservations = json.loads(document)
+    assert reservations["memory"]["settings"] == {"frames_max_bytes": "FRAMES"}
+    assert reservations["file"]["settings"] == {"snapshots_max_bytes": "OBJ_snapshots"}
+    assert reservations["file"]["fixed"] == {"DEADLETTER": 256 * 1024**2}
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     defaults = StreamSettings()
     for key, value in values["config"]["streams"].items():
         if key != "events_replicas":  # the chart's choice: three copies on three nodes
             assert value == getattr(defaults, key), key
-    (deadletter,) = [c for c in stream_configs(defaults) if c.name == subjects.DEADLETTER_STREAM]
-    helpers = (CHART / "templates" / "_nats.tpl").read_text()
-    reserved = re.search(r'define "camsight.nats.deadletterBytes" -}}(\d+)\{\{', helpers)
-    assert reserved is not None and int(reserved[1]) == deadletter.max_bytes
+    for part in reservations.values():
+        assert set(part["settings"]) <= set(values["config"]["streams"])
     assert values["nats"]["maxPayload"] == DEFAULT_MAX_PAYLOAD
+
+
+def test_a_new_byte_limit_in_the_topology_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket given a byte limit, fixed or from a setting, lands in the reservations
+    without a hand list: what a KV bucket for behavior state would do."""
+    from camsight.bus import sizing
+    from nats.js.api import KeyValueConfig, StorageType
+
+    def with_state_bucket(cfg: Any) -> list[KeyValueConfig]:
+        return [
+            KeyValueConfig(bucket="state", storage=StorageType.FILE, max_bytes=64 * 1024**2),
+            KeyValueConfig(bucket="memo", storage=StorageType.MEMORY, max_bytes=cfg.frames_per_camera),
+        ]
+
+    monkeypatch.setattr(sizing, "kv_configs", with_state_bucket)
+    document = json.loads(sizing.reservations_document())
+    assert document["file"]["fixed"] == {"DEADLETTER": 256 * 1024**2, "KV_state": 64 * 1024**2}
+    assert document["memory"]["settings"] == {"frames_max_bytes": "FRAMES", "frames_per_camera": "KV_memo"}
 
 
 def test_the_nats_statefulset_is_hardened(rendered: Rendered) -> None:
@@ -817,16 +841,17 @@ OLD_SIZES = {"nats": {"jetstream": {"fileStore": {"maxSize": "10Gi", "pvc": {"si
         (
             {"nats": {"jetstream": {"memoryStore": {"maxSize": "0"}}}},
             r"nats\.jetstream\.memoryStore\.maxSize \(0 MiB\) is smaller than "
-            r"config\.streams\.frames_max_bytes \(512 MiB\).*10028",
+            r"config\.streams\.frames_max_bytes \(512 MiB: FRAMES\).*10028",
         ),
         (
             OLD_SIZES,
             r"nats\.jetstream\.fileStore\.maxSize \(10240 MiB\) must hold "
-            r"config\.streams\.snapshots_max_bytes \(10240 MiB\).*10047",
+            r"config\.streams\.snapshots_max_bytes \(10240 MiB: OBJ_snapshots\) \+ DEADLETTER \(256 MiB\) "
+            r"\+ nats\.jetstream\.fileStore\.minUnreserved \(4096 MiB\) = 14592 MiB.*10047",
         ),
         (
             {"config": {"streams": {"snapshots_max_bytes": 20 * 1024**3}}},
-            r"nats\.jetstream\.fileStore\.maxSize .* config\.streams\.snapshots_max_bytes \(20480 MiB\)",
+            r"nats\.jetstream\.fileStore\.maxSize .* config\.streams\.snapshots_max_bytes \(20480 MiB",
         ),
         (
             {"nats": {"jetstream": {"fileStore": {"pvc": {"size": "8Gi"}}}}},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -40,6 +41,12 @@ JETSTREAM_REFUSALS = (
     "insufficient storage",
     "insufficient memory",
 )
+
+RESERVED = {
+    (storage, stream)
+    for storage, part in json.loads((CHART / "files" / "jetstream-reservations.json").read_text()).items()
+    for stream in [*part["settings"].values(), *part["fixed"]]
+}
 
 needs_helm()
 
@@ -113,6 +120,9 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         assert declared.returncode == 0, output[-3000:]
         assert "topology declared: FRAMES" in declared.stdout
         assert not [e for e in JETSTREAM_REFUSALS if e in output.lower()], output[-3000:]
+        # What the servers reserve is what the chart sized the stores against.
+        limits = {k: v for n in nodes for k, v in n.byte_limits().items()}
+        assert {(storage, s) for s, (storage, size) in limits.items() if size > 0} == RESERVED
         processes = [
             start(workload(r, kind, name, nodes, tmp_path), tmp_path)
             for kind, name in (
