@@ -376,6 +376,8 @@ def test_external_nats() -> None:
         ({"config": {"cameras": []}}, "at '/config': 'not' failed"),
         ({"services": {"detector": {"replicas": -1}}}, "at '/services/detector/replicas'"),
         ({"services": {"detecter": {}}}, "'detecter' not allowed"),
+        ({"models": {"accessModes": ["ReadOnly"]}}, "at '/models/accessModes/0'"),
+        ({"models": {"accessModes": []}}, "at '/models/accessModes'"),
         # No secret-looking key in a service's config section, however deep (it lands in
         # the ConfigMap): tokens go to apiTokens, credentials to Secrets.
         ({"services": {"query": {"config": {"tokens": []}}}}, "invalid propertyName 'tokens'"),
@@ -392,6 +394,16 @@ def test_external_nats() -> None:
 def test_bad_values_fail_the_install(values: dict[str, Any], error: str) -> None:
     with pytest.raises(InstallError, match=error):
         render(CHART, MINIMAL | values)
+
+
+def test_models_volume_access_mode_is_configurable() -> None:
+    """ReadOnlyMany by default; ReadWriteOnce where the storage class has nothing else."""
+    claim = render(CHART, MINIMAL | {"models": {"enabled": True}}).one("PersistentVolumeClaim", "-models")
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
+    values = MINIMAL | {"models": {"enabled": True, "accessModes": ["ReadWriteOnce"]}}
+    claim = render(CHART, values).one("PersistentVolumeClaim", "-models")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    kubernetes_validate.validate(claim, KUBE_VERSION, strict=True)
 
 
 def test_the_query_api_never_runs_open_by_accident() -> None:
@@ -890,17 +902,32 @@ def test_network_policy_options() -> None:
         "networkPolicy": {
             "clusterCidrs": ["10.96.0.0/12"],
             "queryFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
+            "dns": {"podSelector": {"matchLabels": {"k8s-app": "coredns"}}, "cidrs": ["169.254.20.10/32"]},
         },
         "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "192.168.10.0/24"]}},
     }
     r = render(CHART, values)
     policies = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("NetworkPolicy")}
-    (sources,) = [e for e in policies["cs-camsight-decoder"]["egress"] if "ipBlock" in json.dumps(e)]
+    (sources,) = [
+        e for e in policies["cs-camsight-decoder"]["egress"] if {"port": 554, "protocol": "TCP"} in e["ports"]
+    ]
     assert sources["to"] == [
         {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.96.0.0/12"]}},
         {"ipBlock": {"cidr": "192.168.10.0/24"}},
     ]
     (grpc_rule,) = [e for e in policies["cs-camsight-query"]["ingress"] if e["ports"][0]["port"] == "grpc"]
     assert grpc_rule["from"][-1] == {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
+    # DNS: the cluster DNS pods the selectors pick (not only kube-dns) and NodeLocal DNSCache.
+    for policy in policies.values():
+        if policy["policyTypes"] == ["Ingress"]:
+            continue  # the NATS policy: ingress only
+        (dns,) = [e for e in policy["egress"] if {"port": 53, "protocol": "UDP"} in e["ports"]]
+        assert dns["to"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "coredns"}},
+            },
+            {"ipBlock": {"cidr": "169.254.20.10/32"}},
+        ]
     for doc in r.of_kind("NetworkPolicy"):
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

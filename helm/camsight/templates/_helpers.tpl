@@ -357,6 +357,10 @@ spec:
         {{- toYaml $.Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
       podSelector:
         {{- toYaml $.Values.networkPolicy.dns.podSelector | nindent 8 }}
+    {{- range $.Values.networkPolicy.dns.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
   ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}
