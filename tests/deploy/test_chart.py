@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from camsight.config import load_settings, service_section
+from camsight.config import ConfigError, load_settings, service_section
 from camsight.controller.config import ControllerConfig
 from helm_render import Rendered, render
 from helpers import needs_helm
@@ -406,7 +406,7 @@ def test_models_volume_access_mode_is_configurable() -> None:
     kubernetes_validate.validate(claim, KUBE_VERSION, strict=True)
 
 
-def test_the_query_api_never_runs_open_by_accident() -> None:
+def test_the_query_api_never_runs_open_by_accident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No tokens: a render error naming the value, unless allowAnonymous says so on purpose."""
     with pytest.raises(InstallError, match=r"apiTokens\.tokens \(or apiTokens\.existingSecret\) is required"):
         render(CHART, {})
@@ -420,6 +420,25 @@ def test_the_query_api_never_runs_open_by_accident() -> None:
         if e["name"] == "CAMSIGHT_SERVICES__QUERY"
     ]
     assert ref == {"name": "query-tokens", "key": "CAMSIGHT_SERVICES__QUERY"}
+    # The Secret is the operator's: one holding no tokens stops query with one line
+    # (services.query.allow_anonymous: false in the ConfigMap) instead of opening the API.
+    from camsight.query.settings import QuerySettings
+
+    for r, tokens_env, anonymous in ((kept, '{"tokens": []}', False), (open_api, None, True)):
+        config = tmp_path / "config.yaml"
+        config.write_text(r.one("ConfigMap", "-config")["data"]["config.yaml"])
+        with monkeypatch.context() as m:
+            if tokens_env is not None:
+                m.setenv("CAMSIGHT_SERVICES__QUERY", tokens_env)
+            settings = load_settings(config)
+        assert settings.services["query"]["allow_anonymous"] is anonymous
+        if anonymous:
+            assert service_section(settings, "query", QuerySettings).tokens == []
+        else:
+            with pytest.raises(
+                ConfigError, match=r"^invalid configuration: services\.query: .*allow_anonymous"
+            ):
+                service_section(settings, "query", QuerySettings)
 
 
 def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -439,7 +458,8 @@ def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.Monkey
         "/etc/camsight/tls/tls.crt",
         "/etc/camsight/tls/tls.key",
     )
-    QuerySettings.model_validate(section)
+    # The tokens come from their Secret as environment (CAMSIGHT_SERVICES__QUERY).
+    QuerySettings.model_validate(section | {"tokens": MINIMAL["apiTokens"]["tokens"]})
     # The probes are HTTP: kubelet's gRPC probe cannot speak TLS.
     assert "grpc" not in pod["containers"][0]["readinessProbe"]
 

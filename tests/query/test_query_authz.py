@@ -146,3 +146,18 @@ def test_an_unknown_scope_in_config_is_one_line_naming_the_field() -> None:
     assert message.startswith("invalid configuration: services.query.tokens.0.scope: ")
     assert "'read' or 'admin'" in message
     assert ADMIN not in message
+
+
+def test_no_tokens_without_allow_anonymous_is_one_line() -> None:
+    """What the Helm chart sets (allow_anonymous: false): an empty token list stops the
+    service with one line instead of serving every caller; true, or tokens, start."""
+    settings = Settings(services={"query": {"allow_anonymous": False, "tokens": []}})
+    with pytest.raises(ConfigError) as err:
+        service_section(settings, "query", QuerySettings)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("invalid configuration: services.query: ")
+    assert "no tokens while allow_anonymous is false" in message
+    assert service_section(Settings(), "query", QuerySettings).allow_anonymous
+    tokens = {"allow_anonymous": False, "tokens": [{"token": READ}]}
+    assert service_section(Settings(services={"query": tokens}), "query", QuerySettings).tokens
