@@ -717,27 +717,45 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
     keeps its passwords (rendered here by an Install against a stand-in holding it)."""
     import base64
 
-    kept = {role: f"kept-{role}-password" for role in (*SERVICES, "topology", "events-reader")}
-    existing = {
-        "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": "cs-camsight-nats-users",
-                "namespace": "video",
-                # What Helm wrote at install: it adopts the Secret on this render.
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {"meta.helm.sh/release-name": "cs", "meta.helm.sh/release-namespace": "video"},
-            },
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
+    def upgrade(prefix: str) -> Rendered:
+        kept = {role: f"{prefix}-{role}-password" for role in (*SERVICES, "topology", "events-reader")}
+        existing = {
+            "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "cs-camsight-nats-users",
+                    "namespace": "video",
+                    # What Helm wrote at install: it adopts the Secret on this render.
+                    "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                    "annotations": {
+                        "meta.helm.sh/release-name": "cs",
+                        "meta.helm.sh/release-namespace": "video",
+                    },
+                },
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
+            }
         }
-    }
-    r = render(CHART, MINIMAL, existing=existing)
-    assert string_data(r, "cs-camsight-nats-users") == kept
-    conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
-    assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
-        f"camsight-{role}": password for role, password in kept.items()
-    }
+        r = render(CHART, MINIMAL, existing=existing)
+        assert string_data(r, "cs-camsight-nats-users") == kept
+        conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
+        assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
+            f"camsight-{role}": password for role, password in kept.items()
+        }
+        return r
+
+    def checksums(r: Rendered) -> dict[str, str]:
+        """The annotations that roll NATS and each workload when the passwords change."""
+        nats = r.one("StatefulSet", "cs-nats")["spec"]["template"]["metadata"]["annotations"]
+        found = {"nats": nats["checksum/auth"]}
+        for name, pod in pods(r).items():
+            found[name] = pod["metadata"]["annotations"]["checksum/nats-users"]
+        return found
+
+    kept = checksums(upgrade("kept"))
+    assert checksums(upgrade("kept")) == kept  # an upgrade that keeps them rolls nothing
+    rotated = checksums(upgrade("rotated"))
+    assert all(rotated[name] != kept[name] for name in kept), (kept, rotated)
 
 
 def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> None:

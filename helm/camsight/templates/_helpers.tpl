@@ -177,6 +177,8 @@ metadata:
   annotations:
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
     checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+    {{- /* New NATS passwords (a rotation) roll the pods that read them, as they roll NATS. */}}
+    checksum/nats-users: {{ include (print $root.Template.BasePath "/nats-users.yaml") $root | sha256sum }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
