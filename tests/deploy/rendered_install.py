@@ -96,6 +96,8 @@ class NatsNode:
     scheme: str = "nats"
     pre_stop: list[str] = field(default_factory=list)
     """The rendered preStop command, the pid file's path under ``root``."""
+    reloader: list[str] = field(default_factory=list)
+    """The rendered tls-reloader sidecar's command (with TLS), its paths under ``root``."""
 
     @property
     def url(self) -> str:
@@ -182,7 +184,8 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
     namespace = "video"
     replicas = int(sts["spec"]["replicas"])
     pod = sts["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    container = containers["nats"]
     command = container["command"]
     conf_path = command[command.index("--config") + 1]
     config_dir = mount_path(container, "config")
@@ -232,9 +235,34 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
             str(find_nats_server()) if a == "nats-server" else a.replace(f"{run_dir}/", f"{local[run_dir]}/")
             for a in container["lifecycle"]["preStop"]["exec"]["command"]
         ]
+        reloader = []
+        if "tls-reloader" in containers:
+            sidecar = containers["tls-reloader"]
+            assert {m["mountPath"] for m in sidecar["volumeMounts"]} <= set(local)
+            *shell, script = sidecar["command"]
+            (tls_dir,) = {posixpath.dirname(mount_path(sidecar, v)) for v in secret_volumes if v != "auth"}
+            script = rewrite(
+                script,
+                {
+                    f"{tls_dir}/": f"{node_root / tls_dir.strip('/')}/",
+                    f"{run_dir}/": f"{local[run_dir]}/",
+                    "nats-server --signal": f"{find_nats_server()} --signal",
+                },
+            )
+            reloader = [*shell, script]
         nodes.append(
             NatsNode(
-                f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], None, scheme, pre_stop
+                f"{name}-{i}",
+                node_root,
+                conf,
+                env,
+                client,
+                monitor,
+                probe["path"],
+                None,
+                scheme,
+                pre_stop,
+                reloader,
             )
         )
     return nodes

@@ -868,8 +868,19 @@ def test_nats_tls_for_clients_and_routes() -> None:
     r = render(CHART, values)
     conf = r.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
     assert 'cert_file: "/etc/nats-tls/client/tls.crt"' in conf and "verify: true" in conf
-    volumes = {v["name"]: v for v in r.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]["volumes"]}
+    pod = r.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls-client"]["secret"]["secretName"] == "nats-client"
+    # Renewed certificates are reloaded by a sidecar as restricted as NATS itself (the
+    # rendered-install test runs its command), signalling through the shared pid file.
+    nats, reloader = pod["containers"]
+    assert reloader["name"] == "tls-reloader" and pod["shareProcessNamespace"] is True
+    assert reloader["securityContext"] == nats["securityContext"] and reloader["resources"]["limits"]
+    assert {m["mountPath"] for m in reloader["volumeMounts"]} == {
+        "/var/run/nats",
+        "/etc/nats-tls/client",
+        "/etc/nats-tls/routes",
+    }
     assert volumes["tls-routes"]["secret"]["secretName"] == "cs-nats-routes-tls"
     (cert,) = r.of_kind("Certificate")
     assert cert["spec"]["secretName"] == "cs-nats-routes-tls" and "client auth" in cert["spec"]["usages"]

@@ -100,6 +100,15 @@ the values that do not fit.
 {{- end -}}
 {{- end }}
 
+{{- /* The mounts of the enabled TLS sides, /etc/nats-tls/<side>; call with .Values.nats. */ -}}
+{{- define "camsight.nats.tlsMounts" -}}
+{{- range $side := list "client" "routes" }}
+{{- if (index $.tls $side).enabled }}
+- {name: tls-{{ $side }}, mountPath: /etc/nats-tls/{{ $side }}, readOnly: true}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- /* Secret names of the NATS TLS certificates: given, or issued by cert-manager. */ -}}
 {{- define "camsight.nats.tlsSecret" -}}
 {{- $side := index .root.Values.nats.tls .side -}}
