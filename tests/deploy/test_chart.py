@@ -946,6 +946,41 @@ def test_nats_values_that_cannot_work_fail_the_render(values: dict[str, Any], er
         render(CHART, MINIMAL | values)
 
 
+def test_the_notes_warn_of_what_stays_open(default: Rendered) -> None:
+    """Where the defaults cannot close something (the cluster's own ranges are unknown to
+    the chart) or the values open it on purpose, the install's notes say so."""
+    assert "set networkPolicy.clusterCidrs" in default.notes
+    assert "allowAnonymous" not in default.notes
+    values = {"apiTokens": {"allowAnonymous": True}, "networkPolicy": {"clusterCidrs": ["10.0.0.0/8"]}}
+    r = render(CHART, values)
+    assert "clusterCidrs" not in r.notes
+    assert "WARNING: apiTokens.allowAnonymous: the query API serves every caller" in r.notes
+
+
+def test_config_and_secret_changes_roll_the_workloads(default: Rendered) -> None:
+    """checksum/config and checksum/secrets follow the ConfigMap and the Secrets."""
+
+    def annotations(r: Rendered) -> dict[str, dict[str, str]]:
+        return {name: pod["metadata"]["annotations"] for name, pod in pods(r).items()}
+
+    before = annotations(default)
+    changed = annotations(
+        render(
+            CHART,
+            MINIMAL
+            | {
+                "config": {"log": {"level": "DEBUG"}},
+                "apiTokens": {
+                    "tokens": [{"name": "admin", "token": "another-admin-token-0123", "scope": "admin"}]
+                },
+            },
+        )
+    )
+    for name in before:
+        for key in ("checksum/config", "checksum/secrets"):
+            assert changed[name][key] != before[name][key], (name, key)
+
+
 def test_network_policy_options() -> None:
     values = MINIMAL | {
         "networkPolicy": {
