@@ -981,6 +981,23 @@ def test_config_and_secret_changes_roll_the_workloads(default: Rendered) -> None
             assert changed[name][key] != before[name][key], (name, key)
 
 
+def test_what_upgrades_and_uninstalls_rely_on(gpu: Rendered) -> None:
+    """docs/deploy.md section 5: the CRD and the models claim are kept on uninstall, the
+    controller never overlaps itself, pods get their drain's grace, and a NATS node's lame
+    duck period fits in its own."""
+    for kind, name in (
+        ("CustomResourceDefinition", "cameras.camsight.io"),
+        ("PersistentVolumeClaim", "-models"),
+    ):
+        assert gpu.one(kind, name)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert gpu.one("Deployment", "-controller")["spec"]["strategy"] == {"type": "Recreate"}
+    assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in pods(gpu).values()} == {45}
+    nats = gpu.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]
+    conf = gpu.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
+    assert 'lame_duck_duration: "30s"' in conf and 'lame_duck_grace_period: "10s"' in conf
+    assert nats["terminationGracePeriodSeconds"] > 30 + 10
+
+
 def test_network_policy_options() -> None:
     values = MINIMAL | {
         "networkPolicy": {
