@@ -1001,11 +1001,11 @@ def test_what_upgrades_and_uninstalls_rely_on(gpu: Rendered) -> None:
 def test_network_policy_options() -> None:
     values = MINIMAL | {
         "networkPolicy": {
-            "clusterCidrs": ["10.96.0.0/12"],
+            "clusterCidrs": ["10.96.0.0/12", "fd00:10:96::/108"],
             "queryFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
             "dns": {"podSelector": {"matchLabels": {"k8s-app": "coredns"}}, "cidrs": ["169.254.20.10/32"]},
         },
-        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "192.168.10.0/24"]}},
+        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "::/0", "192.168.10.0/24"]}},
     }
     r = render(CHART, values)
     policies = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("NetworkPolicy")}
@@ -1013,7 +1013,9 @@ def test_network_policy_options() -> None:
         e for e in policies["cs-camsight-decoder"]["egress"] if {"port": 554, "protocol": "TCP"} in e["ports"]
     ]
     assert sources["to"] == [
+        # Dual stack: each family's cluster ranges in its own block's except.
         {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.96.0.0/12"]}},
+        {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128", "fd00:10:96::/108"]}},
         {"ipBlock": {"cidr": "192.168.10.0/24"}},
     ]
     (grpc_rule,) = [e for e in policies["cs-camsight-query"]["ingress"] if e["ports"][0]["port"] == "grpc"]
