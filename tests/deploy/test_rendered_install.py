@@ -34,8 +34,16 @@ pytestmark = pytest.mark.slow
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
 CI_VALUES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((CHART / "ci").glob("*-values.yaml"))}
-# Each a core-image service whose models ship with camsight (the detector's OpenCV analyzers).
-SERVICES = ("decoder", "detector", "behavior", "query")
+# Every service and its workload kind, but the controller (it needs an API server:
+# test_controller.py); the detector runs the OpenCV analyzers, face CenterFace and dlib,
+# each with the weights that ship with its package.
+SERVICES = {
+    "decoder": "Deployment",
+    "detector": "Deployment",
+    "face": "Deployment",
+    "behavior": "StatefulSet",
+    "query": "Deployment",
+}
 JETSTREAM_REFUSALS = (
     "10028",
     "10047",
@@ -126,13 +134,7 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         limits = {k: v for n in nodes for k, v in n.byte_limits().items()}
         assert {(storage, s) for s, (storage, size) in limits.items() if size > 0} == RESERVED
         processes = [
-            start(workload(r, kind, name, nodes, tmp_path), tmp_path)
-            for kind, name in (
-                ("Deployment", "decoder"),
-                ("Deployment", "detector"),
-                ("StatefulSet", "behavior"),
-                ("Deployment", "query"),
-            )
+            start(workload(r, kind, name, nodes, tmp_path), tmp_path) for name, kind in SERVICES.items()
         ]
         try:
             await wait_for(lambda: all(p.ready() for p in processes), 120, "every service ready")
