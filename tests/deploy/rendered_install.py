@@ -12,6 +12,7 @@ so a rendered value can never be replaced silently by the test's own.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import subprocess
@@ -95,6 +96,8 @@ class NatsNode:
     scheme: str = "nats"
     pre_stop: list[str] = field(default_factory=list)
     """The rendered preStop command, the pid file's path under ``root``."""
+    reloader: list[str] = field(default_factory=list)
+    """The rendered tls-reloader sidecar's command (with TLS), its paths under ``root``."""
 
     @property
     def url(self) -> str:
@@ -131,6 +134,18 @@ class NatsNode:
             return f"{exc.code} {exc.read(300)!r}"
         except (urllib.error.URLError, OSError) as exc:
             return str(exc)
+
+    def byte_limits(self) -> dict[str, tuple[str, int]]:
+        """Stream -> (storage, max_bytes) of every stream this node holds a copy of, as the
+        server has it (the monitoring endpoint's /jsz)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/jsz?accounts=true&streams=true&config=true"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            jsz = json.load(resp)
+        return {
+            stream["name"]: (stream["config"]["storage"], int(stream["config"].get("max_bytes", -1)))
+            for account in jsz.get("account_details", [])
+            for stream in account.get("stream_detail", [])
+        }
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -169,7 +184,8 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
     namespace = "video"
     replicas = int(sts["spec"]["replicas"])
     pod = sts["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    container = containers["nats"]
     command = container["command"]
     conf_path = command[command.index("--config") + 1]
     config_dir = mount_path(container, "config")
@@ -219,9 +235,34 @@ def nats_nodes(r: Rendered, root: Path, given: dict[str, dict[str, str]] | None 
             str(find_nats_server()) if a == "nats-server" else a.replace(f"{run_dir}/", f"{local[run_dir]}/")
             for a in container["lifecycle"]["preStop"]["exec"]["command"]
         ]
+        reloader = []
+        if "tls-reloader" in containers:
+            sidecar = containers["tls-reloader"]
+            assert {m["mountPath"] for m in sidecar["volumeMounts"]} <= set(local)
+            *shell, script = sidecar["command"]
+            (tls_dir,) = {posixpath.dirname(mount_path(sidecar, v)) for v in secret_volumes if v != "auth"}
+            script = rewrite(
+                script,
+                {
+                    f"{tls_dir}/": f"{node_root / tls_dir.strip('/')}/",
+                    f"{run_dir}/": f"{local[run_dir]}/",
+                    "nats-server --signal": f"{find_nats_server()} --signal",
+                },
+            )
+            reloader = [*shell, script]
         nodes.append(
             NatsNode(
-                f"{name}-{i}", node_root, conf, env, client, monitor, probe["path"], None, scheme, pre_stop
+                f"{name}-{i}",
+                node_root,
+                conf,
+                env,
+                client,
+                monitor,
+                probe["path"],
+                None,
+                scheme,
+                pre_stop,
+                reloader,
             )
         )
     return nodes

@@ -21,7 +21,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from camsight.config import load_settings, service_section
+from camsight.config import ConfigError, load_settings, service_section
 from camsight.controller.config import ControllerConfig
 from helm_render import Rendered, render
 from helpers import needs_helm
@@ -376,6 +376,8 @@ def test_external_nats() -> None:
         ({"config": {"cameras": []}}, "at '/config': 'not' failed"),
         ({"services": {"detector": {"replicas": -1}}}, "at '/services/detector/replicas'"),
         ({"services": {"detecter": {}}}, "'detecter' not allowed"),
+        ({"models": {"accessModes": ["ReadOnly"]}}, "at '/models/accessModes/0'"),
+        ({"models": {"accessModes": []}}, "at '/models/accessModes'"),
         # No secret-looking key in a service's config section, however deep (it lands in
         # the ConfigMap): tokens go to apiTokens, credentials to Secrets.
         ({"services": {"query": {"config": {"tokens": []}}}}, "invalid propertyName 'tokens'"),
@@ -394,7 +396,17 @@ def test_bad_values_fail_the_install(values: dict[str, Any], error: str) -> None
         render(CHART, MINIMAL | values)
 
 
-def test_the_query_api_never_runs_open_by_accident() -> None:
+def test_models_volume_access_mode_is_configurable() -> None:
+    """ReadOnlyMany by default; ReadWriteOnce where the storage class has nothing else."""
+    claim = render(CHART, MINIMAL | {"models": {"enabled": True}}).one("PersistentVolumeClaim", "-models")
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
+    values = MINIMAL | {"models": {"enabled": True, "accessModes": ["ReadWriteOnce"]}}
+    claim = render(CHART, values).one("PersistentVolumeClaim", "-models")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    kubernetes_validate.validate(claim, KUBE_VERSION, strict=True)
+
+
+def test_the_query_api_never_runs_open_by_accident(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No tokens: a render error naming the value, unless allowAnonymous says so on purpose."""
     with pytest.raises(InstallError, match=r"apiTokens\.tokens \(or apiTokens\.existingSecret\) is required"):
         render(CHART, {})
@@ -408,6 +420,25 @@ def test_the_query_api_never_runs_open_by_accident() -> None:
         if e["name"] == "CAMSIGHT_SERVICES__QUERY"
     ]
     assert ref == {"name": "query-tokens", "key": "CAMSIGHT_SERVICES__QUERY"}
+    # The Secret is the operator's: one holding no tokens stops query with one line
+    # (services.query.allow_anonymous: false in the ConfigMap) instead of opening the API.
+    from camsight.query.settings import QuerySettings
+
+    for r, tokens_env, anonymous in ((kept, '{"tokens": []}', False), (open_api, None, True)):
+        config = tmp_path / "config.yaml"
+        config.write_text(r.one("ConfigMap", "-config")["data"]["config.yaml"])
+        with monkeypatch.context() as m:
+            if tokens_env is not None:
+                m.setenv("CAMSIGHT_SERVICES__QUERY", tokens_env)
+            settings = load_settings(config)
+        assert settings.services["query"]["allow_anonymous"] is anonymous
+        if anonymous:
+            assert service_section(settings, "query", QuerySettings).tokens == []
+        else:
+            with pytest.raises(
+                ConfigError, match=r"^invalid configuration: services\.query: .*allow_anonymous"
+            ):
+                service_section(settings, "query", QuerySettings)
 
 
 def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -427,7 +458,8 @@ def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.Monkey
         "/etc/camsight/tls/tls.crt",
         "/etc/camsight/tls/tls.key",
     )
-    QuerySettings.model_validate(section)
+    # The tokens come from their Secret as environment (CAMSIGHT_SERVICES__QUERY).
+    QuerySettings.model_validate(section | {"tokens": MINIMAL["apiTokens"]["tokens"]})
     # The probes are HTTP: kubelet's gRPC probe cannot speak TLS.
     assert "grpc" not in pod["containers"][0]["readinessProbe"]
 
@@ -685,27 +717,45 @@ def test_nats_passwords_come_from_the_existing_secret() -> None:
     keeps its passwords (rendered here by an Install against a stand-in holding it)."""
     import base64
 
-    kept = {role: f"kept-{role}-password" for role in (*SERVICES, "topology", "events-reader")}
-    existing = {
-        "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": "cs-camsight-nats-users",
-                "namespace": "video",
-                # What Helm wrote at install: it adopts the Secret on this render.
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {"meta.helm.sh/release-name": "cs", "meta.helm.sh/release-namespace": "video"},
-            },
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
+    def upgrade(prefix: str) -> Rendered:
+        kept = {role: f"{prefix}-{role}-password" for role in (*SERVICES, "topology", "events-reader")}
+        existing = {
+            "/api/v1/namespaces/video/secrets/cs-camsight-nats-users": {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "cs-camsight-nats-users",
+                    "namespace": "video",
+                    # What Helm wrote at install: it adopts the Secret on this render.
+                    "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                    "annotations": {
+                        "meta.helm.sh/release-name": "cs",
+                        "meta.helm.sh/release-namespace": "video",
+                    },
+                },
+                "data": {k: base64.b64encode(v.encode()).decode() for k, v in kept.items()},
+            }
         }
-    }
-    r = render(CHART, MINIMAL, existing=existing)
-    assert string_data(r, "cs-camsight-nats-users") == kept
-    conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
-    assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
-        f"camsight-{role}": password for role, password in kept.items()
-    }
+        r = render(CHART, MINIMAL, existing=existing)
+        assert string_data(r, "cs-camsight-nats-users") == kept
+        conf = json.loads(string_data(r, "cs-camsight-nats-conf")["auth.conf"])
+        assert {u["user"]: u["password"] for u in conf["authorization"]["users"]} == {
+            f"camsight-{role}": password for role, password in kept.items()
+        }
+        return r
+
+    def checksums(r: Rendered) -> dict[str, str]:
+        """The annotations that roll NATS and each workload when the passwords change."""
+        nats = r.one("StatefulSet", "cs-nats")["spec"]["template"]["metadata"]["annotations"]
+        found = {"nats": nats["checksum/auth"]}
+        for name, pod in pods(r).items():
+            found[name] = pod["metadata"]["annotations"]["checksum/nats-users"]
+        return found
+
+    kept = checksums(upgrade("kept"))
+    assert checksums(upgrade("kept")) == kept  # an upgrade that keeps them rolls nothing
+    rotated = checksums(upgrade("rotated"))
+    assert all(rotated[name] != kept[name] for name in kept), (kept, rotated)
 
 
 def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> None:
@@ -725,24 +775,48 @@ def test_shared_nats_credentials_keep_the_single_user_layout(gpu: Rendered) -> N
 
 
 def test_jetstream_is_sized_from_camsights_own_stream_settings() -> None:
-    """The byte limits the chart sizes JetStream against are camsight's: config.streams in
-    values.yaml equals camsight.config's defaults, the DEADLETTER reservation in _nats.tpl
-    equals camsight.bus.topology's, and the payload limit fits the frames."""
-    from camsight.bus import subjects
-    from camsight.bus.topology import stream_configs
+    """The reservations the chart sizes JetStream against are the topology's own:
+    files/jetstream-reservations.json is what camsight.bus.sizing derives from it
+    (regenerate with `python -m camsight.bus.sizing
+    helm/camsight/files/jetstream-reservations.json`), every setting it names is in
+    values.yaml's config.streams with camsight.config's default, and the payload limit
+    fits the frames."""
+    from camsight.bus.sizing import reservations_document
     from camsight.config import StreamSettings
     from camsight.natsserver import DEFAULT_MAX_PAYLOAD
 
+    document = (CHART / "files" / "jetstream-reservations.json").read_text()
+    assert document == reservations_document()
+    reservations = json.loads(document)
+    assert reservations["memory"]["settings"] == {"frames_max_bytes": "FRAMES"}
+    assert reservations["file"]["settings"] == {"snapshots_max_bytes": "OBJ_snapshots"}
+    assert reservations["file"]["fixed"] == {"DEADLETTER": 256 * 1024**2}
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     defaults = StreamSettings()
     for key, value in values["config"]["streams"].items():
         if key != "events_replicas":  # the chart's choice: three copies on three nodes
             assert value == getattr(defaults, key), key
-    (deadletter,) = [c for c in stream_configs(defaults) if c.name == subjects.DEADLETTER_STREAM]
-    helpers = (CHART / "templates" / "_nats.tpl").read_text()
-    reserved = re.search(r'define "camsight.nats.deadletterBytes" -}}(\d+)\{\{', helpers)
-    assert reserved is not None and int(reserved[1]) == deadletter.max_bytes
+    for part in reservations.values():
+        assert set(part["settings"]) <= set(values["config"]["streams"])
     assert values["nats"]["maxPayload"] == DEFAULT_MAX_PAYLOAD
+
+
+def test_a_new_byte_limit_in_the_topology_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bucket given a byte limit, fixed or from a setting, lands in the reservations
+    without a hand list: what a KV bucket for behavior state would do."""
+    from camsight.bus import sizing
+    from nats.js.api import KeyValueConfig, StorageType
+
+    def with_state_bucket(cfg: Any) -> list[KeyValueConfig]:
+        return [
+            KeyValueConfig(bucket="state", storage=StorageType.FILE, max_bytes=64 * 1024**2),
+            KeyValueConfig(bucket="memo", storage=StorageType.MEMORY, max_bytes=cfg.frames_per_camera),
+        ]
+
+    monkeypatch.setattr(sizing, "kv_configs", with_state_bucket)
+    document = json.loads(sizing.reservations_document())
+    assert document["file"]["fixed"] == {"DEADLETTER": 256 * 1024**2, "KV_state": 64 * 1024**2}
+    assert document["memory"]["settings"] == {"frames_max_bytes": "FRAMES", "frames_per_camera": "KV_memo"}
 
 
 def test_the_nats_statefulset_is_hardened(rendered: Rendered) -> None:
@@ -794,8 +868,19 @@ def test_nats_tls_for_clients_and_routes() -> None:
     r = render(CHART, values)
     conf = r.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
     assert 'cert_file: "/etc/nats-tls/client/tls.crt"' in conf and "verify: true" in conf
-    volumes = {v["name"]: v for v in r.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]["volumes"]}
+    pod = r.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["tls-client"]["secret"]["secretName"] == "nats-client"
+    # Renewed certificates are reloaded by a sidecar as restricted as NATS itself (the
+    # rendered-install test runs its command), signalling through the shared pid file.
+    nats, reloader = pod["containers"]
+    assert reloader["name"] == "tls-reloader" and pod["shareProcessNamespace"] is True
+    assert reloader["securityContext"] == nats["securityContext"] and reloader["resources"]["limits"]
+    assert {m["mountPath"] for m in reloader["volumeMounts"]} == {
+        "/var/run/nats",
+        "/etc/nats-tls/client",
+        "/etc/nats-tls/routes",
+    }
     assert volumes["tls-routes"]["secret"]["secretName"] == "cs-nats-routes-tls"
     (cert,) = r.of_kind("Certificate")
     assert cert["spec"]["secretName"] == "cs-nats-routes-tls" and "client auth" in cert["spec"]["usages"]
@@ -817,16 +902,17 @@ OLD_SIZES = {"nats": {"jetstream": {"fileStore": {"maxSize": "10Gi", "pvc": {"si
         (
             {"nats": {"jetstream": {"memoryStore": {"maxSize": "0"}}}},
             r"nats\.jetstream\.memoryStore\.maxSize \(0 MiB\) is smaller than "
-            r"config\.streams\.frames_max_bytes \(512 MiB\).*10028",
+            r"config\.streams\.frames_max_bytes \(512 MiB: FRAMES\).*10028",
         ),
         (
             OLD_SIZES,
             r"nats\.jetstream\.fileStore\.maxSize \(10240 MiB\) must hold "
-            r"config\.streams\.snapshots_max_bytes \(10240 MiB\).*10047",
+            r"config\.streams\.snapshots_max_bytes \(10240 MiB: OBJ_snapshots\) \+ DEADLETTER \(256 MiB\) "
+            r"\+ nats\.jetstream\.fileStore\.minUnreserved \(4096 MiB\) = 14592 MiB.*10047",
         ),
         (
             {"config": {"streams": {"snapshots_max_bytes": 20 * 1024**3}}},
-            r"nats\.jetstream\.fileStore\.maxSize .* config\.streams\.snapshots_max_bytes \(20480 MiB\)",
+            r"nats\.jetstream\.fileStore\.maxSize .* config\.streams\.snapshots_max_bytes \(20480 MiB",
         ),
         (
             {"nats": {"jetstream": {"fileStore": {"pvc": {"size": "8Gi"}}}}},
@@ -860,22 +946,91 @@ def test_nats_values_that_cannot_work_fail_the_render(values: dict[str, Any], er
         render(CHART, MINIMAL | values)
 
 
+def test_the_notes_warn_of_what_stays_open(default: Rendered) -> None:
+    """Where the defaults cannot close something (the cluster's own ranges are unknown to
+    the chart) or the values open it on purpose, the install's notes say so."""
+    assert "set networkPolicy.clusterCidrs" in default.notes
+    assert "allowAnonymous" not in default.notes
+    values = {"apiTokens": {"allowAnonymous": True}, "networkPolicy": {"clusterCidrs": ["10.0.0.0/8"]}}
+    r = render(CHART, values)
+    assert "clusterCidrs" not in r.notes
+    assert "WARNING: apiTokens.allowAnonymous: the query API serves every caller" in r.notes
+
+
+def test_config_and_secret_changes_roll_the_workloads(default: Rendered) -> None:
+    """checksum/config and checksum/secrets follow the ConfigMap and the Secrets."""
+
+    def annotations(r: Rendered) -> dict[str, dict[str, str]]:
+        return {name: pod["metadata"]["annotations"] for name, pod in pods(r).items()}
+
+    before = annotations(default)
+    changed = annotations(
+        render(
+            CHART,
+            MINIMAL
+            | {
+                "config": {"log": {"level": "DEBUG"}},
+                "apiTokens": {
+                    "tokens": [{"name": "admin", "token": "another-admin-token-0123", "scope": "admin"}]
+                },
+            },
+        )
+    )
+    for name in before:
+        for key in ("checksum/config", "checksum/secrets"):
+            assert changed[name][key] != before[name][key], (name, key)
+
+
+def test_what_upgrades_and_uninstalls_rely_on(gpu: Rendered) -> None:
+    """docs/deploy.md section 5: the CRD and the models claim are kept on uninstall, the
+    controller never overlaps itself, pods get their drain's grace, and a NATS node's lame
+    duck period fits in its own."""
+    for kind, name in (
+        ("CustomResourceDefinition", "cameras.camsight.io"),
+        ("PersistentVolumeClaim", "-models"),
+    ):
+        assert gpu.one(kind, name)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert gpu.one("Deployment", "-controller")["spec"]["strategy"] == {"type": "Recreate"}
+    assert {pod["spec"]["terminationGracePeriodSeconds"] for pod in pods(gpu).values()} == {45}
+    nats = gpu.one("StatefulSet", "cs-nats")["spec"]["template"]["spec"]
+    conf = gpu.one("ConfigMap", "cs-nats-conf")["data"]["nats.conf"]
+    assert 'lame_duck_duration: "30s"' in conf and 'lame_duck_grace_period: "10s"' in conf
+    assert nats["terminationGracePeriodSeconds"] > 30 + 10
+
+
 def test_network_policy_options() -> None:
     values = MINIMAL | {
         "networkPolicy": {
-            "clusterCidrs": ["10.96.0.0/12"],
+            "clusterCidrs": ["10.96.0.0/12", "fd00:10:96::/108"],
             "queryFrom": [{"namespaceSelector": {"matchLabels": {"team": "apps"}}}],
+            "dns": {"podSelector": {"matchLabels": {"k8s-app": "coredns"}}, "cidrs": ["169.254.20.10/32"]},
         },
-        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "192.168.10.0/24"]}},
+        "services": {"decoder": {"sourceCidrs": ["0.0.0.0/0", "::/0", "192.168.10.0/24"]}},
     }
     r = render(CHART, values)
     policies = {p["metadata"]["name"]: p["spec"] for p in r.of_kind("NetworkPolicy")}
-    (sources,) = [e for e in policies["cs-camsight-decoder"]["egress"] if "ipBlock" in json.dumps(e)]
+    (sources,) = [
+        e for e in policies["cs-camsight-decoder"]["egress"] if {"port": 554, "protocol": "TCP"} in e["ports"]
+    ]
     assert sources["to"] == [
+        # Dual stack: each family's cluster ranges in its own block's except.
         {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.96.0.0/12"]}},
+        {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fd00:ec2::254/128", "fd00:10:96::/108"]}},
         {"ipBlock": {"cidr": "192.168.10.0/24"}},
     ]
     (grpc_rule,) = [e for e in policies["cs-camsight-query"]["ingress"] if e["ports"][0]["port"] == "grpc"]
     assert grpc_rule["from"][-1] == {"namespaceSelector": {"matchLabels": {"team": "apps"}}}
+    # DNS: the cluster DNS pods the selectors pick (not only kube-dns) and NodeLocal DNSCache.
+    for policy in policies.values():
+        if policy["policyTypes"] == ["Ingress"]:
+            continue  # the NATS policy: ingress only
+        (dns,) = [e for e in policy["egress"] if {"port": 53, "protocol": "UDP"} in e["ports"]]
+        assert dns["to"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "coredns"}},
+            },
+            {"ipBlock": {"cidr": "169.254.20.10/32"}},
+        ]
     for doc in r.of_kind("NetworkPolicy"):
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)

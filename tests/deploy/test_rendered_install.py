@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +34,16 @@ pytestmark = pytest.mark.slow
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "camsight"
 CI_VALUES = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((CHART / "ci").glob("*-values.yaml"))}
-# Each a core-image service whose models ship with camsight (the detector's OpenCV analyzers).
-SERVICES = ("decoder", "detector", "behavior", "query")
+# Every service and its workload kind, but the controller (it needs an API server:
+# test_controller.py); the detector runs the OpenCV analyzers, face CenterFace and dlib,
+# each with the weights that ship with its package.
+SERVICES = {
+    "decoder": "Deployment",
+    "detector": "Deployment",
+    "face": "Deployment",
+    "behavior": "StatefulSet",
+    "query": "Deployment",
+}
 JETSTREAM_REFUSALS = (
     "10028",
     "10047",
@@ -40,6 +51,12 @@ JETSTREAM_REFUSALS = (
     "insufficient storage",
     "insufficient memory",
 )
+
+RESERVED = {
+    (storage, stream)
+    for storage, part in json.loads((CHART / "files" / "jetstream-reservations.json").read_text()).items()
+    for stream in [*part["settings"].values(), *part["fixed"]]
+}
 
 needs_helm()
 
@@ -113,14 +130,11 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         assert declared.returncode == 0, output[-3000:]
         assert "topology declared: FRAMES" in declared.stdout
         assert not [e for e in JETSTREAM_REFUSALS if e in output.lower()], output[-3000:]
+        # What the servers reserve is what the chart sized the stores against.
+        limits = {k: v for n in nodes for k, v in n.byte_limits().items()}
+        assert {(storage, s) for s, (storage, size) in limits.items() if size > 0} == RESERVED
         processes = [
-            start(workload(r, kind, name, nodes, tmp_path), tmp_path)
-            for kind, name in (
-                ("Deployment", "decoder"),
-                ("Deployment", "detector"),
-                ("StatefulSet", "behavior"),
-                ("Deployment", "query"),
-            )
+            start(workload(r, kind, name, nodes, tmp_path), tmp_path) for name, kind in SERVICES.items()
         ]
         try:
             await wait_for(lambda: all(p.ready() for p in processes), 120, "every service ready")
@@ -185,17 +199,26 @@ async def test_the_topology_job_waits_while_the_cluster_cannot_place_streams(tmp
         assert "JetStream not ready" in log and "topology declared: FRAMES" in log
 
 
+def openssl(root: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True, timeout=60)
+
+
+def sign(root: Path) -> str:
+    """A certificate for the key and request in ``root`` from its CA (a new serial each time:
+    what a cert-manager renewal writes)."""
+    openssl(root, "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-out", "tls.crt", "-extfile", "ext.cnf")  # fmt: skip
+    return (root / "tls.crt").read_text()
+
+
 def certificates(root: Path) -> dict[str, str]:
     """A CA and a certificate for 127.0.0.1 good for servers and clients, as a
     kubernetes.io/tls Secret's keys (tls.crt, tls.key, ca.crt): what cert-manager would issue."""
     root.mkdir(parents=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=camsight-test-ca",
-            "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    openssl(root, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=camsight-test-ca", "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
     openssl(
+        root,
         "req",
         "-newkey",
         "rsa:2048",
@@ -210,9 +233,22 @@ def certificates(root: Path) -> dict[str, str]:
     (root / "ext.cnf").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
     )
-    openssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "1", "-out", "tls.crt", "-extfile", "ext.cnf")  # fmt: skip
+    sign(root)
     return {key: (root / key).read_text() for key in ("tls.crt", "tls.key", "ca.crt")}
+
+
+def served_certificate(port: int, ca_file: Path) -> bytes:
+    """The DER certificate a TLS NATS client port presents: its INFO comes in plaintext,
+    then the client starts the TLS handshake (verified against ``ca_file``)."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        info = b""
+        while not info.endswith(b"\r\n"):
+            info += sock.recv(4096)
+        with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
 
 
 async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_path: Path) -> None:
@@ -225,7 +261,10 @@ async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_pat
     needs("openssl", shutil.which("openssl") is not None, "apt-get install openssl", "CAMSIGHT_REQUIRE_CHART")
     given = {"nats-tls": certificates(tmp_path / "certs")}
     tls = {"enabled": True, "secretName": "nats-tls"}
-    values = CI_VALUES["minimal-values"] | {"nats": {"tls": {"client": tls, "routes": tls}}}
+    reload = {"periodSeconds": 1}  # the check's period: short here
+    values = CI_VALUES["minimal-values"] | {
+        "nats": {"tls": {"client": tls, "routes": tls, "reloader": reload}}
+    }
     r = await asyncio.to_thread(render, CHART, values)
     with nats_cluster(r, tmp_path / "nats", given) as nodes:
         assert {n.scheme for n in nodes} == {"tls"}
@@ -254,6 +293,28 @@ async def test_the_rendered_install_runs_with_tls_for_clients_and_routes(tmp_pat
         log = "".join(n.log.read_text() for n in nodes).splitlines()
         assert [line for line in log if "rid:" in line and "TLS" in line and "error" in line.lower()] == []
         assert sum("Route connection created" in line for line in log) >= 2
+        # A renewal reaches the mounted Secret: the rendered tls-reloader sidecar has the
+        # server reload it, and new connections get the new certificate, no restart.
+        node = nodes[0]
+        ca = tmp_path / "certs" / "ca.crt"
+        served = await asyncio.to_thread(served_certificate, node.client_port, ca)
+        assert served == ssl.PEM_cert_to_DER_cert(given["nats-tls"]["tls.crt"])
+        out = tmp_path / "reloader.log"
+        with out.open("wb") as sink:
+            reloader = await asyncio.create_subprocess_exec(*node.reloader, stdout=sink, stderr=sink)
+        try:
+            await wait_for(lambda: "tls-reloader: checking" in out.read_text(), 10, "the reloader running")
+            renewed = sign(tmp_path / "certs")
+            for side in ("client", "routes"):
+                (node.root / "etc" / "nats-tls" / side / "tls.crt").write_text(renewed)
+            await wait_for(lambda: "Reloaded server configuration" in node.log.read_text(), 15, "a reload")
+            assert "certificates changed" in out.read_text()
+            served = await asyncio.to_thread(served_certificate, node.client_port, ca)
+            assert served == ssl.PEM_cert_to_DER_cert(renewed)
+            assert node.proc is not None and node.proc.poll() is None
+        finally:
+            reloader.kill()
+            await reloader.wait()
 
 
 async def test_per_service_users_from_an_existing_secret(tmp_path: Path) -> None:

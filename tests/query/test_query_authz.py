@@ -137,12 +137,28 @@ async def test_an_unlisted_method_is_refused_to_everyone(
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_an_unknown_scope_in_config_is_one_line_naming_the_field() -> None:
-    settings = Settings(services={"query": {"tokens": [{"name": "ops", "token": ADMIN, "scope": "owner"}]}})
+def config_error(section: dict[str, Any]) -> str:
+    """The one-line error of a query section that does not validate."""
     with pytest.raises(ConfigError) as err:
-        service_section(settings, "query", QuerySettings)
+        service_section(Settings(services={"query": section}), "query", QuerySettings)
     message = str(err.value)
     assert "\n" not in message
+    return message
+
+
+def test_an_unknown_scope_in_config_is_one_line_naming_the_field() -> None:
+    message = config_error({"tokens": [{"name": "ops", "token": ADMIN, "scope": "owner"}]})
     assert message.startswith("invalid configuration: services.query.tokens.0.scope: ")
     assert "'read' or 'admin'" in message
     assert ADMIN not in message
+
+
+def test_no_tokens_without_allow_anonymous_is_one_line() -> None:
+    """What the Helm chart sets (allow_anonymous: false): an empty token list stops the
+    service with one line instead of serving every caller; true, or tokens, start."""
+    message = config_error({"allow_anonymous": False, "tokens": []})
+    assert message.startswith("invalid configuration: services.query: ")
+    assert "no tokens while allow_anonymous is false" in message
+    assert service_section(Settings(), "query", QuerySettings).allow_anonymous
+    tokens = {"allow_anonymous": False, "tokens": [{"token": READ}]}
+    assert service_section(Settings(services={"query": tokens}), "query", QuerySettings).tokens

@@ -177,6 +177,8 @@ metadata:
   annotations:
     checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
     checksum/secrets: {{ include (print $root.Template.BasePath "/secrets.yaml") $root | sha256sum }}
+    {{- /* New NATS passwords (a rotation) roll the pods that read them, as they roll NATS. */}}
+    checksum/nats-users: {{ include (print $root.Template.BasePath "/nats-users.yaml") $root | sha256sum }}
     {{- with $root.Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -357,6 +359,10 @@ spec:
         {{- toYaml $.Values.networkPolicy.dns.namespaceSelector | nindent 8 }}
       podSelector:
         {{- toYaml $.Values.networkPolicy.dns.podSelector | nindent 8 }}
+    {{- range $.Values.networkPolicy.dns.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
   ports:
     - {port: 53, protocol: UDP}
     - {port: 53, protocol: TCP}

@@ -39,35 +39,53 @@ Bytes of a size: an integer, or a Kubernetes quantity with a binary suffix (512M
 {{- end }}
 
 {{- /*
-DEADLETTER's byte limit, fixed in camsight.bus.topology (a test checks they agree).
+What camsight reserves per JetStream node, by storage ("memory", "file"): the bytes and
+their terms ("config.streams.frames_max_bytes (512 MiB: FRAMES)"), summed from
+files/jetstream-reservations.json, which camsight.bus.sizing derives from the topology
+(a test fails when it is stale): each setting's value from config.streams, plus the fixed
+limits. Call with (dict "root" $ "storage" "file"); prints JSON {"bytes", "terms"}.
 */ -}}
-{{- define "camsight.nats.deadletterBytes" -}}268435456{{- end }}
+{{- define "camsight.nats.reserved" -}}
+{{- $streams := .root.Values.config.streams | default dict -}}
+{{- $part := index (.root.Files.Get "files/jetstream-reservations.json" | fromJson) .storage -}}
+{{- $sum := 0 | int64 -}}
+{{- $terms := list -}}
+{{- range $setting, $stream := $part.settings -}}
+{{- $value := required (printf "config.streams.%s is required with the bundled NATS: %s reserves it in the %s store" $setting $stream $.storage) (index $streams $setting) -}}
+{{- $bytes := include "camsight.bytes" ($value | int64) | int64 -}}
+{{- $sum = add $sum $bytes -}}
+{{- $terms = append $terms (printf "config.streams.%s (%s: %s)" $setting (include "camsight.nats.mib" $bytes) $stream) -}}
+{{- end -}}
+{{- range $stream, $bytes := $part.fixed -}}
+{{- $sum = add $sum ($bytes | int64) -}}
+{{- $terms = append $terms (printf "%s (%s)" $stream (include "camsight.nats.mib" ($bytes | int64))) -}}
+{{- end -}}
+{{- dict "bytes" $sum "terms" (join " + " $terms) | toJson -}}
+{{- end }}
 
 {{- /*
-What each JetStream node must hold, from camsight's own stream settings (config.streams,
-camsight.bus.topology): a stream with max_bytes reserves it on every node holding a copy,
-and a node refuses a stream that does not fit (JetStream errors 10028, memory, and 10047,
-storage). Per node, at most: FRAMES (memory, one copy) in the memory store; one copy of
-the snapshots object store plus DEADLETTER (one copy) in the file store, which must leave
-fileStore.minUnreserved for the streams without a byte limit. Fails the render naming the
-values that do not fit.
+A node refuses a stream that does not fit (JetStream errors 10028, memory, and 10047,
+storage), and a node may hold one copy of every stream: the memory store must hold
+the memory reservations, the file store the file reservations plus
+fileStore.minUnreserved for the streams without a byte limit. Fails the render naming
+the values that do not fit.
 */ -}}
 {{- define "camsight.nats.checkSizing" -}}
 {{- $n := .Values.nats -}}
 {{- $streams := .Values.config.streams | default dict -}}
-{{- $frames := include "camsight.bytes" (required "config.streams.frames_max_bytes is required with the bundled NATS (the memory store is sized against it)" $streams.frames_max_bytes | int64) | int64 -}}
-{{- $snapshots := include "camsight.bytes" (required "config.streams.snapshots_max_bytes is required with the bundled NATS (the file store is sized against it)" $streams.snapshots_max_bytes | int64) | int64 -}}
 {{- $replicas := $streams.events_replicas | default 1 | int -}}
+{{- $inMemory := include "camsight.nats.reserved" (dict "root" . "storage" "memory") | fromJson -}}
+{{- $onFile := include "camsight.nats.reserved" (dict "root" . "storage" "file") | fromJson -}}
 {{- $memory := include "camsight.bytes" $n.jetstream.memoryStore.maxSize | int64 -}}
 {{- $file := include "camsight.bytes" $n.jetstream.fileStore.maxSize | int64 -}}
 {{- $free := include "camsight.bytes" $n.jetstream.fileStore.minUnreserved | int64 -}}
 {{- $pvc := include "camsight.bytes" $n.jetstream.fileStore.pvc.size | int64 -}}
-{{- $reserved := add $snapshots (include "camsight.nats.deadletterBytes" . | int64) -}}
-{{- if lt $memory $frames -}}
-{{- fail (printf "nats.jetstream.memoryStore.maxSize (%s) is smaller than config.streams.frames_max_bytes (%s), the FRAMES memory stream's reservation: JetStream would refuse FRAMES (error 10028)" (include "camsight.nats.mib" $memory) (include "camsight.nats.mib" $frames)) -}}
+{{- $fileNeed := add ($onFile.bytes | int64) $free -}}
+{{- if lt $memory ($inMemory.bytes | int64) -}}
+{{- fail (printf "nats.jetstream.memoryStore.maxSize (%s) is smaller than %s, what camsight's memory streams reserve: JetStream would refuse them (error 10028)" (include "camsight.nats.mib" $memory) $inMemory.terms) -}}
 {{- end -}}
-{{- if lt $file (add $reserved $free) -}}
-{{- fail (printf "nats.jetstream.fileStore.maxSize (%s) must hold config.streams.snapshots_max_bytes (%s) + DEADLETTER (256 MiB) + nats.jetstream.fileStore.minUnreserved (%s) = %s: JetStream would refuse the snapshots store (error 10047)" (include "camsight.nats.mib" $file) (include "camsight.nats.mib" $snapshots) (include "camsight.nats.mib" $free) (include "camsight.nats.mib" (add $reserved $free))) -}}
+{{- if lt $file $fileNeed -}}
+{{- fail (printf "nats.jetstream.fileStore.maxSize (%s) must hold %s + nats.jetstream.fileStore.minUnreserved (%s) = %s: JetStream would refuse the file streams (error 10047)" (include "camsight.nats.mib" $file) $onFile.terms (include "camsight.nats.mib" $free) (include "camsight.nats.mib" $fileNeed)) -}}
 {{- end -}}
 {{- if lt $pvc $file -}}
 {{- fail (printf "nats.jetstream.fileStore.pvc.size (%s) is smaller than nats.jetstream.fileStore.maxSize (%s): the volume would fill before JetStream's limit" (include "camsight.nats.mib" $pvc) (include "camsight.nats.mib" $file)) -}}
@@ -80,6 +98,15 @@ values that do not fit.
 {{- if gt $replicas ($n.replicas | int) -}}
 {{- fail (printf "config.streams.events_replicas (%d) exceeds nats.replicas (%d): JetStream cannot place that many copies" $replicas ($n.replicas | int)) -}}
 {{- end -}}
+{{- end }}
+
+{{- /* The mounts of the enabled TLS sides, /etc/nats-tls/<side>; call with .Values.nats. */ -}}
+{{- define "camsight.nats.tlsMounts" -}}
+{{- range $side := list "client" "routes" }}
+{{- if (index $.tls $side).enabled }}
+- {name: tls-{{ $side }}, mountPath: /etc/nats-tls/{{ $side }}, readOnly: true}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- /* Secret names of the NATS TLS certificates: given, or issued by cert-manager. */ -}}

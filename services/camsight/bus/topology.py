@@ -35,7 +35,6 @@ BUCKETS = (
     (subjects.CAMERA_STATUS_BUCKET, 1, "Live camera status (camsight.v1.CameraStatus)."),
     (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
 )
-OBJECT_STORES = (subjects.SNAPSHOTS_STORE, subjects.FACES_STORE)
 
 # JetStream answers while a cluster is still forming (nodes joining, no meta leader
 # yet): worth retrying, unlike a refusal of the request itself.
@@ -59,8 +58,8 @@ def topology_streams() -> list[str]:
     """The JetStream stream behind every stream, bucket and object store declared here."""
     return [
         *(c.name or "" for c in stream_configs(StreamSettings())),
-        *(f"KV_{bucket}" for bucket, _, _ in BUCKETS),
-        *(f"OBJ_{store}" for store in OBJECT_STORES),
+        *(f"KV_{kv.bucket}" for kv in kv_configs(StreamSettings())),
+        *(f"OBJ_{store.bucket}" for store in object_store_configs(StreamSettings())),
     ]
 
 
@@ -139,37 +138,47 @@ async def ensure_topology(js: JetStreamContext, cfg: StreamSettings) -> None:
         raise
 
 
-async def _declare(js: JetStreamContext, cfg: StreamSettings) -> None:
-    for config in stream_configs(cfg):
-        await ensure_stream(js, config)
-    for bucket, history, description in BUCKETS:
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=bucket,
-                description=description,
-                history=history,
-                storage=StorageType.FILE,
-                replicas=cfg.events_replicas,
-            )
+def kv_configs(cfg: StreamSettings) -> list[KeyValueConfig]:
+    """The KV buckets, each kept in ``events_replicas`` copies."""
+    return [
+        KeyValueConfig(
+            bucket=bucket,
+            description=description,
+            history=history,
+            storage=StorageType.FILE,
+            replicas=cfg.events_replicas,
         )
-    await js.create_object_store(
-        subjects.SNAPSHOTS_STORE,
-        config=ObjectStoreConfig(
+        for bucket, history, description in BUCKETS
+    ]
+
+
+def object_store_configs(cfg: StreamSettings) -> list[ObjectStoreConfig]:
+    """The object stores: event snapshots (bounded in bytes and age) and face thumbnails."""
+    return [
+        ObjectStoreConfig(
+            bucket=subjects.SNAPSHOTS_STORE,
             description="Event snapshots (JPEG).",
             ttl=cfg.snapshots_max_age_days * DAY,
             max_bytes=cfg.snapshots_max_bytes,
             storage=StorageType.FILE,
             replicas=cfg.events_replicas,
         ),
-    )
-    await js.create_object_store(
-        subjects.FACES_STORE,
-        config=ObjectStoreConfig(
+        ObjectStoreConfig(
+            bucket=subjects.FACES_STORE,
             description="Thumbnails of enrolled faces.",
             storage=StorageType.FILE,
             replicas=cfg.events_replicas,
         ),
-    )
+    ]
+
+
+async def _declare(js: JetStreamContext, cfg: StreamSettings) -> None:
+    for config in stream_configs(cfg):
+        await ensure_stream(js, config)
+    for kv in kv_configs(cfg):
+        await js.create_key_value(kv)
+    for store in object_store_configs(cfg):
+        await js.create_object_store(store.bucket or "", config=store)
 
 
 async def check_topology(js: JetStreamContext) -> None:

@@ -40,8 +40,12 @@ class QuerySettings(BaseModel):
     port: int = Field(50051, ge=0, le=65535)
     # Default: <data_dir>/index/events.sqlite (see index_path()).
     index_path: Path | None = None
-    # Empty: no authentication (for a loopback or otherwise trusted network).
+    # Empty: no authentication (for a loopback or otherwise trusted network)...
     tokens: list[TokenSettings] = Field(default_factory=list)
+    # ...unless this is false: then no tokens is a configuration error. The Helm chart
+    # sets it from apiTokens.allowAnonymous, so a token Secret that turns out empty stops
+    # the service instead of opening the API (issue 25).
+    allow_anonymous: bool = True
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     # Default: the EVENTS stream's max age (streams.events_max_age_days).
@@ -55,6 +59,15 @@ class QuerySettings(BaseModel):
     # the replica then rebuilds from the stream (idempotently) when it returns.
     consumer_inactive_s: float = Field(86400.0, gt=0)
     max_concurrent_streams: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _tokens_unless_anonymous(self) -> Self:
+        if not self.tokens and not self.allow_anonymous:
+            raise ValueError(
+                "no tokens while allow_anonymous is false: give tokens (in the Helm chart "
+                "apiTokens.tokens or apiTokens.existingSecret) or allow anonymous callers on purpose"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Self:
