@@ -153,9 +153,11 @@ async def test_events_with_ids_states_and_snapshots_then_a_replay_is_stored_once
         box = e.explanation.detections[0].box
         cx, cy = int((box.x1 + box.x2) / 2 * 640), int((box.y1 + box.y2) / 2 * 480)
         assert image[cy, cx].mean() > 120  # the object is there (bright on a dark frame)
-    # A crash and a replay: a fresh replica consumes the same results again from the
-    # start and publishes the same ids; JetStream stores nothing twice.
+    # A crash that lost the state too (no consumer, no checkpoint) and a replay: a fresh
+    # replica consumes the same results again from the start and publishes the same ids;
+    # JetStream stores nothing twice.
     await bus.js.delete_consumer(subjects.DETECTIONS_STREAM, "behavior-0")
+    await (await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)).delete(CAMERA)
     before = await count_events(bus)
     async with Running(bus) as again:
         await wait_for(lambda: consumed(bus), 20, "the replay consumed")
@@ -244,7 +246,10 @@ async def test_without_the_frame_a_face_crop_is_the_snapshot_and_bad_results_are
             await bus.publish(subjects.detections("centerface", CAMERA), r)
         await wait_for(lambda: _at_least(bus, 1), 20, "the face event")
         await wait_for(lambda: consumed(bus), 20, "everything consumed")
-    # STARTED while running; ENDED when the service stopped (a graceful stop ends open events).
+        # STARTED while running; ENDED when the camera is removed (a graceful stop would
+        # keep it open in the camera's checkpoint for the next owner).
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(CAMERA)
+        await wait_for(lambda: _at_least(bus, 2), 20, "the face event ended")
     started, ended = await events(bus)
     assert [started.state, ended.state] == [event_pb2.EVENT_STATE_STARTED, event_pb2.EVENT_STATE_ENDED]
     assert started.id == ended.id and ended.snapshot_id == started.snapshot_id

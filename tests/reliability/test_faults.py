@@ -268,15 +268,131 @@ async def events_settled(bus: Bus, count: int) -> bool:
     return bool(info.state.messages >= count)
 
 
-def reference_events(results: list[analysis_pb2.AnalysisResult]) -> list[event_pb2.Event]:
+def reference_events(
+    results: list[analysis_pb2.AnalysisResult], config: CameraConfig = BEHAVIOR_CAMERA
+) -> list[event_pb2.Event]:
     """What one uninterrupted engine makes of the same results."""
     from camsight.behavior.engine import Engine
     from camsight.behavior.settings import BehaviorSettings
 
     engine = Engine(BehaviorSettings())
-    engine.set_camera(BEHAVIOR_CAMERA)
+    engine.set_camera(config)
     emissions = [em for r in results for em in engine.push(r)] + engine.flush()
     return [em.event for em in emissions if em.event is not None]
+
+
+DWELL_CAMERA = CameraConfig.model_validate(
+    {
+        "id": "cam",
+        "source": "file:///scene.mp4",
+        "enabled": False,
+        "zones": [{"id": "bench", "polygon": [[0.35, 0.0], [0.65, 0.0], [0.65, 1.0], [0.35, 1.0]]}],
+        "rules": [
+            {"id": "enter", "type": "zone_enter", "zone": "bench", "labels": ["person"]},
+            {"id": "dwell", "type": "loitering", "zone": "bench", "duration_s": 3, "labels": ["person"]},
+            {"id": "exit", "type": "zone_exit", "zone": "bench", "labels": ["person"]},
+        ],
+    }
+)
+
+
+def dwell_scene() -> list[analysis_pb2.AnalysisResult]:
+    """At 8 fps: a person walks into the zone (frames 1-16), stands there swaying for 8 s
+    (17-80), walks out (81-96); 54 empty frames follow (longer than the tracker's memory)."""
+    out = []
+    for seq in range(1, 151):
+        result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
+        result.frame.CopyFrom(frame_pb2.FrameRef(camera_id="cam", seq=seq, width=640, height=480))
+        result.frame.capture_time.FromNanoseconds(1_800_000_000 * 10**9 + seq * 125_000_000)
+        result.frame.media_time.FromNanoseconds(seq * 125_000_000)
+        if seq <= 16:
+            cx = 0.05 + 0.45 * seq / 16
+        elif seq <= 80:
+            cx = 0.5 + (0.005 if seq % 2 else -0.005)
+        elif seq <= 96:
+            cx = 0.5 + 0.45 * (seq - 80) / 16
+        else:
+            out.append(result)
+            continue
+        d = result.detections.add(label="person", score=0.9)
+        d.box.x1, d.box.y1, d.box.x2, d.box.y2 = cx - 0.05, 0.4, cx + 0.05, 0.8
+        out.append(result)
+    return out
+
+
+async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_doubled(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A person dwells in a zone; behavior is SIGKILLed before the loitering threshold,
+    stopped for an upgrade (SIGTERM) after the loitering started, and SIGKILLed again
+    later in the dwell, each time while consuming, and started again. Its state comes
+    back from the camera's checkpoint: exactly one zone entry, one loitering (started,
+    updated, ended under one id) and one exit, message for message those of an
+    uninterrupted run: 0 lost, 0 duplicated."""
+    bus = await client([nats_server.url], "behavior-test")
+    behavior = ServiceProcess(
+        "behavior",
+        tmp_path,
+        {
+            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
+            "log": {"level": "INFO"},
+            "services": {"behavior": {"reorder_timeout_s": 0.2, "batch": 4}},
+        },
+    )
+    results = dwell_scene()
+
+    async def publish(chunk: list[analysis_pb2.AnalysisResult]) -> int:
+        seq = 0
+        for r in chunk:
+            seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
+        return seq
+
+    async def handled(seq: int) -> bool:
+        try:
+            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
+        except nats.js.errors.NotFoundError:  # being recreated by the restarted process
+            return False
+        return bool(info.ack_floor and (info.ack_floor.stream_seq or 0) >= seq)
+
+    try:
+        await bus.ensure_topology()
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).put("cam", DWELL_CAMERA.to_proto().SerializeToString())
+        behavior.start()
+        await wait_for(behavior.ready, 30, "behavior ready")
+        # Interruptions: after the entry (frame ~12), before the loitering starts (~36);
+        # after it started; late in the dwell, after its first update (~76).
+        done = 0
+        for cut, interrupt in ((30, behavior.kill9), (48, behavior.stop), (77, behavior.kill9)):
+            last = await publish(results[done:cut])
+            await wait_for(lambda last=last: handled(last), 30, f"results up to frame {cut} handled")
+            await publish(results[cut : cut + 4])  # interrupted while consuming these
+            await interrupt()
+            behavior.start()
+            done = cut + 4
+        last = await publish(results[done:])
+        await wait_for(behavior.ready, 30, "behavior ready after the last restart")
+        await wait_for(lambda: handled(last), 30, "every result handled")
+        expected = reference_events(results, DWELL_CAMERA)
+        await wait_for(lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages")
+        stored = [event_pb2.Event.FromString(d) for d in await stream_messages(bus, subjects.EVENTS_STREAM)]
+    finally:
+        code = await behavior.stop()
+        await bus.close()
+    assert code == 0, behavior.log.read_text()[-3000:]
+    states = Counter((e.rule_id, event_pb2.EventState.Name(e.state)) for e in stored)
+    assert states == {
+        ("enter", "EVENT_STATE_ENDED"): 1,
+        ("dwell", "EVENT_STATE_STARTED"): 1,
+        ("dwell", "EVENT_STATE_UPDATED"): 1,
+        ("dwell", "EVENT_STATE_ENDED"): 1,
+        ("exit", "EVENT_STATE_ENDED"): 1,
+    }, stored
+    assert len({e.id for e in stored if e.rule_id == "dwell"}) == 1
+    assert [e.SerializeToString(deterministic=True) for e in stored] == [
+        e.SerializeToString(deterministic=True) for e in expected
+    ]
+    log = behavior.log.read_text()
+    assert log.count("restored from its checkpoint") == 3, log[-3000:]
 
 
 # -- analyzer replica kill -9 -----------------------------------------------------------
