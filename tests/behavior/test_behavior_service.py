@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 from behavior_scenes import CAMERA, camera, mover, ref, scene, seq_of
+from camsight.behavior import checkpoint
 from camsight.behavior.service import BehaviorService
+from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import Bus, connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.runtime import ServiceContext
@@ -367,3 +369,35 @@ async def test_a_face_crop_snapshot_of_a_face_to_blur_is_blurred(bus: Bus) -> No
     assert event.type == event_pb2.EVENT_TYPE_UNKNOWN_FACE and event.snapshot_id
     stored = (await (await bus.object_store(subjects.SNAPSHOTS_STORE)).get(event.snapshot_id)).data or b""
     assert sharpness(decode(stored)) < sharpness(face_crop) / 10
+
+
+async def test_an_unusable_checkpoint_starts_the_camera_afresh_and_a_removed_camera_loses_its_own(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    states = await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
+    await states.put(CAMERA, b"written by something else")
+    async with Running(bus):
+        await publish_scene(bus, crossing_scene(), frames=False)
+        await wait_for(lambda: consumed(bus), 20, "all results consumed")
+        await wait_for(lambda: _at_least(bus, 2), 20, "both crossings")
+    assert (
+        "camera cam starts with no state: not a checkpoint of format camsight.behavior.state/1" in caplog.text
+    )
+    # The graceful stop checkpointed the camera at its last result; a new replica restores it.
+    last = (await bus.js.stream_info(subjects.DETECTIONS_STREAM)).state.last_seq
+    entry = await states.get(CAMERA)
+    assert checkpoint.load(entry.value or b"", BehaviorSettings()).position == last
+    async with Running(bus) as again:
+        assert again.engine.cameras[CAMERA].streams["hog"].tracker.confirmed == 2
+
+        async def forgotten() -> bool:
+            try:
+                await states.get(CAMERA)
+            except NotFoundError:
+                return True
+            return False
+
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(CAMERA)
+        await wait_for(forgotten, 10, "the removed camera's checkpoint deleted")
+    assert await count_events(bus) == 2

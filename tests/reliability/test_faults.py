@@ -225,21 +225,17 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
                 seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
             return seq
 
-        async def floor() -> int:
-            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
-            return info.ack_floor.stream_seq or 0 if info.ack_floor else 0
-
         # Two people, then half of the gap after them: their events are complete.
         first = 2 * period - GAP // 2
         last = await publish(results[:first])
-        await wait_for(lambda: floor_reached(floor, last), 30, "the first two people handled")
+        await wait_for(lambda: handled(bus, last), 30, "the first two people handled")
         # The rest of the quiet stretch arrives; kill while it is being consumed.
         await publish(results[first : 2 * period])
         await behavior.kill9()
         behavior.start()
         last = await publish(results[2 * period :])
         await wait_for(behavior.ready, 30, "behavior ready after the restart")
-        await wait_for(lambda: floor_reached(floor, last), 30, "every result handled after the restart")
+        await wait_for(lambda: handled(bus, last), 30, "every result handled after the restart")
         expected = reference_events(results)
         await wait_for(
             lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages stored"
@@ -259,8 +255,13 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
     assert Counter(e.state for e in stored) == Counter(e.state for e in expected)
 
 
-async def floor_reached(floor: Any, seq: int) -> bool:
-    return bool(await floor() >= seq)
+async def handled(bus: Bus, seq: int) -> bool:
+    """Behavior acknowledged every DETECTIONS message up to ``seq``."""
+    try:
+        info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
+    except nats.js.errors.NotFoundError:  # a restarted replica recreates it at its checkpoint
+        return False
+    return bool(info.ack_floor and (info.ack_floor.stream_seq or 0) >= seq)
 
 
 async def events_settled(bus: Bus, count: int) -> bool:
@@ -347,13 +348,6 @@ async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_dou
             seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
         return seq
 
-    async def handled(seq: int) -> bool:
-        try:
-            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
-        except nats.js.errors.NotFoundError:  # being recreated by the restarted process
-            return False
-        return bool(info.ack_floor and (info.ack_floor.stream_seq or 0) >= seq)
-
     try:
         await bus.ensure_topology()
         await (await bus.kv(subjects.CAMERAS_BUCKET)).put("cam", DWELL_CAMERA.to_proto().SerializeToString())
@@ -364,14 +358,14 @@ async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_dou
         done = 0
         for cut, interrupt in ((30, behavior.kill9), (48, behavior.stop), (77, behavior.kill9)):
             last = await publish(results[done:cut])
-            await wait_for(lambda last=last: handled(last), 30, f"results up to frame {cut} handled")
+            await wait_for(lambda last=last: handled(bus, last), 30, f"results up to frame {cut} handled")
             await publish(results[cut : cut + 4])  # interrupted while consuming these
             await interrupt()
             behavior.start()
             done = cut + 4
         last = await publish(results[done:])
         await wait_for(behavior.ready, 30, "behavior ready after the last restart")
-        await wait_for(lambda: handled(last), 30, "every result handled")
+        await wait_for(lambda: handled(bus, last), 30, "every result handled")
         expected = reference_events(results, DWELL_CAMERA)
         await wait_for(lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages")
         stored = [event_pb2.Event.FromString(d) for d in await stream_messages(bus, subjects.EVENTS_STREAM)]

@@ -29,7 +29,11 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
 from camsight.behavior.settings import BehaviorSettings
+from camsight.v1 import analysis_pb2, frame_pb2
 
 FORMAT = b"camsight.behavior.state/1\n"
 """Prefix of every checkpoint; bump the version when the engine's classes change shape."""
@@ -82,13 +86,36 @@ def _fingerprint(settings: BehaviorSettings) -> dict[str, Any]:
     return settings.model_dump(exclude=set(RUNTIME_ONLY))
 
 
-def dump(checkpoint: Checkpoint, settings: BehaviorSettings) -> bytes:
-    """Serialise (zlib level 1: a fifth of the size for well under a millisecond)."""
-    body = pickle.dumps(
-        (checkpoint.position, _fingerprint(settings), checkpoint.engine, checkpoint.private),
-        protocol=pickle.HIGHEST_PROTOCOL,
+def _parse(cls: type[Message], data: bytes) -> Message:
+    message = cls()
+    message.ParseFromString(data)
+    return message
+
+
+def _reduce_message(message: Message) -> tuple[Any, ...]:
+    return _parse, (type(message), message.SerializePartialToString())
+
+
+# The messages a state holds by the hundred (a track's sightings): one function call each
+# instead of protobuf's __reduce__ and __getstate__ halves the time of a whole dump.
+_DISPATCH = {
+    cls: _reduce_message
+    for cls in (
+        analysis_pb2.Detection,
+        analysis_pb2.AnalysisResult,
+        frame_pb2.FrameRef,
+        timestamp_pb2.Timestamp,
     )
-    return FORMAT + zlib.compress(body, 1)
+}
+
+
+def dump(checkpoint: Checkpoint, settings: BehaviorSettings) -> bytes:
+    """Serialise (zlib level 1: a sixth of the size for well under a millisecond)."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _DISPATCH  # type: ignore[assignment]
+    pickler.dump((checkpoint.position, _fingerprint(settings), checkpoint.engine, checkpoint.private))
+    return FORMAT + zlib.compress(out.getbuffer(), 1)
 
 
 class _Unpickler(pickle.Unpickler):

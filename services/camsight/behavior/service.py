@@ -261,16 +261,14 @@ class BehaviorService(Service):
         consumer's own redelivery would send them after ``ack_wait_s``, behind newer results
         the reorder buffer would then have skipped past.
         """
-        js = self.ctx.bus.js
+        js, owned = self.ctx.bus.js, self._owned  # as it is now: a watch may change it meanwhile
         try:
             info = await js.consumer_info(subjects.DETECTIONS_STREAM, durable)
             floor = info.ack_floor.stream_seq or 0 if info.ack_floor else 0
             await js.delete_consumer(subjects.DETECTIONS_STREAM, durable)
         except NotFoundError:
             floor = 0
-        for camera_id in self._owned:
-            self._position.setdefault(camera_id, floor)
-        return min(self._position[c] for c in self._owned) + 1
+        return min(self._position.setdefault(camera_id, floor) for camera_id in owned) + 1
 
     # -- detections ------------------------------------------------------------
 
