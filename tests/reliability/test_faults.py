@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,40 +176,42 @@ WALK = 40  # frames a person takes to cross the picture
 GAP = 120  # empty frames between two people (longer than the tracker's memory)
 
 
-def behavior_scene(people: int) -> list[analysis_pb2.AnalysisResult]:
-    """People crossing the zone one after another, GAP empty frames apart."""
+def person_scene(frames: int, x: Callable[[int], float | None]) -> list[analysis_pb2.AnalysisResult]:
+    """Results of camera ``cam`` at 8 fps: one person whose box is centred at ``x(seq)`` (none
+    in the frame when None)."""
     out = []
-    period = WALK + GAP
-    for seq in range(1, people * period + 1):
+    for seq in range(1, frames + 1):
         result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
         result.frame.CopyFrom(frame_pb2.FrameRef(camera_id="cam", seq=seq, width=640, height=480))
         result.frame.capture_time.FromNanoseconds(1_800_000_000 * 10**9 + seq * 125_000_000)
         result.frame.media_time.FromNanoseconds(seq * 125_000_000)
-        step = (seq - 1) % period
-        if step < WALK:
-            cx = 0.05 + 0.9 * step / WALK
+        cx = x(seq)
+        if cx is not None:
             d = result.detections.add(label="person", score=0.9)
             d.box.x1, d.box.y1, d.box.x2, d.box.y2 = cx - 0.05, 0.4, cx + 0.05, 0.8
         out.append(result)
     return out
 
 
+def behavior_scene(people: int) -> list[analysis_pb2.AnalysisResult]:
+    """People crossing the zone one after another, GAP empty frames apart."""
+    period = WALK + GAP
+
+    def x(seq: int) -> float | None:
+        step = (seq - 1) % period
+        return 0.05 + 0.9 * step / WALK if step < WALK else None
+
+    return person_scene(people * period, x)
+
+
 async def test_behavior_killed_mid_run_reports_no_happening_twice(
     tmp_path: Path, nats_server: EmbeddedNats
 ) -> None:
-    """SIGKILL behavior while it consumes a quiet stretch, restart it: results it held are
-    redelivered, each person's zone entry is reported under exactly one event id, and
-    the event count matches an uninterrupted run (state is rebuilt from the stream)."""
+    """SIGKILL behavior while it consumes a quiet stretch, restart it: results after its
+    checkpoint are processed again, each person's zone entry is reported under exactly one
+    event id, and the event count matches an uninterrupted run."""
     bus = await client([nats_server.url], "behavior-test")
-    behavior = ServiceProcess(
-        "behavior",
-        tmp_path,
-        {
-            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
-            "log": {"level": "INFO"},
-            "services": {"behavior": {"ack_wait_s": 1.0, "reorder_timeout_s": 0.2, "batch": 16}},
-        },
-    )
+    behavior = behavior_process(tmp_path, nats_server, ack_wait_s=1.0, batch=16)
     results = behavior_scene(people=4)
     period = WALK + GAP
     try:
@@ -219,21 +222,15 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
         behavior.start()
         await wait_for(behavior.ready, 30, "behavior ready")
 
-        async def publish(chunk: list[analysis_pb2.AnalysisResult]) -> int:
-            seq = 0
-            for r in chunk:
-                seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
-            return seq
-
         # Two people, then half of the gap after them: their events are complete.
         first = 2 * period - GAP // 2
-        last = await publish(results[:first])
+        last = await publish_results(bus, results[:first])
         await wait_for(lambda: handled(bus, last), 30, "the first two people handled")
         # The rest of the quiet stretch arrives; kill while it is being consumed.
-        await publish(results[first : 2 * period])
+        await publish_results(bus, results[first : 2 * period])
         await behavior.kill9()
         behavior.start()
-        last = await publish(results[2 * period :])
+        last = await publish_results(bus, results[2 * period :])
         await wait_for(behavior.ready, 30, "behavior ready after the restart")
         await wait_for(lambda: handled(bus, last), 30, "every result handled after the restart")
         expected = reference_events(results)
@@ -253,6 +250,27 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
     assert all(len(ids) == 1 for ids in happenings.values()), happenings
     assert len(happenings) == len({(e.rule_id, e.start_time.ToNanoseconds()) for e in expected}) == 4
     assert Counter(e.state for e in stored) == Counter(e.state for e in expected)
+
+
+def behavior_process(tmp_path: Path, nats_server: EmbeddedNats, **settings: Any) -> ServiceProcess:
+    """``camsight serve behavior`` on ``nats_server`` (not started), with ``settings``."""
+    return ServiceProcess(
+        "behavior",
+        tmp_path,
+        {
+            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
+            "log": {"level": "INFO"},
+            "services": {"behavior": {"reorder_timeout_s": 0.2, **settings}},
+        },
+    )
+
+
+async def publish_results(bus: Bus, results: list[analysis_pb2.AnalysisResult]) -> int:
+    """Publish camera ``cam``'s results; returns the DETECTIONS sequence of the last one."""
+    seq = 0
+    for r in results:
+        seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
+    return seq
 
 
 async def handled(bus: Bus, seq: int) -> bool:
@@ -298,27 +316,19 @@ DWELL_CAMERA = CameraConfig.model_validate(
 
 
 def dwell_scene() -> list[analysis_pb2.AnalysisResult]:
-    """At 8 fps: a person walks into the zone (frames 1-16), stands there swaying for 8 s
-    (17-80), walks out (81-96); 54 empty frames follow (longer than the tracker's memory)."""
-    out = []
-    for seq in range(1, 151):
-        result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
-        result.frame.CopyFrom(frame_pb2.FrameRef(camera_id="cam", seq=seq, width=640, height=480))
-        result.frame.capture_time.FromNanoseconds(1_800_000_000 * 10**9 + seq * 125_000_000)
-        result.frame.media_time.FromNanoseconds(seq * 125_000_000)
+    """A person walks into the zone (frames 1-16), stands there swaying for 8 s (17-80),
+    walks out (81-96); 54 empty frames follow (longer than the tracker's memory)."""
+
+    def x(seq: int) -> float | None:
         if seq <= 16:
-            cx = 0.05 + 0.45 * seq / 16
-        elif seq <= 80:
-            cx = 0.5 + (0.005 if seq % 2 else -0.005)
-        elif seq <= 96:
-            cx = 0.5 + 0.45 * (seq - 80) / 16
-        else:
-            out.append(result)
-            continue
-        d = result.detections.add(label="person", score=0.9)
-        d.box.x1, d.box.y1, d.box.x2, d.box.y2 = cx - 0.05, 0.4, cx + 0.05, 0.8
-        out.append(result)
-    return out
+            return 0.05 + 0.45 * seq / 16
+        if seq <= 80:
+            return 0.5 + (0.005 if seq % 2 else -0.005)
+        if seq <= 96:
+            return 0.5 + 0.45 * (seq - 80) / 16
+        return None
+
+    return person_scene(150, x)
 
 
 async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_doubled(
@@ -331,22 +341,8 @@ async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_dou
     updated, ended under one id) and one exit, message for message those of an
     uninterrupted run: 0 lost, 0 duplicated."""
     bus = await client([nats_server.url], "behavior-test")
-    behavior = ServiceProcess(
-        "behavior",
-        tmp_path,
-        {
-            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
-            "log": {"level": "INFO"},
-            "services": {"behavior": {"reorder_timeout_s": 0.2, "batch": 4}},
-        },
-    )
+    behavior = behavior_process(tmp_path, nats_server, batch=4)
     results = dwell_scene()
-
-    async def publish(chunk: list[analysis_pb2.AnalysisResult]) -> int:
-        seq = 0
-        for r in chunk:
-            seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
-        return seq
 
     try:
         await bus.ensure_topology()
@@ -357,13 +353,13 @@ async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_dou
         # after it started; late in the dwell, after its first update (~76).
         done = 0
         for cut, interrupt in ((30, behavior.kill9), (48, behavior.stop), (77, behavior.kill9)):
-            last = await publish(results[done:cut])
+            last = await publish_results(bus, results[done:cut])
             await wait_for(lambda last=last: handled(bus, last), 30, f"results up to frame {cut} handled")
-            await publish(results[cut : cut + 4])  # interrupted while consuming these
+            await publish_results(bus, results[cut : cut + 4])  # interrupted while consuming these
             await interrupt()
             behavior.start()
             done = cut + 4
-        last = await publish(results[done:])
+        last = await publish_results(bus, results[done:])
         await wait_for(behavior.ready, 30, "behavior ready after the last restart")
         await wait_for(lambda: handled(bus, last), 30, "every result handled")
         expected = reference_events(results, DWELL_CAMERA)
