@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from behavior_scenes import CAMERA, camera, mover, ref, scene, seq_of
-from camsight.behavior import checkpoint
+from camsight.behavior import checkpoint, partition
 from camsight.behavior.service import BehaviorService
 from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import Bus, connect, subjects
@@ -401,3 +401,20 @@ async def test_an_unusable_checkpoint_starts_the_camera_afresh_and_a_removed_cam
         await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(CAMERA)
         await wait_for(forgotten, 10, "the removed camera's checkpoint deleted")
     assert await count_events(bus) == 2
+
+
+async def test_a_replica_leaves_the_checkpoint_of_another_replicas_camera_alone(bus: Bus) -> None:
+    mine = partition.owner(CAMERA, 2)
+    other = next(f"cam{n}" for n in range(100) if partition.owner(f"cam{n}", 2) != mine)
+    states = await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
+    await states.put(other, b"the other replica's checkpoint")
+    cameras = await bus.kv(subjects.CAMERAS_BUCKET)
+    async with Running(bus, replicas=2, replica_index=mine) as service:
+        for name in ("before", "after"):  # a camera of the other replica, changed, then removed
+            entry = camera().model_copy(update={"id": other, "display_name": name})
+            await cameras.put(other, entry.to_proto().SerializeToString())
+        seen = service._cameras  # the registry as the service sees it
+        await wait_for(lambda: getattr(seen.get(other), "display_name", "") == "after", 10, "the change seen")
+        await cameras.delete(other)
+        await wait_for(lambda: other not in seen, 10, "the removal seen")
+    assert (await states.get(other)).value == b"the other replica's checkpoint"

@@ -13,7 +13,7 @@ no rule module needs code of its own to take part.
 
 Pickle runs code named by the data, so loading is restricted to the classes
 a behavior state is made of (camsight's behavior and camera models, the
-tracker library, protobuf messages, numpy arrays): the bucket is writable
+tracker library's ByteTrack, protobuf messages, numpy arrays and scalars): the bucket is writable
 by the behavior user only (decision 0080), and a value naming anything else
 is refused, not run. A checkpoint written by another format version, or
 under other tracking settings (its trackers would keep the old ones), is
@@ -56,11 +56,23 @@ _ALLOWED_PREFIXES = (
     "camsight.behavior.",
     "camsight.cameras",
     "camsight.v1.",
-    "google.protobuf.",
-    "trackers.",
-    "numpy",
+    "google.protobuf.timestamp_pb2",
+    "google.protobuf.duration_pb2",
+    "trackers.core.bytetrack.",
+    "trackers.utils.",
 )
-_ALLOWED_GLOBALS = frozenset({("collections", "deque"), ("collections", "Counter")})
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("collections", "deque"),
+        ("collections", "Counter"),
+        # What numpy arrays and scalars pickle as (numpy 2), and nothing else of numpy.
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+)
 
 
 class CheckpointError(ValueError):

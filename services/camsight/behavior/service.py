@@ -11,10 +11,10 @@ loses nothing (it is redelivered after ``ack_wait_s``).
 Each camera's state is checkpointed in the ``behavior_state`` bucket (decision
 0048) every ``checkpoint_interval_s`` while its results come in, when its
 config changed and when the service stops; always after the events it
-produced were published. Whoever owns
-the camera next (this replica restarted, or another after a rolling upgrade or
-a change of ``replicas``) restores it and starts its consumer again right
-after the oldest result a restored camera lacks: the results since that
+produced were published. Whoever owns the camera next (this replica
+restarted, or another after a rolling upgrade or a change of ``replicas``)
+restores it and starts its consumer again right after the oldest result a
+restored camera lacks: the results since that
 checkpoint are processed again, in stream order, and produce the same events
 with the same ids and revisions, which ``Nats-Msg-Id`` drops; results already
 in a camera's state are skipped.
@@ -161,9 +161,13 @@ class BehaviorService(Service):
         )
         async with self._lock:
             emissions: list[Emission] = []
-            removed = old is not None and (not mine or old.id != (config.id if config else None))
-            if old is not None and removed:
-                emissions.extend(self.engine.remove_camera(old.id))
+            # A camera of this replica that left the registry (another replica's camera is
+            # none of its business, nor is that camera's checkpoint).
+            gone = None
+            if old is not None and old.id in self.engine.cameras and old.id != (config and config.id):
+                gone = old.id
+            if gone is not None:
+                emissions.extend(self.engine.remove_camera(gone))
             if mine and config is not None:
                 if config.id in self.engine.cameras:
                     emissions.extend(self.engine.set_camera(config))
@@ -171,8 +175,8 @@ class BehaviorService(Service):
                     emissions.extend(await self._take_over(config))
             await self._publish(emissions)
             await self._ack_released()
-            if old is not None and removed:
-                await self._forget(old.id)
+            if gone is not None:
+                await self._forget(gone)
             if mine and config is not None:
                 await self._save(config.id)
         owned = frozenset(self.engine.cameras)
