@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from behavior_scenes import CAMERA, camera, mover, ref, scene, seq_of
 from camsight.behavior import checkpoint, partition
+from camsight.behavior.engine import Engine
 from camsight.behavior.service import BehaviorService
 from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import Bus, connect, subjects
@@ -418,3 +419,23 @@ async def test_a_replica_leaves_the_checkpoint_of_another_replicas_camera_alone(
         await cameras.delete(other)
         await wait_for(lambda: other not in seen, 10, "the removal seen")
     assert (await states.get(other)).value == b"the other replica's checkpoint"
+
+
+async def test_a_checkpoint_ahead_of_the_stream_is_refused(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DETECTIONS was recreated since (a test system reset): the old position would skip
+    every new result, so the camera starts with no state instead."""
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    engine = Engine(BehaviorSettings())
+    engine.set_camera(camera(lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}]))
+    stale = checkpoint.Checkpoint(10**6, engine.cameras[CAMERA].state(), {})
+    await (await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)).put(
+        CAMERA, checkpoint.dump(stale, BehaviorSettings())
+    )
+    async with Running(bus):
+        await publish_scene(bus, crossing_scene(), frames=False)
+        await wait_for(lambda: _at_least(bus, 2), 20, "both crossings")
+    assert (
+        "camera cam starts with no state: checkpoint is at DETECTIONS sequence 1000000, beyond" in caplog.text
+    )
