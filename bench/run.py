@@ -97,6 +97,7 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "behavior": [
         ("behavior_msgs_per_s", "Detection messages/s per core (10 objects each)", ">= 2000"),
         ("behavior_over_baseline", "... / parse-and-read baseline", ""),
+        ("checkpointed_over_behavior", "... with a state checkpoint every 5 s / without", "~1"),
     ],
     "tracking": [
         ("miss_30_worst_idf1_after", "IDF1 at 30 % misses, worst scene, camsight's tracker", ">= 0.9"),

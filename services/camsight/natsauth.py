@@ -121,6 +121,8 @@ NEEDS: dict[str, Needs] = {
     "behavior": Needs(
         consumes=(subjects.DETECTIONS_STREAM, subjects.FRAMES_STREAM),
         reads=(subjects.CAMERAS_BUCKET,),
+        # Its cameras' state checkpoints (decision 0048).
+        writes=(subjects.BEHAVIOR_STATE_BUCKET,),
         objects_write=(subjects.SNAPSHOTS_STORE,),
         publishes=(subjects.EVENTS_ALL,),
     ),

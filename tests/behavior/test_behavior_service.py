@@ -9,7 +9,10 @@ import cv2
 import numpy as np
 import pytest
 from behavior_scenes import CAMERA, camera, mover, ref, scene, seq_of
+from camsight.behavior import checkpoint, partition
+from camsight.behavior.engine import Engine
 from camsight.behavior.service import BehaviorService
+from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import Bus, connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.runtime import ServiceContext
@@ -153,9 +156,11 @@ async def test_events_with_ids_states_and_snapshots_then_a_replay_is_stored_once
         box = e.explanation.detections[0].box
         cx, cy = int((box.x1 + box.x2) / 2 * 640), int((box.y1 + box.y2) / 2 * 480)
         assert image[cy, cx].mean() > 120  # the object is there (bright on a dark frame)
-    # A crash and a replay: a fresh replica consumes the same results again from the
-    # start and publishes the same ids; JetStream stores nothing twice.
+    # A crash that lost the state too (no consumer, no checkpoint) and a replay: a fresh
+    # replica consumes the same results again from the start and publishes the same ids;
+    # JetStream stores nothing twice.
     await bus.js.delete_consumer(subjects.DETECTIONS_STREAM, "behavior-0")
+    await (await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)).delete(CAMERA)
     before = await count_events(bus)
     async with Running(bus) as again:
         await wait_for(lambda: consumed(bus), 20, "the replay consumed")
@@ -244,7 +249,10 @@ async def test_without_the_frame_a_face_crop_is_the_snapshot_and_bad_results_are
             await bus.publish(subjects.detections("centerface", CAMERA), r)
         await wait_for(lambda: _at_least(bus, 1), 20, "the face event")
         await wait_for(lambda: consumed(bus), 20, "everything consumed")
-    # STARTED while running; ENDED when the service stopped (a graceful stop ends open events).
+        # STARTED while running; ENDED when the camera is removed (a graceful stop would
+        # keep it open in the camera's checkpoint for the next owner).
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(CAMERA)
+        await wait_for(lambda: _at_least(bus, 2), 20, "the face event ended")
     started, ended = await events(bus)
     assert [started.state, ended.state] == [event_pb2.EVENT_STATE_STARTED, event_pb2.EVENT_STATE_ENDED]
     assert started.id == ended.id and ended.snapshot_id == started.snapshot_id
@@ -362,3 +370,72 @@ async def test_a_face_crop_snapshot_of_a_face_to_blur_is_blurred(bus: Bus) -> No
     assert event.type == event_pb2.EVENT_TYPE_UNKNOWN_FACE and event.snapshot_id
     stored = (await (await bus.object_store(subjects.SNAPSHOTS_STORE)).get(event.snapshot_id)).data or b""
     assert sharpness(decode(stored)) < sharpness(face_crop) / 10
+
+
+async def test_an_unusable_checkpoint_starts_the_camera_afresh_and_a_removed_camera_loses_its_own(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    states = await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
+    await states.put(CAMERA, b"written by something else")
+    async with Running(bus):
+        await publish_scene(bus, crossing_scene(), frames=False)
+        await wait_for(lambda: consumed(bus), 20, "all results consumed")
+        await wait_for(lambda: _at_least(bus, 2), 20, "both crossings")
+    assert (
+        "camera cam starts with no state: not a checkpoint of format camsight.behavior.state/1" in caplog.text
+    )
+    # The graceful stop checkpointed the camera at its last result; a new replica restores it.
+    last = (await bus.js.stream_info(subjects.DETECTIONS_STREAM)).state.last_seq
+    entry = await states.get(CAMERA)
+    assert checkpoint.load(entry.value or b"", BehaviorSettings()).position == last
+    async with Running(bus) as again:
+        assert again.engine.cameras[CAMERA].streams["hog"].tracker.confirmed == 2
+
+        async def forgotten() -> bool:
+            try:
+                await states.get(CAMERA)
+            except NotFoundError:
+                return True
+            return False
+
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).delete(CAMERA)
+        await wait_for(forgotten, 10, "the removed camera's checkpoint deleted")
+    assert await count_events(bus) == 2
+
+
+async def test_a_replica_leaves_the_checkpoint_of_another_replicas_camera_alone(bus: Bus) -> None:
+    mine = partition.owner(CAMERA, 2)
+    other = next(f"cam{n}" for n in range(100) if partition.owner(f"cam{n}", 2) != mine)
+    states = await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
+    await states.put(other, b"the other replica's checkpoint")
+    cameras = await bus.kv(subjects.CAMERAS_BUCKET)
+    async with Running(bus, replicas=2, replica_index=mine) as service:
+        for name in ("before", "after"):  # a camera of the other replica, changed, then removed
+            entry = camera().model_copy(update={"id": other, "display_name": name})
+            await cameras.put(other, entry.to_proto().SerializeToString())
+        seen = service._cameras  # the registry as the service sees it
+        await wait_for(lambda: getattr(seen.get(other), "display_name", "") == "after", 10, "the change seen")
+        await cameras.delete(other)
+        await wait_for(lambda: other not in seen, 10, "the removal seen")
+    assert (await states.get(other)).value == b"the other replica's checkpoint"
+
+
+async def test_a_checkpoint_ahead_of_the_stream_is_refused(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DETECTIONS was recreated since (a test system reset): the old position would skip
+    every new result, so the camera starts with no state instead."""
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    engine = Engine(BehaviorSettings())
+    engine.set_camera(camera(lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}]))
+    stale = checkpoint.Checkpoint(10**6, engine.cameras[CAMERA].state(), {})
+    await (await bus.kv(subjects.BEHAVIOR_STATE_BUCKET)).put(
+        CAMERA, checkpoint.dump(stale, BehaviorSettings())
+    )
+    async with Running(bus):
+        await publish_scene(bus, crossing_scene(), frames=False)
+        await wait_for(lambda: _at_least(bus, 2), 20, "both crossings")
+    assert (
+        "camera cam starts with no state: checkpoint is at DETECTIONS sequence 1000000, beyond" in caplog.text
+    )

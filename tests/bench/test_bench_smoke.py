@@ -33,7 +33,12 @@ EXPECTED: dict[str, list[str]] = {
         "max_frame_age_10s.rss_mib.max",
         "max_frame_age_10s.nats_server_mem_mib.max",
     ],
-    "behavior": ["behavior_msgs_per_s", "baseline_parse_and_read_msgs_per_s"],
+    "behavior": [
+        "behavior_msgs_per_s",
+        "baseline_parse_and_read_msgs_per_s",
+        "checkpointed_msgs_per_s",
+        "checkpointed_over_behavior",
+    ],
     "tracking": [
         "miss_30_worst_idf1_after",
         "miss_30_worst_idf1_before",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,40 +176,42 @@ WALK = 40  # frames a person takes to cross the picture
 GAP = 120  # empty frames between two people (longer than the tracker's memory)
 
 
-def behavior_scene(people: int) -> list[analysis_pb2.AnalysisResult]:
-    """People crossing the zone one after another, GAP empty frames apart."""
+def person_scene(frames: int, x: Callable[[int], float | None]) -> list[analysis_pb2.AnalysisResult]:
+    """Results of camera ``cam`` at 8 fps: one person whose box is centred at ``x(seq)`` (none
+    in the frame when None)."""
     out = []
-    period = WALK + GAP
-    for seq in range(1, people * period + 1):
+    for seq in range(1, frames + 1):
         result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
         result.frame.CopyFrom(frame_pb2.FrameRef(camera_id="cam", seq=seq, width=640, height=480))
         result.frame.capture_time.FromNanoseconds(1_800_000_000 * 10**9 + seq * 125_000_000)
         result.frame.media_time.FromNanoseconds(seq * 125_000_000)
-        step = (seq - 1) % period
-        if step < WALK:
-            cx = 0.05 + 0.9 * step / WALK
+        cx = x(seq)
+        if cx is not None:
             d = result.detections.add(label="person", score=0.9)
             d.box.x1, d.box.y1, d.box.x2, d.box.y2 = cx - 0.05, 0.4, cx + 0.05, 0.8
         out.append(result)
     return out
 
 
+def behavior_scene(people: int) -> list[analysis_pb2.AnalysisResult]:
+    """People crossing the zone one after another, GAP empty frames apart."""
+    period = WALK + GAP
+
+    def x(seq: int) -> float | None:
+        step = (seq - 1) % period
+        return 0.05 + 0.9 * step / WALK if step < WALK else None
+
+    return person_scene(people * period, x)
+
+
 async def test_behavior_killed_mid_run_reports_no_happening_twice(
     tmp_path: Path, nats_server: EmbeddedNats
 ) -> None:
-    """SIGKILL behavior while it consumes a quiet stretch, restart it: results it held are
-    redelivered, each person's zone entry is reported under exactly one event id, and
-    the event count matches an uninterrupted run (state is rebuilt from the stream)."""
+    """SIGKILL behavior while it consumes a quiet stretch, restart it: results after its
+    checkpoint are processed again, each person's zone entry is reported under exactly one
+    event id, and the event count matches an uninterrupted run."""
     bus = await client([nats_server.url], "behavior-test")
-    behavior = ServiceProcess(
-        "behavior",
-        tmp_path,
-        {
-            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
-            "log": {"level": "INFO"},
-            "services": {"behavior": {"ack_wait_s": 1.0, "reorder_timeout_s": 0.2, "batch": 16}},
-        },
-    )
+    behavior = behavior_process(tmp_path, nats_server, ack_wait_s=1.0, batch=16)
     results = behavior_scene(people=4)
     period = WALK + GAP
     try:
@@ -219,27 +222,17 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
         behavior.start()
         await wait_for(behavior.ready, 30, "behavior ready")
 
-        async def publish(chunk: list[analysis_pb2.AnalysisResult]) -> int:
-            seq = 0
-            for r in chunk:
-                seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
-            return seq
-
-        async def floor() -> int:
-            info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
-            return info.ack_floor.stream_seq or 0 if info.ack_floor else 0
-
         # Two people, then half of the gap after them: their events are complete.
         first = 2 * period - GAP // 2
-        last = await publish(results[:first])
-        await wait_for(lambda: floor_reached(floor, last), 30, "the first two people handled")
+        last = await publish_results(bus, results[:first])
+        await wait_for(lambda: handled(bus, last), 30, "the first two people handled")
         # The rest of the quiet stretch arrives; kill while it is being consumed.
-        await publish(results[first : 2 * period])
+        await publish_results(bus, results[first : 2 * period])
         await behavior.kill9()
         behavior.start()
-        last = await publish(results[2 * period :])
+        last = await publish_results(bus, results[2 * period :])
         await wait_for(behavior.ready, 30, "behavior ready after the restart")
-        await wait_for(lambda: floor_reached(floor, last), 30, "every result handled after the restart")
+        await wait_for(lambda: handled(bus, last), 30, "every result handled after the restart")
         expected = reference_events(results)
         await wait_for(
             lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages stored"
@@ -259,8 +252,34 @@ async def test_behavior_killed_mid_run_reports_no_happening_twice(
     assert Counter(e.state for e in stored) == Counter(e.state for e in expected)
 
 
-async def floor_reached(floor: Any, seq: int) -> bool:
-    return bool(await floor() >= seq)
+def behavior_process(tmp_path: Path, nats_server: EmbeddedNats, **settings: Any) -> ServiceProcess:
+    """``camsight serve behavior`` on ``nats_server`` (not started), with ``settings``."""
+    return ServiceProcess(
+        "behavior",
+        tmp_path,
+        {
+            "nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1},
+            "log": {"level": "INFO"},
+            "services": {"behavior": {"reorder_timeout_s": 0.2, **settings}},
+        },
+    )
+
+
+async def publish_results(bus: Bus, results: list[analysis_pb2.AnalysisResult]) -> int:
+    """Publish camera ``cam``'s results; returns the DETECTIONS sequence of the last one."""
+    seq = 0
+    for r in results:
+        seq = (await bus.publish(subjects.detections("hog", "cam"), r)).seq
+    return seq
+
+
+async def handled(bus: Bus, seq: int) -> bool:
+    """Behavior acknowledged every DETECTIONS message up to ``seq``."""
+    try:
+        info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
+    except nats.js.errors.NotFoundError:  # a restarted replica recreates it at its checkpoint
+        return False
+    return bool(info.ack_floor and (info.ack_floor.stream_seq or 0) >= seq)
 
 
 async def events_settled(bus: Bus, count: int) -> bool:
@@ -268,15 +287,102 @@ async def events_settled(bus: Bus, count: int) -> bool:
     return bool(info.state.messages >= count)
 
 
-def reference_events(results: list[analysis_pb2.AnalysisResult]) -> list[event_pb2.Event]:
+def reference_events(
+    results: list[analysis_pb2.AnalysisResult], config: CameraConfig = BEHAVIOR_CAMERA
+) -> list[event_pb2.Event]:
     """What one uninterrupted engine makes of the same results."""
     from camsight.behavior.engine import Engine
     from camsight.behavior.settings import BehaviorSettings
 
     engine = Engine(BehaviorSettings())
-    engine.set_camera(BEHAVIOR_CAMERA)
+    engine.set_camera(config)
     emissions = [em for r in results for em in engine.push(r)] + engine.flush()
     return [em.event for em in emissions if em.event is not None]
+
+
+DWELL_CAMERA = CameraConfig.model_validate(
+    {
+        "id": "cam",
+        "source": "file:///scene.mp4",
+        "enabled": False,
+        "zones": [{"id": "bench", "polygon": [[0.35, 0.0], [0.65, 0.0], [0.65, 1.0], [0.35, 1.0]]}],
+        "rules": [
+            {"id": "enter", "type": "zone_enter", "zone": "bench", "labels": ["person"]},
+            {"id": "dwell", "type": "loitering", "zone": "bench", "duration_s": 3, "labels": ["person"]},
+            {"id": "exit", "type": "zone_exit", "zone": "bench", "labels": ["person"]},
+        ],
+    }
+)
+
+
+def dwell_scene() -> list[analysis_pb2.AnalysisResult]:
+    """A person walks into the zone (frames 1-16), stands there swaying for 8 s (17-80),
+    walks out (81-96); 54 empty frames follow (longer than the tracker's memory)."""
+
+    def x(seq: int) -> float | None:
+        if seq <= 16:
+            return 0.05 + 0.45 * seq / 16
+        if seq <= 80:
+            return 0.5 + (0.005 if seq % 2 else -0.005)
+        if seq <= 96:
+            return 0.5 + 0.45 * (seq - 80) / 16
+        return None
+
+    return person_scene(150, x)
+
+
+async def test_behavior_killed_mid_dwell_restores_its_state_no_event_lost_or_doubled(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A person dwells in a zone; behavior is SIGKILLed before the loitering threshold,
+    stopped for an upgrade (SIGTERM) after the loitering started, and SIGKILLed again
+    later in the dwell, each time while consuming, and started again. Its state comes
+    back from the camera's checkpoint: exactly one zone entry, one loitering (started,
+    updated, ended under one id) and one exit, message for message those of an
+    uninterrupted run: 0 lost, 0 duplicated."""
+    bus = await client([nats_server.url], "behavior-test")
+    behavior = behavior_process(tmp_path, nats_server, batch=4)
+    results = dwell_scene()
+
+    try:
+        await bus.ensure_topology()
+        await (await bus.kv(subjects.CAMERAS_BUCKET)).put("cam", DWELL_CAMERA.to_proto().SerializeToString())
+        behavior.start()
+        await wait_for(behavior.ready, 30, "behavior ready")
+        # Interruptions: after the entry (frame ~12), before the loitering starts (~36);
+        # after it started; late in the dwell, after its first update (~76).
+        done = 0
+        for cut, interrupt in ((30, behavior.kill9), (48, behavior.stop), (77, behavior.kill9)):
+            last = await publish_results(bus, results[done:cut])
+            await wait_for(lambda last=last: handled(bus, last), 30, f"results up to frame {cut} handled")
+            await publish_results(bus, results[cut : cut + 4])  # interrupted while consuming these
+            await interrupt()
+            behavior.start()
+            done = cut + 4
+        last = await publish_results(bus, results[done:])
+        await wait_for(behavior.ready, 30, "behavior ready after the last restart")
+        await wait_for(lambda: handled(bus, last), 30, "every result handled")
+        expected = reference_events(results, DWELL_CAMERA)
+        await wait_for(lambda: events_settled(bus, len(expected)), 20, f"{len(expected)} event messages")
+        stored = [event_pb2.Event.FromString(d) for d in await stream_messages(bus, subjects.EVENTS_STREAM)]
+    finally:
+        code = await behavior.stop()
+        await bus.close()
+    assert code == 0, behavior.log.read_text()[-3000:]
+    states = Counter((e.rule_id, event_pb2.EventState.Name(e.state)) for e in stored)
+    assert states == {
+        ("enter", "EVENT_STATE_ENDED"): 1,
+        ("dwell", "EVENT_STATE_STARTED"): 1,
+        ("dwell", "EVENT_STATE_UPDATED"): 1,
+        ("dwell", "EVENT_STATE_ENDED"): 1,
+        ("exit", "EVENT_STATE_ENDED"): 1,
+    }, stored
+    assert len({e.id for e in stored if e.rule_id == "dwell"}) == 1
+    assert [e.SerializeToString(deterministic=True) for e in stored] == [
+        e.SerializeToString(deterministic=True) for e in expected
+    ]
+    log = behavior.log.read_text()
+    assert log.count("restored from its checkpoint") == 3, log[-3000:]
 
 
 # -- analyzer replica kill -9 -----------------------------------------------------------

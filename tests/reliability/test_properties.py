@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 from camsight.analyzers.host import AnalyzerHost, HostSettings, decode_frames
+from camsight.behavior import checkpoint
 from camsight.behavior.engine import Engine
+from camsight.behavior.events import Emission
 from camsight.behavior.service import check_result
 from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import MalformedMessageError, subjects
@@ -370,6 +372,40 @@ def test_behavior_engine_takes_any_sequence_of_results(results: list[analysis_pb
                 assert emission.event.id and math.isfinite(emission.event.confidence)
     engine.flush()
     engine.remove_camera("cam")
+
+
+def _valid(results: list[analysis_pb2.AnalysisResult]) -> list[analysis_pb2.AnalysisResult]:
+    out = []
+    for result in results:
+        with contextlib.suppress(MalformedMessageError):  # dead-lettered, never in the engine
+            check_result(result, "detections.motion.cam")
+            out.append(result)
+    return out
+
+
+@FAST
+@given(st.lists(_results(), min_size=1, max_size=25), st.integers(0, 25))
+def test_behavior_checkpoint_then_restore_changes_no_event(
+    results: list[analysis_pb2.AnalysisResult], cut: int
+) -> None:
+    """Whatever the results and wherever the engine is checkpointed and restored, the event
+    messages are those of an engine that was never interrupted (decision 0048)."""
+    results, tracking = _valid(results), BehaviorSettings()
+
+    def messages(emissions: list[Emission]) -> list[bytes]:
+        return [e.event.SerializeToString(deterministic=True) for e in emissions if e.event is not None]
+
+    whole = Engine(tracking)
+    whole.set_camera(CAMERA)
+    expected = messages([em for r in results for em in whole.push(r)] + whole.flush())
+    first = Engine(tracking)
+    first.set_camera(CAMERA)
+    out = [em for r in results[:cut] for em in first.push(r)]
+    data = checkpoint.dump(checkpoint.Checkpoint(cut, first.cameras["cam"].state(), {}), tracking)
+    second = Engine(tracking)
+    out += second.restore(CAMERA, checkpoint.load(data, tracking).engine)
+    out += [em for r in results[cut:] for em in second.push(r)] + second.flush()
+    assert messages(out) == expected
 
 
 @FAST

@@ -90,6 +90,12 @@ class CameraEngine:
             out.extend(self._close(runner, "the rule was removed"))
         return out
 
+    def state(self) -> dict[str, Any]:
+        """Everything that decides this camera's future events, for a checkpoint:
+        the config its runners were built for, its streams (reorder buffers,
+        trackers) and its rule runners. Stats are the service's, not the camera's."""
+        return {"config": self.config, "streams": self.streams, "runners": self.runners}
+
     def _close(self, runner: rules.RuleRunner, reason: str) -> list[Emission]:
         frame = self.last_frame
         return runner.close(frame, reason) if frame is not None else []
@@ -203,6 +209,21 @@ class Engine:
         if camera is None:
             self.cameras[config.id] = CameraEngine(config, self.settings, self.stats)
             return []
+        return self._counted(camera.configure(config))
+
+    def restore(self, config: CameraConfig, state: dict[str, Any], now: float = 0.0) -> list[Emission]:
+        """Take a camera over from its :meth:`CameraEngine.state`, then apply ``config``:
+        rules unchanged since keep their state, the others end their open events.
+
+        Results held for reordering wait from ``now`` (the wall clock of the process that
+        held them is not this one's).
+        """
+        camera = CameraEngine(state["config"], self.settings, self.stats)
+        camera.streams, camera.runners = state["streams"], state["runners"]
+        for stream in camera.streams.values():
+            if stream.buffer.waiting_since is not None:
+                stream.buffer.waiting_since = now
+        self.cameras[config.id] = camera
         return self._counted(camera.configure(config))
 
     def remove_camera(self, camera_id: str) -> list[Emission]:

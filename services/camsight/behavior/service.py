@@ -7,6 +7,17 @@ live through a watch. A result is acknowledged only after the events it
 produced were published (and their snapshots stored); a result held in a
 reorder buffer is acknowledged once it left it and was processed, so a crash
 loses nothing (it is redelivered after ``ack_wait_s``).
+
+Each camera's state is checkpointed in the ``behavior_state`` bucket (decision
+0048) every ``checkpoint_interval_s`` while its results come in, when its
+config changed and when the service stops; always after the events it
+produced were published. Whoever owns the camera next (this replica
+restarted, or another after a rolling upgrade or a change of ``replicas``)
+restores it and starts its consumer again right after the oldest result a
+restored camera lacks: the results since that
+checkpoint are processed again, in stream order, and produce the same events
+with the same ids and revisions, which ``Nats-Msg-Id`` drops; results already
+in a camera's state are skipped.
 """
 
 from __future__ import annotations
@@ -17,15 +28,18 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from camsight.behavior import partition
+from camsight.behavior import checkpoint, partition
 from camsight.behavior.engine import Engine, Stats
 from camsight.behavior.events import ENDED, Emission
 from camsight.behavior.settings import BehaviorSettings
@@ -42,6 +56,7 @@ log = logging.getLogger(__name__)
 
 STATS = Counter("camsight_behavior_results", "AnalysisResults by what became of them", ["outcome"])
 EVENTS = Counter("camsight_behavior_events_published", "Event messages published")
+CHECKPOINTS = Counter("camsight_behavior_checkpoints", "Camera state checkpoints stored")
 PUBLISH_BACKOFF = Backoff(initial=0.1, maximum=5.0)
 
 
@@ -62,9 +77,16 @@ class BehaviorService(Service):
         self._snapshot_of: dict[str, str] = {}
         # (camera, analyzer) -> seq -> message of a result the engine holds, unacked.
         self._held: dict[tuple[str, str], dict[int, Msg]] = {}
+        self._states: KeyValue | None = None
+        # camera -> DETECTIONS sequence of the last result its engine state reflects.
+        self._position: dict[str, int] = {}
+        self._saved: dict[str, float] = {}  # camera -> monotonic time of its last checkpoint
+        self._saved_position: dict[str, int] = {}  # camera -> position in its last checkpoint
+        self._start_seq: int | None = None  # where this process's consumer starts, once chosen
 
     async def start(self) -> None:
         self._snapshots = SnapshotStore(self.ctx.bus, self.config.snapshot_cache)
+        self._states = await self.ctx.bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
         kv = await self.ctx.bus.kv(subjects.CAMERAS_BUCKET)
         self._watcher = await kv.watchall()
         async for entry in self._watcher:  # the registry as it is now, up to the None marker
@@ -96,13 +118,10 @@ class BehaviorService(Service):
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             async with self._lock:
-                # Process the results held for reordering, then end every open event:
-                # the next owner of a camera starts with no state.
-                emissions = self.engine.flush()
-                for camera_id in list(self.engine.cameras):
-                    emissions.extend(self.engine.remove_camera(camera_id))
-                await self._publish(emissions)
-                await self._ack_released()
+                # Nothing is ended here: the next owner of each camera goes on from this
+                # checkpoint (results held for reordering are in it and come again unacked).
+                for camera_id in sorted(self.engine.cameras):
+                    await self._save(camera_id)
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -142,29 +161,135 @@ class BehaviorService(Service):
         )
         async with self._lock:
             emissions: list[Emission] = []
-            if old is not None and (not mine or old.id != (config.id if config else None)):
-                emissions.extend(self.engine.remove_camera(old.id))
+            # A camera of this replica that left the registry (another replica's camera is
+            # none of its business, nor is that camera's checkpoint).
+            gone = None
+            if old is not None and old.id in self.engine.cameras and old.id != (config and config.id):
+                gone = old.id
+            if gone is not None:
+                emissions.extend(self.engine.remove_camera(gone))
             if mine and config is not None:
-                emissions.extend(self.engine.set_camera(config))
+                if config.id in self.engine.cameras:
+                    emissions.extend(self.engine.set_camera(config))
+                else:
+                    emissions.extend(await self._take_over(config))
             await self._publish(emissions)
             await self._ack_released()
+            if gone is not None:
+                await self._forget(gone)
+            if mine and config is not None:
+                await self._save(config.id)
         owned = frozenset(self.engine.cameras)
         if owned != self._owned:
             log.info("owning %d cameras", len(owned), extra={"cameras": sorted(owned)})
             self._owned = owned
             self._ownership_changed.set()
 
+    # -- checkpoints -----------------------------------------------------------
+
+    async def _take_over(self, config: CameraConfig) -> list[Emission]:
+        """A camera new to this replica: restored from its checkpoint when it has a usable one."""
+        assert self._states is not None
+        try:
+            entry = await self._states.get(config.id)
+        except NotFoundError:  # no key, or a deleted one
+            entry = None
+        if entry is not None and entry.value:
+            try:
+                saved = checkpoint.load(entry.value, self.config)
+                stream = await self.ctx.bus.js.stream_info(subjects.DETECTIONS_STREAM)
+                if saved.position > stream.state.last_seq:
+                    raise checkpoint.CheckpointError(
+                        f"checkpoint is at DETECTIONS sequence {saved.position}, beyond the stream's "
+                        f"last ({stream.state.last_seq}): the stream was recreated since"
+                    )
+            except checkpoint.CheckpointError as exc:
+                log.warning("camera %s starts with no state: %s", config.id, exc)
+            else:
+                self._position[config.id] = saved.position
+                log.info(
+                    "camera %s restored from its checkpoint at DETECTIONS sequence %d",
+                    config.id,
+                    saved.position,
+                )
+                assert self._snapshots is not None
+                self._snapshots.restore_private(config.id, saved.private)
+                return self.engine.restore(config, saved.engine, time.monotonic())
+        return self.engine.set_camera(config)
+
+    async def _save_due(self, cameras: Iterable[str]) -> None:
+        """Checkpoint those of ``cameras`` whose state moved on since their last checkpoint,
+        if that was ``checkpoint_interval_s`` ago."""
+        now = time.monotonic()
+        for camera_id in cameras:
+            moved = self._position.get(camera_id, 0) != self._saved_position.get(camera_id)
+            if moved and now - self._saved.get(camera_id, -math.inf) >= self.config.checkpoint_interval_s:
+                await self._save(camera_id)
+
+    async def _save(self, camera_id: str) -> None:
+        """Checkpoint one camera; not before its position in DETECTIONS is known (until its
+        first result or this process's first consumer start, its state is a new one's)."""
+        assert self._states is not None
+        camera = self.engine.cameras.get(camera_id)
+        position = self._position.get(camera_id)
+        if camera is None or position is None:
+            return
+        assert self._snapshots is not None
+        saved = checkpoint.Checkpoint(position, camera.state(), self._snapshots.private_of(camera_id))
+        data = checkpoint.dump(saved, self.config)
+        try:
+            await self._states.put(camera_id, data)
+        except TRANSIENT_ERRORS as exc:  # the previous checkpoint stands: a longer replay, no loss
+            log.warning("checkpoint of camera %s not stored: %s", camera_id, exc)
+            return
+        CHECKPOINTS.inc()
+        self._saved[camera_id] = time.monotonic()
+        self._saved_position[camera_id] = position
+
+    async def _forget(self, camera_id: str) -> None:
+        """The camera left the registry: its open events were ended, its checkpoint goes too."""
+        assert self._states is not None
+        for known in (self._position, self._saved, self._saved_position):
+            known.pop(camera_id, None)
+        with contextlib.suppress(NotFoundError):
+            await self._states.delete(camera_id)
+
+    async def _first_sequence(self, durable: str) -> int:
+        """Where this process's consumer starts: right after the oldest result an owned
+        camera's state lacks, the durable recreated there (a consumer's start cannot change
+        in place).
+
+        A restored camera lacks what came after its checkpoint; the others (no checkpoint,
+        or one refused) lack nothing the consumer had acknowledged. Starting there, the
+        results since a checkpoint come again in stream order, before anything newer: the
+        consumer's own redelivery would send them after ``ack_wait_s``, behind newer results
+        the reorder buffer would then have skipped past.
+        """
+        js, owned = self.ctx.bus.js, self._owned  # as it is now: a watch may change it meanwhile
+        try:
+            info = await js.consumer_info(subjects.DETECTIONS_STREAM, durable)
+            floor = info.ack_floor.stream_seq or 0 if info.ack_floor else 0
+            await js.delete_consumer(subjects.DETECTIONS_STREAM, durable)
+        except NotFoundError:
+            floor = 0
+        return min(self._position.setdefault(camera_id, floor) for camera_id in owned) + 1
+
     # -- detections ------------------------------------------------------------
 
     async def _start_worker(self) -> tuple[PullWorker | None, asyncio.Task[None] | None]:
         if not self._owned:
             return None, None
+        durable = partition.durable(self.config.replica_index)
+        if self._start_seq is None:
+            self._start_seq = await self._first_sequence(durable)
         config = WorkerConfig(
             stream=subjects.DETECTIONS_STREAM,
-            durable=partition.durable(self.config.replica_index),
+            durable=durable,
             filter_subjects=partition.filter_subjects(self._owned),
             batch=self.config.batch,
             ack_wait=self.config.ack_wait_s,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self._start_seq,
             description=f"behavior replica {self.config.replica_index} of {self.config.replicas}",
         )
         await apply_consumer(self.ctx.bus, config)
@@ -175,11 +300,18 @@ class BehaviorService(Service):
         result = analysis_pb2.AnalysisResult.FromString(msg.data)
         check_result(result, msg.subject)
         stream, seq = (result.frame.camera_id, result.analyzer), result.frame.seq
+        camera, position = result.frame.camera_id, msg.metadata.sequence.stream
         async with self._lock:
+            if position <= self._position.get(camera, 0):
+                return None  # already in the camera's state (restored from a checkpoint)
             if self._snapshots is not None:
                 self._snapshots.note(result)  # before the engine: its snapshots may need these boxes
-            await self._publish(self.engine.push(result, time.monotonic()))
+            emissions = self.engine.push(result, time.monotonic())
+            await self._publish(emissions)
             await self._ack_released(stream)
+            if camera in self.engine.cameras:
+                self._position[camera] = position
+            await self._save_due([camera])
             if self.engine.holds(*stream, seq):
                 self._held.setdefault(stream, {})[seq] = msg
                 return HELD
@@ -198,13 +330,16 @@ class BehaviorService(Service):
                 self._held.pop(key, None)
 
     async def _flush_stale(self) -> None:
-        """Skip reorder gaps that waited longer than ``reorder_timeout_s`` of wall time."""
+        """Skip reorder gaps that waited longer than ``reorder_timeout_s`` of wall time, and
+        checkpoint cameras whose last results came in after their last checkpoint."""
         timeout = self.config.reorder_timeout_s
         while True:
             await asyncio.sleep(timeout / 2)
             async with self._lock:
-                await self._publish(self.engine.flush(older_than=time.monotonic() - timeout))
+                emissions = self.engine.flush(older_than=time.monotonic() - timeout)
+                await self._publish(emissions)
                 await self._ack_released()
+                await self._save_due(sorted(self.engine.cameras))
 
     # -- events ----------------------------------------------------------------
 

@@ -54,6 +54,9 @@ class BehaviorSettings(BaseModel):
     ack_wait_s: float = Field(
         30.0, gt=0, le=3600, description="results a crashed replica held are redelivered after this long"
     )
+    checkpoint_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="wall time between checkpoints of a camera's state while results come"
+    )
     snapshot_cache: int = Field(4096, ge=16, description="snapshot names remembered as already stored")
 
     @model_validator(mode="after")

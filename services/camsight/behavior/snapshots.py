@@ -103,6 +103,17 @@ class SnapshotStore:
         while len(self._private) > PRIVATE_FRAMES:
             self._private.popitem(last=False)
 
+    def private_of(self, camera: str) -> dict[int, list[analysis_pb2.Detection]]:
+        """The boxes to blur noted for ``camera``'s frames, by seq: a checkpoint keeps them,
+        since a restored event's best picture may be of a frame noted before the restart."""
+        return {seq: boxes for (cam, seq), boxes in self._private.items() if cam == camera}
+
+    def restore_private(self, camera: str, private: dict[int, list[analysis_pb2.Detection]]) -> None:
+        for seq, boxes in sorted(private.items()):
+            self._private[(camera, seq)] = boxes
+        while len(self._private) > PRIVATE_FRAMES:
+            self._private.popitem(last=False)
+
     async def keep(self, request: SnapshotRequest) -> str | None:
         """Store the first candidate that can be had; returns its name, None when none could."""
         for candidate in request.candidates:

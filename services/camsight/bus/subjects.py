@@ -25,6 +25,8 @@ CAMERA_STATUS_BUCKET = "camera_status"
 GALLERY_BUCKET = "gallery"
 SNAPSHOTS_STORE = "snapshots"
 FACES_STORE = "faces"
+# Behavior state per camera (camsight.behavior.checkpoint): restored by the camera's next owner.
+BEHAVIOR_STATE_BUCKET = "behavior_state"
 # Memory KV with a TTL: decoder replica heartbeats and camera leases (camsight.bus.leases).
 DECODER_LEASES_BUCKET = "decoder_leases"
 

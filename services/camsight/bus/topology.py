@@ -34,6 +34,7 @@ BUCKETS = (
     (subjects.CAMERAS_BUCKET, 5, "Camera registry (camsight.v1.Camera), the source of truth."),
     (subjects.CAMERA_STATUS_BUCKET, 1, "Live camera status (camsight.v1.CameraStatus)."),
     (subjects.GALLERY_BUCKET, 1, "Face gallery (camsight.v1.IdentityRecord)."),
+    (subjects.BEHAVIOR_STATE_BUCKET, 1, "Behavior state checkpoints, one key per camera."),
 )
 
 # JetStream answers while a cluster is still forming (nodes joining, no meta leader

@@ -160,6 +160,8 @@ class WorkerConfig:
     max_ack_pending: int = 1024
     retry_delay: float = 1.0
     deliver_policy: DeliverPolicy = DeliverPolicy.ALL
+    opt_start_seq: int | None = None
+    """The first stream sequence, with ``DeliverPolicy.BY_START_SEQUENCE``."""
     description: str = ""
     inactive_threshold: float | None = None
     sample_freq: str | None = None
@@ -176,6 +178,7 @@ class WorkerConfig:
             max_deliver=self.max_deliver,
             max_ack_pending=self.max_ack_pending,
             deliver_policy=self.deliver_policy,
+            opt_start_seq=self.opt_start_seq,
             filter_subjects=self.filter_subjects if len(self.filter_subjects) > 1 else None,
             filter_subject=self.filter_subjects[0] if len(self.filter_subjects) == 1 else None,
             inactive_threshold=self.inactive_threshold,
