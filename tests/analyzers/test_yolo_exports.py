@@ -193,3 +193,21 @@ def test_precision_that_onnxruntime_ignores_is_refused(exports: dict[str, Path])
     config = {"model": str(exports["yolov8n"]), "runtime": "onnxruntime", "precision": "int8"}
     with pytest.raises(AnalyzerError, match="precision int8 does nothing with onnxruntime"):
         instantiate(OnnxYolo, config, device="cpu").load()
+
+
+def test_an_ultralytics_export_quantized_on_a_real_video_runs_in_yolo_onnx(
+    exports: dict[str, Path], frames: list[Image], tmp_path: Path
+) -> None:
+    """``camsight models quantize`` on a fixed-size export (1/255 pixels): the int8 file loads and decodes."""
+    import onnx
+    from camsight.cli import app
+    from typer.testing import CliRunner
+
+    output = tmp_path / "yolov8n.int8.onnx"
+    args = ["models", "quantize", str(exports["yolov8n"]), "--calibrate", str(sample_video("bikes.mp4"))]
+    result = CliRunner().invoke(app, [*args, "--frames", "4", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(output)).graph.node}
+    boxes, scores, _ = _camsight_boxes(output, frames[0])
+    assert len(boxes) >= 1 and (scores >= CONF).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()

@@ -147,6 +147,9 @@ def quantize(
     size = declared or free_size(*images[0].shape[:2])
     tensors = [input_tensor(image, size, scale) for image in images]
     output.parent.mkdir(parents=True, exist_ok=True)
+    outputs = {value.name for value in prepared.graph.output}
+    for index, node in enumerate(prepared.graph.node):
+        node.name = node.name or f"{node.op_type}_{index}"  # old exporters leave them unnamed
     quantize_static(
         prepared,
         str(output),
@@ -156,5 +159,8 @@ def quantize(
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        # The nodes that write the outputs stay float: YOLO's last Concat joins box pixels
+        # (0..640) and class scores (0..1), which one uint8 scale would flatten to 0 or 1.
+        nodes_to_exclude=[node.name for node in prepared.graph.node if outputs & set(node.output)],
     )
     return output
