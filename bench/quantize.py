@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torchvision
@@ -36,7 +35,7 @@ from camsight.analyzers.devices import linear_share
 from camsight.analyzers.quantize import quantize
 from camsight.samples import sample_video
 from camsight_faces.centerface import CenterFaceOnnx, CenterFaceOpenCV
-from faces import measure, sample
+from faces import measure, one_thread_footage
 from torchvision.ops import box_iou
 
 THRESHOLD = 0.5  # the centerface analyzer's default min_score
@@ -117,11 +116,7 @@ def torch_dynamic(smoke: bool) -> dict[str, Any]:
 
 
 def run(smoke: bool = False) -> dict[str, Any]:
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    min_s = 0.2 if smoke else 5.0
-    carphone = sample("carphone_pristine.mp4", 8 if smoke else 120)
-    bikes = sample("bikes.mp4", 137)[103:111] if smoke else sample("bikes.mp4", 137)[103:137]
+    min_s, carphone, _, bikes = one_thread_footage(smoke)
     with tempfile.TemporaryDirectory() as folder:
         return {
             "smoke": smoke,
