@@ -118,25 +118,20 @@ def exports(tmp_path_factory: pytest.TempPathFactory, frames: list[Image]) -> di
     return out
 
 
-def _camsight_boxes(model: Path, image: Image) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    analyzer = instantiate(
-        OnnxYolo,
-        {
-            "model": str(model),
-            "input_size": SIZE,
-            "conf_threshold": CONF,
-            "iou_threshold": IOU,
-            "max_detections": MAX_DET,
-        },
-        device="cpu",
-    )
+def _camsight_boxes(model: Path, images: list[Image]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """yolo_onnx on ``images`` as one batch: per image, pixel xyxy boxes, scores and labels."""
+    config = {"model": str(model), "input_size": SIZE, "conf_threshold": CONF, "iou_threshold": IOU}
+    analyzer = instantiate(OnnxYolo, {**config, "max_detections": MAX_DET}, device="cpu")
     analyzer.load()
-    height, width = image.shape[:2]
-    found = analyzer.analyze([image], [FrameInfo("cam", 1, width, height)])[0]
+    infos = [FrameInfo("cam", i, image.shape[1], image.shape[0]) for i, image in enumerate(images)]
+    found = analyzer.analyze(images, infos)
     analyzer.close()
-    scale = np.array([width, height, width, height], np.float32)
-    boxes = np.array([d.box for d in found], np.float32).reshape(-1, 4) * scale
-    return boxes, np.array([d.score for d in found], np.float32), [d.label for d in found]
+    out = []
+    for dets, info in zip(found, infos, strict=True):
+        scale = np.array([info.width, info.height, info.width, info.height], np.float32)
+        boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4) * scale
+        out.append((boxes, np.array([d.score for d in dets], np.float32), [d.label for d in dets]))
+    return out
 
 
 @pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
@@ -150,9 +145,10 @@ def test_ultralytics_exports_decode_like_ultralytics(
     with no_network(attempts):
         reference = YOLO(str(exports[name]), task="detect")
         compared = 0
-        for image in frames:
+        for image, (boxes, scores, labels) in zip(
+            frames, _camsight_boxes(exports[name], frames), strict=True
+        ):
             ref = reference.predict(image, imgsz=SIZE, conf=CONF, iou=IOU, max_det=MAX_DET, verbose=False)[0]
-            boxes, scores, labels = _camsight_boxes(exports[name], image)
             ref_boxes = ref.boxes.xyxy.numpy()
             assert len(boxes) == len(ref_boxes), f"{name}: {len(boxes)} boxes, ultralytics {len(ref_boxes)}"
             assert np.abs(boxes - ref_boxes).max(initial=0.0) <= 1.0
@@ -208,6 +204,6 @@ def test_an_ultralytics_export_quantized_on_a_real_video_runs_in_yolo_onnx(
     result = CliRunner().invoke(app, [*args, "--frames", "4", "--output", str(output)])
     assert result.exit_code == 0, result.output
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(output)).graph.node}
-    boxes, scores, _ = _camsight_boxes(output, frames[0])
+    boxes, scores, _ = _camsight_boxes(output, frames[:1])[0]
     assert len(boxes) >= 1 and (scores >= CONF).all()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
