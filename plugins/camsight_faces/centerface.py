@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from camsight.analyzers import Precision
 from camsight.analyzers.devices import prepare_module, torch_dtype
-from camsight.analyzers.onnxrt import fully_convolutional, session
+from camsight.analyzers.onnxrt import fully_convolutional, load_model, session
 
 from camsight_faces.faces import Faces, FloatArray, nms
 from camsight_faces.models import centerface_onnx
@@ -121,6 +121,7 @@ class CenterFaceOpenCV(_PerImage):
 
     def __init__(self, model: Path | None = None, max_side: int | None = 640) -> None:
         self.model = model or centerface_onnx()
+        load_model(self.model)  # a missing or corrupt file is one line now, not an OpenCV trace later
         self.max_side = max_side
         self._nets: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
@@ -187,7 +188,7 @@ class CenterFaceTorch:
         self._torch = torch
         self.device = torch.device(device)
         self.dtype = torch_dtype(precision)
-        module = onnx2torch.convert(str(model or centerface_onnx()))
+        module = onnx2torch.convert(load_model(model or centerface_onnx()))
         self.module = prepare_module(module, device, precision)
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]:

@@ -98,6 +98,19 @@ def test_a_precision_that_does_nothing_is_refused_in_one_line(backend: str, expe
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("backend", ["opencv", "onnxruntime", "torch"])
+def test_a_corrupt_model_file_is_one_line_at_load(tmp_path: Path, backend: str) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(centerface_onnx().read_bytes()[:5000])
+    analyzer = instantiate(
+        CenterFace, {"backend": backend, "model": str(corrupt), "embed": False}, device="cpu"
+    )
+    with pytest.raises(AnalyzerError) as caught:
+        analyzer.load()
+    message = str(caught.value)
+    assert message.startswith(f"{corrupt} is not a readable ONNX model") and "\n" not in message
+
+
 def test_quantize_bad_input_is_one_line(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(centerface_onnx().read_bytes()[:5000])
