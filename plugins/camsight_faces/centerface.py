@@ -171,7 +171,7 @@ class CenterFaceTorch:
     Images of one input size go through the network together, so a GPU sees
     whole batches. On a machine without a GPU it runs on the CPU (slower than
     OpenCV there; use it for batching on a GPU). ``precision`` fp16/bf16
-    casts weights and inputs; int8 changes nothing (no Linear layer).
+    casts weights and inputs; int8 is refused (no Linear layer: decision 0029).
     """
 
     def __init__(
