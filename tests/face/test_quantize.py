@@ -125,3 +125,13 @@ def test_quantize_bad_input_is_one_line(tmp_path: Path) -> None:
         assert result.exit_code == 1
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], result.output
+
+
+def test_the_onnxruntime_backend_honours_device() -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed: the refusal cannot happen here")
+    analyzer = instantiate(CenterFace, {"backend": "onnxruntime", "embed": False}, device="cuda")
+    with pytest.raises(AnalyzerError, match=r"^device 'cuda' requested but onnxruntime has no CUDA"):
+        analyzer.load()
