@@ -113,15 +113,20 @@ def torch_gpu(frames: Sequence[np.ndarray], min_s: float) -> dict[str, Any]:
     return out
 
 
-def run(smoke: bool = False) -> dict[str, Any]:
+def one_thread_footage(smoke: bool) -> tuple[float, list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Limit OpenCV and torch to one thread; (min_s, carphone, bikes, bikes frames with a face)."""
     cv2.setNumThreads(1)
     import torch
 
     torch.set_num_threads(1)
-    min_s = 0.2 if smoke else 5.0
     carphone = sample("carphone_pristine.mp4", 8 if smoke else 120)
     bikes = sample("bikes.mp4", 137)
     bikes_faces = bikes[103:111] if smoke else bikes[103:137]  # the cyclist's face is visible
+    return (0.2 if smoke else 5.0), carphone, bikes, bikes_faces
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    min_s, carphone, bikes, bikes_faces = one_thread_footage(smoke)
     return {
         "smoke": smoke,
         "centerface_opencv_carphone_176x144": detection(CenterFaceOpenCV(), carphone, min_s, 0.5),

@@ -47,6 +47,7 @@ ORDER = (
     "tracking",
     "query",
     "faces",
+    "quantize",
 )
 NOT_BENCHMARKS = {"run"}
 MARK = "@@bench-result@@"
@@ -124,6 +125,20 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
             "",
         ),
         ("dlib_embedding_carphone.faces_per_s_per_core", "dlib embedding, faces/s/core", ""),
+    ],
+    "quantize": [
+        (
+            "centerface_carphone_176x144.int8_speedup",
+            "CenterFace int8 / fp32 (onnxruntime), carphone, per core",
+            "",
+        ),
+        ("centerface_carphone_176x144.matched_share", "... fp32 faces int8 finds (IoU >= 0.5)", ">= 0.95"),
+        (
+            "centerface_bikes_640x272.int8_speedup",
+            "CenterFace int8 / fp32 (onnxruntime), bikes, per core",
+            "",
+        ),
+        ("centerface_bikes_640x272.matched_share", "... fp32 faces int8 finds (IoU >= 0.5)", ">= 0.95"),
     ],
     "gpu_analyzers": [
         ("torchvision_detector_fp32.batch_1_fps", "torchvision detector, batch 1, frames/s", ""),

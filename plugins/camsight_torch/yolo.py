@@ -6,9 +6,12 @@ Two output layouts are understood (``layout: auto`` tells them apart by shape):
 * ``v5`` (YOLOv5/v7 exports): ``(N, anchors, 5 + classes)``, objectness x class score.
 
 Boxes are ``cx, cy, w, h`` in letterboxed input pixels; they are mapped back
-to the original image and normalised. The model runs with onnxruntime, or
-converted to a torch module with onnx2torch (``runtime: torch``, the way to
-put it on a GPU without onnxruntime-gpu).
+to the original image and normalised. The model runs with onnxruntime (on
+the CUDA execution provider when ``device`` asks for a GPU and
+onnxruntime-gpu is installed), or converted to a torch module with
+onnx2torch (``runtime: torch``, the way to put it on a GPU without
+onnxruntime-gpu). Files exported by ultralytics (YOLOv8, YOLO11) are checked
+against ultralytics' own predictions in tests/analyzers/test_yolo_exports.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from camsight.analyzers import (
     resolve_device,
 )
 from camsight.analyzers.devices import cuda_available, prepare_module, torch_dtype
+from camsight.analyzers.onnxrt import load_model, session
 from pydantic import Field
 
 from camsight_torch.common import label_of, load_labels
@@ -154,8 +158,6 @@ class OnnxYolo(FrameAnalyzer):
 
     def load(self) -> None:
         cfg = self.cfg
-        if not cfg.model.is_file():
-            raise AnalyzerError(f"ONNX model {cfg.model} does not exist")
         self._labels = load_labels(cfg.labels, [])
         runtime = cfg.runtime
         if runtime == "auto":
@@ -163,19 +165,22 @@ class OnnxYolo(FrameAnalyzer):
         self._run = self._torch_runner() if runtime == "torch" else self._ort_runner()
 
     def _ort_runner(self) -> Any:
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(self.cfg.model), providers=["CPUExecutionProvider"])
-        spec = session.get_inputs()[0]
+        if self.cfg.precision not in (None, "fp32"):
+            raise AnalyzerError(
+                f"precision {self.cfg.precision} does nothing with onnxruntime: use fp32 with an int8 "
+                "file from `camsight models quantize`, or runtime: torch on a GPU"
+            )
+        ort = session(self.cfg.model, self.cfg.device)
+        spec = ort.get_inputs()[0]
         self._batched = not isinstance(spec.shape[0], int) or spec.shape[0] != 1
-        return lambda batch: session.run(None, {spec.name: batch})[0]
+        return lambda batch: ort.run(None, {spec.name: batch})[0]
 
     def _torch_runner(self) -> Any:
         import onnx2torch
         import torch
 
         device = resolve_device(self.cfg.device)
-        module = prepare_module(onnx2torch.convert(str(self.cfg.model)), device, self.cfg.precision)
+        module = prepare_module(onnx2torch.convert(load_model(self.cfg.model)), device, self.cfg.precision)
         dtype = torch_dtype(None if self.cfg.precision == "int8" else self.cfg.precision)
 
         def run(batch: Floats) -> Floats:

