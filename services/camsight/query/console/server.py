@@ -1,0 +1,58 @@
+"""The console's HTTP server, started and stopped by the query service (or ``camsight console``)."""
+
+from __future__ import annotations
+
+import errno
+
+from aiohttp import web
+
+from camsight.bus import Bus
+from camsight.config import ConfigError
+from camsight.query.auth import TokenAuth
+from camsight.query.console.api import Api
+from camsight.query.console.app import Console, make_app
+from camsight.query.console.session import Sessions
+from camsight.query.console.views import ROUTES
+from camsight.query.settings import ConsoleSettings
+
+# Streams (SSE, MJPEG) end when ``Console.closing`` is set; this bounds the wait for them.
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
+class ConsoleServer:
+    """Serves the console on host:port (``port=0`` picks a free port), as a client of ``grpc_target``."""
+
+    def __init__(self, cfg: ConsoleSettings, auth: TokenAuth, grpc_target: str, bus: Bus | None) -> None:
+        self.console = Console(Api(grpc_target), Sessions(auth), bus)
+        self._runner = web.AppRunner(
+            make_app(self.console, ROUTES), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        )
+        self.host = cfg.host
+        self.port = cfg.port
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> None:
+        """Bind and serve; a port that cannot be bound is a ConfigError naming the setting."""
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+            raise ConfigError(
+                f"services.query.console.port: cannot serve the console on {self.host}:{self.port}: {reason}"
+            ) from None
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """End streams, stop serving, close the channel; a second call does nothing."""
+        if self.console.closing.is_set():
+            return
+        self.console.closing.set()
+        await self._runner.cleanup()
+        await self.console.api.close()

@@ -1,0 +1,276 @@
+"""The pages: each handler asks the gRPC API as the session's user and renders a template.
+
+Writes are POST forms carrying the CSRF token (checked in :mod:`.app`); admin forms are
+left out of pages for a read token, and the gRPC server refuses them if forged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import urlencode, urlsplit
+
+import nats.js.errors
+from aiohttp import web
+from google.protobuf.duration_pb2 import Duration
+
+from camsight.bus import subjects
+from camsight.query.console.api import ConsoleError
+from camsight.query.console.app import console_of, session_of
+from camsight.query.console.charts import hourly_chart
+from camsight.query.console.render import fragment, page
+from camsight.query.console.session import clear_cookie, set_cookie
+from camsight.query.faces_api import MAX_IMAGE_BYTES
+from camsight.query.snapshots import image_info
+from camsight.v1 import (
+    camera_pb2,
+    camera_service_pb2,
+    event_service_pb2,
+    face_gallery_service_pb2,
+)
+
+routes = web.RouteTableDef()
+EVENTS_PAGE = 50
+IMAGE_TYPES = ("image/jpeg", "image/png")
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    if console.sessions.anonymous:
+        raise web.HTTPSeeOther("/events")
+    return page("login.html", None, message="")
+
+
+@routes.post("/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the pasted token against the token table; a cross-site login is refused."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        return page("login.html", None, status=403, message="a login from another site: refused")
+    form = await request.post()
+    session = console_of(request).sessions.from_secret(str(form.get("token", "")))
+    if session is None:
+        return page("login.html", None, status=401, message="unknown token")
+    response = web.HTTPSeeOther("/events")
+    set_cookie(response, request, session)
+    return response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    response = web.HTTPSeeOther("/login")
+    clear_cookie(response)
+    return response
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/events")
+
+
+@routes.get("/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    """One page of events; the filter is the API's (AIP-160), its error shown as the API says it."""
+    console, session = console_of(request), session_of(request)
+    text = request.query.get("filter", "")
+    listed = event_service_pb2.ListEventsResponse()
+    error, status = "", 200
+    try:
+        listed = await console.api.call(
+            session,
+            console.api.events.ListEvents,
+            event_service_pb2.ListEventsRequest(
+                filter=text, page_size=EVENTS_PAGE, page_token=request.query.get("page", "")
+            ),
+        )
+    except ConsoleError as exc:
+        if exc.status >= 500:
+            raise
+        error, status = exc.message, exc.status
+    live = "/events/live?" + urlencode({"filter": text})
+    more = "/events?" + urlencode({"filter": text, "page": listed.next_page_token})
+    return page(
+        "events.html",
+        session,
+        status=status,
+        filter=text,
+        error=error,
+        events=listed.events,
+        live="" if error else live,
+        more=more if listed.next_page_token else "",
+    )
+
+
+@routes.get("/events/live")
+async def events_live(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each new or changed event as the HTML of its row (docs/decisions/0056)."""
+    console, session = console_of(request), session_of(request)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    tail = console.api.tail(session, request.query.get("filter", ""))
+    closing = asyncio.ensure_future(console.closing.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(tail))
+            await asyncio.wait({following, closing}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                break
+            try:
+                event = following.result()
+            except StopAsyncIteration:
+                break
+            except ConsoleError as exc:
+                await response.write(f"event: failed\ndata: {exc.message}\n\n".encode())
+                break
+            await response.write(f"data: {fragment('event_row.html', event=event)}\n\n".encode())
+    except ConnectionResetError:
+        pass  # the browser went away
+    finally:
+        closing.cancel()
+        await tail.aclose()
+    return response
+
+
+@routes.get("/events/{id}")
+async def event(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    found = await console.api.call(
+        session, console.api.events.GetEvent, event_service_pb2.GetEventRequest(id=request.match_info["id"])
+    )
+    return page("event.html", session, event=found)
+
+
+@routes.get("/snapshots/{id}")
+async def snapshot(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    shot = await console.api.call(
+        session,
+        console.api.events.GetSnapshot,
+        event_service_pb2.GetSnapshotRequest(id=request.match_info["id"]),
+    )
+    return web.Response(body=shot.data, content_type=shot.content_type, headers={"Cache-Control": "private"})
+
+
+@routes.get("/cameras")
+async def cameras(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    api = console.api
+    listed = await api.all_pages(
+        session, api.cameras.ListCameras, camera_service_pb2.ListCamerasRequest(), "cameras"
+    )
+    statuses = await api.all_pages(
+        session, api.cameras.ListCameraStatuses, camera_service_pb2.ListCameraStatusesRequest(), "statuses"
+    )
+    by_camera = {status.camera_id: status for status in statuses}
+    rows = [(camera, by_camera.get(camera.id)) for camera in listed]
+    return page("cameras.html", session, rows=rows)
+
+
+@routes.post("/cameras")
+async def add_camera(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    form = await request.post()
+    try:
+        fps = float(str(form.get("target_fps") or 0))
+    except ValueError:
+        raise ConsoleError(400, "target_fps: not a number") from None
+    camera = camera_pb2.Camera(
+        id=str(form.get("id", "")), source_uri=str(form.get("source_uri", "")), enabled=True, target_fps=fps
+    )
+    await console.api.call(
+        session, console.api.cameras.CreateCamera, camera_service_pb2.CreateCameraRequest(camera=camera)
+    )
+    raise web.HTTPSeeOther("/cameras")
+
+
+@routes.post("/cameras/{id}/delete")
+async def delete_camera(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    await console.api.call(
+        session,
+        console.api.cameras.DeleteCamera,
+        camera_service_pb2.DeleteCameraRequest(id=request.match_info["id"]),
+    )
+    raise web.HTTPSeeOther("/cameras")
+
+
+@routes.get("/faces")
+async def faces(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    api = console.api
+    identities = await api.all_pages(
+        session, api.faces.ListIdentities, face_gallery_service_pb2.ListIdentitiesRequest(), "identities"
+    )
+    return page("faces.html", session, identities=identities, max_mib=MAX_IMAGE_BYTES // 2**20)
+
+
+@routes.post("/faces")
+async def enroll(request: web.Request) -> web.StreamResponse:
+    """Enroll an uploaded photo; what is not a JPEG or PNG is refused before the face service sees it."""
+    console, session = console_of(request), session_of(request)
+    form = await request.post()
+    photo = form.get("photo")
+    data = photo.file.read() if isinstance(photo, web.FileField) else b""
+    if not data:
+        raise ConsoleError(400, "photo: choose a JPEG or PNG file")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ConsoleError(413, f"photo: larger than {MAX_IMAGE_BYTES // 2**20} MiB: refused")
+    if image_info(data)[0] not in IMAGE_TYPES:
+        raise ConsoleError(400, "photo: not a JPEG or PNG image")
+    request_ = face_gallery_service_pb2.EnrollFaceRequest(
+        identity_id=str(form.get("identity_id", "")),
+        display_name=str(form.get("display_name", "")),
+        image=data,
+    )
+    await console.api.call(session, console.api.faces.EnrollFace, request_)
+    raise web.HTTPSeeOther("/faces")
+
+
+@routes.post("/faces/{id}/delete")
+async def delete_identity(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    await console.api.call(
+        session,
+        console.api.faces.DeleteIdentity,
+        face_gallery_service_pb2.DeleteIdentityRequest(id=request.match_info["id"]),
+    )
+    raise web.HTTPSeeOther("/faces")
+
+
+@routes.get("/thumbnails/{name:.+}")
+async def thumbnail(request: web.Request) -> web.StreamResponse:
+    """A gallery thumbnail (object store ``faces``): no RPC serves them, any session may read them."""
+    console = console_of(request)
+    name = request.match_info["name"]
+    if console.bus is None or not 0 < len(name) <= 256:
+        raise ConsoleError(404, f"thumbnail {name!r} not found")
+    store = await console.bus.object_store(subjects.FACES_STORE)
+    try:
+        result = await store.get(name)
+    except nats.js.errors.NotFoundError:
+        raise ConsoleError(404, f"thumbnail {name!r} not found") from None
+    data = result.data or b""
+    return web.Response(body=data, content_type=image_info(data)[0], headers={"Cache-Control": "private"})
+
+
+@routes.get("/overview")
+async def overview(request: web.Request) -> web.StreamResponse:
+    """Events per hour by type, over what the filter selects (everything by default)."""
+    console, session = console_of(request), session_of(request)
+    counted = await console.api.call(
+        session,
+        console.api.events.CountEvents,
+        event_service_pb2.CountEventsRequest(
+            filter=request.query.get("filter", ""),
+            group_by=event_service_pb2.COUNT_GROUP_BY_TYPE,
+            bucket=Duration(seconds=3600),
+        ),
+    )
+    return page("overview.html", session, chart=hourly_chart(counted), total=counted.total)
+
+
+ROUTES = list(routes)

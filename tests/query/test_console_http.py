@@ -1,0 +1,176 @@
+"""The console over real HTTP (aiohttp's client) against the real query service and nats-server.
+
+What a browser cannot show directly: the cookie's flags, the security headers, CSRF and scope
+refusals of forged requests, the error statuses. tests/query/test_console_browser.py clicks
+through the pages in Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from camsight.bus import Bus
+from camsight.config import NatsSettings
+from camsight.query.console.app import CSP
+from console_support import ADMIN_TOKEN, READ_TOKEN, console_url, face_endpoint, running_console, sample_jpeg
+from helpers import wait_for
+from query_helpers import RunningQuery, make_event
+
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+
+
+@pytest.fixture
+async def query(nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[RunningQuery]:
+    async with running_console(nats_settings, tmp_path) as running:
+        yield running
+
+
+async def logged_in(query: RunningQuery, token: str) -> aiohttp.ClientSession:
+    # unsafe=True: the standard cookie jar ignores cookies of IP addresses such as 127.0.0.1.
+    client = aiohttp.ClientSession(console_url(query), cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with client.post("/login", data={"token": token}, allow_redirects=False) as response:
+        assert response.status == 303, await response.text()
+    return client
+
+
+async def csrf_of(client: aiohttp.ClientSession, path: str) -> str:
+    async with client.get(path) as response:
+        found = CSRF.search(await response.text())
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+async def test_login_sets_an_httponly_strict_cookie_and_pages_carry_the_csp(query: RunningQuery) -> None:
+    async with aiohttp.ClientSession(console_url(query)) as client:
+        async with client.get("/events", allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (303, "/login")
+        async with client.post("/login", data={"token": "not-a-token-at-all-x"}) as response:
+            assert response.status == 401 and "unknown token" in await response.text()
+        async with client.post("/login", data={"token": ADMIN_TOKEN}, allow_redirects=False) as response:
+            cookie = response.headers["Set-Cookie"]
+            assert response.status == 303
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        async with client.get("/login") as response:
+            assert response.headers["Content-Security-Policy"] == CSP
+            assert "'unsafe-inline'" not in CSP and "script-src 'self'" in CSP
+            assert "<script>" not in await response.text()  # every script is a file
+
+
+async def test_a_login_from_another_site_is_refused(query: RunningQuery) -> None:
+    async with aiohttp.ClientSession(console_url(query)) as client:
+        async with client.post(
+            "/login", data={"token": ADMIN_TOKEN}, headers={"Origin": "https://evil.example"}
+        ) as response:
+            assert response.status == 403 and "another site" in await response.text()
+            assert "Set-Cookie" not in response.headers
+
+
+async def test_every_write_needs_the_csrf_token(query: RunningQuery) -> None:
+    async with await logged_in(query, ADMIN_TOKEN) as client:
+        form = {"id": "gate", "source_uri": "rtsp://cam/1", "target_fps": "5"}
+        async with client.post("/cameras", data=form) as response:
+            assert response.status == 403 and "CSRF" in await response.text()
+        async with client.post("/cameras", data={**form, "csrf": "0" * 64}) as response:
+            assert response.status == 403
+        async with client.post(
+            "/cameras", data={**form, "csrf": await csrf_of(client, "/cameras")}
+        ) as response:
+            assert response.status == 200
+            assert 'id="camera-gate"' in await response.text()
+
+
+async def test_a_read_token_sees_no_admin_forms_and_forged_writes_get_403(query: RunningQuery) -> None:
+    async with await logged_in(query, ADMIN_TOKEN) as admin:
+        csrf = await csrf_of(admin, "/cameras")
+        async with admin.post("/cameras", data={"id": "gate", "source_uri": "rtsp://cam/1", "csrf": csrf}):
+            pass
+    async with await logged_in(query, READ_TOKEN) as reader:
+        for path in ("/cameras", "/faces"):
+            async with reader.get(path) as response:
+                text = await response.text()
+            assert response.status == 200 and '<form method="post" action="/cameras"' not in text
+            assert "Remove" not in text and "Enroll a face" not in text
+        csrf = await csrf_of(reader, "/events")  # the logout form's: a read session has one too
+        async with reader.post("/cameras/gate/delete", data={"csrf": csrf}) as response:
+            text = await response.text()
+        assert response.status == 403 and "PERMISSION_DENIED: DeleteCamera needs the admin scope" in text
+        async with reader.get("/cameras") as response:
+            assert 'id="camera-gate"' in await response.text()  # still there
+
+
+async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, query: RunningQuery) -> None:
+    await asyncio.gather(
+        *(bus.publish_event(make_event(n, camera_id="lobby" if n % 2 else "yard")) for n in range(6))
+    )
+    await wait_for(lambda: query.indexed() == 6, 10, "6 events indexed")
+    async with await logged_in(query, READ_TOKEN) as client:
+        async with client.get("/events", params={"filter": "camera = yard"}) as response:
+            text = await response.text()
+        assert sorted(re.findall(r'id="event-(ev-\d+)"', text)) == ["ev-00000", "ev-00002", "ev-00004"]
+        async with client.get("/events", params={"filter": "camera = = yard"}) as response:
+            text = await response.text()
+        assert response.status == 400 and "INVALID_ARGUMENT: filter:" in text
+        async with client.get("/events/ev-00003") as response:
+            assert response.status == 200 and "ev-00003" in await response.text()
+        async with client.get("/events/no-such-event") as response:
+            assert (
+                response.status == 404
+                and "NOT_FOUND: event &#39;no-such-event&#39; not found" in await response.text()
+            )
+
+
+async def test_new_events_arrive_over_server_sent_events(bus: Bus, query: RunningQuery) -> None:
+    async with await logged_in(query, READ_TOKEN) as client:
+        async with client.get("/events/live", params={"filter": "camera = yard"}) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            await bus.publish_event(make_event(1, camera_id="lobby"))
+            await bus.publish_event(make_event(2, camera_id="yard"))
+            line = await asyncio.wait_for(stream.content.readline(), 10)
+        assert line.startswith(b'data: <tr id="event-ev-00002">'), line
+
+
+async def test_uploads_that_are_not_images_or_too_large_are_refused(bus: Bus, query: RunningQuery) -> None:
+    async with face_endpoint(bus) as received, await logged_in(query, ADMIN_TOKEN) as client:
+        csrf = await csrf_of(client, "/faces")
+
+        def form(photo: bytes, name: str) -> aiohttp.FormData:
+            data = aiohttp.FormData({"csrf": csrf, "identity_id": "bob", "display_name": "Bob"})
+            data.add_field("photo", photo, filename=name, content_type="application/octet-stream")
+            return data
+
+        async with client.post("/faces", data=form(b"%PDF-1.7 not a picture", "cv.pdf")) as response:
+            assert response.status == 400 and "photo: not a JPEG or PNG image" in await response.text()
+        async with client.post("/faces", data=form(b"\xff\xd8" + bytes(50 * 2**20), "huge.jpg")) as response:
+            assert response.status == 413 and "larger than 8 MiB: refused" in await response.text()
+        assert received == []
+        async with client.post("/faces", data=form(sample_jpeg(), "bob.jpg")) as response:
+            text = await response.text()
+        assert response.status == 200 and 'id="identity-bob"' in text
+        thumbnail = re.search(r'src="(/thumbnails/bob/[0-9a-f]+\.jpg)"', text)
+        assert thumbnail, text
+        async with client.get(thumbnail.group(1)) as response:
+            assert response.content_type == "image/jpeg" and (await response.read()).startswith(b"\xff\xd8")
+
+
+async def test_without_tokens_the_page_says_so_and_writes_still_need_csrf(
+    nats_settings: NatsSettings, tmp_path: Path
+) -> None:
+    async with running_console(nats_settings, tmp_path, tokens=False) as query:
+        async with aiohttp.ClientSession(
+            console_url(query), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as client:
+            async with client.get("/events") as response:
+                text = await response.text()
+            assert response.status == 200 and "runs without tokens" in text
+            async with client.post("/cameras", data={"id": "gate", "source_uri": "rtsp://c/1"}) as response:
+                assert response.status == 403
+            csrf = await csrf_of(client, "/cameras")
+            async with client.post(
+                "/cameras", data={"id": "gate", "source_uri": "rtsp://c/1", "csrf": csrf}
+            ) as response:
+                assert response.status == 200 and 'id="camera-gate"' in await response.text()
