@@ -8,7 +8,7 @@ failed call becomes a :class:`ConsoleError` with the HTTP status the page gets.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -80,19 +80,17 @@ class Api:
                 return items
             request.page_token = response.next_page_token
 
-    async def tail(self, session: Session, filter_text: str) -> AsyncGenerator[Any, None]:
-        """Live events matching ``filter_text`` (StreamEvents without replay), until closed."""
-        call = self.events.StreamEvents(
-            event_service_pb2.StreamEventsRequest(filter=filter_text), metadata=session.metadata
-        )
-        try:
-            async for response in call:
-                yield response.event
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                raise from_rpc(exc) from None
-        finally:
-            call.cancel()
+    def tail(self, session: Session, filter_text: str, since_ns: int | None) -> Any:
+        """The StreamEvents call for ``filter_text`` from ``since_ns`` on (replayed, then live).
+
+        A page passes its newest event's start: what was committed between the page's list
+        and this tail is replayed, so nothing falls in the gap (the newest row is sent again
+        and replaced in place). The caller iterates the call and cancels it when done.
+        """
+        request = event_service_pb2.StreamEventsRequest(filter=filter_text)
+        if since_ns is not None:
+            request.start_time.FromNanoseconds(since_ns)
+        return self.events.StreamEvents(request, metadata=session.metadata)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -35,7 +35,7 @@ CSP = (
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" would make Origin "null" on our own forms
     "X-Frame-Options": "DENY",
 }
 # Pages reachable without a session.

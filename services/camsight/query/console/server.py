@@ -24,8 +24,13 @@ class ConsoleServer:
 
     def __init__(self, cfg: ConsoleSettings, auth: TokenAuth, grpc_target: str, bus: Bus | None) -> None:
         self.console = Console(Api(grpc_target), Sessions(auth), bus)
+        # handler_cancellation: a browser that leaves a live page cancels its handler, which
+        # closes the gRPC tail behind it (else every visit would leave a stream open).
         self._runner = web.AppRunner(
-            make_app(self.console, ROUTES), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+            make_app(self.console, ROUTES),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            handler_cancellation=True,
         )
         self.host = cfg.host
         self.port = cfg.port

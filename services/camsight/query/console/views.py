@@ -7,16 +7,16 @@ left out of pages for a read token, and the gRPC server refuses them if forged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from urllib.parse import urlencode, urlsplit
 
+import grpc
 import nats.js.errors
 from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
 
 from camsight.bus import subjects
-from camsight.query.console.api import ConsoleError
-from camsight.query.console.app import console_of, session_of
+from camsight.query.console.api import ConsoleError, from_rpc
+from camsight.query.console.app import SECURITY_HEADERS, console_of, session_of
 from camsight.query.console.charts import hourly_chart
 from camsight.query.console.render import fragment, page
 from camsight.query.console.session import clear_cookie, set_cookie
@@ -88,7 +88,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         if exc.status >= 500:
             raise
         error, status = exc.message, exc.status
-    live = "/events/live?" + urlencode({"filter": text})
+    live = {"filter": text}
+    if listed.events and not request.query.get("page"):
+        live["since"] = str(listed.events[0].start_time.ToNanoseconds())
     more = "/events?" + urlencode({"filter": text, "page": listed.next_page_token})
     return page(
         "events.html",
@@ -97,7 +99,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         filter=text,
         error=error,
         events=listed.events,
-        live="" if error else live,
+        live="" if error else "/events/live?" + urlencode(live),
         more=more if listed.next_page_token else "",
     )
 
@@ -106,33 +108,32 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def events_live(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each new or changed event as the HTML of its row (docs/decisions/0056)."""
     console, session = console_of(request), session_of(request)
+    since = request.query.get("since", "")
+    if since and not since.isdigit():
+        raise ConsoleError(400, f"since: expected nanoseconds since the epoch, got {since!r}")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    response.headers.update(SECURITY_HEADERS)
     await response.prepare(request)
-    tail = console.api.tail(session, request.query.get("filter", ""))
-    closing = asyncio.ensure_future(console.closing.wait())
+    call = console.api.tail(session, request.query.get("filter", ""), int(since) if since else None)
+    # The console stopping ends the tail; a browser leaving cancels this handler (and the call).
+    stopper = asyncio.create_task(_cancel_when(console.closing, call))
     try:
-        while True:
-            following = asyncio.ensure_future(anext(tail))
-            await asyncio.wait({following, closing}, return_when=asyncio.FIRST_COMPLETED)
-            if not following.done():
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await following
-                break
-            try:
-                event = following.result()
-            except StopAsyncIteration:
-                break
-            except ConsoleError as exc:
-                await response.write(f"event: failed\ndata: {exc.message}\n\n".encode())
-                break
-            await response.write(f"data: {fragment('event_row.html', event=event)}\n\n".encode())
+        async for item in call:
+            await response.write(f"data: {fragment('event_row.html', event=item.event)}\n\n".encode())
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.CANCELLED:
+            await response.write(f"event: failed\ndata: {from_rpc(exc).message}\n\n".encode())
     except ConnectionResetError:
         pass  # the browser went away
     finally:
-        closing.cancel()
-        await tail.aclose()
+        call.cancel()
+        stopper.cancel()
     return response
+
+
+async def _cancel_when(event: asyncio.Event, call: grpc.aio.Call) -> None:
+    await event.wait()
+    call.cancel()
 
 
 @routes.get("/events/{id}")
