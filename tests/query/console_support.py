@@ -16,7 +16,7 @@ import cv2
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
 from camsight.stores.gallery import GalleryStore, Sample
-from camsight.v1 import identity_pb2
+from camsight.v1 import analysis_pb2, camera_pb2, frame_pb2, identity_pb2
 from helpers import sample_video
 from nats.aio.msg import Msg
 from query_helpers import RunningQuery, query_settings, running_query
@@ -81,3 +81,30 @@ async def face_endpoint(bus: Bus) -> AsyncIterator[list[identity_pb2.EnrollReque
         yield received
     finally:
         await sub.unsubscribe()
+
+
+def camera_with_zone(camera_id: str) -> camera_pb2.Camera:
+    """A camera with a zone on the left half (drawn in the live view)."""
+    camera = camera_pb2.Camera(id=camera_id, source_uri="rtsp://10.0.0.9/live", enabled=True)
+    zone = camera.zones.add(id="door")
+    for x, y in ((0.05, 0.05), (0.45, 0.05), (0.45, 0.95), (0.05, 0.95)):
+        zone.polygon.add(x=x, y=y)
+    return camera
+
+
+async def publish_frame(bus: Bus, camera_id: str, jpeg: bytes, seq: int) -> None:
+    """A JPEG frame on ``frames.<camera>``, as the decoder publishes it."""
+    frame = frame_pb2.Frame(camera_id=camera_id, seq=seq, encoding=frame_pb2.IMAGE_ENCODING_JPEG, data=jpeg)
+    frame.width, frame.height = 176, 144
+    await bus.publish(subjects.frames(camera_id), frame)
+
+
+async def publish_person(bus: Bus, camera_id: str, box: tuple[float, float, float, float]) -> None:
+    """A detector's result with one tracked person, on ``detections.hog.<camera>``."""
+    result = analysis_pb2.AnalysisResult(analyzer="hog", kind="objects")
+    result.frame.camera_id = camera_id
+    x1, y1, x2, y2 = box
+    result.detections.add(
+        label="person", score=0.9, track_id=7, box=analysis_pb2.BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2)
+    )
+    await bus.publish(subjects.detections("hog", camera_id), result)

@@ -17,7 +17,16 @@ import pytest
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
 from camsight.v1 import analysis_pb2, event_pb2
-from console_support import ADMIN_TOKEN, READ_TOKEN, console_url, face_endpoint, running_console, sample_jpeg
+from console_support import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    console_url,
+    face_endpoint,
+    publish_frame,
+    publish_person,
+    running_console,
+    sample_jpeg,
+)
 from helpers import wait_for
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from query_helpers import RunningQuery, make_event
@@ -198,6 +207,28 @@ async def test_cameras_and_faces_for_admin_and_read_tokens(
     assert forged.status == 403 and "DeleteIdentity needs the admin scope" in await forged.text()
     await reader.reload()
     await expect(reader.locator("#identity-ada")).to_be_visible()
+
+    # Live: the newest frames with the detections drawn, the camera's events beside them.
+    await reader.goto(console_url(query) + "/live")
+    await reader.click("#live-gate")
+    view = reader.locator("#live-view")
+    server = query.service.console
+    assert server is not None
+    await wait_for(lambda: server.console.feeds.viewers("gate") == 1, 10, "the live view's feed")
+    await wait_for(lambda: query.service.hub.subscribers == 1, 10, "the live page's event tail")
+    await publish_person(bus, "gate", (0.55, 0.2, 0.9, 0.8))
+    await publish_frame(bus, "gate", sample_jpeg(10), 1)
+    await wait_for(lambda: view.evaluate("img => img.naturalWidth === 176"), 10, "the first live frame")
+    first = await view.screenshot()
+    await publish_frame(bus, "gate", sample_jpeg(60), 2)
+
+    async def changed() -> bool:
+        return await view.screenshot() != first
+
+    await wait_for(changed, 10, "the live view to show the next frame")
+    await bus.publish_event(make_event(30_000, id="ev-gate1", camera_id="gate"))
+    await expect(reader.locator("#event-ev-gate1")).to_be_visible(timeout=2000)
+    await reader.screenshot(path=shots / "live.png")
 
     # The admin removes both.
     await admin.goto(console_url(query) + "/faces")

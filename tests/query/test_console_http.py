@@ -13,14 +13,28 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import cv2
+import numpy as np
 import pytest
 from camsight.bus import Bus
 from camsight.config import NatsSettings
 from camsight.query.console.app import CSP
-from console_support import ADMIN_TOKEN, READ_TOKEN, console_url, face_endpoint, running_console, sample_jpeg
+from camsight.v1 import camera_service_pb2 as CS
+from console_support import (
+    ADMIN_TOKEN,
+    READ_TOKEN,
+    camera_with_zone,
+    console_url,
+    face_endpoint,
+    publish_frame,
+    publish_person,
+    running_console,
+    sample_jpeg,
+)
 from helpers import wait_for
 from query_helpers import RunningQuery, make_event
 
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
@@ -128,6 +142,7 @@ async def test_new_events_arrive_over_server_sent_events(bus: Bus, query: Runnin
     async with await logged_in(query, READ_TOKEN) as client:
         async with client.get("/events/live", params={"filter": "camera = yard"}) as stream:
             assert stream.headers["Content-Type"].startswith("text/event-stream")
+            await wait_for(lambda: query.service.hub.subscribers == 1, 10, "the page's live tail")
             await bus.publish_event(make_event(1, camera_id="lobby"))
             await bus.publish_event(make_event(2, camera_id="yard"))
             line = await asyncio.wait_for(stream.content.readline(), 10)
@@ -174,3 +189,59 @@ async def test_without_tokens_the_page_says_so_and_writes_still_need_csrf(
                 "/cameras", data={"id": "gate", "source_uri": "rtsp://c/1", "csrf": csrf}
             ) as response:
                 assert response.status == 200 and 'id="camera-gate"' in await response.text()
+
+
+def decoded(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+PART_END = b"\r\n--camsight-frame\r\n"
+
+
+async def next_part(stream: aiohttp.StreamReader) -> bytes:
+    """The next JPEG of the multipart/x-mixed-replace stream: its headers, then up to the next boundary."""
+    headers = await stream.readuntil(b"\r\n\r\n")
+    assert headers.endswith(b"Content-Type: image/jpeg\r\n\r\n"), headers
+    return (await stream.readuntil(PART_END))[: -len(PART_END)]
+
+
+async def test_the_live_view_draws_detections_and_zones_on_the_newest_frames(
+    bus: Bus, query: RunningQuery
+) -> None:
+    await query.cameras.CreateCamera(CS.CreateCameraRequest(camera=camera_with_zone("lobby")), metadata=ADMIN)
+    box = (0.55, 0.2, 0.9, 0.8)
+    async with await logged_in(query, READ_TOKEN) as client:
+        async with client.get("/live/nope/stream") as response:
+            assert (
+                response.status == 404
+                and "NOT_FOUND: camera &#39;nope&#39; not found" in await response.text()
+            )
+        async with client.get("/live/lobby/stream", timeout=aiohttp.ClientTimeout(total=60)) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            assert query.service.console is not None
+            feeds = query.service.console.console.feeds
+            await wait_for(lambda: feeds.viewers("lobby") == 1, 10, "the viewer's feed")
+            await publish_person(bus, "lobby", box)
+            drawn = None
+            for seq in range(20):  # until a frame drawn after the result arrived
+                await publish_frame(bus, "lobby", sample_jpeg(seq), seq)
+                image, source = decoded(await next_part(stream.content)), decoded(sample_jpeg(seq))
+                assert image.shape == (144, 176, 3)
+                if drawn_at(image, source, box[0], box[1], box[3]):
+                    drawn = (image, source)
+                    break
+            assert drawn is not None, "no frame showed the person's box"
+            assert drawn_at(*drawn, 0.05, 0.05, 0.95) and drawn_at(*drawn, 0.45, 0.05, 0.95)  # the zone
+            assert not drawn_at(*drawn, 0.5, 0.2, 0.8)  # nothing drawn there: the check can fail
+        await wait_for(lambda: feeds.viewers("lobby") == 0, 10, "the feed closed after its viewer left")
+
+
+def drawn_at(image: np.ndarray, source: np.ndarray, x: float, y1: float, y2: float) -> bool:
+    """Whether a vertical edge was drawn at ``x`` (normalised) between y1 and y2: there the picture
+    differs from the source frame, far more than JPEG's own noise (a 1-pixel line at 176x144,
+    which the encoding smears over its neighbours, so the three columns around it are compared)."""
+    height, width = image.shape[:2]
+    column = round(x * (width - 1))
+    rows = slice(round(y1 * height) + 4, round(y2 * height) - 4)
+    diff = np.abs(image[rows, column - 1 : column + 2].astype(int) - source[rows, column - 1 : column + 2])
+    return float(diff.sum(axis=2).max(axis=1).mean()) > 60

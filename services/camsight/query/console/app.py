@@ -17,6 +17,7 @@ from aiohttp import web
 
 from camsight.bus import Bus
 from camsight.query.console.api import Api, ConsoleError
+from camsight.query.console.live import LiveFeeds
 from camsight.query.console.render import page
 from camsight.query.console.session import (
     CSRF_FIELD,
@@ -56,6 +57,7 @@ class Console:
     api: Api
     sessions: Sessions
     bus: Bus | None
+    feeds: LiveFeeds
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 

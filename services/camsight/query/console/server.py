@@ -11,6 +11,7 @@ from camsight.config import ConfigError
 from camsight.query.auth import TokenAuth
 from camsight.query.console.api import Api
 from camsight.query.console.app import Console, make_app
+from camsight.query.console.live import LiveFeeds
 from camsight.query.console.session import Sessions
 from camsight.query.console.views import ROUTES
 from camsight.query.settings import ConsoleSettings
@@ -23,7 +24,7 @@ class ConsoleServer:
     """Serves the console on host:port (``port=0`` picks a free port), as a client of ``grpc_target``."""
 
     def __init__(self, cfg: ConsoleSettings, auth: TokenAuth, grpc_target: str, bus: Bus | None) -> None:
-        self.console = Console(Api(grpc_target), Sessions(auth), bus)
+        self.console = Console(Api(grpc_target), Sessions(auth), bus, LiveFeeds(bus))
         # handler_cancellation: a browser that leaves a live page cancels its handler, which
         # closes the gRPC tail behind it (else every visit would leave a stream open).
         self._runner = web.AppRunner(
@@ -59,5 +60,6 @@ class ConsoleServer:
         if self.console.closing.is_set():
             return
         self.console.closing.set()
+        await self.console.feeds.close()
         await self._runner.cleanup()
         await self.console.api.close()

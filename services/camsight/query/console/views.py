@@ -13,8 +13,10 @@ import grpc
 import nats.js.errors
 from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
+from pydantic import ValidationError
 
 from camsight.bus import subjects
+from camsight.cameras import CameraConfig
 from camsight.query.console.api import ConsoleError, from_rpc
 from camsight.query.console.app import SECURITY_HEADERS, console_of, session_of
 from camsight.query.console.charts import hourly_chart
@@ -30,6 +32,7 @@ from camsight.v1 import (
 )
 
 routes = web.RouteTableDef()
+BOUNDARY = "camsight-frame"
 EVENTS_PAGE = 50
 IMAGE_TYPES = ("image/jpeg", "image/png")
 
@@ -256,6 +259,68 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
         raise ConsoleError(404, f"thumbnail {name!r} not found") from None
     data = result.data or b""
     return web.Response(body=data, content_type=image_info(data)[0], headers={"Cache-Control": "private"})
+
+
+@routes.get("/live")
+async def live_cameras(request: web.Request) -> web.StreamResponse:
+    console, session = console_of(request), session_of(request)
+    api = console.api
+    listed = await api.all_pages(
+        session, api.cameras.ListCameras, camera_service_pb2.ListCamerasRequest(), "cameras"
+    )
+    return page("live_cameras.html", session, cameras=listed)
+
+
+@routes.get("/live/{camera}")
+async def live(request: web.Request) -> web.StreamResponse:
+    """The camera's live picture beside its events (the events list's live rows, filtered to it)."""
+    session = session_of(request)
+    camera = await _camera(request)
+    text = f'camera = "{camera.id}"'
+    return page("live.html", session, camera=camera, live="/events/live?" + urlencode({"filter": text}))
+
+
+@routes.get("/live/{camera}/stream")
+async def live_stream(request: web.Request) -> web.StreamResponse:
+    """MJPEG (multipart/x-mixed-replace): an <img> shows it with no script (docs/decisions/0056)."""
+    console = console_of(request)
+    camera = await _camera(request)
+    try:
+        config: CameraConfig | None = CameraConfig.from_proto(camera)
+    except ValidationError:
+        config = None  # drawn without zones and lines
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-store",
+        }
+    )
+    response.headers.update(SECURITY_HEADERS)
+    await response.prepare(request)
+    # Each part is followed at once by the next part's boundary and headers: Chromium shows a
+    # part only once the next one has begun (a boundary alone is not enough), so without them
+    # every picture would wait for the next frame.
+    part_head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+    await response.write(part_head)
+    async with console.feeds.watch(camera.id, config) as feed:
+        sequence = 0
+        while (drawn := await feed.next(sequence)) is not None:
+            jpeg, sequence = drawn
+            try:
+                await response.write(jpeg + b"\r\n" + part_head)
+            except ConnectionResetError:
+                break  # the browser went away
+    return response
+
+
+async def _camera(request: web.Request) -> camera_pb2.Camera:
+    """The camera named in the path, read as the user (its scope, its NOT_FOUND)."""
+    console, session = console_of(request), session_of(request)
+    return await console.api.call(
+        session,
+        console.api.cameras.GetCamera,
+        camera_service_pb2.GetCameraRequest(id=request.match_info["camera"]),
+    )
 
 
 @routes.get("/overview")
