@@ -225,6 +225,33 @@ def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> Pi
     return hook
 
 
+def with_console(settings: Settings) -> Settings:
+    """``--console``: the query service also serves the console, on loopback and a free port
+    unless the config's ``services.query.console`` names others."""
+    query = dict(settings.services.get("query", {}))
+    query["console"] = {"host": "127.0.0.1", "port": 0, **query.get("console", {}), "enabled": True}
+    return settings.model_copy(update={"services": {**settings.services, "query": query}})
+
+
+def console_keeper(then: PipelineHook | None) -> PipelineHook:
+    """``--console``: once the files ended (and ``then`` ran), print the console's address and
+    keep serving it until Ctrl-C, SIGTERM or SIGHUP, which then end the run normally."""
+
+    async def hook(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        if then is not None:
+            await then(pipeline, summary)
+        url = pipeline.console_url()
+        Console(stderr=True, highlight=False).print(f"console: {url} (Ctrl-C to stop)", soft_wrap=True)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # the stop the user asked for: the run ends as if the console were closed
+
+    return hook
+
+
 def parse_enroll(item: str) -> tuple[str, bytes]:
     """``driver=face.jpg`` -> ("driver", image bytes); exits 2 on a bad value."""
     name, sep, path = item.partition("=")
@@ -277,6 +304,9 @@ def run_command(
             metavar="DIR",
         ),
     ] = None,
+    console: Annotated[
+        bool, typer.Option("--console", help="After the run, serve the web console until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start NATS and every service, run the sources, print events, exit when done."""
     sources = sources or []
@@ -297,6 +327,8 @@ def run_command(
     warn_not_run(not_run(settings.cameras, cameras))
     videos: list[Path] = []
     after = annotator(cameras, annotate, videos) if annotate is not None else None
+    if console:
+        settings, after = with_console(settings), console_keeper(after)
     try:
         summary = asyncio.run(
             run_pipeline(
@@ -316,9 +348,9 @@ def run_command(
         fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt:
         fail("interrupted; the data folder is consistent", 130)
-    console = Console(stderr=as_json)
-    print_summary(summary, console, cameras)
+    out = Console(stderr=as_json)
+    print_summary(summary, out, cameras)
     for video in videos:
-        console.print(f"annotated video: {video}", soft_wrap=True)
+        out.print(f"annotated video: {video}", soft_wrap=True)
     if summary.errors:
         fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))

@@ -25,6 +25,7 @@ from camsight.config import HttpSettings, NatsSettings, Settings
 from camsight.decoder.sources import SourceKind, classify
 from camsight.natsauth import admin_user, authorization, credentials, service_users
 from camsight.natsserver import EmbeddedNats
+from camsight.query.service import QueryService
 from camsight.runtime.serve import Runtime
 from camsight.runtime.service import Service
 from camsight.stores.cameras import Registry
@@ -285,6 +286,14 @@ class EmbeddedPipeline:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 60)
         await asyncio.to_thread(self.nats.stop)
+
+    def console_url(self) -> str:
+        """The web console's address (when ``services.query.console.enabled``, as with ``--console``)."""
+        assert self.runtime is not None
+        for service in self.runtime.services:
+            if isinstance(service, QueryService) and service.console is not None:
+                return service.console.url
+        raise RuntimeError("the console is not enabled (services.query.console.enabled)")
 
     @property
     def bus(self) -> Bus:
