@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from camsight.bus import Bus, subjects
-from camsight.config import NatsSettings
 from camsight.v1 import analysis_pb2, event_pb2
 from console_support import (
     ADMIN_TOKEN,
@@ -24,7 +23,6 @@ from console_support import (
     face_endpoint,
     publish_frame,
     publish_person,
-    running_console,
     sample_jpeg,
 )
 from helpers import wait_for
@@ -49,13 +47,7 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-async def query(nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[RunningQuery]:
-    async with running_console(nats_settings, tmp_path) as running:
-        yield running
-
-
-async def publish_events(bus: Bus, query: RunningQuery) -> None:
+async def publish_events(bus: Bus, console_query: RunningQuery) -> None:
     """Ten events over two cameras and three hours; ev-00004 with a real snapshot, box and path."""
     snapshots = await bus.object_store(subjects.SNAPSHOTS_STORE)
     await snapshots.put("snap-4", sample_jpeg(40))
@@ -71,20 +63,29 @@ async def publish_events(bus: Bus, query: RunningQuery) -> None:
             for x, y in ((0.2, 0.9), (0.35, 0.9), (0.5, 0.92)):
                 event.explanation.path.add(x=x, y=y)
         await bus.publish_event(event)
-    await wait_for(lambda: query.indexed() == 10, 10, "10 events indexed")
+    await wait_for(lambda: console_query.indexed() == 10, 10, "10 events indexed")
 
 
-async def log_in(browser: Browser, query: RunningQuery, token: str) -> Page:
+async def log_in(browser: Browser, console_query: RunningQuery, token: str) -> Page:
     page = await browser.new_page(viewport={"width": 1200, "height": 800})
     page.on("dialog", lambda dialog: dialog.accept())
     violations: list[str] = []
     page.on("console", lambda msg: _csp(msg, violations))
     page.violations = violations  # type: ignore[attr-defined]
-    await page.goto(console_url(query) + "/login")
+    await page.goto(console_url(console_query) + "/login")
     await page.fill("input[name=token]", token)
     await page.click("button[type=submit]")
     await expect(page).to_have_url(re.compile(r"/events$"))
     return page
+
+
+async def upload(page: Page, url: str, photo: Path) -> None:
+    """Enroll ``photo`` as "ada" through the Faces page's form."""
+    await page.goto(url + "/faces")
+    await page.fill("#enroll input[name=identity_id]", "ada")
+    await page.fill("#enroll input[name=display_name]", "Ada")
+    await page.set_input_files("#enroll input[name=photo]", photo)
+    await page.click("#enroll button")
 
 
 def _csp(msg: ConsoleMessage, violations: list[str]) -> None:
@@ -93,15 +94,15 @@ def _csp(msg: ConsoleMessage, violations: list[str]) -> None:
 
 
 async def test_events_filter_live_rows_event_page_and_errors(
-    bus: Bus, query: RunningQuery, browser: Browser, shots: Path
+    bus: Bus, console_query: RunningQuery, browser: Browser, shots: Path
 ) -> None:
-    await publish_events(bus, query)
+    await publish_events(bus, console_query)
     login = await browser.new_page(viewport={"width": 1200, "height": 500})
-    await login.goto(console_url(query) + "/events")
+    await login.goto(console_url(console_query) + "/events")
     await expect(login).to_have_url(re.compile(r"/login$"))  # no session: the login form
     await login.screenshot(path=shots / "login.png")
 
-    page = await log_in(browser, query, READ_TOKEN)
+    page = await log_in(browser, console_query, READ_TOKEN)
     rows = page.locator("#event-rows tr")
     await expect(rows).to_have_count(10)
     await page.fill("input[name=filter]", "camera = yard")
@@ -111,7 +112,7 @@ async def test_events_filter_live_rows_event_page_and_errors(
 
     # Live: a new yard event appears within 2 s without a reload; a lobby one does not.
     await page.evaluate("window.notReloaded = true")
-    await wait_for(lambda: query.service.hub.subscribers == 1, 10, "the page's live tail")
+    await wait_for(lambda: console_query.service.hub.subscribers == 1, 10, "the page's live tail")
     published = time.monotonic()
     await bus.publish_event(make_event(20_000, id="ev-live1", camera_id="lobby"))
     await bus.publish_event(make_event(20_001, id="ev-live2", camera_id="yard"))
@@ -128,7 +129,7 @@ async def test_events_filter_live_rows_event_page_and_errors(
     await page.screenshot(path=shots / "events-bad-filter.png")
 
     # The event page: snapshot loaded, the detection's box and the track's path drawn over it.
-    await page.goto(console_url(query) + "/events")
+    await page.goto(console_url(console_query) + "/events")
     await page.click("#event-ev-00004 a")
     await expect(page.locator("#media-time")).to_have_text("12.500 s")
     snapshot = page.locator("#snapshot")
@@ -145,11 +146,11 @@ async def test_events_filter_live_rows_event_page_and_errors(
     await expect(page.locator("svg.overlay polyline.path")).to_have_count(1)
     await page.screenshot(path=shots / "event.png", full_page=True)
 
-    missing = await page.goto(console_url(query) + "/events/no-such-event")
+    missing = await page.goto(console_url(console_query) + "/events/no-such-event")
     assert missing is not None and missing.status == 404
     await expect(page.locator("#error")).to_contain_text("NOT_FOUND")
 
-    await page.goto(console_url(query) + "/overview")
+    await page.goto(console_url(console_query) + "/overview")
     await expect(page.locator("#total")).to_contain_text("12 events")
     assert await page.locator("svg.chart rect").count() >= 4
     await page.screenshot(path=shots / "overview.png")
@@ -157,10 +158,10 @@ async def test_events_filter_live_rows_event_page_and_errors(
 
 
 async def test_cameras_and_faces_for_admin_and_read_tokens(
-    bus: Bus, query: RunningQuery, browser: Browser, shots: Path, tmp_path: Path
+    bus: Bus, console_query: RunningQuery, browser: Browser, shots: Path, tmp_path: Path
 ) -> None:
-    admin = await log_in(browser, query, ADMIN_TOKEN)
-    await admin.goto(console_url(query) + "/cameras")
+    admin = await log_in(browser, console_query, ADMIN_TOKEN)
+    await admin.goto(console_url(console_query) + "/cameras")
     await admin.fill("#add-camera input[name=id]", "gate")
     await admin.fill("#add-camera input[name=source_uri]", "rtsp://10.0.0.7/stream1")
     await admin.click("#add-camera button")
@@ -175,47 +176,41 @@ async def test_cameras_and_faces_for_admin_and_read_tokens(
     photo.write_bytes(sample_jpeg())
     not_photo.write_text("not a photo")
     async with face_endpoint(bus):
-        await admin.goto(console_url(query) + "/faces")
-        await admin.fill("#enroll input[name=identity_id]", "ada")
-        await admin.fill("#enroll input[name=display_name]", "Ada")
-        await admin.set_input_files("#enroll input[name=photo]", not_photo)
-        await admin.click("#enroll button")
+        await upload(admin, console_url(console_query), not_photo)
         await expect(admin.locator("#error")).to_contain_text("photo: not a JPEG or PNG image")
-        await admin.goto(console_url(query) + "/faces")
-        await admin.fill("#enroll input[name=identity_id]", "ada")
-        await admin.fill("#enroll input[name=display_name]", "Ada")
-        await admin.set_input_files("#enroll input[name=photo]", photo)
-        await admin.click("#enroll button")
+        await upload(admin, console_url(console_query), photo)
         await expect(admin.locator("#identity-ada")).to_contain_text("Ada")
         thumb = admin.locator("#identity-ada img.thumb")
         await expect(thumb).to_be_visible()
         assert await thumb.evaluate("img => img.complete && img.naturalWidth") > 0
         await admin.screenshot(path=shots / "faces.png")
 
-    reader = await log_in(browser, query, READ_TOKEN)
-    await reader.goto(console_url(query) + "/cameras")
+    reader = await log_in(browser, console_query, READ_TOKEN)
+    await reader.goto(console_url(console_query) + "/cameras")
     await expect(reader.locator("#camera-gate")).to_be_visible()
     await expect(reader.locator("button.danger")).to_have_count(0)
     await expect(reader.locator("#add-camera")).to_have_count(0)
-    await reader.goto(console_url(query) + "/faces")
+    await reader.goto(console_url(console_query) + "/faces")
     await expect(reader.locator("#identity-ada")).to_be_visible()
     await expect(reader.locator("button.danger")).to_have_count(0)
     await expect(reader.locator("#enroll")).to_have_count(0)
     # A forged admin form, sent with the reader's own cookie and CSRF token: the server refuses.
     csrf = await reader.locator("input[name=csrf]").first.get_attribute("value")
-    forged = await reader.request.post(console_url(query) + "/faces/ada/delete", form={"csrf": csrf or ""})
+    forged = await reader.request.post(
+        console_url(console_query) + "/faces/ada/delete", form={"csrf": csrf or ""}
+    )
     assert forged.status == 403 and "DeleteIdentity needs the admin scope" in await forged.text()
     await reader.reload()
     await expect(reader.locator("#identity-ada")).to_be_visible()
 
     # Live: the newest frames with the detections drawn, the camera's events beside them.
-    await reader.goto(console_url(query) + "/live")
+    await reader.goto(console_url(console_query) + "/live")
     await reader.click("#live-gate")
     view = reader.locator("#live-view")
-    server = query.service.console
+    server = console_query.service.console
     assert server is not None
     await wait_for(lambda: server.console.feeds.viewers("gate") == 1, 10, "the live view's feed")
-    await wait_for(lambda: query.service.hub.subscribers == 1, 10, "the live page's event tail")
+    await wait_for(lambda: console_query.service.hub.subscribers == 1, 10, "the live page's event tail")
     await publish_person(bus, "gate", (0.55, 0.2, 0.9, 0.8))
     await publish_frame(bus, "gate", sample_jpeg(10), 1)
     await wait_for(lambda: view.evaluate("img => img.naturalWidth === 176"), 10, "the first live frame")
@@ -231,10 +226,10 @@ async def test_cameras_and_faces_for_admin_and_read_tokens(
     await reader.screenshot(path=shots / "live.png")
 
     # The admin removes both.
-    await admin.goto(console_url(query) + "/faces")
+    await admin.goto(console_url(console_query) + "/faces")
     await admin.click("#identity-ada button.danger")
     await expect(admin.locator("#identity-ada")).to_have_count(0)
-    await admin.goto(console_url(query) + "/cameras")
+    await admin.goto(console_url(console_query) + "/cameras")
     await admin.click("#camera-gate button.danger")
     await expect(admin.locator("#camera-gate")).to_have_count(0)
     assert admin.violations == [] and reader.violations == []  # type: ignore[attr-defined]

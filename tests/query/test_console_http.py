@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import cv2
 import numpy as np
-import pytest
 from camsight.bus import Bus
 from camsight.config import NatsSettings
 from camsight.query.console.app import CSP
@@ -38,15 +36,9 @@ ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
-@pytest.fixture
-async def query(nats_settings: NatsSettings, tmp_path: Path) -> AsyncIterator[RunningQuery]:
-    async with running_console(nats_settings, tmp_path) as running:
-        yield running
-
-
-async def logged_in(query: RunningQuery, token: str) -> aiohttp.ClientSession:
+async def logged_in(console_query: RunningQuery, token: str) -> aiohttp.ClientSession:
     # unsafe=True: the standard cookie jar ignores cookies of IP addresses such as 127.0.0.1.
-    client = aiohttp.ClientSession(console_url(query), cookie_jar=aiohttp.CookieJar(unsafe=True))
+    client = aiohttp.ClientSession(console_url(console_query), cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with client.post("/login", data={"token": token}, allow_redirects=False) as response:
         assert response.status == 303, await response.text()
     return client
@@ -59,8 +51,10 @@ async def csrf_of(client: aiohttp.ClientSession, path: str) -> str:
     return found.group(1)
 
 
-async def test_login_sets_an_httponly_strict_cookie_and_pages_carry_the_csp(query: RunningQuery) -> None:
-    async with aiohttp.ClientSession(console_url(query)) as client:
+async def test_login_sets_an_httponly_strict_cookie_and_pages_carry_the_csp(
+    console_query: RunningQuery,
+) -> None:
+    async with aiohttp.ClientSession(console_url(console_query)) as client:
         async with client.get("/events", allow_redirects=False) as response:
             assert (response.status, response.headers["Location"]) == (303, "/login")
         async with client.post("/login", data={"token": "not-a-token-at-all-x"}) as response:
@@ -75,8 +69,8 @@ async def test_login_sets_an_httponly_strict_cookie_and_pages_carry_the_csp(quer
             assert "<script>" not in await response.text()  # every script is a file
 
 
-async def test_a_login_from_another_site_is_refused(query: RunningQuery) -> None:
-    async with aiohttp.ClientSession(console_url(query)) as client:
+async def test_a_login_from_another_site_is_refused(console_query: RunningQuery) -> None:
+    async with aiohttp.ClientSession(console_url(console_query)) as client:
         async with client.post(
             "/login", data={"token": ADMIN_TOKEN}, headers={"Origin": "https://evil.example"}
         ) as response:
@@ -84,8 +78,8 @@ async def test_a_login_from_another_site_is_refused(query: RunningQuery) -> None
             assert "Set-Cookie" not in response.headers
 
 
-async def test_every_write_needs_the_csrf_token(query: RunningQuery) -> None:
-    async with await logged_in(query, ADMIN_TOKEN) as client:
+async def test_every_write_needs_the_csrf_token(console_query: RunningQuery) -> None:
+    async with await logged_in(console_query, ADMIN_TOKEN) as client:
         form = {"id": "gate", "source_uri": "rtsp://cam/1", "target_fps": "5"}
         async with client.post("/cameras", data=form) as response:
             assert response.status == 403 and "CSRF" in await response.text()
@@ -98,12 +92,14 @@ async def test_every_write_needs_the_csrf_token(query: RunningQuery) -> None:
             assert 'id="camera-gate"' in await response.text()
 
 
-async def test_a_read_token_sees_no_admin_forms_and_forged_writes_get_403(query: RunningQuery) -> None:
-    async with await logged_in(query, ADMIN_TOKEN) as admin:
+async def test_a_read_token_sees_no_admin_forms_and_forged_writes_get_403(
+    console_query: RunningQuery,
+) -> None:
+    async with await logged_in(console_query, ADMIN_TOKEN) as admin:
         csrf = await csrf_of(admin, "/cameras")
         async with admin.post("/cameras", data={"id": "gate", "source_uri": "rtsp://cam/1", "csrf": csrf}):
             pass
-    async with await logged_in(query, READ_TOKEN) as reader:
+    async with await logged_in(console_query, READ_TOKEN) as reader:
         for path in ("/cameras", "/faces"):
             async with reader.get(path) as response:
                 text = await response.text()
@@ -117,12 +113,12 @@ async def test_a_read_token_sees_no_admin_forms_and_forged_writes_get_403(query:
             assert 'id="camera-gate"' in await response.text()  # still there
 
 
-async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, query: RunningQuery) -> None:
+async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, console_query: RunningQuery) -> None:
     await asyncio.gather(
         *(bus.publish_event(make_event(n, camera_id="lobby" if n % 2 else "yard")) for n in range(6))
     )
-    await wait_for(lambda: query.indexed() == 6, 10, "6 events indexed")
-    async with await logged_in(query, READ_TOKEN) as client:
+    await wait_for(lambda: console_query.indexed() == 6, 10, "6 events indexed")
+    async with await logged_in(console_query, READ_TOKEN) as client:
         async with client.get("/events", params={"filter": "camera = yard"}) as response:
             text = await response.text()
         assert sorted(re.findall(r'id="event-(ev-\d+)"', text)) == ["ev-00000", "ev-00002", "ev-00004"]
@@ -138,19 +134,21 @@ async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, query: Runni
             )
 
 
-async def test_new_events_arrive_over_server_sent_events(bus: Bus, query: RunningQuery) -> None:
-    async with await logged_in(query, READ_TOKEN) as client:
+async def test_new_events_arrive_over_server_sent_events(bus: Bus, console_query: RunningQuery) -> None:
+    async with await logged_in(console_query, READ_TOKEN) as client:
         async with client.get("/events/live", params={"filter": "camera = yard"}) as stream:
             assert stream.headers["Content-Type"].startswith("text/event-stream")
-            await wait_for(lambda: query.service.hub.subscribers == 1, 10, "the page's live tail")
+            await wait_for(lambda: console_query.service.hub.subscribers == 1, 10, "the page's live tail")
             await bus.publish_event(make_event(1, camera_id="lobby"))
             await bus.publish_event(make_event(2, camera_id="yard"))
             line = await asyncio.wait_for(stream.content.readline(), 10)
         assert line.startswith(b'data: <tr id="event-ev-00002">'), line
 
 
-async def test_uploads_that_are_not_images_or_too_large_are_refused(bus: Bus, query: RunningQuery) -> None:
-    async with face_endpoint(bus) as received, await logged_in(query, ADMIN_TOKEN) as client:
+async def test_uploads_that_are_not_images_or_too_large_are_refused(
+    bus: Bus, console_query: RunningQuery
+) -> None:
+    async with face_endpoint(bus) as received, await logged_in(console_query, ADMIN_TOKEN) as client:
         csrf = await csrf_of(client, "/faces")
 
         def form(photo: bytes, name: str) -> aiohttp.FormData:
@@ -175,9 +173,9 @@ async def test_uploads_that_are_not_images_or_too_large_are_refused(bus: Bus, qu
 async def test_without_tokens_the_page_says_so_and_writes_still_need_csrf(
     nats_settings: NatsSettings, tmp_path: Path
 ) -> None:
-    async with running_console(nats_settings, tmp_path, tokens=False) as query:
+    async with running_console(nats_settings, tmp_path, tokens=False) as console_query:
         async with aiohttp.ClientSession(
-            console_url(query), cookie_jar=aiohttp.CookieJar(unsafe=True)
+            console_url(console_query), cookie_jar=aiohttp.CookieJar(unsafe=True)
         ) as client:
             async with client.get("/events") as response:
                 text = await response.text()
@@ -206,11 +204,13 @@ async def next_part(stream: aiohttp.StreamReader) -> bytes:
 
 
 async def test_the_live_view_draws_detections_and_zones_on_the_newest_frames(
-    bus: Bus, query: RunningQuery
+    bus: Bus, console_query: RunningQuery
 ) -> None:
-    await query.cameras.CreateCamera(CS.CreateCameraRequest(camera=camera_with_zone("lobby")), metadata=ADMIN)
+    await console_query.cameras.CreateCamera(
+        CS.CreateCameraRequest(camera=camera_with_zone("lobby")), metadata=ADMIN
+    )
     box = (0.55, 0.2, 0.9, 0.8)
-    async with await logged_in(query, READ_TOKEN) as client:
+    async with await logged_in(console_query, READ_TOKEN) as client:
         async with client.get("/live/nope/stream") as response:
             assert (
                 response.status == 404
@@ -218,8 +218,8 @@ async def test_the_live_view_draws_detections_and_zones_on_the_newest_frames(
             )
         async with client.get("/live/lobby/stream", timeout=aiohttp.ClientTimeout(total=60)) as stream:
             assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-            assert query.service.console is not None
-            feeds = query.service.console.console.feeds
+            assert console_query.service.console is not None
+            feeds = console_query.service.console.console.feeds
             await wait_for(lambda: feeds.viewers("lobby") == 1, 10, "the viewer's feed")
             await publish_person(bus, "lobby", box)
             drawn = None

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import camsight_command, leftovers, sample_video
+from helpers import leftovers, sample_video, start_camsight
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +19,7 @@ def test_run_with_console_serves_the_finished_run_until_ctrl_c(tmp_path: Path) -
     runs.mkdir()
     video = sample_video("carphone_pristine.mp4")
     command = ["run", str(video), "--json", "--console", "--data-dir", str(tmp_path / "data")]
-    proc = subprocess.Popen(
-        camsight_command(*command),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(runs)},
-    )
+    proc = start_camsight(*command, cwd=tmp_path, tmpdir=runs)
     try:
         assert proc.stderr is not None
         url = None

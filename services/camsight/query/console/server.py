@@ -1,13 +1,10 @@
-"""The console's HTTP server, started and stopped by the query service (or ``camsight console``)."""
+"""The console's HTTP server, started and stopped by the query service."""
 
 from __future__ import annotations
-
-import errno
 
 from aiohttp import web
 
 from camsight.bus import Bus
-from camsight.config import ConfigError
 from camsight.query.auth import TokenAuth
 from camsight.query.console.api import Api
 from camsight.query.console.app import Console, make_app
@@ -15,6 +12,7 @@ from camsight.query.console.live import LiveFeeds
 from camsight.query.console.session import Sessions
 from camsight.query.console.views import ROUTES
 from camsight.query.settings import ConsoleSettings
+from camsight.runtime.health import start_site
 
 # Streams (SSE, MJPEG) end when ``Console.closing`` is set; this bounds the wait for them.
 SHUTDOWN_TIMEOUT_S = 2.0
@@ -43,17 +41,14 @@ class ConsoleServer:
 
     async def start(self) -> None:
         """Bind and serve; a port that cannot be bound is a ConfigError naming the setting."""
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
-            raise ConfigError(
-                f"services.query.console.port: cannot serve the console on {self.host}:{self.port}: {reason}"
-            ) from None
-        if self.port == 0:
-            self.port = int(self._runner.addresses[0][1])
+        self.port = await start_site(
+            self._runner,
+            self.host,
+            self.port,
+            setting="services.query.console.port",
+            what="the console",
+            in_use="(another query service?); set services.query.console.port",
+        )
 
     async def stop(self) -> None:
         """End streams, stop serving, close the channel; a second call does nothing."""

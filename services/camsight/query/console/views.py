@@ -7,6 +7,8 @@ left out of pages for a read token, and the gRPC server refuses them if forged.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
 import grpc
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 
 from camsight.bus import subjects
 from camsight.cameras import CameraConfig
-from camsight.query.console.api import ConsoleError, from_rpc
+from camsight.query.console.api import Api, ConsoleError, from_rpc
 from camsight.query.console.app import SECURITY_HEADERS, console_of, session_of
 from camsight.query.console.charts import hourly_chart
 from camsight.query.console.render import fragment, page
@@ -26,10 +28,10 @@ from camsight.query.faces_api import MAX_IMAGE_BYTES
 from camsight.query.snapshots import image_info
 from camsight.v1 import (
     camera_pb2,
-    camera_service_pb2,
     event_service_pb2,
     face_gallery_service_pb2,
 )
+from camsight.v1 import camera_service_pb2 as CS
 
 routes = web.RouteTableDef()
 BOUNDARY = "camsight-frame"
@@ -75,14 +77,14 @@ async def index(request: web.Request) -> web.StreamResponse:
 @routes.get("/events")
 async def events(request: web.Request) -> web.StreamResponse:
     """One page of events; the filter is the API's (AIP-160), its error shown as the API says it."""
-    console, session = console_of(request), session_of(request)
+    session = session_of(request)
     text = request.query.get("filter", "")
     listed = event_service_pb2.ListEventsResponse()
     error, status = "", 200
     try:
-        listed = await console.api.call(
-            session,
-            console.api.events.ListEvents,
+        listed = await ask(
+            request,
+            lambda api: api.events.ListEvents,
             event_service_pb2.ListEventsRequest(
                 filter=text, page_size=EVENTS_PAGE, page_token=request.query.get("page", "")
             ),
@@ -141,21 +143,15 @@ async def _cancel_when(event: asyncio.Event, call: grpc.aio.Call) -> None:
 
 @routes.get("/events/{id}")
 async def event(request: web.Request) -> web.StreamResponse:
-    console, session = console_of(request), session_of(request)
-    found = await console.api.call(
-        session, console.api.events.GetEvent, event_service_pb2.GetEventRequest(id=request.match_info["id"])
-    )
-    return page("event.html", session, event=found)
+    message = event_service_pb2.GetEventRequest(id=request.match_info["id"])
+    found = await ask(request, lambda api: api.events.GetEvent, message)
+    return page("event.html", session_of(request), event=found)
 
 
 @routes.get("/snapshots/{id}")
 async def snapshot(request: web.Request) -> web.StreamResponse:
-    console, session = console_of(request), session_of(request)
-    shot = await console.api.call(
-        session,
-        console.api.events.GetSnapshot,
-        event_service_pb2.GetSnapshotRequest(id=request.match_info["id"]),
-    )
+    message = event_service_pb2.GetSnapshotRequest(id=request.match_info["id"])
+    shot = await ask(request, lambda api: api.events.GetSnapshot, message)
     return web.Response(body=shot.data, content_type=shot.content_type, headers={"Cache-Control": "private"})
 
 
@@ -163,11 +159,9 @@ async def snapshot(request: web.Request) -> web.StreamResponse:
 async def cameras(request: web.Request) -> web.StreamResponse:
     console, session = console_of(request), session_of(request)
     api = console.api
-    listed = await api.all_pages(
-        session, api.cameras.ListCameras, camera_service_pb2.ListCamerasRequest(), "cameras"
-    )
+    listed = await api.all_pages(session, api.cameras.ListCameras, CS.ListCamerasRequest(), "cameras")
     statuses = await api.all_pages(
-        session, api.cameras.ListCameraStatuses, camera_service_pb2.ListCameraStatusesRequest(), "statuses"
+        session, api.cameras.ListCameraStatuses, CS.ListCameraStatusesRequest(), "statuses"
     )
     by_camera = {status.camera_id: status for status in statuses}
     rows = [(camera, by_camera.get(camera.id)) for camera in listed]
@@ -176,7 +170,6 @@ async def cameras(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/cameras")
 async def add_camera(request: web.Request) -> web.StreamResponse:
-    console, session = console_of(request), session_of(request)
     form = await request.post()
     try:
         fps = float(str(form.get("target_fps") or 0))
@@ -185,21 +178,15 @@ async def add_camera(request: web.Request) -> web.StreamResponse:
     camera = camera_pb2.Camera(
         id=str(form.get("id", "")), source_uri=str(form.get("source_uri", "")), enabled=True, target_fps=fps
     )
-    await console.api.call(
-        session, console.api.cameras.CreateCamera, camera_service_pb2.CreateCameraRequest(camera=camera)
+    await write(
+        request, "/cameras", lambda api: api.cameras.CreateCamera, CS.CreateCameraRequest(camera=camera)
     )
-    raise web.HTTPSeeOther("/cameras")
 
 
 @routes.post("/cameras/{id}/delete")
 async def delete_camera(request: web.Request) -> web.StreamResponse:
-    console, session = console_of(request), session_of(request)
-    await console.api.call(
-        session,
-        console.api.cameras.DeleteCamera,
-        camera_service_pb2.DeleteCameraRequest(id=request.match_info["id"]),
-    )
-    raise web.HTTPSeeOther("/cameras")
+    message = CS.DeleteCameraRequest(id=request.match_info["id"])
+    await write(request, "/cameras", lambda api: api.cameras.DeleteCamera, message)
 
 
 @routes.get("/faces")
@@ -215,7 +202,6 @@ async def faces(request: web.Request) -> web.StreamResponse:
 @routes.post("/faces")
 async def enroll(request: web.Request) -> web.StreamResponse:
     """Enroll an uploaded photo; what is not a JPEG or PNG is refused before the face service sees it."""
-    console, session = console_of(request), session_of(request)
     form = await request.post()
     photo = form.get("photo")
     data = photo.file.read() if isinstance(photo, web.FileField) else b""
@@ -230,19 +216,25 @@ async def enroll(request: web.Request) -> web.StreamResponse:
         display_name=str(form.get("display_name", "")),
         image=data,
     )
-    await console.api.call(session, console.api.faces.EnrollFace, request_)
-    raise web.HTTPSeeOther("/faces")
+    await write(request, "/faces", lambda api: api.faces.EnrollFace, request_)
 
 
 @routes.post("/faces/{id}/delete")
 async def delete_identity(request: web.Request) -> web.StreamResponse:
-    console, session = console_of(request), session_of(request)
-    await console.api.call(
-        session,
-        console.api.faces.DeleteIdentity,
-        face_gallery_service_pb2.DeleteIdentityRequest(id=request.match_info["id"]),
-    )
-    raise web.HTTPSeeOther("/faces")
+    message = face_gallery_service_pb2.DeleteIdentityRequest(id=request.match_info["id"])
+    await write(request, "/faces", lambda api: api.faces.DeleteIdentity, message)
+
+
+async def write(request: web.Request, back: str, method: Callable[[Api], Any], message: Any) -> NoReturn:
+    """One write RPC as the session's user, then back to the page it came from (POST/redirect/GET)."""
+    await ask(request, method, message)
+    raise web.HTTPSeeOther(back)
+
+
+async def ask(request: web.Request, method: Callable[[Api], Any], message: Any) -> Any:
+    """One RPC as the session's user (``method`` picks the stub's method)."""
+    console = console_of(request)
+    return await console.api.call(session_of(request), method(console.api), message)
 
 
 @routes.get("/thumbnails/{name:.+}")
@@ -265,9 +257,7 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
 async def live_cameras(request: web.Request) -> web.StreamResponse:
     console, session = console_of(request), session_of(request)
     api = console.api
-    listed = await api.all_pages(
-        session, api.cameras.ListCameras, camera_service_pb2.ListCamerasRequest(), "cameras"
-    )
+    listed = await api.all_pages(session, api.cameras.ListCameras, CS.ListCamerasRequest(), "cameras")
     return page("live_cameras.html", session, cameras=listed)
 
 
@@ -315,28 +305,25 @@ async def live_stream(request: web.Request) -> web.StreamResponse:
 
 async def _camera(request: web.Request) -> camera_pb2.Camera:
     """The camera named in the path, read as the user (its scope, its NOT_FOUND)."""
-    console, session = console_of(request), session_of(request)
-    return await console.api.call(
-        session,
-        console.api.cameras.GetCamera,
-        camera_service_pb2.GetCameraRequest(id=request.match_info["camera"]),
+    camera: camera_pb2.Camera = await ask(
+        request, lambda api: api.cameras.GetCamera, CS.GetCameraRequest(id=request.match_info["camera"])
     )
+    return camera
 
 
 @routes.get("/overview")
 async def overview(request: web.Request) -> web.StreamResponse:
     """Events per hour by type, over what the filter selects (everything by default)."""
-    console, session = console_of(request), session_of(request)
-    counted = await console.api.call(
-        session,
-        console.api.events.CountEvents,
+    counted = await ask(
+        request,
+        lambda api: api.events.CountEvents,
         event_service_pb2.CountEventsRequest(
             filter=request.query.get("filter", ""),
             group_by=event_service_pb2.COUNT_GROUP_BY_TYPE,
             bucket=Duration(seconds=3600),
         ),
     )
-    return page("overview.html", session, chart=hourly_chart(counted), total=counted.total)
+    return page("overview.html", session_of(request), chart=hourly_chart(counted), total=counted.total)
 
 
 ROUTES = list(routes)
