@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -137,25 +138,33 @@ async def run_pipeline(
     once everything drained, while the pipeline still runs (e.g. read what
     it produced for a report).
     """
+    with cancelled_by_signals() as signalled:
+        try:
+            return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
+        except asyncio.CancelledError:
+            if signalled:
+                raise KeyboardInterrupt from None
+            raise
+
+
+@contextlib.contextmanager
+def cancelled_by_signals() -> Iterator[list[signal.Signals]]:
+    """SIGTERM and SIGHUP cancel the running task the way asyncio cancels it on Ctrl-C (SIGINT),
+    so the embedded pipeline unwinds and its nats-server stops with its folder; yields the
+    signals received."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    assert main is not None, "run_pipeline runs in a task"
+    assert main is not None, "called from a task"
     signalled: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
         signalled.append(sig)
         main.cancel()
 
-    # SIGTERM and SIGHUP stop the run the way Ctrl-C does (asyncio cancels the main task
-    # on SIGINT): the pipeline unwinds, the embedded nats-server stops and its folder goes.
     for sig in TERMINATING_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
-    except asyncio.CancelledError:
-        if signalled:
-            raise KeyboardInterrupt from None
-        raise
+        yield signalled
     finally:
         for sig in TERMINATING_SIGNALS:
             loop.remove_signal_handler(sig)
@@ -225,15 +234,21 @@ def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> Pi
     return hook
 
 
-def with_console(settings: Settings) -> Settings:
+def with_console(settings: Settings, **console: object) -> Settings:
     """``--console``: the query service also serves the console, on loopback and a free port
-    unless the config's ``services.query.console`` names others."""
+    unless the config's ``services.query.console`` (or ``console``) names others."""
     query = dict(settings.services.get("query", {}))
-    query["console"] = {"host": "127.0.0.1", "port": 0, **query.get("console", {}), "enabled": True}
+    query["console"] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        **query.get("console", {}),
+        **console,
+        "enabled": True,
+    }
     return settings.model_copy(update={"services": {**settings.services, "query": query}})
 
 
-def console_keeper(then: PipelineHook | None) -> PipelineHook:
+def console_keeper(then: PipelineHook | None, read_only: bool = False) -> PipelineHook:
     """``--console``: once the files ended (and ``then`` ran), print the console's address and
     keep serving it until Ctrl-C, SIGTERM or SIGHUP, which then end the run normally."""
 
@@ -241,7 +256,8 @@ def console_keeper(then: PipelineHook | None) -> PipelineHook:
         if then is not None:
             await then(pipeline, summary)
         url = pipeline.console_url()
-        Console(stderr=True, highlight=False).print(f"console: {url} (Ctrl-C to stop)", soft_wrap=True)
+        mode = "read-only; " if read_only else ""
+        Console(stderr=True, highlight=False).print(f"console: {url} ({mode}Ctrl-C to stop)", soft_wrap=True)
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:

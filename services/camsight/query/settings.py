@@ -40,6 +40,8 @@ class ConsoleSettings(BaseModel):
     host: str = "0.0.0.0"
     # 0 picks a free port (tests, embedded mode).
     port: int = Field(8090, ge=0, le=65535)
+    # Every session reads only, whatever its token (``camsight console --data-dir``).
+    read_only: bool = False
 
 
 class QuerySettings(BaseModel):

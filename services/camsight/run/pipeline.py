@@ -183,7 +183,8 @@ class EmbeddedPipeline:
 
     The cameras that play are exactly those :meth:`add_cameras` registers: a
     data folder may be reused, so the registry left by earlier runs is emptied
-    at start, and the ``cameras`` of the settings are not seeded (a caller
+    at start (unless ``keep_cameras``: ``camsight console --data-dir`` shows a finished
+    run's cameras), and the ``cameras`` of the settings are not seeded (a caller
     takes what it wants from them, as ``camsight run`` does for its sources).
     """
 
@@ -194,6 +195,7 @@ class EmbeddedPipeline:
         *,
         services: Sequence[str] = PIPELINE_SERVICES,
         nats_log: Path | None = None,
+        keep_cameras: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.service_classes = [load_service(p) for p in services]
@@ -205,6 +207,7 @@ class EmbeddedPipeline:
             authorization=authorization(self.users, self.admin),
         )
         self.settings = settings
+        self.keep_cameras = keep_cameras
         self.runtime: Runtime | None = None
         self._task: asyncio.Task[int] | None = None
 
@@ -224,7 +227,8 @@ class EmbeddedPipeline:
         # may share a machine. A config file can still choose the gRPC port.
         query = {"host": "127.0.0.1", "port": 0, **self.settings.services.get("query", {})}
         admin = self._nats_as(credentials(self.admin), declare_topology=True)
-        await self._forget_earlier_cameras(admin)
+        if not self.keep_cameras:  # a run plays only its own cameras; a look at a folder keeps them
+            await self._forget_earlier_cameras(admin)
         update = {
             "nats": admin,
             "cameras": [],

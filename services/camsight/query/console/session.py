@@ -39,6 +39,7 @@ class Session:
     scope: Scope
     name: str
     anonymous: bool
+    read_only: bool = False
 
     @property
     def admin(self) -> bool:
@@ -58,10 +59,15 @@ class Session:
 
 
 class Sessions:
-    """Turns cookies into sessions, with the gRPC server's token table."""
+    """Turns cookies into sessions, with the gRPC server's token table.
 
-    def __init__(self, auth: TokenAuth) -> None:
+    ``read_only`` caps every session at the read scope (a finished run's folder): no page
+    offers a write and :func:`views.write` refuses one before any RPC.
+    """
+
+    def __init__(self, auth: TokenAuth, read_only: bool = False) -> None:
         self.auth = auth
+        self.read_only = read_only
 
     @property
     def anonymous(self) -> bool:
@@ -71,15 +77,19 @@ class Sessions:
         """The session a cookie value stands for; None when it is no (longer a) valid token."""
         if self.anonymous:
             ok = secret.startswith(ANONYMOUS_PREFIX) and len(secret) > len(ANONYMOUS_PREFIX)
-            return Session(secret, Scope.ADMIN, "anonymous", True) if ok else None
+            return self._session(secret, Scope.ADMIN, "anonymous") if ok else None
         match = self.auth.match(secret.strip().encode())
-        return None if match is None else Session(secret.strip(), match[0], match[1], False)
+        return None if match is None else self._session(secret.strip(), *match)
+
+    def _session(self, secret: str, scope: Scope, name: str) -> Session:
+        capped = Scope.READ if self.read_only else scope
+        return Session(secret, capped, name, self.anonymous, self.read_only)
 
     def of(self, request: web.Request) -> Session | None:
         return self.from_secret(request.cookies.get(COOKIE, ""))
 
     def new_anonymous(self) -> Session:
-        return Session(ANONYMOUS_PREFIX + secrets.token_urlsafe(24), Scope.ADMIN, "anonymous", True)
+        return self._session(ANONYMOUS_PREFIX + secrets.token_urlsafe(24), Scope.ADMIN, "anonymous")
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, session: Session) -> None:

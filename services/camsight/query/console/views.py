@@ -226,7 +226,12 @@ async def delete_identity(request: web.Request) -> web.StreamResponse:
 
 
 async def write(request: web.Request, back: str, method: Callable[[Api], Any], message: Any) -> NoReturn:
-    """One write RPC as the session's user, then back to the page it came from (POST/redirect/GET)."""
+    """One write RPC as the session's user, then back to the page it came from (POST/redirect/GET).
+
+    A read-only console refuses it here: without tokens the gRPC server would not.
+    """
+    if session_of(request).read_only:
+        raise ConsoleError(403, "this console is read-only (a finished run's folder)")
     await ask(request, method, message)
     raise web.HTTPSeeOther(back)
 
