@@ -44,6 +44,7 @@ EXPECTED: dict[str, list[str]] = {
         "scenes.stop.miss_30.after.frag_per_10s",
     ],
     "query": ["ingest_events_per_s", "list.p99_ms"],
+    "console": ["four_vs_one_viewer_cpu", "viewers_4.cores", "viewers_4.frames_per_s_per_viewer"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
     "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
