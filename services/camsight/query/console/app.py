@@ -27,6 +27,7 @@ from camsight.query.console.session import (
     clear_cookie,
     set_cookie,
 )
+from camsight.query.faces_api import MAX_IMAGE_BYTES
 
 # No inline script or style anywhere: every script and sheet is a file under /static.
 CSP = (
@@ -42,8 +43,8 @@ SECURITY_HEADERS = {
 # Pages reachable without a session.
 PUBLIC = ("/login", "/static/")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-# The largest request body: an enrollment photo (faces_api.MAX_IMAGE_BYTES) and its form.
-MAX_BODY_BYTES = 8 * 1024 * 1024 + 64 * 1024
+# The largest request body: an enrollment photo and the rest of its form.
+MAX_BODY_BYTES = MAX_IMAGE_BYTES + 64 * 1024
 # A larger upload is read to its end (up to this) so the browser gets the page saying why.
 DRAIN_LIMIT_BYTES = 256 * 1024 * 1024
 
@@ -56,7 +57,7 @@ class Console:
 
     api: Api
     sessions: Sessions
-    bus: Bus | None
+    bus: Bus
     feeds: LiveFeeds
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -127,7 +128,9 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
         form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         await _drain(request)
-        raise ConsoleError(413, f"the upload is larger than {MAX_BODY_BYTES // 2**20} MiB: refused") from None
+        raise ConsoleError(
+            413, f"the upload is larger than {MAX_IMAGE_BYTES // 2**20} MiB: refused"
+        ) from None
     presented = request.headers.get(CSRF_HEADER) or str(form.get(CSRF_FIELD, ""))
     if not session.csrf_ok(presented):
         raise ConsoleError(403, "missing or wrong CSRF token: reload the page and try again")

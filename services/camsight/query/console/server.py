@@ -21,7 +21,7 @@ SHUTDOWN_TIMEOUT_S = 2.0
 class ConsoleServer:
     """Serves the console on host:port (``port=0`` picks a free port), as a client of ``grpc_target``."""
 
-    def __init__(self, cfg: ConsoleSettings, auth: TokenAuth, grpc_target: str, bus: Bus | None) -> None:
+    def __init__(self, cfg: ConsoleSettings, auth: TokenAuth, grpc_target: str, bus: Bus) -> None:
         self.console = Console(Api(grpc_target), Sessions(auth, cfg.read_only), bus, LiveFeeds(bus))
         # handler_cancellation: a browser that leaves a live page cancels its handler, which
         # closes the gRPC tail behind it (else every visit would leave a stream open).

@@ -247,7 +247,7 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
     """A gallery thumbnail (object store ``faces``): no RPC serves them, any session may read them."""
     console = console_of(request)
     name = request.match_info["name"]
-    if console.bus is None or not 0 < len(name) <= 256:
+    if not 0 < len(name) <= 256:
         raise ConsoleError(404, f"thumbnail {name!r} not found")
     store = await console.bus.object_store(subjects.FACES_STORE)
     try:
