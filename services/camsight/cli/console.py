@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -11,11 +10,10 @@ import typer
 
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
-from camsight.cli.run import cancelled_by_signals, console_keeper, with_console
-from camsight.config import ConfigError, LogSettings, Settings
-from camsight.natsserver import NatsServerError
+from camsight.cli.run import cancelled_by_signals, console_keeper, run_or_exit, with_console
+from camsight.config import LogSettings, Settings
 from camsight.query.settings import default_index_path
-from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary
+from camsight.run import EmbeddedPipeline, PipelineSummary
 from camsight.runtime import setup_logging
 
 QUERY_SERVICE = "camsight.query.service:QueryService"
@@ -46,11 +44,4 @@ def console_command(
     settings = with_console(settings_or_exit(config), port=port, read_only=True)
     setup_logging(LogSettings(level="WARNING", format="text"), "console")
     logging.getLogger("camsight").setLevel(logging.WARNING)
-    try:
-        asyncio.run(serve(settings, data_dir))
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except NatsServerError as exc:
-        fail(f"embedded NATS: {exc}")
-    except PipelineFailed as exc:
-        fail(str(exc), EXIT_USAGE)
+    run_or_exit(serve(settings, data_dir))

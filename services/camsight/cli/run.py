@@ -10,9 +10,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from google.protobuf import json_format
@@ -120,6 +120,7 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
     console.print(table)
 
 
+T = TypeVar("T")
 PipelineHook = Callable[[EmbeddedPipeline, PipelineSummary], Awaitable[None]]
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -234,6 +235,20 @@ def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> Pi
     return hook
 
 
+def run_or_exit(main: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
+    """``asyncio.run(main)`` of an embedded pipeline, its failures as one line and an exit code."""
+    try:
+        return asyncio.run(main)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NatsServerError as exc:
+        fail(f"embedded NATS: {exc}")
+    except PipelineFailed as exc:
+        fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        fail(interrupted, 130)
+
+
 def with_console(settings: Settings, **console: object) -> Settings:
     """``--console``: the query service also serves the console, on loopback and a free port
     unless the config's ``services.query.console`` (or ``console``) names others."""
@@ -345,25 +360,12 @@ def run_command(
     after = annotator(cameras, annotate, videos) if annotate is not None else None
     if console:
         settings, after = with_console(settings), console_keeper(after)
-    try:
-        summary = asyncio.run(
-            run_pipeline(
-                settings,
-                cameras,
-                data_dir,
-                as_json,
-                before=enroll_faces(faces) if faces else None,
-                after=after,
-            )
-        )
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except NatsServerError as exc:
-        fail(f"embedded NATS: {exc}")
-    except PipelineFailed as exc:
-        fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        fail("interrupted; the data folder is consistent", 130)
+    summary = run_or_exit(
+        run_pipeline(
+            settings, cameras, data_dir, as_json, before=enroll_faces(faces) if faces else None, after=after
+        ),
+        interrupted="interrupted; the data folder is consistent",
+    )
     out = Console(stderr=as_json)
     print_summary(summary, out, cameras)
     for video in videos:
