@@ -14,10 +14,11 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
-from camsight.bus import Bus
+from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
 from camsight.query.console.app import CSP
 from camsight.v1 import camera_service_pb2 as CS
+from camsight.v1 import event_pb2
 from console_support import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -245,3 +246,26 @@ def drawn_at(image: np.ndarray, source: np.ndarray, x: float, y1: float, y2: flo
     rows = slice(round(y1 * height) + 4, round(y2 * height) - 4)
     diff = np.abs(image[rows, column - 1 : column + 2].astype(int) - source[rows, column - 1 : column + 2])
     return float(diff.sum(axis=2).max(axis=1).mean()) > 60
+
+
+async def test_an_unknown_face_is_enrolled_from_its_event(bus: Bus, console_query: RunningQuery) -> None:
+    snapshots = await bus.object_store(subjects.SNAPSHOTS_STORE)
+    await snapshots.put("snap-stranger", sample_jpeg(70))
+    stranger = make_event(
+        1, id="ev-stranger", type=event_pb2.EVENT_TYPE_UNKNOWN_FACE, snapshot_id="snap-stranger"
+    )
+    await bus.publish_event(stranger)
+    await bus.publish_event(make_event(2, id="ev-zone", snapshot_id="snap-stranger"))
+    await wait_for(lambda: console_query.indexed() == 2, 10, "2 events indexed")
+    async with await logged_in(console_query, READ_TOKEN) as reader:
+        async with reader.get("/events/ev-stranger") as response:
+            assert 'id="enroll-from-event"' not in await response.text()  # read scope: no form
+    async with face_endpoint(bus) as received, await logged_in(console_query, ADMIN_TOKEN) as admin:
+        async with admin.get("/events/ev-zone") as response:
+            assert 'id="enroll-from-event"' not in await response.text()  # not an unknown face
+        csrf = await csrf_of(admin, "/events/ev-stranger")
+        form = {"csrf": csrf, "identity_id": "visitor", "display_name": "Visitor"}
+        async with admin.post("/events/ev-stranger/enroll", data=form) as response:
+            text = await response.text()
+        assert response.status == 200 and 'id="identity-visitor"' in text  # back on the Faces page
+    assert received[-1].image == sample_jpeg(70) and received[-1].labels["source_event"] == "ev-stranger"

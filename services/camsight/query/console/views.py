@@ -219,6 +219,18 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     await write(request, "/faces", lambda api: api.faces.EnrollFace, request_)
 
 
+@routes.post("/events/{id}/enroll")
+async def enroll_from_event(request: web.Request) -> web.StreamResponse:
+    """Enroll the face of an event's snapshot (an UNKNOWN_FACE event's stranger) under a new name."""
+    form = await request.post()
+    message = face_gallery_service_pb2.EnrollFaceFromEventRequest(
+        event_id=request.match_info["id"],
+        identity_id=str(form.get("identity_id", "")),
+        display_name=str(form.get("display_name", "")),
+    )
+    await write(request, "/faces", lambda api: api.faces.EnrollFaceFromEvent, message)
+
+
 @routes.post("/faces/{id}/delete")
 async def delete_identity(request: web.Request) -> web.StreamResponse:
     message = face_gallery_service_pb2.DeleteIdentityRequest(id=request.match_info["id"])
