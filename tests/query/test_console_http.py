@@ -269,3 +269,24 @@ async def test_an_unknown_face_is_enrolled_from_its_event(bus: Bus, console_quer
             text = await response.text()
         assert response.status == 200 and 'id="identity-visitor"' in text  # back on the Faces page
     assert received[-1].image == sample_jpeg(70) and received[-1].labels["source_event"] == "ev-stranger"
+
+
+async def test_a_camera_s_thumbnail_is_its_newest_frame(bus: Bus, console_query: RunningQuery) -> None:
+    await console_query.cameras.CreateCamera(
+        CS.CreateCameraRequest(camera=camera_with_zone("lobby")), metadata=ADMIN
+    )
+    async with await logged_in(console_query, READ_TOKEN) as client:
+        async with client.get("/cameras/lobby/thumbnail") as response:
+            assert response.status == 404 and "has no recent frame" in await response.text()
+        async with client.get("/cameras/nope/thumbnail") as response:
+            assert response.status == 404 and "NOT_FOUND: camera" in await response.text()
+        await publish_frame(bus, "lobby", sample_jpeg(5), 1)
+        await publish_frame(bus, "lobby", sample_jpeg(90), 2)
+        async with client.get("/cameras/lobby/thumbnail") as response:
+            image = decoded(await response.read())
+        assert image.shape == (131, 160, 3)  # 176x144, 160 wide
+        newest = cv2.resize(decoded(sample_jpeg(90)), (160, 131), interpolation=cv2.INTER_AREA)
+        oldest = cv2.resize(decoded(sample_jpeg(5)), (160, 131), interpolation=cv2.INTER_AREA)
+        assert np.abs(image.astype(int) - newest).mean() < np.abs(image.astype(int) - oldest).mean()
+        async with client.get("/cameras") as response:
+            assert 'src="/cameras/lobby/thumbnail"' in await response.text()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_FPS = 10.0
 JPEG_QUALITY = 80
+THUMBNAIL_WIDTH = 160
 
 
 def render(
@@ -49,6 +50,18 @@ def render(
     for result in results:
         draw_result(image, result, style)
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    return bytes(data.tobytes()) if ok else None
+
+
+def thumbnail(frame: frame_pb2.Frame) -> bytes | None:
+    """The frame shrunk to ``THUMBNAIL_WIDTH`` pixels wide, as a JPEG; None when it cannot be decoded."""
+    decoded = decode_frame(frame)
+    if isinstance(decoded, str):
+        return None
+    height, width = decoded.shape[:2]
+    size = (THUMBNAIL_WIDTH, max(1, round(height * THUMBNAIL_WIDTH / width)))
+    small = cv2.resize(decoded, size, interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     return bytes(data.tobytes()) if ok else None
 
 

@@ -22,6 +22,7 @@ from camsight.cameras import CameraConfig
 from camsight.query.console.api import Api, ConsoleError, from_rpc
 from camsight.query.console.app import SECURITY_HEADERS, console_of, session_of
 from camsight.query.console.charts import hourly_chart
+from camsight.query.console.live import thumbnail
 from camsight.query.console.render import fragment, page
 from camsight.query.console.session import clear_cookie, set_cookie
 from camsight.query.faces_api import MAX_IMAGE_BYTES
@@ -30,6 +31,7 @@ from camsight.v1 import (
     camera_pb2,
     event_service_pb2,
     face_gallery_service_pb2,
+    frame_pb2,
 )
 from camsight.v1 import camera_service_pb2 as CS
 
@@ -168,6 +170,19 @@ async def cameras(request: web.Request) -> web.StreamResponse:
     return page("cameras.html", session, rows=rows)
 
 
+@routes.get("/cameras/{camera}/thumbnail")
+async def camera_thumbnail(request: web.Request) -> web.StreamResponse:
+    """The camera's newest frame on the bus (FRAMES keeps the last seconds), small."""
+    camera = await _camera(request)
+    data = await console_of(request).bus.direct_get(
+        subjects.FRAMES_STREAM, last_on=subjects.frames(camera.id)
+    )
+    small = await asyncio.to_thread(thumbnail, frame_pb2.Frame.FromString(data)) if data else None
+    if small is None:
+        raise ConsoleError(404, f"camera {camera.id!r} has no recent frame")
+    return web.Response(body=small, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
 @routes.post("/cameras")
 async def add_camera(request: web.Request) -> web.StreamResponse:
     form = await request.post()
@@ -255,7 +270,7 @@ async def ask(request: web.Request, method: Callable[[Api], Any], message: Any) 
 
 
 @routes.get("/thumbnails/{name:.+}")
-async def thumbnail(request: web.Request) -> web.StreamResponse:
+async def face_thumbnail(request: web.Request) -> web.StreamResponse:
     """A gallery thumbnail (object store ``faces``): no RPC serves them, any session may read them."""
     console = console_of(request)
     name = request.match_info["name"]

@@ -1,4 +1,5 @@
-// The console's only script: live event rows over server-sent events, and confirmations.
+// The console's only script: live event rows over server-sent events, confirmations, and
+// hiding the thumbnails of cameras without a recent frame.
 // Loaded from /static (the Content-Security-Policy allows no inline script).
 "use strict";
 
@@ -24,6 +25,10 @@ function followEvents(rows) {
 document.addEventListener("DOMContentLoaded", () => {
   const rows = document.querySelector("[data-live]");
   if (rows) followEvents(rows);
+  // A camera without a recent frame has no thumbnail (404): no broken-image icon then.
+  for (const img of document.querySelectorAll("img.camera-thumb")) {
+    img.addEventListener("error", () => img.remove());
+  }
   for (const form of document.querySelectorAll("form.confirm")) {
     form.addEventListener("submit", (event) => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
