@@ -48,6 +48,7 @@ ORDER = (
     "query",
     "faces",
     "quantize",
+    "console",
 )
 NOT_BENCHMARKS = {"run"}
 MARK = "@@bench-result@@"
@@ -112,6 +113,11 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("indexed_events", "... events in the index", ""),
         ("ingest_events_per_s", "Events/s indexed through NATS", ">= 5000"),
         ("ingest_vs_baseline", "... / bare fetch-and-ack consumer", ""),
+    ],
+    "console": [
+        ("four_vs_one_viewer_cpu", "Query service CPU, 4 / 1 viewers of a 25-fps camera's live view", "~1"),
+        ("viewers_4.cores", "... cores with 4 viewers", ""),
+        ("viewers_4.frames_per_s_per_viewer", "... frames/s each viewer got", ">= 5"),
     ],
     "faces": [
         (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -86,6 +87,19 @@ _INTERRUPTIBLE = (
 def camsight_command(*args: str) -> list[str]:
     """argv that runs ``camsight ARGS`` in a new Python process that Ctrl-C (SIGINT) interrupts."""
     return [sys.executable, "-c", _INTERRUPTIBLE, *args]
+
+
+def start_camsight(*args: str, cwd: Path, tmpdir: Path) -> subprocess.Popen[str]:
+    """``camsight ARGS`` in the background (see :func:`camsight_command`), stdout and stderr piped,
+    with ``TMPDIR=tmpdir``: where an embedded nats-server keeps its folder (see :func:`leftovers`)."""
+    return subprocess.Popen(
+        camsight_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )
 
 
 def leftovers(tmpdir: Path) -> list[str]:

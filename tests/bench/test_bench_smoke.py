@@ -49,6 +49,7 @@ EXPECTED: dict[str, list[str]] = {
         "scenes.stop.miss_30.after.frag_per_10s",
     ],
     "query": ["ingest_events_per_s", "list.p99_ms"],
+    "console": ["four_vs_one_viewer_cpu", "viewers_4.cores", "viewers_4.frames_per_s_per_viewer"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
     "quantize": ["centerface_carphone_176x144.int8_speedup", "centerface_bikes_640x272.matched_share"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],

@@ -14,14 +14,8 @@ import numpy as np
 import pytest
 from camsight.behavior.geometry import side_of_segment
 from camsight.cameras import CameraConfig
-from camsight.run.annotate import (
-    ResultTimeline,
-    annotate_video,
-    detection_caption,
-    in_arrow,
-    overlay_rows,
-    place_events,
-)
+from camsight.overlay import detection_caption, in_arrow
+from camsight.run.annotate import ResultTimeline, annotate_video, overlay_rows, place_events
 from camsight.v1 import analysis_pb2, event_pb2
 from helpers import sample_video
 from privacy_support import CARPHONE_FACE, CARPHONE_FRAME, assert_blurred, carphone_frame

@@ -4,14 +4,13 @@ temp folder left behind, and a data folder the read commands can use."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import camsight_command, leftovers, sample_video
+from helpers import leftovers, sample_video, start_camsight
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +24,7 @@ def test_a_signal_stops_cleanly_and_leaves_a_consistent_data_folder(
     runs.mkdir()
     # Real time: bikes lasts 10 s, so the run is still going when it is interrupted.
     command = ["run", str(sample_video("bikes.mp4")), "--realtime", "--json", "--data-dir", str(data)]
-    proc = subprocess.Popen(
-        camsight_command(*command),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "TMPDIR": str(runs)},  # where the embedded nats-server keeps its folder
-    )
+    proc = start_camsight(*command, cwd=tmp_path, tmpdir=runs)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the first event: the pipeline runs

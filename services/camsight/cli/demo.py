@@ -14,11 +14,18 @@ from rich.console import Console
 from camsight.bus import subjects
 from camsight.cameras import CameraConfig
 from camsight.cli import app
-from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
-from camsight.cli.run import PipelineHook, output_dir, print_summary, run_pipeline
-from camsight.config import ConfigError, LogSettings
-from camsight.natsserver import NatsServerError
-from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary
+from camsight.cli.common import ConfigOption, fail, settings_or_exit
+from camsight.cli.run import (
+    PipelineHook,
+    console_keeper,
+    output_dir,
+    print_summary,
+    run_or_exit,
+    run_pipeline,
+    with_console,
+)
+from camsight.config import LogSettings
+from camsight.run import EmbeddedPipeline, PipelineSummary
 from camsight.run.annotate import annotate_cameras
 from camsight.run.demo import demo_cameras, enroll_driver
 from camsight.run.report import write_report
@@ -59,6 +66,9 @@ def demo_command(
         "camsight-demo"
     ),
     config: ConfigOption = None,
+    console: Annotated[
+        bool, typer.Option("--console", help="After the report, serve the web console until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Run camsight on sample videos (a street, a driver) and write an HTML report."""
     settings = settings_or_exit(config)
@@ -69,26 +79,13 @@ def demo_command(
     except FileNotFoundError as exc:
         fail(str(exc))
     output_dir(out, "--out")
-    try:
-        summary = asyncio.run(
-            run_pipeline(
-                settings,
-                cameras,
-                out / "data",
-                as_json=False,
-                before=_enroll,
-                after=_reporter(out, cameras),
-            )
-        )
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except NatsServerError as exc:
-        fail(f"embedded NATS: {exc}")
-    except PipelineFailed as exc:
-        fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    console = Console()
-    print_summary(summary, console, cameras)
+    after = _reporter(out, cameras)
+    if console:
+        settings, after = with_console(settings), console_keeper(after)
+    summary = run_or_exit(
+        run_pipeline(settings, cameras, out / "data", as_json=False, before=_enroll, after=after)
+    )
+    printer = Console()
+    print_summary(summary, printer, cameras)
     # soft_wrap: a long path stays on one line, whole, for copying or scripts.
-    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)
+    printer.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from google.protobuf import json_format
@@ -119,6 +120,7 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
     console.print(table)
 
 
+T = TypeVar("T")
 PipelineHook = Callable[[EmbeddedPipeline, PipelineSummary], Awaitable[None]]
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -137,25 +139,33 @@ async def run_pipeline(
     once everything drained, while the pipeline still runs (e.g. read what
     it produced for a report).
     """
+    with cancelled_by_signals() as signalled:
+        try:
+            return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
+        except asyncio.CancelledError:
+            if signalled:
+                raise KeyboardInterrupt from None
+            raise
+
+
+@contextlib.contextmanager
+def cancelled_by_signals() -> Iterator[list[signal.Signals]]:
+    """SIGTERM and SIGHUP cancel the running task the way asyncio cancels it on Ctrl-C (SIGINT),
+    so the embedded pipeline unwinds and its nats-server stops with its folder; yields the
+    signals received."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
-    assert main is not None, "run_pipeline runs in a task"
+    assert main is not None, "called from a task"
     signalled: list[signal.Signals] = []
 
     def on_signal(sig: signal.Signals) -> None:
         signalled.append(sig)
         main.cancel()
 
-    # SIGTERM and SIGHUP stop the run the way Ctrl-C does (asyncio cancels the main task
-    # on SIGINT): the pipeline unwinds, the embedded nats-server stops and its folder goes.
     for sig in TERMINATING_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
-    except asyncio.CancelledError:
-        if signalled:
-            raise KeyboardInterrupt from None
-        raise
+        yield signalled
     finally:
         for sig in TERMINATING_SIGNALS:
             loop.remove_signal_handler(sig)
@@ -225,6 +235,54 @@ def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> Pi
     return hook
 
 
+def run_or_exit(main: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
+    """``asyncio.run(main)`` of an embedded pipeline, its failures as one line and an exit code."""
+    try:
+        return asyncio.run(main)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except NatsServerError as exc:
+        fail(f"embedded NATS: {exc}")
+    except PipelineFailed as exc:
+        fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        fail(interrupted, 130)
+
+
+def with_console(settings: Settings, **console: object) -> Settings:
+    """``--console``: the query service also serves the console, on loopback and a free port
+    unless the config's ``services.query.console`` (or ``console``) names others."""
+    query = dict(settings.services.get("query", {}))
+    query["console"] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        **query.get("console", {}),
+        **console,
+        "enabled": True,
+    }
+    return settings.model_copy(update={"services": {**settings.services, "query": query}})
+
+
+def console_keeper(then: PipelineHook | None, read_only: bool = False) -> PipelineHook:
+    """``--console``: once the files ended (and ``then`` ran), print the console's address and
+    keep serving it until Ctrl-C, SIGTERM or SIGHUP, which then end the run normally."""
+
+    async def hook(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        if then is not None:
+            await then(pipeline, summary)
+        url = pipeline.console_url()
+        mode = "read-only; " if read_only else ""
+        Console(stderr=True, highlight=False).print(f"console: {url} ({mode}Ctrl-C to stop)", soft_wrap=True)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # the stop the user asked for: the run ends as if the console were closed
+
+    return hook
+
+
 def parse_enroll(item: str) -> tuple[str, bytes]:
     """``driver=face.jpg`` -> ("driver", image bytes); exits 2 on a bad value."""
     name, sep, path = item.partition("=")
@@ -277,6 +335,9 @@ def run_command(
             metavar="DIR",
         ),
     ] = None,
+    console: Annotated[
+        bool, typer.Option("--console", help="After the run, serve the web console until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start NATS and every service, run the sources, print events, exit when done."""
     sources = sources or []
@@ -297,28 +358,17 @@ def run_command(
     warn_not_run(not_run(settings.cameras, cameras))
     videos: list[Path] = []
     after = annotator(cameras, annotate, videos) if annotate is not None else None
-    try:
-        summary = asyncio.run(
-            run_pipeline(
-                settings,
-                cameras,
-                data_dir,
-                as_json,
-                before=enroll_faces(faces) if faces else None,
-                after=after,
-            )
-        )
-    except ConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except NatsServerError as exc:
-        fail(f"embedded NATS: {exc}")
-    except PipelineFailed as exc:
-        fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        fail("interrupted; the data folder is consistent", 130)
-    console = Console(stderr=as_json)
-    print_summary(summary, console, cameras)
+    if console:
+        settings, after = with_console(settings), console_keeper(after)
+    summary = run_or_exit(
+        run_pipeline(
+            settings, cameras, data_dir, as_json, before=enroll_faces(faces) if faces else None, after=after
+        ),
+        interrupted="interrupted; the data folder is consistent",
+    )
+    out = Console(stderr=as_json)
+    print_summary(summary, out, cameras)
     for video in videos:
-        console.print(f"annotated video: {video}", soft_wrap=True)
+        out.print(f"annotated video: {video}", soft_wrap=True)
     if summary.errors:
         fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))

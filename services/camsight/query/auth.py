@@ -74,7 +74,13 @@ class TokenAuth(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: Sequence[TokenSettings]) -> None:
         self._tokens = [(t.token.get_secret_value().encode(), t.scope, t.name) for t in tokens]
 
-    def _match(self, presented: bytes) -> tuple[Scope, str] | None:
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured (else every listed method is open)."""
+        return bool(self._tokens)
+
+    def match(self, presented: bytes) -> tuple[Scope, str] | None:
+        """The (scope, name) of a configured token equal to ``presented``, else None."""
         found = None
         for secret, scope, name in self._tokens:  # no early exit: constant time over the list
             if hmac.compare_digest(secret, presented):
@@ -98,7 +104,7 @@ class TokenAuth(grpc.aio.ServerInterceptor):
         kind, _, presented = header.partition(" ")
         if kind.lower() != "bearer" or not presented.strip():
             return grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (authorization: Bearer <token>)"
-        match = self._match(presented.strip().encode())
+        match = self.match(presented.strip().encode())
         if match is None:
             log.warning("refused an unknown token", extra={"method": method})
             return grpc.StatusCode.UNAUTHENTICATED, "unknown token"

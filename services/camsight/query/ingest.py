@@ -47,6 +47,11 @@ class LiveHub:
     def __init__(self) -> None:
         self._subscriptions: set[LiveSubscription] = set()
 
+    @property
+    def subscribers(self) -> int:
+        """How many live tails are open (a test waits for its tail before publishing)."""
+        return len(self._subscriptions)
+
     def subscribe(self) -> LiveSubscription:
         sub = LiveSubscription()
         self._subscriptions.add(sub)

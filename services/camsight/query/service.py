@@ -16,6 +16,8 @@ import secrets
 import time
 
 from camsight.config import service_section
+from camsight.query.auth import TokenAuth
+from camsight.query.console.server import ConsoleServer
 from camsight.query.index import EventIndex
 from camsight.query.ingest import Ingestor, LiveHub
 from camsight.query.server import GrpcServer, build_server
@@ -37,6 +39,7 @@ class QueryService(Service):
         self.grpc: GrpcServer | None = None
         self.hub = LiveHub()
         self.ingestor: Ingestor | None = None
+        self.console: ConsoleServer | None = None
 
     @property
     def port(self) -> int:
@@ -59,6 +62,12 @@ class QueryService(Service):
         await self.grpc.server.start()
         await self.grpc.set_serving(True)
         log.info("query serving gRPC", extra={"port": self.grpc.port, "consumer": durable})
+        if self.cfg.console.enabled:
+            self.console = ConsoleServer(
+                self.cfg.console, TokenAuth(self.cfg.tokens), self._loopback_target(), self.ctx.bus
+            )
+            await self.console.start()
+            log.info("query serving the console", extra={"url": self.console.url})
         self.set_ready(True)
 
     async def run(self) -> None:
@@ -70,6 +79,8 @@ class QueryService(Service):
             await asyncio.wait({ingest, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.set_ready(False, "stopping")
+            if self.console is not None:
+                await self.console.stop()
             await self.grpc.set_serving(False)
             await self.ingestor.stop()
             stopping.cancel()
@@ -78,6 +89,12 @@ class QueryService(Service):
                 await retention
             await self.grpc.server.stop(GRACE_S)
         await ingest  # drained (re-raises if ingestion failed)
+
+    def _loopback_target(self) -> str:
+        """Where the console reaches this service's gRPC server (as a client, with the user's token)."""
+        assert self.grpc is not None
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.cfg.host, self.cfg.host)
+        return f"{host}:{self.grpc.port}"
 
     async def _retention(self) -> None:
         """Delete what the stream has dropped too, now and every interval."""
@@ -92,6 +109,8 @@ class QueryService(Service):
             await asyncio.sleep(self.cfg.retention_interval_s)
 
     async def close(self) -> None:
+        if self.console is not None:
+            await self.console.stop()
         if self.grpc is not None:
             await self.grpc.server.stop(0)
         if self.index is not None:

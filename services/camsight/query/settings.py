@@ -31,6 +31,19 @@ class TokenSettings(BaseModel):
     scope: Scope = Scope.READ
 
 
+class ConsoleSettings(BaseModel):
+    """The operator console (docs/console.md): its own HTTP port, off unless enabled."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    # 0 picks a free port (tests, embedded mode).
+    port: int = Field(8090, ge=0, le=65535)
+    # Every session reads only, whatever its token (``camsight console --data-dir``).
+    read_only: bool = False
+
+
 class QuerySettings(BaseModel):
     """gRPC endpoint, index location, security and retention of the query service."""
 
@@ -59,6 +72,7 @@ class QuerySettings(BaseModel):
     # the replica then rebuilds from the stream (idempotently) when it returns.
     consumer_inactive_s: float = Field(86400.0, gt=0)
     max_concurrent_streams: int = Field(256, ge=1)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")
     def _tokens_unless_anonymous(self) -> Self:
@@ -73,6 +87,11 @@ class QuerySettings(BaseModel):
     def _tls_pair(self) -> Self:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if self.console.enabled and self.tls_cert_file is not None:
+            # The console calls this server on loopback as a plaintext client (decision 0054).
+            raise ValueError(
+                "console.enabled: the console cannot yet call a TLS gRPC server; use one or the other"
+            )
         return self
 
     def index_file(self, settings: Settings) -> Path:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import colorsys
-import hashlib
 import itertools
 import os
 import statistics
@@ -38,11 +36,19 @@ import imageio_ffmpeg
 import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
-from camsight.analyzers import FACE_LABEL, KIND_MOTION
+from camsight.analyzers import KIND_MOTION
 from camsight.bus import subjects
 from camsight.bus.subjects import event_type_token
-from camsight.cameras import CameraConfig, Line
+from camsight.cameras import CameraConfig
 from camsight.decoder.sources import SourceKind, classify
+from camsight.overlay import (
+    TEXT_COLOUR,
+    Image,
+    Style,
+    draw_result,
+    draw_text,
+    draw_zones_and_lines,
+)
 from camsight.privacy import blur_boxes
 from camsight.run.pipeline import EmbeddedPipeline, PipelineSummary
 from camsight.v1 import analysis_pb2, event_pb2
@@ -55,120 +61,13 @@ from camsight.v1 import analysis_pb2, event_pb2
 # also reaches ffmpeg, which is what the user wants while videos are being written.
 os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
-# Colours are BGR.
-ZONE_COLOUR = (0, 200, 255)
-LINE_COLOUR = (255, 0, 255)
-MOTION_COLOUR = (190, 190, 190)
-TEXT_COLOUR = (255, 255, 255)
-PANEL_COLOUR = (0, 0, 0)
 # How long an event stays in the "recent events" overlay, in media seconds.
 RECENT_EVENT_S = 2.0
 RECENT_EVENT_ROWS = 3
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-Image = np.ndarray  # H x W x 3, uint8, BGR
 
 
 def seconds(duration: Duration) -> float:
     return duration.seconds + duration.nanos / 1e9
-
-
-def label_colour(label: str) -> tuple[int, int, int]:
-    """A stable, bright BGR colour per label, so "person" looks the same in every video."""
-    hue = hashlib.blake2s(label.encode(), digest_size=1).digest()[0] / 256
-    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 1.0)
-    return round(b * 255), round(g * 255), round(r * 255)
-
-
-def detection_caption(detection: analysis_pb2.Detection) -> str:
-    """``person 0.87 #12`` or, for faces, ``driver 0.91`` / ``unknown 0.66``."""
-    name = detection.label
-    if detection.label == FACE_LABEL or detection.HasField("identity"):
-        identity = detection.identity
-        name = (identity.display_name or identity.identity_id) if identity.matched else "unknown"
-    caption = f"{name} {detection.score:.2f}"
-    if detection.track_id:
-        caption += f" #{detection.track_id}"
-    return caption
-
-
-@dataclass(frozen=True)
-class _Style:
-    """Sizes scaled to the frame: carphone is 176x144, a camera may be 1920x1080."""
-
-    scale: float
-    thickness: int
-    line_height: int
-
-    @classmethod
-    def for_frame(cls, height: int) -> _Style:
-        scale = max(0.3, height / 720.0)
-        return cls(scale=scale, thickness=max(1, round(2 * scale)), line_height=max(12, round(32 * scale)))
-
-
-def _text(image: Image, text: str, org: tuple[int, int], style: _Style, colour: tuple[int, int, int]) -> None:
-    """Text on a dark strip, readable on any background."""
-    (w, h), base = cv2.getTextSize(text, FONT, style.scale, 1)
-    x, y = org
-    cv2.rectangle(image, (x, y - h - base), (x + w + 2, y + base), PANEL_COLOUR, cv2.FILLED)
-    cv2.putText(image, text, (x + 1, y), FONT, style.scale, colour, 1, cv2.LINE_AA)
-
-
-def _pixel(image: Image, x: float, y: float) -> tuple[int, int]:
-    height, width = image.shape[:2]
-    return round(min(max(x, 0.0), 1.0) * (width - 1)), round(min(max(y, 0.0), 1.0) * (height - 1))
-
-
-def draw_result(image: Image, result: analysis_pb2.AnalysisResult, style: _Style) -> None:
-    """Boxes with captions; motion regions (many, and not objects) as thin uncaptioned boxes."""
-    motion = result.kind == KIND_MOTION
-    for detection in result.detections:
-        box = detection.box
-        p1, p2 = _pixel(image, box.x1, box.y1), _pixel(image, box.x2, box.y2)
-        colour = MOTION_COLOUR if motion else label_colour(detection.label)
-        cv2.rectangle(image, p1, p2, colour, 1 if motion else style.thickness)
-        if not motion:
-            _text(
-                image, detection_caption(detection), (p1[0], max(p1[1] - 2, style.line_height)), style, colour
-            )
-
-
-def draw_zones_and_lines(image: Image, camera: CameraConfig, style: _Style) -> None:
-    for zone in camera.zones:
-        points = np.array([_pixel(image, p.x, p.y) for p in zone.polygon], dtype=np.int32)
-        cv2.polylines(image, [points], True, ZONE_COLOUR, style.thickness, cv2.LINE_AA)
-        _text(image, zone.display_name or zone.id, tuple(points[0]), style, ZONE_COLOUR)
-    for line in camera.lines:
-        draw_line(image, line, style)
-
-
-def in_arrow(
-    a: tuple[int, int], b: tuple[int, int], in_side_right: bool, length: float
-) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Start and tip, in pixels, of an arrow from the middle of a->b into its "in" side.
-
-    Same convention as the behavior service (camsight.behavior.geometry): with
-    y pointing down, the right of a->b is where ``dx*py - dy*px > 0``, i.e.
-    along the normal (-dy, dx). Scaling x and y by positive factors keeps the
-    sign, so the normal can be taken in pixels.
-    """
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    normal = np.array([-dy, dx] if in_side_right else [dy, -dx], dtype=float)
-    normal /= max(float(np.linalg.norm(normal)), 1e-9)
-    mid = np.array([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2])
-    tip = mid + normal * length
-    return (round(mid[0]), round(mid[1])), (round(tip[0]), round(tip[1]))
-
-
-def draw_line(image: Image, line: Line, style: _Style) -> None:
-    """The segment, its name, and an arrow into its "in" side."""
-    a, b = _pixel(image, line.a.x, line.a.y), _pixel(image, line.b.x, line.b.y)
-    cv2.line(image, a, b, LINE_COLOUR, style.thickness, cv2.LINE_AA)
-    start, end = in_arrow(a, b, line.in_side_right, 4 * style.line_height)
-    cv2.arrowedLine(image, start, end, LINE_COLOUR, style.thickness, cv2.LINE_AA, tipLength=0.3)
-    _text(image, "in", end, style, LINE_COLOUR)
-    label_at = a if a[1] > style.line_height else (a[0], style.line_height)
-    _text(image, line.display_name or line.id, label_at, style, LINE_COLOUR)
 
 
 class ResultTimeline:
@@ -258,12 +157,12 @@ def overlay_rows(camera: CameraConfig, placed: Sequence[PlacedEvent], media_time
     return rows
 
 
-def draw_overlay(image: Image, rows: Sequence[str], style: _Style) -> None:
+def draw_overlay(image: Image, rows: Sequence[str], style: Style) -> None:
     width = image.shape[1]
     max_chars = max(8, int(width / (20 * style.scale)))
     for i, row in enumerate(rows):
         text = row if len(row) <= max_chars else row[: max_chars - 1] + "~"
-        _text(
+        draw_text(
             image, text, (4, image.shape[0] - 6 - (len(rows) - 1 - i) * style.line_height), style, TEXT_COLOUR
         )
 
@@ -321,7 +220,7 @@ def annotate_video(
         raise ValueError(f"{source} has no frame to annotate")
     height, width = first[1].shape[:2]
     size = (width + width % 2, height + height % 2)
-    style = _Style.for_frame(height)
+    style = Style.for_frame(height)
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = imageio_ffmpeg.write_frames(
         str(out),

@@ -25,6 +25,7 @@ from camsight.config import HttpSettings, NatsSettings, Settings
 from camsight.decoder.sources import SourceKind, classify
 from camsight.natsauth import admin_user, authorization, credentials, service_users
 from camsight.natsserver import EmbeddedNats
+from camsight.query.service import QueryService
 from camsight.runtime.serve import Runtime
 from camsight.runtime.service import Service
 from camsight.stores.cameras import Registry
@@ -182,7 +183,8 @@ class EmbeddedPipeline:
 
     The cameras that play are exactly those :meth:`add_cameras` registers: a
     data folder may be reused, so the registry left by earlier runs is emptied
-    at start, and the ``cameras`` of the settings are not seeded (a caller
+    at start (unless ``keep_cameras``: ``camsight console --data-dir`` shows a finished
+    run's cameras), and the ``cameras`` of the settings are not seeded (a caller
     takes what it wants from them, as ``camsight run`` does for its sources).
     """
 
@@ -193,6 +195,7 @@ class EmbeddedPipeline:
         *,
         services: Sequence[str] = PIPELINE_SERVICES,
         nats_log: Path | None = None,
+        keep_cameras: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.service_classes = [load_service(p) for p in services]
@@ -204,6 +207,7 @@ class EmbeddedPipeline:
             authorization=authorization(self.users, self.admin),
         )
         self.settings = settings
+        self.keep_cameras = keep_cameras
         self.runtime: Runtime | None = None
         self._task: asyncio.Task[int] | None = None
 
@@ -223,7 +227,8 @@ class EmbeddedPipeline:
         # may share a machine. A config file can still choose the gRPC port.
         query = {"host": "127.0.0.1", "port": 0, **self.settings.services.get("query", {})}
         admin = self._nats_as(credentials(self.admin), declare_topology=True)
-        await self._forget_earlier_cameras(admin)
+        if not self.keep_cameras:  # a run plays only its own cameras; a look at a folder keeps them
+            await self._forget_earlier_cameras(admin)
         update = {
             "nats": admin,
             "cameras": [],
@@ -285,6 +290,14 @@ class EmbeddedPipeline:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 60)
         await asyncio.to_thread(self.nats.stop)
+
+    def console_url(self) -> str:
+        """The web console's address (when ``services.query.console.enabled``, as with ``--console``)."""
+        assert self.runtime is not None
+        for service in self.runtime.services:
+            if isinstance(service, QueryService) and service.console is not None:
+                return service.console.url
+        raise RuntimeError("the console is not enabled (services.query.console.enabled)")
 
     @property
     def bus(self) -> Bus:

@@ -48,22 +48,35 @@ class HealthServer:
 
     async def start(self) -> None:
         """Bind and serve; a port in use is a :class:`ConfigError` naming the setting that moves it."""
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.host, self.port).start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            if exc.errno != errno.EADDRINUSE:
-                raise ConfigError(
-                    f"http.port: cannot serve health and metrics on {self.host}:{self.port}: "
-                    f"{exc.strerror or exc}"
-                ) from None
-            raise ConfigError(
-                f"http.port: port {self.port} is already in use (another camsight service?); "
-                "set http.port or CAMSIGHT_HTTP__PORT"
-            ) from None
-        if self.port == 0:
-            self.port = int(self._runner.addresses[0][1])
+        self.port = await start_site(
+            self._runner,
+            self.host,
+            self.port,
+            setting="http.port",
+            what="health and metrics",
+            in_use="(another camsight service?); set http.port or CAMSIGHT_HTTP__PORT",
+        )
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+async def start_site(
+    runner: web.AppRunner, host: str, port: int, *, setting: str, what: str, in_use: str
+) -> int:
+    """Set ``runner`` up and serve it on host:port; returns the bound port (``port=0`` picks one).
+
+    A port that cannot be bound is a :class:`ConfigError` of one line naming ``setting``,
+    ``in_use`` saying what to do when another process holds it.
+    """
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno != errno.EADDRINUSE:
+            raise ConfigError(
+                f"{setting}: cannot serve {what} on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        raise ConfigError(f"{setting}: port {port} is already in use {in_use}") from None
+    return int(runner.addresses[0][1]) if port == 0 else port
