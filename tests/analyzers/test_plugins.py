@@ -109,13 +109,16 @@ def test_a_broken_plugin_is_reported_and_the_others_still_work() -> None:
         manager.create("missing")
 
 
-def test_analyzer_name_clashes_are_errors_naming_both_plugins() -> None:
+def test_a_name_clash_blocks_that_name_only_with_an_error_naming_both_plugins() -> None:
     manager = default_manager()
     manager.add(Clashing(), name="clashing")
+    assert manager.clashes() == {"hog": ["clashing", "opencv"]}
+    assert "hog" not in manager.analyzers() and "motion" in manager.analyzers()
     with pytest.raises(
-        AnalyzerError, match="'hog' is provided by both plugin 'clashing' and plugin 'opencv'"
+        AnalyzerError, match=r"'hog' is provided by both plugin 'clashing' and plugin 'opencv': disable one"
     ):
-        manager.analyzers()
+        manager.create("hog")
+    assert manager.create("motion").name == "motion"
 
 
 def test_conformance_check_catches_protocol_breaches() -> None:

@@ -51,7 +51,10 @@ def camsight_analyzers() -> Sequence[type[Analyzer]]:
     heavy dependencies (torch, model files) in ``load()``, not at module
     import time.
 
-    Analyzer names must be unique across all installed plugins; a clash is
-    reported as an error naming both plugins.
+    Analyzer names must be unique across all installed plugins. A name two
+    plugins declare is unusable (that name only: every other analyzer of
+    both plugins still works) until one plugin is disabled
+    (``disabled_plugins``); ``camsight plugins list`` flags it, and enabling
+    it is an error naming both plugins.
     """
     raise NotImplementedError  # pragma: no cover - specification only

@@ -18,7 +18,7 @@ import importlib
 import importlib.metadata
 import logging
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -132,16 +132,24 @@ class PluginManager:
         return sorted((i for i in infos.values() if i.name not in self.errors), key=lambda i: i.name)
 
     def analyzers(self) -> dict[str, AnalyzerInfo]:
-        """Analyzer name -> declaration; a name declared by two plugins is an error."""
-        found: dict[str, AnalyzerInfo] = {}
+        """Analyzer name -> declaration, without the names two plugins declare (see
+        :meth:`clashes`): a clash blocks that name only, every other analyzer stays usable."""
+        found = self._declared()
+        return {name: infos[0] for name, infos in found.items() if len(infos) == 1}
+
+    def clashes(self) -> dict[str, list[str]]:
+        """Analyzer name -> the plugins that all declare it (sorted), for the names declared twice or more."""
+        return {
+            name: sorted(info.plugin for info in infos)
+            for name, infos in self._declared().items()
+            if len(infos) > 1
+        }
+
+    def _declared(self) -> dict[str, list[AnalyzerInfo]]:
+        found: dict[str, list[AnalyzerInfo]] = {}
         for plugin in self.plugins():
             for info in plugin.analyzers:
-                if info.name in found:
-                    raise AnalyzerError(
-                        f"analyzer {info.name!r} is provided by both plugin {found[info.name].plugin!r} "
-                        f"and plugin {info.plugin!r}: disable one of them"
-                    )
-                found[info.name] = info
+                found.setdefault(info.name, []).append(info)
         return found
 
     def create(
@@ -156,6 +164,9 @@ class PluginManager:
         ``device`` and ``precision`` fill in what the analyzer's own config
         leaves unset. Raises :class:`AnalyzerError` naming the problem.
         """
+        clash = self.clashes().get(name)
+        if clash:
+            raise AnalyzerError(clash_message(name, clash))
         available = self.analyzers()
         if name not in available:
             known = ", ".join(sorted(available)) or "none"
@@ -201,6 +212,15 @@ def _describe(cls: Any, plugin: str) -> AnalyzerInfo:
             raise AnalyzerError(f"analyzer class {cls.__name__} does not declare {attr!r}")
     validate_id(cls.name, "analyzer name")
     return AnalyzerInfo(cls.name, cls.kind, cls.version, cls.clip, plugin, cls)
+
+
+def clash_message(name: str, plugins: Sequence[str]) -> str:
+    """One line saying which plugins declare analyzer ``name`` and how to settle it."""
+    both = " and ".join(f"plugin {p!r}" for p in plugins)
+    return (
+        f"analyzer {name!r} is provided by both {both}: disable one of them "
+        f"(disabled_plugins: [{plugins[-1]}], or camsight analyze --disable {plugins[-1]})"
+    )
 
 
 def missing_extra(ep: importlib.metadata.EntryPoint) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from camsight.analyzers.docs import render
-from camsight.analyzers.manager import default_manager
+from camsight.analyzers.manager import clash_message, default_manager
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, fail
 
@@ -21,16 +21,26 @@ app.add_typer(plugins_app, name="plugins")
 @plugins_app.command("list")
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    disable: Annotated[
+        list[str] | None, typer.Option("--disable", help="Do not load this plugin (repeatable).")
+    ] = None,
+    plugin_module: Annotated[
+        list[str] | None,
+        typer.Option("--plugin-module", help="Also load this plugin module (dotted name; repeatable)."),
+    ] = None,
 ) -> None:
-    """Show each plugin with its analyzers; unavailable ones (an extra not installed) with the
-    command that installs it, broken ones with the reason."""
-    manager = default_manager()
+    """Show each plugin with its analyzers; analyzer names two plugins declare (unusable until
+    one is disabled), unavailable plugins (an extra not installed) with the command that
+    installs it, broken ones with the reason."""
+    manager = default_manager(disabled=disable or (), extra=plugin_module or ())
     plugins = manager.plugins()
+    clashes = manager.clashes()
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "plugins": [p.as_dict() for p in plugins],
+                    "clashes": clashes,
                     "unavailable": manager.unavailable,
                     "errors": manager.errors,
                 },
@@ -44,6 +54,8 @@ def list_plugins(
             typer.echo(f"  {a.name:<24} {a.kind:<10} {a.version}{'  [clip]' if a.clip else ''}")
         if not plugin.analyzers:
             typer.echo("  (no analyzers)")
+    for name, owners in sorted(clashes.items()):
+        typer.secho(f"CLASH: {clash_message(name, owners)}", fg=typer.colors.RED)
     for name, lacking in sorted(manager.unavailable.items()):
         typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
     for name, reason in sorted(manager.errors.items()):
