@@ -36,6 +36,7 @@ class TruthConfig(AnalyzerConfig):
     drop: float = Field(0.5, ge=0, le=1, description="probability that a box is missed")
     jitter: float = Field(0.01, ge=0, description="box coordinate noise (normalised, std)")
     seed: int = 1
+    scores: tuple[float, float] = Field((0.6, 0.95), description="range the scores are drawn from")
 
 
 class SparseTruth(FrameAnalyzer):
@@ -66,9 +67,17 @@ class SparseTruth(FrameAnalyzer):
             x1, y1, x2, y2 = (v + rng.gauss(0, self.cfg.jitter) for v in box)
             clipped = [min(1.0, max(0.0, v)) for v in (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))]
             found.append(
-                Detection("person", rng.uniform(0.6, 0.95), (clipped[0], clipped[1], clipped[2], clipped[3]))
+                Detection(
+                    "person", rng.uniform(*self.cfg.scores), (clipped[0], clipped[1], clipped[2], clipped[3])
+                )
             )
         return found
+
+
+class OtherTruth(SparseTruth):
+    """A second analyzer reporting ``person`` on the same camera (tracks and events must not mix)."""
+
+    name = "other_truth"
 
 
 class CutConfig(ClipConfig):
@@ -100,4 +109,4 @@ class SceneCut(ClipAnalyzer):
 
 @hookimpl
 def camsight_analyzers() -> list[type[FrameAnalyzer] | type[ClipAnalyzer]]:
-    return [SparseTruth, SceneCut]
+    return [SparseTruth, OtherTruth, SceneCut]
