@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import shutil
-import subprocess
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,33 +21,30 @@ from camsight.analyzers import (
 )
 from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.analyzers.testing import ConformanceError, check_conformance
+from helpers import EXAMPLES, install_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "camsight-example-plugin"
+EXAMPLE = EXAMPLES / "camsight-example-plugin"
+
+
+@contextlib.contextmanager
+def installed(example: str, module: str, work: Path) -> Iterator[Path]:
+    """``examples/<example>`` pip-installed into ``work`` and on sys.path while inside, like a third party."""
+    target = install_example(example, work)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop(module, None)
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """pip-install the example plugin into a private target dir on sys.path, like a third party.
-
-    The source is copied first so the build leaves nothing in the working tree;
-    no network (``--no-index``) and no build isolation (setuptools is in the venv).
-    """
-    work = tmp_path_factory.mktemp("example")
-    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    target = work / "site"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(source)),
-        ],
-        check=True,
-        timeout=120,
-    )
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    yield target
-    sys.path.remove(str(target))
-    sys.modules.pop("camsight_example_plugin", None)
+    with installed(
+        "camsight-example-plugin", "camsight_example_plugin", tmp_path_factory.mktemp("example")
+    ) as target:
+        yield target
 
 
 def test_example_plugin_is_discovered_through_the_entry_point_and_conforms(installed_example: Path) -> None:
@@ -148,10 +145,27 @@ def test_explicit_plugin_module_is_registered_once() -> None:
     assert [p.name for p in manager.plugins()] == ["opencv"]
 
 
-def test_the_tutorial_shows_the_example_plugin_verbatim() -> None:
-    """docs/plugins.md promises a working plugin in under 50 lines: it must be the tested one."""
-    doc = (EXAMPLE.parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
-    shown = doc.split("```python\n", 1)[1].split("```\n", 1)[0]
-    source = (EXAMPLE / "src" / "camsight_example_plugin" / "__init__.py").read_text(encoding="utf-8")
-    assert shown == source
-    assert len(source.splitlines()) < 50
+TUTORIAL = [
+    "camsight-example-plugin/src/camsight_example_plugin/__init__.py",
+    "camsight-example-clips/src/camsight_example_clips/__init__.py",
+]
+
+
+def test_the_tutorial_shows_the_examples_verbatim() -> None:
+    """docs/plugins.md walks through the example packages: each block it marks
+    ``<!-- example: PATH -->`` must be that file of examples/, the tested one."""
+    doc = (EXAMPLES.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    shown = re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```\n", doc, re.S)
+    assert [path for path, _ in shown] == TUTORIAL
+    for path, code in shown:
+        assert code == (EXAMPLES / path).read_text(encoding="utf-8"), f"docs/plugins.md shows a stale {path}"
+    assert len(shown[0][1].splitlines()) < 50  # the promise of section 2
+
+
+def test_the_clip_example_is_discovered_through_its_entry_point_and_conforms(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with installed("camsight-example-clips", "camsight_example_clips", tmp_path_factory.mktemp("clips")):
+        (plugin,) = (p for p in default_manager().plugins() if p.name == "example_clips")
+        assert [(a.name, a.kind, a.clip) for a in plugin.analyzers] == [("scene_change", "actions", True)]
+        check_conformance(plugin.analyzers[0].cls)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,11 @@ TESTS = Path(__file__).parent
 CREATED = "2026-03-01T08:00:00Z"
 
 
-def camsight_run(tmp_path: Path, video: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """``camsight run VIDEO --config ... --json`` in a fresh data folder; the events but camera_status."""
+def camsight_run(
+    tmp_path: Path, video: Path, config: dict[str, Any], path: Sequence[Path] = ()
+) -> list[dict[str, Any]]:
+    """``camsight run VIDEO --config ... --json`` in a fresh data folder, with the tests and
+    ``path`` (installed plugins) importable; the events but camera_status."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
     command = ["run", str(video), "--config", "c.yaml", "--json", "--data-dir", str(data)]
@@ -38,7 +42,9 @@ def camsight_run(tmp_path: Path, video: Path, config: dict[str, Any]) -> list[di
         timeout=300,
         env={
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(TESTS.parent), *map(str, path), os.environ.get("PYTHONPATH", "")]
+            ),
         },
     )
     assert done.returncode == 0, done.stderr[-3000:]

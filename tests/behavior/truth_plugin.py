@@ -15,12 +15,8 @@ import random
 from collections.abc import Sequence
 from functools import cached_property
 
-import numpy as np
 from camsight.analyzers import (
     AnalyzerConfig,
-    Clip,
-    ClipAnalyzer,
-    ClipConfig,
     Detection,
     FrameAnalyzer,
     FrameInfo,
@@ -80,33 +76,6 @@ class OtherTruth(SparseTruth):
     name = "other_truth"
 
 
-class CutConfig(ClipConfig):
-    window: int = 2
-    threshold: float = Field(40.0, gt=0, description="mean absolute grey difference that is a cut")
-
-
-class SceneCut(ClipAnalyzer):
-    """A clip analyzer whose truth is easy to know: a cut between the window's last two frames.
-
-    Reports the scene label ``cut`` (no box: the whole picture) for the window
-    that ends on the first frame after a cut.
-    """
-
-    name = "scene_cut"
-    kind = "actions"
-    version = "1"
-    Config = CutConfig
-
-    def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
-        assert isinstance(self.config, CutConfig)
-        out = []
-        for clip in clips:
-            a, b = (np.asarray(image, dtype=np.float32).mean(axis=2) for image in clip.images[-2:])
-            change = float(np.abs(a - b).mean())
-            out.append([Detection("cut", min(1.0, change / 100))] if change >= self.config.threshold else [])
-        return out
-
-
 @hookimpl
-def camsight_analyzers() -> list[type[FrameAnalyzer] | type[ClipAnalyzer]]:
-    return [SparseTruth, OtherTruth, SceneCut]
+def camsight_analyzers() -> list[type[FrameAnalyzer]]:
+    return [SparseTruth, OtherTruth]
