@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Self
 from urllib.parse import urlsplit
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -125,7 +126,13 @@ ZONE_RULES = {RuleType.ZONE_ENTER, RuleType.ZONE_EXIT, RuleType.LOITERING, RuleT
 
 class Rule(_Model):
     id: Id
-    type: RuleType
+    # A built-in type, or the name of a rule type a plugin provides (the camsight_rules
+    # hook; docs/plugins.md): the behavior service checks the name and ``config`` against
+    # the installed plugins, this layer only that it is a name.
+    type: RuleType | Id = Field(union_mode="left_to_right")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="a plugin rule type's own settings (its pydantic config model)"
+    )
     zone: str = ""
     line: str = ""
     labels: list[str] = Field(default_factory=list)
@@ -148,10 +155,17 @@ class Rule(_Model):
         description="zones and lines: normalised distance from the edge within which nothing changes",
     )
 
+    @property
+    def type_name(self) -> str:
+        """The type as written: ``zone_enter``, or a plugin rule type's name."""
+        return self.type.value if isinstance(self.type, RuleType) else self.type
+
     @model_validator(mode="after")
     def _targets(self) -> Self:
+        if isinstance(self.type, RuleType) and self.config:
+            raise ValueError(f"rule type {self.type.value} takes no config (config is for plugin rule types)")
         if self.type in ZONE_RULES and not self.zone:
-            raise ValueError(f"rule type {self.type.value} needs a zone")
+            raise ValueError(f"rule type {self.type_name} needs a zone")
         if self.type is RuleType.LINE_CROSS and not self.line:
             raise ValueError("rule type line_cross needs a line")
         if self.type is RuleType.LOITERING and self.duration_s <= 0:
@@ -310,9 +324,11 @@ def _pt(p: Point) -> analysis_pb2.Point:
 
 def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
     direction = {Direction.BOTH: 0, Direction.IN: 1, Direction.OUT: 2}[rule.direction]
-    return camera_pb2.Rule(
+    builtin = rule.type.name if isinstance(rule.type, RuleType) else ""
+    msg = camera_pb2.Rule(
         id=rule.id,
-        type=camera_pb2.RuleType.Value(f"RULE_TYPE_{rule.type.name}"),
+        type=camera_pb2.RuleType.Value(f"RULE_TYPE_{builtin or 'CUSTOM'}"),
+        custom_type="" if builtin else rule.type_name,
         zone_id=rule.zone,
         line_id=rule.line,
         labels=rule.labels,
@@ -325,6 +341,8 @@ def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
         debounce_seconds=rule.debounce_s,
         margin=rule.margin,
     )
+    msg.config.update(rule.config)
+    return msg
 
 
 def _enum_name(enum: _EnumTypeWrapper[Any], number: int, prefix: str) -> str:
@@ -339,7 +357,9 @@ def _enum_name(enum: _EnumTypeWrapper[Any], number: int, prefix: str) -> str:
 def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": msg.id,
-        "type": _enum_name(camera_pb2.RuleType, msg.type, "RULE_TYPE_"),
+        "type": msg.custom_type
+        if msg.type == camera_pb2.RULE_TYPE_CUSTOM
+        else _enum_name(camera_pb2.RuleType, msg.type, "RULE_TYPE_"),
         "zone": msg.zone_id,
         "line": msg.line_id,
         "labels": list(msg.labels),
@@ -356,6 +376,8 @@ def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
         data["debounce_s"] = msg.debounce_seconds
     if msg.margin:
         data["margin"] = msg.margin
+    if msg.config.fields:
+        data["config"] = json_format.MessageToDict(msg.config)
     return data
 
 

@@ -148,6 +148,7 @@ def test_explicit_plugin_module_is_registered_once() -> None:
 TUTORIAL = [
     "camsight-example-plugin/src/camsight_example_plugin/__init__.py",
     "camsight-example-clips/src/camsight_example_clips/__init__.py",
+    "camsight-example-plugin/src/camsight_example_plugin/rules.py",
 ]
 
 

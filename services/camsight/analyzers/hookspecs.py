@@ -20,6 +20,9 @@ entry-point group, that implements one or more of the hooks below with
     def camsight_analyzers():
         return [Blobs]
 
+Rule types are declared the same way (``camsight_rules``, returning
+:class:`camsight.analyzers.rules.EventRule` subclasses).
+
 The docstring of each hook below is its documentation. Hooks are stable:
 new hooks may be added, existing ones keep their signature.
 """
@@ -31,6 +34,7 @@ from collections.abc import Sequence
 import pluggy
 
 from camsight.analyzers.api import Analyzer
+from camsight.analyzers.rules import EventRule
 
 PROJECT = "camsight"
 """Pluggy project name and entry-point group."""
@@ -56,5 +60,26 @@ def camsight_analyzers() -> Sequence[type[Analyzer]]:
     both plugins still works) until one plugin is disabled
     (``disabled_plugins``); ``camsight plugins list`` flags it, and enabling
     it is an error naming both plugins.
+    """
+    raise NotImplementedError  # pragma: no cover - specification only
+
+
+@hookspec
+def camsight_rules() -> Sequence[type[EventRule]]:
+    """Return the behaviour rule types this plugin provides.
+
+    Each class subclasses :class:`camsight.analyzers.rules.EventRule` and
+    declares ``name`` (what operators write as a rule's ``type:``; letters,
+    digits, ``-`` and ``_``) and ``Config`` (a
+    :class:`~camsight.analyzers.rules.RuleConfig` model validating the
+    rule's ``config:``). The behavior service builds one instance per camera
+    and configured rule and turns its findings into events; see
+    docs/plugins.md ("A custom rule").
+
+    camsight's built-in rule types (``zone_enter``, ``line_cross``...)
+    answer this hook too, from the behavior service's own plugin, with
+    runners of its internal API. A plugin declaring one of their names is
+    refused with an error naming it; two plugins declaring one name block
+    that name, as for analyzers.
     """
     raise NotImplementedError  # pragma: no cover - specification only

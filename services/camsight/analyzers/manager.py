@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from camsight.analyzers import hookspecs
 from camsight.analyzers.api import Analyzer, AnalyzerError, ClipAnalyzer, FrameAnalyzer, Precision
-from camsight.naming import validate_id
+from camsight.naming import InvalidIdError, validate_id
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class PluginInfo:
     module: str
     version: str
     analyzers: list[AnalyzerInfo] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    """The rule types it declares (``camsight_rules``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,7 +64,21 @@ class PluginInfo:
             "analyzers": [
                 {"name": a.name, "kind": a.kind, "version": a.version, "clip": a.clip} for a in self.analyzers
             ],
+            "rules": self.rules,
         }
+
+
+BUILTIN_RULES = "camsight-rules"
+"""Plugin name under which the behavior service registers camsight's own rule types."""
+
+
+@dataclass(frozen=True)
+class RuleTypeInfo:
+    """One rule type as a plugin declares it."""
+
+    name: str
+    plugin: str
+    cls: type[Any]
 
 
 class PluginManager:
@@ -81,6 +97,8 @@ class PluginManager:
         """Plugin name -> why it could not be used."""
         self.unavailable: dict[str, str] = {}
         """Plugin name -> what it lacks and the command that installs it (its extra is missing)."""
+        self.rule_errors: dict[str, str] = {}
+        """Plugin name -> why a rule type it declares cannot be used (see :meth:`rule_types`)."""
 
     def load_entry_points(self) -> None:
         """Import every plugin registered in the ``camsight`` entry-point group."""
@@ -129,6 +147,12 @@ class PluginManager:
                 info.analyzers = [_describe(cls, impl.plugin_name) for cls in classes]
             except Exception as exc:
                 self._fail(impl.plugin_name, f"camsight_analyzers() failed: {type(exc).__name__}: {exc}")
+        try:
+            for rule in self.rule_types().values():
+                if rule.plugin in infos:
+                    infos[rule.plugin].rules.append(rule.name)
+        except AnalyzerError as exc:
+            log.error("%s", exc)
         return sorted((i for i in infos.values() if i.name not in self.errors), key=lambda i: i.name)
 
     def analyzers(self) -> dict[str, AnalyzerInfo]:
@@ -151,6 +175,46 @@ class PluginManager:
             for info in plugin.analyzers:
                 found.setdefault(info.name, []).append(info)
         return found
+
+    def rule_types(self) -> dict[str, RuleTypeInfo]:
+        """Rule type name -> declaration, from every plugin's ``camsight_rules`` (pluggy's hook
+        call). A declaration that is no class, or whose name is not a name, and a name two
+        plugins declare, are recorded in :attr:`rule_errors` and left out; a name a built-in
+        owns stays the built-in's."""
+        plugins = [(name, plugin) for name, plugin in self._pm.list_name_plugin() if plugin is not None]
+        # A plugin module owns the classes of its package (a module's package: the module
+        # itself for a package, its parent for a plain module); its own module first.
+        owners = {_home(plugin): name for name, plugin in plugins}
+        owners.update({getattr(plugin, "__name__", None): name for name, plugin in plugins})
+        found: dict[str, list[RuleTypeInfo]] = {}
+        try:
+            declarations = self._pm.hook.camsight_rules()
+        except Exception as exc:  # one raising hook fails pluggy's whole call: say so, in one line
+            raise AnalyzerError(f"a camsight_rules hook raised {type(exc).__name__}: {exc}") from None
+        for declared in declarations:
+            for cls in declared or ():
+                plugin = _owner(cls, owners)
+                try:
+                    for name in _rule_names(cls):
+                        found.setdefault(name, []).append(RuleTypeInfo(name, plugin, cls))
+                except (AnalyzerError, InvalidIdError) as exc:
+                    self.rule_errors[plugin] = str(exc)
+        types: dict[str, RuleTypeInfo] = {}
+        for name, infos in found.items():
+            builtin = [i for i in infos if i.plugin == BUILTIN_RULES]
+            for info in infos:
+                if builtin and info not in builtin:
+                    self.rule_errors[info.plugin] = (
+                        f"plugin {info.plugin!r} declares rule type {name!r}, which camsight's "
+                        "built-in rules own: rename it"
+                    )
+            if builtin or len(infos) == 1:
+                types[name] = (builtin or infos)[0]
+            else:
+                both = " and ".join(f"plugin {i.plugin!r}" for i in infos)
+                for info in infos:
+                    self.rule_errors[info.plugin] = f"rule type {name!r} is declared by both {both}"
+        return types
 
     def create(
         self,
@@ -194,14 +258,18 @@ def instantiate(
     try:
         validated = cls.Config.model_validate(dict(config or {}))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise AnalyzerError(f"invalid config for analyzer {cls.name!r}: {problems}") from None
+        raise AnalyzerError(f"invalid config for analyzer {cls.name!r}: {problems(exc)}") from None
     updates = {
         k: v for k, v in (("device", device), ("precision", precision)) if getattr(validated, k) is None
     }
     return cls(validated.model_copy(update=updates))
+
+
+def problems(exc: ValidationError) -> str:
+    """A plugin config's validation errors on one line: ``field: message; other: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 def _describe(cls: Any, plugin: str) -> AnalyzerInfo:
@@ -221,6 +289,38 @@ def clash_message(name: str, plugins: Sequence[str]) -> str:
         f"analyzer {name!r} is provided by both {both}: disable one of them "
         f"(disabled_plugins: [{plugins[-1]}], or camsight analyze --disable {plugins[-1]})"
     )
+
+
+def _owner(cls: Any, owners: Mapping[str | None, str]) -> str:
+    """The plugin owning ``cls``'s module or the nearest package above it (pluggy's hook call
+    gives results without their plugin); else the class's module."""
+    module = str(getattr(cls, "__module__", ""))
+    parts = module.split(".")
+    for depth in range(len(parts), 0, -1):
+        plugin = owners.get(".".join(parts[:depth]))
+        if plugin is not None:
+            return plugin
+    return module
+
+
+def _home(plugin: object) -> str | None:
+    """The package a plugin module's rule classes may live in."""
+    name = getattr(plugin, "__name__", None)
+    if name is None or hasattr(plugin, "__path__"):
+        return name
+    return name.rpartition(".")[0] or name
+
+
+def _rule_names(cls: Any) -> tuple[str, ...]:
+    """The names a rule class declares: ``name``, or ``names`` (a built-in runner serving several)."""
+    if not isinstance(cls, type):
+        raise AnalyzerError(f"camsight_rules() returned {cls!r}, not a class")
+    names = getattr(cls, "names", None) or (getattr(cls, "name", None),)
+    for name in names:
+        if not isinstance(name, str):
+            raise AnalyzerError(f"rule class {cls.__name__} does not declare 'name'")
+        validate_id(name, "rule type name")
+    return tuple(str(name) for name in names)  # a built-in's StrEnum as its plain name
 
 
 def missing_extra(ep: importlib.metadata.EntryPoint) -> str:

@@ -42,7 +42,7 @@ def list_plugins(
                     "plugins": [p.as_dict() for p in plugins],
                     "clashes": clashes,
                     "unavailable": manager.unavailable,
-                    "errors": manager.errors,
+                    "errors": manager.errors | manager.rule_errors,
                 },
                 indent=2,
             )
@@ -52,13 +52,15 @@ def list_plugins(
         typer.echo(f"{plugin.name} {plugin.version} ({plugin.module})")
         for a in plugin.analyzers:
             typer.echo(f"  {a.name:<24} {a.kind:<10} {a.version}{'  [clip]' if a.clip else ''}")
-        if not plugin.analyzers:
-            typer.echo("  (no analyzers)")
+        for rule in plugin.rules:
+            typer.echo(f"  {rule:<24} rule type")
+        if not plugin.analyzers and not plugin.rules:
+            typer.echo("  (nothing)")
     for name, owners in sorted(clashes.items()):
         typer.secho(f"CLASH: {clash_message(name, owners)}", fg=typer.colors.RED)
     for name, lacking in sorted(manager.unavailable.items()):
         typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
-    for name, reason in sorted(manager.errors.items()):
+    for name, reason in sorted((manager.errors | manager.rule_errors).items()):
         typer.secho(f"{name}: BROKEN: {reason}", fg=typer.colors.RED)
 
 
