@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from camsight.samples import sample_video
 
-__all__ = ["install_example", "needs", "needs_helm", "sample_video", "wait_for", "wait_for_sync"]
+__all__ = [
+    "install_example",
+    "install_package",
+    "needs",
+    "needs_helm",
+    "sample_video",
+    "wait_for",
+    "wait_for_sync",
+]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -108,15 +116,18 @@ def leftovers(tmpdir: Path) -> list[str]:
 
 
 def install_example(name: str, work: Path) -> Path:
-    """pip-install ``examples/<name>`` into ``work/site`` like a third party; returns that folder
-    (put it on ``sys.path`` or ``PYTHONPATH``: its entry points are then found).
+    """:func:`install_package` of ``examples/<name>``."""
+    return install_package(EXAMPLES / name, work)
+
+
+def install_package(package: Path, work: Path) -> Path:
+    """pip-install the package in folder ``package`` into ``work/site`` like a third party;
+    returns that folder (put it on ``sys.path`` or ``PYTHONPATH``: its entry points are then found).
 
     The source is copied first so the build leaves nothing in the working tree;
     no network (``--no-index``) and no build isolation (setuptools is in the venv).
     """
-    source = shutil.copytree(
-        EXAMPLES / name, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info")
-    )
+    source = shutil.copytree(package, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = work / "site"
     subprocess.run(
         [

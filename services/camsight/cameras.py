@@ -22,11 +22,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     field_validator,
     model_validator,
 )
 
-from camsight.naming import redact_uri, validate_id
+from camsight.naming import ID_PATTERN, redact_uri, validate_id
 from camsight.v1 import analysis_pb2, camera_pb2
 
 if TYPE_CHECKING:
@@ -124,12 +125,27 @@ class Direction(StrEnum):
 ZONE_RULES = {RuleType.ZONE_ENTER, RuleType.ZONE_EXIT, RuleType.LOITERING, RuleType.CROWDING}
 
 
+def _rule_type(value: Any) -> RuleType | str:
+    """A built-in type as its enum, any other name as itself (a plugin's type, maybe)."""
+    if isinstance(value, RuleType):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"a rule type is a name, not {type(value).__name__}")
+    try:
+        return RuleType(value)
+    except ValueError:
+        return validate_id(value, "rule type")
+
+
+RuleTypeName = Annotated[RuleType | str, PlainValidator(_rule_type)]
+
+
 class Rule(_Model):
     id: Id
     # A built-in type, or the name of a rule type a plugin provides (the camsight_rules
     # hook; docs/plugins.md): the behavior service checks the name and ``config`` against
     # the installed plugins, this layer only that it is a name.
-    type: RuleType | Id = Field(union_mode="left_to_right")
+    type: RuleTypeName
     config: dict[str, Any] = Field(
         default_factory=dict, description="a plugin rule type's own settings (its pydantic config model)"
     )
@@ -206,11 +222,13 @@ class CameraConfig(_Model):
         if any(c in value for c in "\x00\r\n"):
             raise ValueError("source contains control characters")
         scheme = urlsplit(value).scheme.lower() if "://" in value else ""
-        if scheme and scheme not in NETWORK_SCHEMES + LOCAL_SCHEMES:
+        # Another scheme may be a source plugin's (camsight_sources): the decoder and
+        # `camsight run` check it against the installed plugins; here only that it is a name.
+        if scheme and scheme not in NETWORK_SCHEMES + LOCAL_SCHEMES and not ID_PATTERN.fullmatch(scheme):
             raise ValueError(
                 f"unsupported source scheme {scheme!r} in {redact_uri(value)!r}: "
                 f"use a file path, file://, {', '.join(s + '://' for s in NETWORK_SCHEMES)}, "
-                "/dev/videoN or a webcam index"
+                "/dev/videoN, a webcam index, or a source plugin's scheme"
             )
         return value
 

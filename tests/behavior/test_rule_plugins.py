@@ -47,7 +47,8 @@ def test_builtins_and_a_third_party_rule_type_come_through_the_hook() -> None:
 def test_a_plugin_claiming_a_builtin_rule_type_is_refused_naming_it() -> None:
     rules = registry()
     assert rules.errors[PLUGIN] == (
-        f"plugin {PLUGIN!r} declares rule type 'zone_enter', which camsight's built-in rules own: rename it"
+        f"plugin {PLUGIN!r} declares rule type 'zone_enter', "
+        "which camsight's own camsight-rules owns: rename it"
     )
     assert rules.types["zone_enter"].plugin == BUILTIN_RULES
 

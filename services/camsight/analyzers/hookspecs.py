@@ -20,8 +20,8 @@ entry-point group, that implements one or more of the hooks below with
     def camsight_analyzers():
         return [Blobs]
 
-Rule types are declared the same way (``camsight_rules``, returning
-:class:`camsight.analyzers.rules.EventRule` subclasses).
+Rule types and source schemes are declared the same way (``camsight_rules``,
+``camsight_sources``).
 
 The docstring of each hook below is its documentation. Hooks are stable:
 new hooks may be added, existing ones keep their signature.
@@ -35,6 +35,7 @@ import pluggy
 
 from camsight.analyzers.api import Analyzer
 from camsight.analyzers.rules import EventRule
+from camsight.analyzers.sources import SourceReader
 
 PROJECT = "camsight"
 """Pluggy project name and entry-point group."""
@@ -81,5 +82,23 @@ def camsight_rules() -> Sequence[type[EventRule]]:
     runners of its internal API. A plugin declaring one of their names is
     refused with an error naming it; two plugins declaring one name block
     that name, as for analyzers.
+    """
+    raise NotImplementedError  # pragma: no cover - specification only
+
+
+@hookspec
+def camsight_sources() -> Sequence[type[SourceReader]]:
+    """Return the camera source types this plugin provides.
+
+    Each class subclasses :class:`camsight.analyzers.sources.SourceReader`
+    and declares ``scheme``: a camera whose ``source`` is
+    ``<scheme>://...`` is read through it (one instance per camera and
+    attempt, built with the whole URI). See docs/plugins.md ("A camera
+    source") and docs/sources.md.
+
+    camsight's own schemes (``file``, ``rtsp``, ``rtsps``, ``rtmp``,
+    ``rtmps``, ``http``, ``https``) answer this hook too, from the decoder's
+    own plugin. A plugin declaring one of them is refused with an error
+    naming it; two plugins declaring one scheme block it.
     """
     raise NotImplementedError  # pragma: no cover - specification only

@@ -55,6 +55,8 @@ class PluginInfo:
     analyzers: list[AnalyzerInfo] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     """The rule types it declares (``camsight_rules``)."""
+    sources: list[str] = field(default_factory=list)
+    """The source schemes it declares (``camsight_sources``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,16 +67,19 @@ class PluginInfo:
                 {"name": a.name, "kind": a.kind, "version": a.version, "clip": a.clip} for a in self.analyzers
             ],
             "rules": self.rules,
+            "sources": self.sources,
         }
 
 
 BUILTIN_RULES = "camsight-rules"
 """Plugin name under which the behavior service registers camsight's own rule types."""
+BUILTIN_SOURCES = "camsight-sources"
+"""Plugin name under which the decoder registers camsight's own source schemes."""
 
 
 @dataclass(frozen=True)
-class RuleTypeInfo:
-    """One rule type as a plugin declares it."""
+class TypeInfo:
+    """One rule type or source scheme as a plugin declares it."""
 
     name: str
     plugin: str
@@ -97,8 +102,8 @@ class PluginManager:
         """Plugin name -> why it could not be used."""
         self.unavailable: dict[str, str] = {}
         """Plugin name -> what it lacks and the command that installs it (its extra is missing)."""
-        self.rule_errors: dict[str, str] = {}
-        """Plugin name -> why a rule type it declares cannot be used (see :meth:`rule_types`)."""
+        self.type_errors: dict[str, str] = {}
+        """Plugin name -> why a rule type or source scheme it declares cannot be used."""
 
     def load_entry_points(self) -> None:
         """Import every plugin registered in the ``camsight`` entry-point group."""
@@ -151,6 +156,9 @@ class PluginManager:
             for rule in self.rule_types().values():
                 if rule.plugin in infos:
                     infos[rule.plugin].rules.append(rule.name)
+            for source in self.source_types().values():
+                if source.plugin in infos:
+                    infos[source.plugin].sources.append(source.name)
         except AnalyzerError as exc:
             log.error("%s", exc)
         return sorted((i for i in infos.values() if i.name not in self.errors), key=lambda i: i.name)
@@ -176,44 +184,51 @@ class PluginManager:
                 found.setdefault(info.name, []).append(info)
         return found
 
-    def rule_types(self) -> dict[str, RuleTypeInfo]:
-        """Rule type name -> declaration, from every plugin's ``camsight_rules`` (pluggy's hook
-        call). A declaration that is no class, or whose name is not a name, and a name two
-        plugins declare, are recorded in :attr:`rule_errors` and left out; a name a built-in
-        owns stays the built-in's."""
+    def rule_types(self) -> dict[str, TypeInfo]:
+        """Rule type name -> declaration, from every plugin's ``camsight_rules``."""
+        return self._types("camsight_rules", "rule type", BUILTIN_RULES)
+
+    def source_types(self) -> dict[str, TypeInfo]:
+        """URI scheme -> declaration, from every plugin's ``camsight_sources``."""
+        return self._types("camsight_sources", "source scheme", BUILTIN_SOURCES)
+
+    def _types(self, hook: str, what: str, builtin_plugin: str) -> dict[str, TypeInfo]:
+        """Name -> declaration, through pluggy's hook call. A declaration that is no class, or
+        whose name is not a name, and a name two plugins declare, are recorded in
+        :attr:`type_errors` and left out; a name camsight's own plugin declares stays its own."""
         plugins = [(name, plugin) for name, plugin in self._pm.list_name_plugin() if plugin is not None]
         # A plugin module owns the classes of its package (a module's package: the module
         # itself for a package, its parent for a plain module); its own module first.
         owners = {_home(plugin): name for name, plugin in plugins}
         owners.update({getattr(plugin, "__name__", None): name for name, plugin in plugins})
-        found: dict[str, list[RuleTypeInfo]] = {}
+        found: dict[str, list[TypeInfo]] = {}
         try:
-            declarations = self._pm.hook.camsight_rules()
+            declarations = getattr(self._pm.hook, hook)()
         except Exception as exc:  # one raising hook fails pluggy's whole call: say so, in one line
-            raise AnalyzerError(f"a camsight_rules hook raised {type(exc).__name__}: {exc}") from None
+            raise AnalyzerError(f"a {hook} hook raised {type(exc).__name__}: {exc}") from None
         for declared in declarations:
             for cls in declared or ():
                 plugin = _owner(cls, owners)
                 try:
-                    for name in _rule_names(cls):
-                        found.setdefault(name, []).append(RuleTypeInfo(name, plugin, cls))
+                    for name in _declared_names(cls, hook, what):
+                        found.setdefault(name, []).append(TypeInfo(name, plugin, cls))
                 except (AnalyzerError, InvalidIdError) as exc:
-                    self.rule_errors[plugin] = str(exc)
-        types: dict[str, RuleTypeInfo] = {}
+                    self.type_errors[plugin] = str(exc)
+        types: dict[str, TypeInfo] = {}
         for name, infos in found.items():
-            builtin = [i for i in infos if i.plugin == BUILTIN_RULES]
+            builtin = [i for i in infos if i.plugin == builtin_plugin]
             for info in infos:
                 if builtin and info not in builtin:
-                    self.rule_errors[info.plugin] = (
-                        f"plugin {info.plugin!r} declares rule type {name!r}, which camsight's "
-                        "built-in rules own: rename it"
+                    self.type_errors[info.plugin] = (
+                        f"plugin {info.plugin!r} declares {what} {name!r}, which camsight's own "
+                        f"{builtin_plugin} owns: rename it"
                     )
             if builtin or len(infos) == 1:
                 types[name] = (builtin or infos)[0]
             else:
                 both = " and ".join(f"plugin {i.plugin!r}" for i in infos)
                 for info in infos:
-                    self.rule_errors[info.plugin] = f"rule type {name!r} is declared by both {both}"
+                    self.type_errors[info.plugin] = f"{what} {name!r} is declared by both {both}"
         return types
 
     def create(
@@ -311,15 +326,16 @@ def _home(plugin: object) -> str | None:
     return name.rpartition(".")[0] or name
 
 
-def _rule_names(cls: Any) -> tuple[str, ...]:
-    """The names a rule class declares: ``name``, or ``names`` (a built-in runner serving several)."""
+def _declared_names(cls: Any, hook: str, what: str) -> tuple[str, ...]:
+    """The names a class declares: ``name`` (a rule type), ``scheme`` (a source), or ``names``
+    (a built-in serving several)."""
     if not isinstance(cls, type):
-        raise AnalyzerError(f"camsight_rules() returned {cls!r}, not a class")
-    names = getattr(cls, "names", None) or (getattr(cls, "name", None),)
+        raise AnalyzerError(f"{hook}() returned {cls!r}, not a class")
+    names = getattr(cls, "names", None) or (getattr(cls, "name", None) or getattr(cls, "scheme", None),)
     for name in names:
         if not isinstance(name, str):
-            raise AnalyzerError(f"rule class {cls.__name__} does not declare 'name'")
-        validate_id(name, "rule type name")
+            raise AnalyzerError(f"{cls.__name__} does not declare its {what}")
+        validate_id(name, what)
     return tuple(str(name) for name in names)  # a built-in's StrEnum as its plain name
 
 

@@ -25,6 +25,7 @@ from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
 from camsight.config import ConfigError, LogSettings, Settings, service_section
+from camsight.decoder.plugins import checked_sources
 from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
@@ -296,7 +297,8 @@ def run_command(
         fail(str(exc).splitlines()[0], EXIT_USAGE)
     if not cameras:
         fail("nothing to run: name a source, or a --config whose cameras: list is not empty", EXIT_USAGE)
-    try:  # before anything starts: a rule a plugin refuses is one line and exit 2
+    try:  # before anything starts: a scheme or rule no plugin provides is one line and exit 2
+        checked_sources(settings.disabled_plugins, cameras)
         checked_registry(
             settings.disabled_plugins, cameras, service_section(settings, "behavior", BehaviorSettings)
         )

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from camsight.analyzers.manager import (
     BUILTIN_RULES,
     PluginManager,
-    RuleTypeInfo,
+    TypeInfo,
     default_manager,
     problems,
 )
@@ -39,8 +39,8 @@ class RuleRegistry:
 
     def __init__(self, manager: PluginManager) -> None:
         manager.add(builtin, name=BUILTIN_RULES)
-        self.types: dict[str, RuleTypeInfo] = manager.rule_types()
-        self.errors = manager.rule_errors
+        self.types: dict[str, TypeInfo] = manager.rule_types()
+        self.errors = manager.type_errors
         """Plugin -> why its rule types are refused (a built-in's name, a clash, not a class)."""
 
     @classmethod
