@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -138,3 +138,23 @@ def install_package(package: Path, work: Path) -> Path:
         timeout=120,
     )
     return target
+
+
+def camsight_process(
+    cwd: Path, *args: str, path: Sequence[Path] = (), timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m camsight ARGS`` run to its end in ``cwd``, with the tests and ``path``
+    (installed plugins) importable, as a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "camsight", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent), *map(str, path), os.environ.get("PYTHONPATH", "")]
+            ),
+        },
+    )

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from camsight.analyzers.testing import check_rule
 from camsight.behavior.rules import RuleError, RuleRegistry
 from camsight.behavior.settings import BehaviorSettings
 from camsight.cameras import CameraConfig
-from helpers import install_example, sample_video
+from helpers import camsight_process, install_example, sample_video
 from test_trustworthy_events import camsight_run
 
 PLUGIN = "behavior.rule_plugin"
@@ -102,16 +99,8 @@ def test_camsight_run_stops_on_a_bad_rule_config_in_one_line(tmp_path: Path, exa
     rule = {"id": "ww", "type": "wrong_way", "config": {"allowed": "sideways"}}
     cameras = [{"id": "cam", "source": str(sample_video("bikes.mp4")), "rules": [rule]}]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"cameras": cameras}))
-    done = subprocess.run(
-        [sys.executable, "-m", "camsight", "run", "--config", "c.yaml", "--data-dir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(example_site), os.environ.get("PYTHONPATH", "")]),
-        },
+    done = camsight_process(
+        tmp_path, "run", "--config", "c.yaml", "--data-dir", str(tmp_path / "d"), path=[example_site]
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert (

@@ -9,9 +9,6 @@ but misses half of them (tests/behavior/truth_plugin.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 from behavior.truth_video import FPS, Figure, write
+from helpers import camsight_process
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
 CREATED = "2026-03-01T08:00:00Z"
 
 
@@ -34,19 +31,7 @@ def camsight_run(
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
     command = ["run", str(video), "--config", "c.yaml", "--json", "--data-dir", str(data)]
-    done = subprocess.run(
-        [sys.executable, "-m", "camsight", *command],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(TESTS.parent), *map(str, path), os.environ.get("PYTHONPATH", "")]
-            ),
-        },
-    )
+    done = camsight_process(tmp_path, *command, path=path)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if "CAMERA_STATUS" not in line]
 

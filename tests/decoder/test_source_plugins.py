@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from camsight.cli import app
 from camsight.config import ConfigError
 from camsight.decoder.plugins import SourceRegistry
 from camsight.decoder.sources import SourceError
-from helpers import install_package
+from helpers import camsight_process, install_package
 from typer.testing import CliRunner
 
 PACKAGE = Path(__file__).parent / "sample_source_plugin"
@@ -85,14 +84,7 @@ def test_unknown_schemes_and_failing_plugins_are_one_line(registry: SourceRegist
 
 
 def camsight(site: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "camsight", *args, "--data-dir", str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])},
-    )
+    return camsight_process(tmp_path, *args, "--data-dir", str(tmp_path / "data"), path=[site])
 
 
 @pytest.mark.slow
