@@ -1,5 +1,9 @@
 """Plugin discovery and registry: every pluggy detail of camsight lives here.
 
+Plugins provide analyzers (``camsight_analyzers``), rule types (``camsight_rules``) and
+camera source schemes (``camsight_sources``); the behavior service and the decoder add
+camsight's own rule types and schemes as plugins too, so one table holds each kind.
+
 Plugins come from the ``camsight`` entry-point group (built-ins included,
 exactly like third-party packages) or are added explicitly as modules
 (tests, embedded use). A plugin that cannot be imported, or whose hook
@@ -87,7 +91,7 @@ class TypeInfo:
 
 
 class PluginManager:
-    """Finds plugins and the analyzers they provide.
+    """Finds plugins and the analyzers, rule types and source schemes they provide.
 
     ``disabled`` names plugins (entry-point names or explicit module
     names) that must not be loaded at all.
