@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,19 @@ def test_the_clip_example_is_discovered_through_its_entry_point_and_conforms(
         (plugin,) = (p for p in default_manager().plugins() if p.name == "example_clips")
         assert [(a.name, a.kind, a.clip) for a in plugin.analyzers] == [("scene_change", "actions", True)]
         check_conformance(plugin.analyzers[0].cls)
+
+
+@pytest.mark.parametrize("example", ["camsight-example-plugin", "camsight-example-clips"])
+def test_the_examples_pass_their_own_tests(example: str, tmp_path: Path) -> None:
+    """What a plugin author runs (``pytest examples/<example>/tests``), on the installed example."""
+    site = install_example(example, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / example / "tests")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
