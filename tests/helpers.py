@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 from camsight.samples import sample_video
 
-__all__ = ["needs", "needs_helm", "sample_video", "wait_for", "wait_for_sync"]
+__all__ = [
+    "install_example",
+    "install_package",
+    "needs",
+    "needs_helm",
+    "sample_video",
+    "wait_for",
+    "wait_for_sync",
+]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def needs(what: str, found: bool, install: str, required_by: str, *, module: bool = False) -> None:
@@ -115,3 +126,48 @@ def leftovers(tmpdir: Path) -> list[str]:
         if state != "Z" and any(str(tmpdir).encode() in arg for arg in argv):
             found.append(f"pid {cmdline.parent.name}: {b' '.join(argv).decode(errors='replace')}")
     return found
+
+
+def install_example(name: str, work: Path) -> Path:
+    """:func:`install_package` of ``examples/<name>``."""
+    return install_package(EXAMPLES / name, work)
+
+
+def install_package(package: Path, work: Path) -> Path:
+    """pip-install the package in folder ``package`` into ``work/site`` like a third party;
+    returns that folder (put it on ``sys.path`` or ``PYTHONPATH``: its entry points are then found).
+
+    The source is copied first so the build leaves nothing in the working tree;
+    no network (``--no-index``) and no build isolation (setuptools is in the venv).
+    """
+    source = shutil.copytree(package, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    target = work / "site"
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+            *("--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(source)),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return target
+
+
+def camsight_process(
+    cwd: Path, *args: str, path: Sequence[Path] = (), timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m camsight ARGS`` run to its end in ``cwd``, with the tests and ``path``
+    (installed plugins) importable, as a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "camsight", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent), *map(str, path), os.environ.get("PYTHONPATH", "")]
+            ),
+        },
+    )

@@ -132,7 +132,7 @@ CAMERA = {"id": "door", "source": "video.mp4"}
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"source": "ftp://x/y"}, "unsupported source scheme"),
+        ({"source": "ftp+s://x/y"}, "unsupported source scheme"),  # not even a plugin's: not a name
         ({"zones": [{"id": "z", "polygon": [[0, 0], [1, 0]]}]}, "at least 3"),
         ({"zones": [{"id": "z", "polygon": [[0, 0], [1, 1], [1, 0], [0, 1]]}]}, "intersects itself"),
         ({"zones": [{"id": "z", "polygon": [[0, 0], [float("nan"), 0], [1, 1]]}]}, "finite number"),

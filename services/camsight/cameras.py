@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Self
 from urllib.parse import urlsplit
 
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import (
     AfterValidator,
@@ -21,11 +22,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     field_validator,
     model_validator,
 )
 
-from camsight.naming import redact_uri, validate_id
+from camsight.naming import ID_PATTERN, redact_uri, validate_id
 from camsight.v1 import analysis_pb2, camera_pb2
 
 if TYPE_CHECKING:
@@ -123,9 +125,30 @@ class Direction(StrEnum):
 ZONE_RULES = {RuleType.ZONE_ENTER, RuleType.ZONE_EXIT, RuleType.LOITERING, RuleType.CROWDING}
 
 
+def _rule_type(value: Any) -> RuleType | str:
+    """A built-in type as its enum, any other name as itself (a plugin's type, maybe)."""
+    if isinstance(value, RuleType):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"a rule type is a name, not {type(value).__name__}")
+    try:
+        return RuleType(value)
+    except ValueError:
+        return validate_id(value, "rule type")
+
+
+RuleTypeName = Annotated[RuleType | str, PlainValidator(_rule_type)]
+
+
 class Rule(_Model):
     id: Id
-    type: RuleType
+    # A built-in type, or the name of a rule type a plugin provides (the camsight_rules
+    # hook; docs/plugins.md): the behavior service checks the name and ``config`` against
+    # the installed plugins, this layer only that it is a name.
+    type: RuleTypeName
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="a plugin rule type's own settings (its pydantic config model)"
+    )
     zone: str = ""
     line: str = ""
     labels: list[str] = Field(default_factory=list)
@@ -148,10 +171,17 @@ class Rule(_Model):
         description="zones and lines: normalised distance from the edge within which nothing changes",
     )
 
+    @property
+    def type_name(self) -> str:
+        """The type as written: ``zone_enter``, or a plugin rule type's name."""
+        return self.type.value if isinstance(self.type, RuleType) else self.type
+
     @model_validator(mode="after")
     def _targets(self) -> Self:
+        if isinstance(self.type, RuleType) and self.config:
+            raise ValueError(f"rule type {self.type.value} takes no config (config is for plugin rule types)")
         if self.type in ZONE_RULES and not self.zone:
-            raise ValueError(f"rule type {self.type.value} needs a zone")
+            raise ValueError(f"rule type {self.type_name} needs a zone")
         if self.type is RuleType.LINE_CROSS and not self.line:
             raise ValueError("rule type line_cross needs a line")
         if self.type is RuleType.LOITERING and self.duration_s <= 0:
@@ -192,11 +222,13 @@ class CameraConfig(_Model):
         if any(c in value for c in "\x00\r\n"):
             raise ValueError("source contains control characters")
         scheme = urlsplit(value).scheme.lower() if "://" in value else ""
-        if scheme and scheme not in NETWORK_SCHEMES + LOCAL_SCHEMES:
+        # Another scheme may be a source plugin's (camsight_sources): the decoder and
+        # `camsight run` check it against the installed plugins; here only that it is a name.
+        if scheme and scheme not in NETWORK_SCHEMES + LOCAL_SCHEMES and not ID_PATTERN.fullmatch(scheme):
             raise ValueError(
                 f"unsupported source scheme {scheme!r} in {redact_uri(value)!r}: "
                 f"use a file path, file://, {', '.join(s + '://' for s in NETWORK_SCHEMES)}, "
-                "/dev/videoN or a webcam index"
+                "/dev/videoN, a webcam index, or a source plugin's scheme"
             )
         return value
 
@@ -310,9 +342,11 @@ def _pt(p: Point) -> analysis_pb2.Point:
 
 def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
     direction = {Direction.BOTH: 0, Direction.IN: 1, Direction.OUT: 2}[rule.direction]
-    return camera_pb2.Rule(
+    builtin = rule.type.name if isinstance(rule.type, RuleType) else ""
+    msg = camera_pb2.Rule(
         id=rule.id,
-        type=camera_pb2.RuleType.Value(f"RULE_TYPE_{rule.type.name}"),
+        type=camera_pb2.RuleType.Value(f"RULE_TYPE_{builtin or 'CUSTOM'}"),
+        custom_type="" if builtin else rule.type_name,
         zone_id=rule.zone,
         line_id=rule.line,
         labels=rule.labels,
@@ -325,6 +359,8 @@ def _rule_to_proto(rule: Rule) -> camera_pb2.Rule:
         debounce_seconds=rule.debounce_s,
         margin=rule.margin,
     )
+    msg.config.update(rule.config)
+    return msg
 
 
 def _enum_name(enum: _EnumTypeWrapper[Any], number: int, prefix: str) -> str:
@@ -339,7 +375,9 @@ def _enum_name(enum: _EnumTypeWrapper[Any], number: int, prefix: str) -> str:
 def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": msg.id,
-        "type": _enum_name(camera_pb2.RuleType, msg.type, "RULE_TYPE_"),
+        "type": msg.custom_type
+        if msg.type == camera_pb2.RULE_TYPE_CUSTOM
+        else _enum_name(camera_pb2.RuleType, msg.type, "RULE_TYPE_"),
         "zone": msg.zone_id,
         "line": msg.line_id,
         "labels": list(msg.labels),
@@ -356,6 +394,8 @@ def _rule_from_proto(msg: camera_pb2.Rule) -> dict[str, Any]:
         data["debounce_s"] = msg.debounce_seconds
     if msg.margin:
         data["margin"] = msg.margin
+    if msg.config.fields:
+        data["config"] = json_format.MessageToDict(msg.config)
     return data
 
 

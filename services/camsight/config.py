@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = Path("camsight-data")
     cameras: list[CameraConfig] = Field(default_factory=list)
+    # Plugins (entry-point names) that no service loads: the one switch that settles an
+    # analyzer name two plugins declare, or turns a plugin off without uninstalling it.
+    disabled_plugins: list[str] = Field(default_factory=list)
     # Free-form sections owned by each service (decoder, analyzers, behavior,
     # query): validated by that service's own model, see service_section().
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -58,8 +58,9 @@ class Results:
 
 
 def context(
-    bus: Bus, nats_settings: NatsSettings, section: dict[str, Any], name: str = "detector"
+    bus: Bus, nats_settings: NatsSettings, section: dict[str, Any], name: str = "detector", **top: Any
 ) -> ServiceContext:
-    ctx = ServiceContext(Settings(nats=nats_settings, instance="test-1", services={name: section}))
+    """A context for service ``name`` with ``section`` as its settings and ``top`` as top-level ones."""
+    ctx = ServiceContext(Settings(nats=nats_settings, instance="test-1", services={name: section}, **top))
     ctx.attach(bus)
     return ctx

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import shutil
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,33 +23,30 @@ from camsight.analyzers import (
 )
 from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.analyzers.testing import ConformanceError, check_conformance
+from helpers import EXAMPLES, install_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "camsight-example-plugin"
+EXAMPLE = EXAMPLES / "camsight-example-plugin"
+
+
+@contextlib.contextmanager
+def installed(example: str, module: str, work: Path) -> Iterator[Path]:
+    """``examples/<example>`` pip-installed into ``work`` and on sys.path while inside, like a third party."""
+    target = install_example(example, work)
+    sys.path.insert(0, str(target))
+    importlib.invalidate_caches()
+    try:
+        yield target
+    finally:
+        sys.path.remove(str(target))
+        sys.modules.pop(module, None)
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """pip-install the example plugin into a private target dir on sys.path, like a third party.
-
-    The source is copied first so the build leaves nothing in the working tree;
-    no network (``--no-index``) and no build isolation (setuptools is in the venv).
-    """
-    work = tmp_path_factory.mktemp("example")
-    source = shutil.copytree(EXAMPLE, work / "src", ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    target = work / "site"
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(source)),
-        ],
-        check=True,
-        timeout=120,
-    )
-    sys.path.insert(0, str(target))
-    importlib.invalidate_caches()
-    yield target
-    sys.path.remove(str(target))
-    sys.modules.pop("camsight_example_plugin", None)
+    with installed(
+        "camsight-example-plugin", "camsight_example_plugin", tmp_path_factory.mktemp("example")
+    ) as target:
+        yield target
 
 
 def test_example_plugin_is_discovered_through_the_entry_point_and_conforms(installed_example: Path) -> None:
@@ -109,13 +108,16 @@ def test_a_broken_plugin_is_reported_and_the_others_still_work() -> None:
         manager.create("missing")
 
 
-def test_analyzer_name_clashes_are_errors_naming_both_plugins() -> None:
+def test_a_name_clash_blocks_that_name_only_with_an_error_naming_both_plugins() -> None:
     manager = default_manager()
     manager.add(Clashing(), name="clashing")
+    assert manager.clashes() == {"hog": ["clashing", "opencv"]}
+    assert "hog" not in manager.analyzers() and "motion" in manager.analyzers()
     with pytest.raises(
-        AnalyzerError, match="'hog' is provided by both plugin 'clashing' and plugin 'opencv'"
+        AnalyzerError, match=r"'hog' is provided by both plugin 'clashing' and plugin 'opencv': disable one"
     ):
-        manager.analyzers()
+        manager.create("hog")
+    assert manager.create("motion").name == "motion"
 
 
 def test_conformance_check_catches_protocol_breaches() -> None:
@@ -145,10 +147,44 @@ def test_explicit_plugin_module_is_registered_once() -> None:
     assert [p.name for p in manager.plugins()] == ["opencv"]
 
 
-def test_the_tutorial_shows_the_example_plugin_verbatim() -> None:
-    """docs/plugins.md promises a working plugin in under 50 lines: it must be the tested one."""
-    doc = (EXAMPLE.parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
-    shown = doc.split("```python\n", 1)[1].split("```\n", 1)[0]
-    source = (EXAMPLE / "src" / "camsight_example_plugin" / "__init__.py").read_text(encoding="utf-8")
-    assert shown == source
-    assert len(source.splitlines()) < 50
+TUTORIAL = [
+    "camsight-example-plugin/src/camsight_example_plugin/__init__.py",
+    "camsight-example-clips/src/camsight_example_clips/__init__.py",
+    "camsight-example-plugin/src/camsight_example_plugin/rules.py",
+]
+
+
+def test_the_tutorial_shows_the_examples_verbatim() -> None:
+    """docs/plugins.md walks through the example packages: each block it marks
+    ``<!-- example: PATH -->`` must be that file of examples/, the tested one."""
+    doc = (EXAMPLES.parent / "docs" / "plugins.md").read_text(encoding="utf-8")
+    shown = re.findall(r"<!-- example: (\S+) -->\n```python\n(.*?)```\n", doc, re.S)
+    assert [path for path, _ in shown] == TUTORIAL
+    for path, code in shown:
+        assert code == (EXAMPLES / path).read_text(encoding="utf-8"), f"docs/plugins.md shows a stale {path}"
+    assert len(shown[0][1].splitlines()) < 50  # the promise of section 2
+
+
+def test_the_clip_example_is_discovered_through_its_entry_point_and_conforms(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with installed("camsight-example-clips", "camsight_example_clips", tmp_path_factory.mktemp("clips")):
+        (plugin,) = (p for p in default_manager().plugins() if p.name == "example_clips")
+        assert [(a.name, a.kind, a.clip) for a in plugin.analyzers] == [("scene_change", "actions", True)]
+        check_conformance(plugin.analyzers[0].cls)
+
+
+@pytest.mark.parametrize("example", ["camsight-example-plugin", "camsight-example-clips"])
+def test_the_examples_pass_their_own_tests(example: str, tmp_path: Path) -> None:
+    """What a plugin author runs (``pytest examples/<example>/tests``), on the installed example."""
+    site = install_example(example, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLES / example / "tests")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout

@@ -19,5 +19,5 @@ def test_every_example_validates_and_every_rule_type_has_one() -> None:
     for block in blocks:
         settings = Settings(**yaml.safe_load(block))
         service_section(settings, "behavior", BehaviorSettings)
-        types.update(rule.type.value for camera in settings.cameras for rule in camera.rules)
-    assert types == {t.value for t in RuleType}
+        types.update(rule.type_name for camera in settings.cameras for rule in camera.rules)
+    assert types == {t.value for t in RuleType} | {"wrong_way"}  # and a plugin's

@@ -9,38 +9,29 @@ but misses half of them (tests/behavior/truth_plugin.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from behavior.truth_video import FPS, Figure, write
+from helpers import camsight_process
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
 CREATED = "2026-03-01T08:00:00Z"
 
 
-def camsight_run(tmp_path: Path, video: Path, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """``camsight run VIDEO --config ... --json`` in a fresh data folder; the events but camera_status."""
+def camsight_run(
+    tmp_path: Path, video: Path, config: dict[str, Any], path: Sequence[Path] = ()
+) -> list[dict[str, Any]]:
+    """``camsight run VIDEO --config ... --json`` in a fresh data folder, with the tests and
+    ``path`` (installed plugins) importable; the events but camera_status."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
     command = ["run", str(video), "--config", "c.yaml", "--json", "--data-dir", str(data)]
-    done = subprocess.run(
-        [sys.executable, "-m", "camsight", *command],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
-        },
-    )
+    done = camsight_process(tmp_path, *command, path=path)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if "CAMERA_STATUS" not in line]
 
@@ -164,3 +155,57 @@ def test_the_same_file_gives_the_same_event_ids_and_json(tmp_path: Path) -> None
     second = run(tmp_path, video, camera, [walker], 70)
     assert count(first, "LINE_CROSS", "motion") == 1 and count(first, "LINE_CROSS", "sparse_truth") == 1
     assert [json.dumps(e, sort_keys=True) for e in first] == [json.dumps(e, sort_keys=True) for e in second]
+
+
+def test_two_analyzers_reporting_the_same_label_keep_their_own_tracks_and_events(tmp_path: Path) -> None:
+    """One walker, two analyzers reporting ``person`` with scores in ranges that do not
+    overlap: each analyzer gets its own track and events, with its own confidences, ended
+    when the walker leaves (not "lost after 0.0s", not at the end of the stream)."""
+    walker = Figure([(0, -20, 200), (60, 340, 200)])
+    video = write(tmp_path / "walk.mp4", [walker], 100, creation_time=CREATED)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps([[b] if (b := walker.box(i)) else [] for i in range(100)]))
+    ranges = {"sparse_truth": (0.6, 0.7), "other_truth": (0.85, 0.95)}
+    config = {
+        "services": {
+            "detector": {
+                "plugin_modules": ["behavior.truth_plugin"],
+                "analyzers": {
+                    "sparse_truth": {"truth": str(truth), "fps": FPS, "scores": ranges["sparse_truth"]},
+                    "other_truth": {
+                        "truth": str(truth),
+                        "fps": FPS,
+                        "scores": ranges["other_truth"],
+                        "seed": 2,
+                    },
+                },
+            }
+        },
+        "cameras": [
+            {
+                "id": "scene",
+                "source": str(video),
+                "zones": [ZONE],
+                "rules": [
+                    {"id": "seen", "type": "object_detected", "labels": ["person"]},
+                    {"id": "enter", "type": "zone_enter", "zone": "right", "labels": ["person"]},
+                ],
+            }
+        ],
+    }
+    events = camsight_run(tmp_path, video, config)
+    ids: dict[str, set[str]] = {}
+    for analyzer, (low, high) in ranges.items():
+        ours = [e for e in events if e.get("analyzer") == analyzer]
+        ids[analyzer] = {e["id"] for e in ours}
+        assert count(events, "OBJECT_DETECTED", analyzer, "EVENT_STATE_STARTED") == 1, analyzer
+        assert count(events, "ZONE_ENTER", analyzer) == 1, analyzer
+        assert len({e["track_id"] for e in ours}) == 1, analyzer
+        assert all(low <= e["confidence"] <= high for e in ours), [(e["type"], e["confidence"]) for e in ours]
+        (ended,) = (
+            e for e in ours if e["type"] == "EVENT_TYPE_OBJECT_DETECTED" and e["state"] == "EVENT_STATE_ENDED"
+        )
+        assert "track lost after" in ended["explanation"]["summary"], ended["explanation"]["summary"]
+        assert 4.0 <= float(ended["attributes"]["duration_s"]) <= 7.0, ended["attributes"]
+        assert float(ended["end_media_time"].rstrip("s")) < 9.0  # lost when the walker left, before the end
+    assert not ids["sparse_truth"] & ids["other_truth"]

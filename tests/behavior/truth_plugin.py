@@ -15,12 +15,8 @@ import random
 from collections.abc import Sequence
 from functools import cached_property
 
-import numpy as np
 from camsight.analyzers import (
     AnalyzerConfig,
-    Clip,
-    ClipAnalyzer,
-    ClipConfig,
     Detection,
     FrameAnalyzer,
     FrameInfo,
@@ -36,6 +32,7 @@ class TruthConfig(AnalyzerConfig):
     drop: float = Field(0.5, ge=0, le=1, description="probability that a box is missed")
     jitter: float = Field(0.01, ge=0, description="box coordinate noise (normalised, std)")
     seed: int = 1
+    scores: tuple[float, float] = Field((0.6, 0.95), description="range the scores are drawn from")
 
 
 class SparseTruth(FrameAnalyzer):
@@ -66,38 +63,19 @@ class SparseTruth(FrameAnalyzer):
             x1, y1, x2, y2 = (v + rng.gauss(0, self.cfg.jitter) for v in box)
             clipped = [min(1.0, max(0.0, v)) for v in (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))]
             found.append(
-                Detection("person", rng.uniform(0.6, 0.95), (clipped[0], clipped[1], clipped[2], clipped[3]))
+                Detection(
+                    "person", rng.uniform(*self.cfg.scores), (clipped[0], clipped[1], clipped[2], clipped[3])
+                )
             )
         return found
 
 
-class CutConfig(ClipConfig):
-    window: int = 2
-    threshold: float = Field(40.0, gt=0, description="mean absolute grey difference that is a cut")
+class OtherTruth(SparseTruth):
+    """A second analyzer reporting ``person`` on the same camera (tracks and events must not mix)."""
 
-
-class SceneCut(ClipAnalyzer):
-    """A clip analyzer whose truth is easy to know: a cut between the window's last two frames.
-
-    Reports the scene label ``cut`` (no box: the whole picture) for the window
-    that ends on the first frame after a cut.
-    """
-
-    name = "scene_cut"
-    kind = "actions"
-    version = "1"
-    Config = CutConfig
-
-    def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
-        assert isinstance(self.config, CutConfig)
-        out = []
-        for clip in clips:
-            a, b = (np.asarray(image, dtype=np.float32).mean(axis=2) for image in clip.images[-2:])
-            change = float(np.abs(a - b).mean())
-            out.append([Detection("cut", min(1.0, change / 100))] if change >= self.config.threshold else [])
-        return out
+    name = "other_truth"
 
 
 @hookimpl
-def camsight_analyzers() -> list[type[FrameAnalyzer] | type[ClipAnalyzer]]:
-    return [SparseTruth, SceneCut]
+def camsight_analyzers() -> list[type[FrameAnalyzer]]:
+    return [SparseTruth, OtherTruth]

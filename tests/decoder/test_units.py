@@ -92,7 +92,7 @@ def test_registry_entries_are_validated() -> None:
     assert parse_entry("lobby", camera.to_proto().SerializeToString()) == camera
     assert isinstance(parse_entry("other", camera.to_proto().SerializeToString()), InvalidCamera)
     assert "not a camsight.v1.Camera" in parse_entry("x", b"\xff\xff").error  # type: ignore[union-attr]
-    bad = camera_pb2.Camera(id="bad", source_uri="gopher://x", enabled=True)
+    bad = camera_pb2.Camera(id="bad", source_uri="go.pher://x", enabled=True)
     entry = parse_entry("bad", bad.SerializeToString())
     assert isinstance(entry, InvalidCamera) and "unsupported source scheme" in entry.error
     # Proto3 enums are open: a number no enum value has (a newer writer) names its field.

@@ -8,12 +8,12 @@ the test process.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import pytest
+from helpers import camsight_process
 
 
 @pytest.fixture
@@ -21,13 +21,7 @@ def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """``cli("run", ...)`` runs ``python -m camsight run ...`` in ``tmp_path``."""
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "camsight", *args],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            timeout=timeout,
-        )
+        return camsight_process(tmp_path, *args, timeout=timeout)
 
     return run
 

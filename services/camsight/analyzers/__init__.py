@@ -1,7 +1,9 @@
 """The public plugin API of camsight: ``from camsight.analyzers import ...``.
 
 Plugin authors need only this package: the analyzer protocol
-(:mod:`camsight.analyzers.api`), the hook marker (:data:`hookimpl`, specs in
+(:mod:`camsight.analyzers.api`), the rule-type protocol
+(:mod:`camsight.analyzers.rules`), the source protocol
+(:mod:`camsight.analyzers.sources`), the hook marker (:data:`hookimpl`, specs in
 :mod:`camsight.analyzers.hookspecs`), device/precision helpers for torch
 (:mod:`camsight.analyzers.devices`) and the author kit
 (:mod:`camsight.analyzers.testing`). The plugin manager and the host are
@@ -32,6 +34,8 @@ from camsight.analyzers.api import (
 )
 from camsight.analyzers.devices import resolve_device
 from camsight.analyzers.hookspecs import hookimpl
+from camsight.analyzers.rules import EventRule, Finding, RuleConfig, TrackView
+from camsight.analyzers.sources import SourceReader, SourceUnavailable
 
 __all__ = [
     "EMBEDDING_MODEL_ATTRIBUTE",
@@ -47,12 +51,18 @@ __all__ = [
     "ClipAnalyzer",
     "ClipConfig",
     "Detection",
+    "EventRule",
+    "Finding",
     "FrameAnalyzer",
     "FrameInfo",
     "Image",
     "Keypoint",
     "Precision",
     "Privacy",
+    "RuleConfig",
+    "SourceReader",
+    "SourceUnavailable",
+    "TrackView",
     "hookimpl",
     "resolve_device",
 ]

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from camsight.analyzers.api import (
     Precision,
 )
 from camsight.analyzers.devices import cuda_available
+from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.analyzers.windows import SlidingWindows
 from camsight.bus import MalformedMessageError, Pipeline, PullWorker, WorkerConfig, subjects
 from camsight.privacy import blur_jpeg, must_blur
@@ -120,8 +121,22 @@ class HostSettings(BaseModel):
             "(false: one step after another)"
         ),
     )
-    disabled_plugins: list[str] = Field(default_factory=list, description="plugin names not to load")
+    disabled_plugins: list[str] = Field(
+        default_factory=list,
+        description="deprecated: the top-level disabled_plugins serves every service (both are honoured)",
+    )
     plugin_modules: list[str] = Field(default_factory=list, description="extra plugin modules to import")
+
+    def plugin_manager(self, disabled: Iterable[str], service: str) -> PluginManager:
+        """The plugins this service loads: all but the top-level ``disabled`` ones and, while the
+        deprecated per-service list is still honoured, this section's ``disabled_plugins``."""
+        if self.disabled_plugins:
+            log.warning(
+                "services.%s.disabled_plugins is deprecated: use the top-level disabled_plugins, "
+                "which every service reads",
+                service,
+            )
+        return default_manager([*disabled, *self.disabled_plugins], self.plugin_modules)
 
 
 @dataclass

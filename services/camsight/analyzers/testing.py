@@ -11,6 +11,9 @@ From a plugin's own tests::
         results = list(run_on_source(MyAnalyzer(), "sample.mp4", limit=20))
         assert any(dets for _, _, dets in results)
 
+    def test_rule():
+        findings = check_rule(MyRule, {"allowed": "right"})  # rule types: see check_rule
+
 Both work in-process: no server, no camsight services.
 """
 
@@ -23,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import ValidationError
 
 from camsight.analyzers.api import (
     Analyzer,
@@ -34,7 +38,8 @@ from camsight.analyzers.api import (
     FrameInfo,
     Image,
 )
-from camsight.analyzers.manager import instantiate
+from camsight.analyzers.manager import instantiate, problems
+from camsight.analyzers.rules import EventRule, Finding, RuleConfig, TrackView
 from camsight.analyzers.windows import SlidingWindows
 from camsight.naming import validate_id
 
@@ -231,3 +236,67 @@ def _check_results(analyzer: Analyzer, found: Sequence[Sequence[Detection]], exp
                 raise ConformanceError(f"{analyzer.name}: results must be Detection objects, got {det!r}")
             if (problem := det.problem()) is not None:
                 raise ConformanceError(f"{analyzer.name}: {problem}")
+
+
+def synthetic_tracks(frames: int = 30, fps: float = 10.0) -> list[tuple[float, list[TrackView]]]:
+    """Deterministic tracks for rule checks: four people crossing the picture, one each way
+    (right, left, down, up), ``frames`` frames at ``fps``; ``(media time, tracks seen)`` per frame."""
+    ways = {
+        1: (0.1, 0.5, 0.8, 0.0),
+        2: (0.9, 0.5, -0.8, 0.0),
+        3: (0.5, 0.2, 0.0, 0.7),
+        4: (0.4, 0.9, 0.0, -0.7),
+    }
+    paths: dict[int, list[tuple[float, float]]] = {n: [] for n in ways}
+    out = []
+    for i in range(frames):
+        seen = []
+        for number, (x, y, dx, dy) in ways.items():
+            ax, ay = x + dx * i / frames, y + dy * i / frames
+            paths[number].append((ax, ay))
+            box = (max(0.0, ax - 0.03), max(0.0, ay - 0.1), min(1.0, ax + 0.03), ay)
+            seen.append(TrackView("conformance", "person", number, box, 0.9, tuple(paths[number][-32:])))
+        out.append((i / fps, seen))
+    return out
+
+
+def check_rule(
+    cls: type[EventRule],
+    config: Mapping[str, Any] | None = None,
+    tracks: Sequence[tuple[float, Sequence[TrackView]]] | None = None,
+) -> list[Finding]:
+    """Check that a rule type follows the protocol; return its findings on ``tracks``
+    (default :func:`synthetic_tracks`) so a test can assert on them.
+
+    Declared ``name`` (a valid id) and ``Config`` (a ``RuleConfig``); the config
+    validates; ``step`` with no track and with each frame's tracks returns a
+    list of :class:`Finding` about tracks seen in that frame, each with a
+    one-line summary and string attributes; ``lost`` takes every track.
+    """
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str):
+        raise ConformanceError(f"{cls.__name__} does not declare 'name'")
+    validate_id(name, "rule type name")
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, RuleConfig)):
+        raise ConformanceError(f"{name}: Config must subclass camsight.analyzers.RuleConfig")
+    try:
+        rule = cls(cls.Config.model_validate(dict(config or {})))
+    except ValidationError as exc:
+        raise ConformanceError(f"{name}: invalid config: {problems(exc)}") from None
+    if rule.step(0.0, []) != []:
+        raise ConformanceError(f"{name}: step() with no track must return []")
+    frames = list(tracks) if tracks is not None else synthetic_tracks()
+    findings: list[Finding] = []
+    for t, seen in frames:
+        found = rule.step(t, seen)
+        for finding in found if isinstance(found, list) else [None]:
+            if not isinstance(finding, Finding) or finding.track not in seen:
+                raise ConformanceError(f"{name}: step() must return Findings about tracks it was given")
+            if not finding.summary or "\n" in finding.summary:
+                raise ConformanceError(f"{name}: a finding needs a one-line summary")
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in finding.attributes.items()):
+                raise ConformanceError(f"{name}: finding attributes must map strings to strings")
+        findings.extend(found)
+    for track in {(v.analyzer, v.number): v for _, seen in frames for v in seen}.values():
+        rule.lost(track)
+    return findings

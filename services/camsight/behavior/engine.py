@@ -55,6 +55,7 @@ class CameraEngine:
     config: CameraConfig
     settings: BehaviorSettings
     stats: Stats
+    registry: rules.RuleRegistry = field(default_factory=rules.default_registry)
     streams: dict[str, _Stream] = field(default_factory=dict)
     runners: dict[str, tuple[tuple[Any, ...], rules.RuleRunner]] = field(default_factory=dict)
     labels: frozenset[str] | None = field(default=None, init=False)
@@ -85,7 +86,10 @@ class CameraEngine:
             else:
                 if kept is not None:
                     out.extend(self._close(kept[1], "the rule changed"))
-                self.runners[rule.id] = (key, rules.build(rule, config, self.settings))
+                try:
+                    self.runners[rule.id] = (key, self.registry.build(rule, config, self.settings))
+                except rules.RuleError as exc:  # a camera changed at run time: that rule only is off
+                    log.error("camera %s: %s", config.id, exc)
         for _, runner in old.values():
             out.extend(self._close(runner, "the rule was removed"))
         return out
@@ -195,8 +199,9 @@ def _restarted(stream: _Stream, result: Result) -> bool:
 class Engine:
     """All cameras this replica owns."""
 
-    def __init__(self, settings: BehaviorSettings) -> None:
+    def __init__(self, settings: BehaviorSettings, registry: rules.RuleRegistry | None = None) -> None:
         self.settings = settings
+        self.registry = registry or rules.default_registry()
         self.stats = Stats()
         self.cameras: dict[str, CameraEngine] = {}
 
@@ -207,7 +212,7 @@ class Engine:
     def set_camera(self, config: CameraConfig) -> list[Emission]:
         camera = self.cameras.get(config.id)
         if camera is None:
-            self.cameras[config.id] = CameraEngine(config, self.settings, self.stats)
+            self.cameras[config.id] = CameraEngine(config, self.settings, self.stats, self.registry)
             return []
         return self._counted(camera.configure(config))
 

@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from camsight.behavior import checkpoint, partition
 from camsight.behavior.engine import Engine, Stats
 from camsight.behavior.events import ENDED, Emission
+from camsight.behavior.rules import checked_registry
 from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.snapshots import SnapshotStore
 from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, each, subjects
@@ -66,7 +67,8 @@ class BehaviorService(Service):
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx)
         self.config = service_section(ctx.settings, "behavior", BehaviorSettings)
-        self.engine = Engine(self.config)
+        s = ctx.settings  # the configured cameras' rules are checked at start-up (exit 2)
+        self.engine = Engine(self.config, checked_registry(s.disabled_plugins, s.cameras, self.config))
         self._exported = Stats()
         self._lock = asyncio.Lock()
         self._cameras: dict[str, CameraConfig] = {}

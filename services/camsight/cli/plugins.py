@@ -1,5 +1,5 @@
-"""``camsight plugins list|docs``: installed analyzer plugins, their analyzers, kinds and
-versions; the settings reference of the built-in ones."""
+"""``camsight plugins list|docs``: installed plugins with their analyzers (kinds, versions),
+rule types and camera sources; the settings reference of the built-in analyzers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import Annotated
 
 import typer
 
+from camsight import __version__
 from camsight.analyzers.docs import render
-from camsight.analyzers.manager import default_manager
+from camsight.analyzers.manager import BUILTIN_RULES, BUILTIN_SOURCES, clash_message, default_manager
+from camsight.behavior.rules import builtin as builtin_rules
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, fail
+from camsight.decoder import plugins as builtin_sources
 
 plugins_app = typer.Typer(help="Analyzer plugins (the `camsight` entry-point group).", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
@@ -21,18 +24,32 @@ app.add_typer(plugins_app, name="plugins")
 @plugins_app.command("list")
 def list_plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    disable: Annotated[
+        list[str] | None, typer.Option("--disable", help="Do not load this plugin (repeatable).")
+    ] = None,
+    plugin_module: Annotated[
+        list[str] | None,
+        typer.Option("--plugin-module", help="Also load this plugin module (dotted name; repeatable)."),
+    ] = None,
 ) -> None:
-    """Show each plugin with its analyzers; unavailable ones (an extra not installed) with the
-    command that installs it, broken ones with the reason."""
-    manager = default_manager()
+    """Show each plugin with its analyzers; analyzer names two plugins declare (unusable until
+    one is disabled), unavailable plugins (an extra not installed) with the command that
+    installs it, broken ones with the reason."""
+    manager = default_manager(disabled=disable or (), extra=plugin_module or ())
+    # camsight's own rule types and schemes, registered as the services register them: listed,
+    # and a plugin claiming one of their names is shown refused.
+    manager.add(builtin_rules, name=BUILTIN_RULES, version=__version__)
+    manager.add(builtin_sources, name=BUILTIN_SOURCES, version=__version__)
     plugins = manager.plugins()
+    clashes = manager.clashes()
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "plugins": [p.as_dict() for p in plugins],
+                    "clashes": clashes,
                     "unavailable": manager.unavailable,
-                    "errors": manager.errors,
+                    "errors": manager.errors | manager.type_errors,
                 },
                 indent=2,
             )
@@ -42,11 +59,17 @@ def list_plugins(
         typer.echo(f"{plugin.name} {plugin.version} ({plugin.module})")
         for a in plugin.analyzers:
             typer.echo(f"  {a.name:<24} {a.kind:<10} {a.version}{'  [clip]' if a.clip else ''}")
-        if not plugin.analyzers:
-            typer.echo("  (no analyzers)")
+        for rule in plugin.rules:
+            typer.echo(f"  {rule:<24} rule type")
+        for scheme in plugin.sources:
+            typer.echo(f"  {scheme + '://':<24} camera source")
+        if not plugin.analyzers and not plugin.rules and not plugin.sources:
+            typer.echo("  (nothing)")
+    for name, owners in sorted(clashes.items()):
+        typer.secho(f"CLASH: {clash_message(name, owners)}", fg=typer.colors.RED)
     for name, lacking in sorted(manager.unavailable.items()):
         typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
-    for name, reason in sorted(manager.errors.items()):
+    for name, reason in sorted((manager.errors | manager.type_errors).items()):
         typer.secho(f"{name}: BROKEN: {reason}", fg=typer.colors.RED)
 
 

@@ -20,10 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from camsight.behavior.rules import checked_registry
+from camsight.behavior.settings import BehaviorSettings
 from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
-from camsight.config import ConfigError, LogSettings, Settings
+from camsight.config import ConfigError, LogSettings, Settings, service_section
+from camsight.decoder.plugins import checked_sources
 from camsight.decoder.sources import SourceKind, classify
 from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
@@ -109,7 +112,7 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
     table.add_row("frames dropped", str(data["frames_dropped"]))
     table.add_row("throughput", f"{data['fps']} frames/s")
     for camera in cameras:
-        rules = ", ".join(f"{r.id} ({r.type.value})" for r in camera.rules) or "none"
+        rules = ", ".join(f"{r.id} ({r.type_name})" for r in camera.rules) or "none"
         table.add_row(f"rules {camera.id}", rules)
     for analyzer, outcomes in sorted(summary.analyzer_frames.items()):
         table.add_row(f"analyzer {analyzer}", ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
@@ -355,6 +358,13 @@ def run_command(
         fail(str(exc).splitlines()[0], EXIT_USAGE)
     if not cameras:
         fail("nothing to run: name a source, or a --config whose cameras: list is not empty", EXIT_USAGE)
+    try:  # before anything starts: a scheme or rule no plugin provides is one line and exit 2
+        checked_sources(settings.disabled_plugins, cameras)
+        checked_registry(
+            settings.disabled_plugins, cameras, service_section(settings, "behavior", BehaviorSettings)
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     warn_not_run(not_run(settings.cameras, cameras))
     videos: list[Path] = []
     after = annotator(cameras, annotate, videos) if annotate is not None else None

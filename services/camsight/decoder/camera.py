@@ -42,6 +42,7 @@ from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
 from camsight.cameras import CameraConfig, Pacing
 from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.plugins import SourceRegistry, default_sources
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import (
@@ -133,8 +134,10 @@ class CameraWorker:
         pacer: AckPacer,
         licensed: Callable[[], bool] = lambda: True,
         resume: Resume | None = None,
+        sources: SourceRegistry | None = None,
     ) -> None:
         self.bus = bus
+        self.sources = sources or default_sources()
         # False once this replica's lease on the camera may have expired: publish nothing more.
         self.licensed = licensed
         self.config = config
@@ -423,6 +426,7 @@ class CameraWorker:
                     open_timeout_s=self.settings.open_timeout_s,
                     read_timeout_s=self.settings.watchdog_s,
                     decode_threads=self.settings.decode_threads,
+                    plugins=self.sources.source,
                 )
             except SourceError as exc:
                 if exc.permanent:

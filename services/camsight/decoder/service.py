@@ -30,6 +30,7 @@ from camsight.bus.pacing import AckPacer
 from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, service_section
 from camsight.decoder.camera import CameraWorker
+from camsight.decoder.plugins import checked_sources
 from camsight.decoder.resume import already_ended, resume_point
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.status import StatusReporter
@@ -77,6 +78,9 @@ class DecoderService(Service):
                 f"services.decoder.pacing_window ({self.settings.pacing_window}) must be less than "
                 f"streams.frames_per_camera ({ctx.settings.streams.frames_per_camera})"
             )
+        # The configured cameras' schemes are checked at start-up (exit 2); a camera added later
+        # with a scheme no plugin reads goes to state error, naming it.
+        self.sources = checked_sources(ctx.settings.disabled_plugins, ctx.settings.cameras)
         self.decoder_id = holder_id(ctx.settings.instance, uuid.uuid4().hex[:8])
         self.registry: dict[str, Entry] = {}
         self.revisions: dict[str, int] = {}  # camera -> revision of its registry entry
@@ -263,6 +267,7 @@ class DecoderService(Service):
                 self._pacer,
                 lambda: leases.valid(camera),
                 resume=await resume_point(self.ctx.bus, entry, status, record),
+                sources=self.sources,
             )
             log.info("decoding camera %s from %s", camera, entry.redacted_source, extra={"camera": camera})
             await worker.start()

@@ -3,8 +3,9 @@
 A source URI is one of: a video file path or ``file://`` URL (mp4, avi, mkv,
 mov, webm, anything FFmpeg decodes), an ``rtsp://``, ``rtmp://`` or
 ``http(s)://`` URL (OpenCV's FFmpeg backend; RTSP over TCP; open and read
-timeouts), a webcam (``/dev/videoN`` or an index such as ``0``), or a folder
-of images played in name order.
+timeouts), a webcam (``/dev/videoN`` or an index such as ``0``), a folder
+of images played in name order, or another scheme a source plugin reads
+(:mod:`camsight.decoder.plugins`).
 
 Errors are :class:`SourceError` with a message that names the problem and
 never contains credentials (URIs are redacted), and a ``permanent`` flag:
@@ -48,6 +49,8 @@ class SourceKind(StrEnum):
     NETWORK = "network"
     WEBCAM = "webcam"
     FOLDER = "folder"
+    PLUGIN = "plugin"
+    """Another URI scheme: a source plugin's (camsight.decoder.plugins), read as a recording."""
 
 
 class SourceError(Exception):
@@ -75,6 +78,8 @@ def classify(uri: str) -> tuple[SourceKind, str]:
     scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
     if scheme in NETWORK_SCHEMES:
         return SourceKind.NETWORK, uri
+    if scheme and scheme != "file":
+        return SourceKind.PLUGIN, uri
     if scheme == "file":
         uri = unquote(urlsplit(uri).path)
     if uri.isdigit() or uri.startswith("/dev/video"):
@@ -120,16 +125,27 @@ class Source(Protocol):
 
 
 def open_source(
-    uri: str, *, image_fps: float, open_timeout_s: float, read_timeout_s: float, decode_threads: int = 0
+    uri: str,
+    *,
+    image_fps: float,
+    open_timeout_s: float,
+    read_timeout_s: float,
+    decode_threads: int = 0,
+    plugins: Callable[[str], Source] | None = None,
 ) -> Source:
     """Build and open the source for ``uri``; raises :class:`SourceError`.
 
     ``decode_threads``: FFmpeg's decoding threads for files and streams (0: one for a
-    network stream, FFmpeg's choice of one per core for a file).
+    network stream, FFmpeg's choice of one per core for a file). ``plugins`` builds the
+    source of a plugin's scheme (``SourceRegistry.source``).
     """
     kind, target = classify(uri)
     source: Source
-    if kind is SourceKind.FOLDER:
+    if kind is SourceKind.PLUGIN:
+        if plugins is None:
+            raise SourceError(f"no source plugins loaded for {redact_uri(uri)}", permanent=True)
+        source = plugins(uri)
+    elif kind is SourceKind.FOLDER:
         source = FolderSource(Path(target), image_fps)
     else:
         source = VideoSource(kind, target, open_timeout_s, read_timeout_s, decode_threads)
@@ -139,6 +155,9 @@ def open_source(
 
 class VideoSource:
     """A file, network stream or webcam through ``cv2.VideoCapture``."""
+
+    names = (*NETWORK_SCHEMES, "file")
+    """The URI schemes it reads (its registration through the camsight_sources hook)."""
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from camsight.analyzers import AnalyzerError
 from camsight.analyzers.host import AnalyzerHost, HostSettings
-from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.analyzers.manager import PluginManager
 from camsight.config import ConfigError, service_section
 from camsight.runtime import Service, ServiceContext
 
@@ -44,7 +44,7 @@ class DetectorService(Service):
         self.settings = service_section(ctx.settings, self.name, DetectorSettings)
         if not self.settings.analyzers:
             raise ConfigError("services.detector.analyzers: enable at least one analyzer")
-        manager = plugins or default_manager(self.settings.disabled_plugins, self.settings.plugin_modules)
+        manager = plugins or self.settings.plugin_manager(ctx.settings.disabled_plugins, self.name)
         try:
             analyzers = [
                 manager.create(name, config, self.settings.device, self.settings.precision)

@@ -35,7 +35,7 @@ from camsight.analyzers import (
     Image,
 )
 from camsight.analyzers.host import AnalyzerHost
-from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.analyzers.manager import PluginManager
 from camsight.bus import subjects
 from camsight.bus.rpc import serve_requests
 from camsight.config import ConfigError, service_section
@@ -58,7 +58,7 @@ class FaceService(Service):
     def __init__(self, ctx: ServiceContext, plugins: PluginManager | None = None) -> None:
         super().__init__(ctx)
         self.settings = service_section(ctx.settings, self.name, FaceSettings)
-        manager = plugins or default_manager(self.settings.disabled_plugins, self.settings.plugin_modules)
+        manager = plugins or self.settings.plugin_manager(ctx.settings.disabled_plugins, self.name)
         try:
             analyzers = [
                 manager.create(name, config, self.settings.device, self.settings.precision)

@@ -7,6 +7,7 @@ from camsight.v1 import analysis_pb2 as _analysis_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -82,6 +83,8 @@ class _RuleTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RuleType.Val
     RULE_TYPE_UNKNOWN_FACE: _RuleType.ValueType  # 8
     RULE_TYPE_ACTION: _RuleType.ValueType  # 9
     """A scene label (a clip analyzer's whole-frame detection) is being reported."""
+    RULE_TYPE_CUSTOM: _RuleType.ValueType  # 10
+    """A rule type a plugin provides (camsight_rules hook): Rule.custom_type names it."""
 
 class RuleType(_RuleType, metaclass=_RuleTypeEnumTypeWrapper):
     """Rule types; each maps to the event type of the same name."""
@@ -97,6 +100,8 @@ RULE_TYPE_FACE_RECOGNIZED: RuleType.ValueType  # 7
 RULE_TYPE_UNKNOWN_FACE: RuleType.ValueType  # 8
 RULE_TYPE_ACTION: RuleType.ValueType  # 9
 """A scene label (a clip analyzer's whole-frame detection) is being reported."""
+RULE_TYPE_CUSTOM: RuleType.ValueType  # 10
+"""A rule type a plugin provides (camsight_rules hook): Rule.custom_type names it."""
 Global___RuleType: _TypeAlias = RuleType  # noqa: Y015
 
 class _CameraState:
@@ -218,6 +223,8 @@ class Rule(_message.Message):
     DIRECTION_FIELD_NUMBER: _builtins.int
     DEBOUNCE_SECONDS_FIELD_NUMBER: _builtins.int
     MARGIN_FIELD_NUMBER: _builtins.int
+    CUSTOM_TYPE_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     type: Global___RuleType.ValueType
     zone_id: _builtins.str
@@ -242,10 +249,16 @@ class Rule(_message.Message):
     """Zone and line rules: the anchor must be at least this far (normalised
     units) inside or outside the zone, or beside the line, to count as there.
     """
+    custom_type: _builtins.str
+    """RULE_TYPE_CUSTOM: the plugin's rule type name and its settings (validated by its
+    pydantic config model in the behavior service).
+    """
     @_builtins.property
     def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Labels the rule applies to; empty means every label."""
 
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct: ...
     def __init__(
         self,
         *,
@@ -262,10 +275,12 @@ class Rule(_message.Message):
         direction: _analysis_pb2.CrossingDirection.ValueType = ...,
         debounce_seconds: _builtins.float | None = ...,
         margin: _builtins.float = ...,
+        custom_type: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "debounce_seconds", b"debounce_seconds"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "config", b"config", "debounce_seconds", b"debounce_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "anchor", b"anchor", "debounce_seconds", b"debounce_seconds", "direction", b"direction", "duration_seconds", b"duration_seconds", "hysteresis_frames", b"hysteresis_frames", "id", b"id", "labels", b"labels", "line_id", b"line_id", "margin", b"margin", "min_count", b"min_count", "min_score", b"min_score", "type", b"type", "zone_id", b"zone_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds", "anchor", b"anchor", "config", b"config", "custom_type", b"custom_type", "debounce_seconds", b"debounce_seconds", "direction", b"direction", "duration_seconds", b"duration_seconds", "hysteresis_frames", b"hysteresis_frames", "id", b"id", "labels", b"labels", "line_id", b"line_id", "margin", b"margin", "min_count", b"min_count", "min_score", b"min_score", "type", b"type", "zone_id", b"zone_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__debounce_seconds: _TypeAlias = _typing.Literal["debounce_seconds"]  # noqa: Y015
     _WhichOneofArgType__debounce_seconds: _TypeAlias = _typing.Literal["_debounce_seconds", b"_debounce_seconds"]  # noqa: Y015

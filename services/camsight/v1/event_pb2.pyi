@@ -47,6 +47,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """A camera changed state (online, offline, error, ended)."""
     EVENT_TYPE_ACTION: _EventType.ValueType  # 10
     """A clip analyzer labelled an action over a window of frames."""
+    EVENT_TYPE_CUSTOM: _EventType.ValueType  # 11
+    """A plugin's rule type reported an occurrence (instantaneous); attributes["rule_type"]
+    names the rule type, rule_id the configured rule.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """What happened. The subject token of a type is its name without the prefix,
@@ -72,6 +76,10 @@ EVENT_TYPE_CAMERA_STATUS: EventType.ValueType  # 9
 """A camera changed state (online, offline, error, ended)."""
 EVENT_TYPE_ACTION: EventType.ValueType  # 10
 """A clip analyzer labelled an action over a window of frames."""
+EVENT_TYPE_CUSTOM: EventType.ValueType  # 11
+"""A plugin's rule type reported an occurrence (instantaneous); attributes["rule_type"]
+names the rule type, rule_id the configured rule.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 class _EventState:

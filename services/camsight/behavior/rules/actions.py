@@ -20,7 +20,7 @@ from camsight.behavior.events import ENDED, STARTED, UPDATED, Emission, Evidence
 from camsight.behavior.model import Frame, Track
 from camsight.behavior.rules.base import RuleRunner
 from camsight.behavior.settings import BehaviorSettings
-from camsight.cameras import CameraConfig, Rule
+from camsight.cameras import CameraConfig, Rule, RuleType
 from camsight.v1 import event_pb2
 
 
@@ -32,6 +32,8 @@ class _Occurrence:
 
 
 class ActionRule(RuleRunner):
+    names = (RuleType.ACTION,)
+
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
         self.open_actions: dict[tuple[str, str], _Occurrence] = {}

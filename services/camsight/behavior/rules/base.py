@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from camsight.behavior.events import Emission, OpenEvent
 from camsight.behavior.model import Frame, Track
@@ -24,6 +24,9 @@ class RuleRunner(abc.ABC):
     observed yet: usually this frame's, and a just-confirmed track's whole
     history, so what happened while it was a candidate still counts.
     """
+
+    names: ClassVar[tuple[str, ...]] = ()
+    """The rule types this runner serves (its registration through the camsight_rules hook)."""
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         self.rule = rule

@@ -22,11 +22,13 @@ from camsight.behavior.hysteresis import Change, Debounced
 from camsight.behavior.model import Frame, Track
 from camsight.behavior.rules.base import RuleRunner
 from camsight.behavior.settings import BehaviorSettings
-from camsight.cameras import CameraConfig, Direction, Rule
+from camsight.cameras import CameraConfig, Direction, Rule, RuleType
 from camsight.v1 import analysis_pb2, event_pb2
 
 
 class LineCross(RuleRunner):
+    names = (RuleType.LINE_CROSS,)
+
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
         line = next(ln for ln in camera.lines if ln.id == rule.line)

@@ -81,6 +81,8 @@ class TrackEvents(RuleRunner):
 
 
 class ObjectDetected(TrackEvents):
+    names = (RuleType.OBJECT_DETECTED,)
+
     def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         out = []
         for track in seen:
@@ -94,6 +96,8 @@ class ObjectDetected(TrackEvents):
 
 class FaceIdentity(TrackEvents):
     """face_recognized (identity matched) or unknown_face (a face matched nobody)."""
+
+    names = (RuleType.FACE_RECOGNIZED, RuleType.UNKNOWN_FACE)
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)

@@ -89,6 +89,8 @@ class ZoneCrossing(ZoneRule):
     yet for ``debounce_s``: it walked out of the picture) does.
     """
 
+    names = (RuleType.ZONE_ENTER, RuleType.ZONE_EXIT)
+
     def step(self, frame: Frame, seen: Sequence[Track], present: Sequence[Track]) -> list[Emission]:
         out = []
         for track, change in self.changes(seen):
@@ -120,6 +122,8 @@ class ZoneCrossing(ZoneRule):
 class Loitering(ZoneRule):
     """A track inside the zone for at least ``duration_s``: started when the dwell
     is reached (start time = entry), ended when it leaves or is lost."""
+
+    names = (RuleType.LOITERING,)
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
@@ -206,6 +210,8 @@ class Crowding(ZoneRule):
     Starts (start time = when the count was first reached) once the duration
     is reached; ends at the first frame the count falls below ``min_count``.
     """
+
+    names = (RuleType.CROWDING,)
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
