@@ -108,3 +108,37 @@ def test_camsight_run_stops_on_a_bad_rule_config_in_one_line(tmp_path: Path, exa
         "allowed: Input should be 'left', 'right', 'up' or 'down'"
     ) in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_camera_with_a_plugin_rule_is_restored_from_its_checkpoint() -> None:
+    """A plugin rule's objects are part of the camera's state (decision 0048): its package is
+    trusted when the checkpoint is loaded by a service that runs the plugin, refused otherwise."""
+    from behavior_scenes import detection, result
+    from camsight.behavior import checkpoint
+    from camsight.behavior.engine import Engine
+
+    rules = registry()
+    cam = camera({"id": "r", "type": "score_above", "config": {"min": 0.5}})
+    results = [
+        result(seq, [detection((0.1 + 0.01 * seq, 0.4, 0.2 + 0.01 * seq, 0.6))]) for seq in range(1, 41)
+    ]
+
+    def events(emissions: list) -> list[bytes]:
+        return [e.event.SerializeToString(deterministic=True) for e in emissions if e.event is not None]
+
+    whole = Engine(BehaviorSettings(), rules)
+    whole.set_camera(cam)
+    expected = events([em for r in results for em in whole.push(r)] + whole.flush())
+    assert expected  # the rule reported the track
+
+    first = Engine(BehaviorSettings(), rules)
+    first.set_camera(cam)
+    before = [em for r in results[:20] for em in first.push(r)]
+    data = checkpoint.dump(checkpoint.Checkpoint(20, first.cameras["cam"].state(), {}), BehaviorSettings())
+    with pytest.raises(checkpoint.CheckpointError, match=r"behavior\.rule_plugin"):
+        checkpoint.load(data, BehaviorSettings())
+    saved = checkpoint.load(data, BehaviorSettings(), rules.plugin_packages())
+    second = Engine(BehaviorSettings(), rules)
+    assert second.restore(cam, saved.engine) == []
+    after = [em for r in results[20:] for em in second.push(r)] + second.flush()
+    assert events(before + after) == expected

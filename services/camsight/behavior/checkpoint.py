@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import pickle
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,19 +132,27 @@ def dump(checkpoint: Checkpoint, settings: BehaviorSettings) -> bytes:
 
 
 class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, trusted: tuple[str, ...]) -> None:
+        super().__init__(file)
+        self.allowed = _ALLOWED_PREFIXES + trusted
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS or module.startswith(_ALLOWED_PREFIXES):
+        if (module, name) in _ALLOWED_GLOBALS or module.startswith(self.allowed):
             return super().find_class(module, name)
         raise CheckpointError(f"checkpoint names {module}.{name}, which no behavior state holds")
 
 
-def load(data: bytes, settings: BehaviorSettings) -> Checkpoint:
-    """The checkpoint in ``data``; raises :class:`CheckpointError` when it cannot be used."""
+def load(data: bytes, settings: BehaviorSettings, trusted: Iterable[str] = ()) -> Checkpoint:
+    """The checkpoint in ``data``; raises :class:`CheckpointError` when it cannot be used.
+
+    ``trusted``: module prefixes whose classes a state may hold besides camsight's own,
+    the packages of the rule plugins the service runs (their code runs anyway; their rule
+    objects are part of a camera's state)."""
     if not data.startswith(FORMAT):
         raise CheckpointError(f"not a checkpoint of format {FORMAT.decode().strip()}")
     try:
         body = zlib.decompress(data[len(FORMAT) :])
-        position, fingerprint, engine, private = _Unpickler(io.BytesIO(body)).load()
+        position, fingerprint, engine, private = _Unpickler(io.BytesIO(body), tuple(trusted)).load()
     except CheckpointError:
         raise
     except Exception as exc:  # a truncated or corrupt value: any error of zlib or pickle

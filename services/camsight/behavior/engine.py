@@ -223,7 +223,7 @@ class Engine:
         Results held for reordering wait from ``now`` (the wall clock of the process that
         held them is not this one's).
         """
-        camera = CameraEngine(state["config"], self.settings, self.stats)
+        camera = CameraEngine(state["config"], self.settings, self.stats, self.registry)
         camera.streams, camera.runners = state["streams"], state["runners"]
         for stream in camera.streams.values():
             if stream.buffer.waiting_since is not None:

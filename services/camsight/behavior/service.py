@@ -198,7 +198,7 @@ class BehaviorService(Service):
             entry = None
         if entry is not None and entry.value:
             try:
-                saved = checkpoint.load(entry.value, self.config)
+                saved = checkpoint.load(entry.value, self.config, self.engine.registry.plugin_packages())
                 stream = await self.ctx.bus.js.stream_info(subjects.DETECTIONS_STREAM)
                 if saved.position > stream.state.last_seq:
                     raise checkpoint.CheckpointError(

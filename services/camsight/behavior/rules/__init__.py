@@ -70,6 +70,18 @@ class RuleRegistry:
             ) from None
         return PluginRule(rule, camera, settings, info.cls(config), info.plugin)
 
+    def plugin_packages(self) -> tuple[str, ...]:
+        """The packages a camera's state may hold objects of besides camsight's: the plugin
+        rule API and each rule plugin's top-level package (for restoring checkpoints)."""
+        packages = {"camsight.analyzers.rules"}
+        packages.update(
+            f"{info.cls.__module__.split('.')[0]}."
+            for info in self.types.values()
+            if info.plugin != BUILTIN_RULES
+        )
+        packages.update(info.cls.__module__ for info in self.types.values() if info.plugin != BUILTIN_RULES)
+        return tuple(sorted(packages))
+
     def check(self, cameras: Iterable[CameraConfig], settings: BehaviorSettings) -> None:
         """Build every rule of ``cameras`` once: the first that cannot run raises its :class:`RuleError`
         prefixed with the camera (start-up checks a config file's cameras this way)."""
