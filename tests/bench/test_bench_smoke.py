@@ -45,6 +45,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "query": ["ingest_events_per_s", "list.p99_ms"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
+    "models": ["detectors.ssdlite320_mobilenet_v3_large.ms_per_frame", "clips.r3d_18.s_per_clip"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
     "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
 }
