@@ -46,7 +46,11 @@ def offline_cli(tmp_path: Path) -> Cli:
 
     Seed the cache before calling it; hosts it tried to reach are listed in ``tmp_path/network.log``.
     """
-    env = {"TORCH_HOME": str(tmp_path / "torch"), "CAMSIGHT_TEST_NETWORK_LOG": str(tmp_path / "network.log")}
+    env = {
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "CAMSIGHT_TEST_NETWORK_LOG": str(tmp_path / "network.log"),
+        "CAMSIGHT_NO_DOWNLOAD": "",  # the download is tried, and blocked here
+    }
     return runner(tmp_path, [sys.executable, str(OFFLINE_MAIN)], env)
 
 

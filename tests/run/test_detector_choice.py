@@ -15,7 +15,7 @@ import pytest
 from camsight.analyzers.manager import default_manager
 from camsight.config import Settings
 from camsight.detector.service import DetectorSettings
-from camsight.run.detector import COCO_ANALYZER, COCO_MODEL, PULL_COMMAND, choose_detector
+from camsight.run.detector import COCO_ANALYZER, COCO_MODEL, NO_DOWNLOAD, PULL_COMMAND, choose_detector
 from camsight.run.weights import cache_file, default_weights
 from torch_cache import block_network, seed
 
@@ -23,6 +23,7 @@ from torch_cache import block_network, seed
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(NO_DOWNLOAD, raising=False)  # the suite's guard (tests/conftest.py)
     return block_network(monkeypatch)
 
 
@@ -58,3 +59,13 @@ def test_configured_analyzers_are_the_users_choice(offline: list[Any]) -> None:
     choice = choose_detector(settings)
     assert choice.settings is settings and choice.fallback is None
     assert offline == [], "nothing is fetched for a detector the user did not ask for"
+
+
+def test_no_download_uses_the_cache_only(offline: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(NO_DOWNLOAD, "1")
+    choice = choose_detector(Settings())
+    assert choice.fallback is not None and f"{NO_DOWNLOAD}=1" in choice.fallback
+    assert choice.fallback.endswith(PULL_COMMAND)
+    assert offline == [], "nothing was even tried"
+    seed(default_weights(COCO_MODEL), COCO_MODEL, weights_backbone=None)
+    assert choose_detector(Settings()).fallback is None

@@ -5,22 +5,25 @@ A COCO detector by name (:data:`COCO_MODEL`, chosen by bench/models.py: decision
 with torchvision's progress bar); else the detector service's own defaults,
 HOG people + MOG2 motion, and one line saying so with the command that gets
 the COCO detector. A config whose ``services.detector.analyzers`` is set is
-the user's choice and is kept as it is.
+the user's choice and is kept as it is. ``CAMSIGHT_NO_DOWNLOAD=1`` uses the
+cache only (a node whose lookups hang rather than fail, a test suite).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from camsight.analyzers.manager import default_manager
 from camsight.config import Settings
-from camsight.run.weights import PullFailed, default_weights, pull
+from camsight.run.weights import PullFailed, cache_file, default_weights, pull
 
 COCO_MODEL = "ssdlite320_mobilenet_v3_large"
 COCO_ANALYZER = "torchvision_detector"
 PULL_COMMAND = f"camsight models pull {COCO_MODEL}"
 COCO_CONFIG: dict[str, Any] = {"model": COCO_MODEL, "weights": "DEFAULT", "min_score": 0.5}
+NO_DOWNLOAD = "CAMSIGHT_NO_DOWNLOAD"
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,12 @@ def _unavailable(section: dict[str, Any]) -> str | None:
     manager = default_manager(section.get("disabled_plugins", ()), section.get("plugin_modules", ()))
     if COCO_ANALYZER not in manager.analyzers():
         return f"the torch plugin is not installed (pip install 'camsight[torch]', then {PULL_COMMAND})"
+    weights = default_weights(COCO_MODEL)
+    absent = f"{COCO_MODEL} weights are not in the torch cache"
+    if os.environ.get(NO_DOWNLOAD) == "1" and not cache_file(weights).is_file():
+        return f"{absent} ({NO_DOWNLOAD}=1); get them with: {PULL_COMMAND}"
     try:
-        pull(default_weights(COCO_MODEL))
+        pull(weights)
     except PullFailed as exc:
-        return f"{COCO_MODEL} weights are not in the torch cache ({exc}); get them with: {PULL_COMMAND}"
+        return f"{absent} ({exc}); get them with: {PULL_COMMAND}"
     return None
