@@ -7,7 +7,9 @@ other's streams or consumers.
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,6 +18,14 @@ from camsight.bus import Bus, connect
 from camsight.config import NatsSettings, StreamSettings
 from camsight.natsserver import EmbeddedNats
 from helpers import needs
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test downloads weights, nor finds the user's: ``camsight run``/``demo`` (children
+    included) see an empty torch cache and fall back to HOG + motion without fetching
+    (decision 0035). Tests of the cache set their own ``TORCH_HOME``."""
+    os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="camsight-test-torch-")
+    os.environ["CAMSIGHT_NO_DOWNLOAD"] = "1"
 
 
 @pytest.fixture

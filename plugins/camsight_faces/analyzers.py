@@ -38,7 +38,7 @@ from camsight.analyzers import (
 from pydantic import Field
 
 from camsight_faces.embedding import MODEL_NAME, DlibEmbedder
-from camsight_faces.faces import LANDMARK_NAMES, Faces
+from camsight_faces.faces import LANDMARK_NAMES, Faces, FloatArray
 
 
 class Detector(Protocol):
@@ -193,6 +193,15 @@ class CenterFace(_FaceAnalyzer):
         if backend == "onnxruntime":
             return CenterFaceOnnx(cfg.model, cfg.max_side, device=cfg.device or "cpu")
         return CenterFaceOpenCV(cfg.model, cfg.max_side)
+
+    def explain(self, images: Sequence[Image]) -> list[FloatArray]:
+        """Where CenterFace looked (EigenCAM, decision 0037); the torch back end only."""
+        from camsight_faces.centerface import CenterFaceTorch
+
+        if not isinstance(self._detector, CenterFaceTorch):
+            raise AnalyzerError(f"{self.name} explains only with backend: torch (it has the layers to read)")
+        with self._lock:
+            return self._detector.saliency(images)
 
 
 class HaarFaces(_FaceAnalyzer):

@@ -34,6 +34,9 @@ from camsight_faces.models import centerface_onnx
 STRIDE = 4
 NMS_IOU = 0.3
 OUTPUT_NAMES = ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
+# The feature layer whose EigenCAM explains a detection (of the onnx2torch module): the
+# deepest one of the backbone that kept its sign on faces across carphone (decision 0037).
+EXPLAINED_LAYER = "Relu_32"
 
 
 def input_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
@@ -208,3 +211,31 @@ class CenterFaceTorch:
                 h, w = images[i].shape[:2]
                 results[i] = decode([o[row] for o in outputs], size, (h, w), threshold)
         return [r if r is not None else Faces.empty(True) for r in results]
+
+    def saliency(self, images: Sequence[np.ndarray]) -> list[FloatArray]:
+        """EigenCAM of :data:`EXPLAINED_LAYER` per image (grad-cam), at the image's size, 0..1."""
+        from pytorch_grad_cam import EigenCAM
+
+        torch = self._torch
+
+        class Heatmap(torch.nn.Module):  # type: ignore[name-defined]
+            """grad-cam wants one output: the heatmap (EigenCAM reads only the layer's activations)."""
+
+            def __init__(self, net: Any) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: Any) -> Any:
+                return self.net(x)[0]
+
+        layer = dict(self.module.named_modules())[EXPLAINED_LAYER]
+        maps: list[FloatArray] = []
+        with EigenCAM(Heatmap(self.module), target_layers=[layer]) as cam:
+            for image in images:
+                h, w = image.shape[:2]
+                batch = torch.from_numpy(blob(image, input_size(h, w, self.max_side))[None])
+                batch = batch.to(device=self.device, dtype=self.dtype)
+                found = np.asarray(cam(input_tensor=batch)[0], np.float32)
+                resized = cv2.resize(found, (w, h), interpolation=cv2.INTER_LINEAR)
+                maps.append(np.asarray(resized, np.float32).clip(0, 1))
+        return maps

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from camsight.analyzers import (
     KIND_OBJECTS,
     AnalyzerConfig,
@@ -111,6 +112,38 @@ class TorchvisionDetector(FrameAnalyzer):
             if score >= self.cfg.min_score and (not self.cfg.keep or name in self.cfg.keep):
                 found.append(Detection.from_pixels(name, score, box, width, height))
         return found
+
+    def explain(self, images: Sequence[Image]) -> list[np.ndarray[Any, np.dtype[np.float32]]]:
+        """Where the backbone looked: EigenCAM (grad-cam) of its last feature layer, per image, 0..1.
+
+        The map is of the model's resized input scaled back to the image: exact for SSD
+        (a plain resize), up to the padding to a multiple of 32 for the R-CNN family.
+        """
+        if self._model is None:
+            raise RuntimeError(f"{self.name} used before load()")
+        import torch
+        from pytorch_grad_cam import EigenCAM
+
+        model = self._model
+
+        class Scores(torch.nn.Module):
+            """grad-cam wants one tensor out; EigenCAM reads only the layer's activations."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, batch: Any) -> Any:
+                return torch.stack([out["scores"].sum() for out in self.model(list(batch))])[:, None]
+
+        body = getattr(model.backbone, "body", None)  # FPN models; SSDs have ``features``
+        layer = list(body.children())[-1] if body is not None else model.backbone.features[-1]
+        dtype = torch_dtype(self.cfg.precision if self.cfg.precision != "int8" else None)
+        with EigenCAM(Scores(), target_layers=[layer]) as cam:
+            return [
+                np.asarray(cam(input_tensor=to_tensor(image, self._device, dtype)[None])[0], np.float32)
+                for image in images
+            ]
 
     def close(self) -> None:
         self._model = None

@@ -1,12 +1,19 @@
-"""A torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, mvit, s3d, swin3d) as a clip analyzer.
+"""A torchvision video classifier as a clip analyzer: CNNs (r3d_18, mc3_18, r2plus1d_18, s3d) and
+video transformers (mvit_v1_b, mvit_v2_s, swin3d_t/s/b; decision 0036).
 
 Each window of frames becomes one ``(3, T, size, size)`` clip, normalised
-with the mean and std of the named weights (``transforms()``), else Kinetics';
-the ``top_k`` classes above ``min_score`` label the window (box = whole frame).
+with the mean and std of the weights (``transforms()``); the ``top_k``
+classes above ``min_score`` label the window (box = whole frame). The clip
+is fed as the weights were trained: its length is the ``clip_len`` their
+documentation states (16 frames, 32 for Swin3D) and its size their crop,
+unless ``window`` / ``size`` are set. A weights file or random weights take
+these from the architecture's DEFAULT weights. MViT's positional sizes are
+built for exactly 16x224x224: another clip is refused at load.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +21,7 @@ import cv2
 import numpy as np
 from camsight.analyzers import (
     KIND_ACTIONS,
+    AnalyzerError,
     Clip,
     ClipAnalyzer,
     ClipConfig,
@@ -23,9 +31,26 @@ from camsight.analyzers.devices import torch_dtype
 from pydantic import Field
 
 from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, weights_version
+from camsight_torch.weights import resolve
 
-KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
-KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+def clip_length(weights: Any) -> int | None:
+    """Frames per clip the weights were evaluated with: their docs' ``clip_len=N``, else their minimum."""
+    stated = re.search(r"clip_len=(\d+)", weights.meta.get("_docs", ""))
+    return int(stated.group(1)) if stated else weights.meta.get("min_temporal_size")
+
+
+def fixed_input(model: str, module: Any, weights: Any, window: int, size: int) -> None:
+    """Refuse, in one line, a clip the architecture cannot take (MViT: exactly its weights' minimum)."""
+    frames, (height, _) = weights.meta.get("min_temporal_size", 1), weights.meta.get("min_size", (1, 1))
+    exact = type(module).__name__ == "MViT"
+    fits = (window, size) == (frames, height) if exact else window >= frames and size >= height
+    if not fits:
+        need = "exactly" if exact else "at least"
+        raise AnalyzerError(
+            f"{model} takes clips of {need} {frames} frames of {height}x{height};"
+            f" got window {window}, size {size}"
+        )
 
 
 class VideoConfig(WeightsConfig, ClipConfig):
@@ -33,11 +58,19 @@ class VideoConfig(WeightsConfig, ClipConfig):
         default="r3d_18", description="torchvision video model name (torchvision.models.video)"
     )
     num_classes: int = Field(default=400, ge=1, description="number of classes, as the weights were trained")
+    window: int = Field(
+        default=16,
+        ge=2,
+        le=512,
+        description=(
+            "frames per clip; left out: the clip length the weights were evaluated with (16; 32 for swin3d)"
+        ),
+    )
     size: int | None = Field(
         default=None,
         ge=16,
         le=512,
-        description="frames are resized to size x size (pixels); unset = named weights' crop size, else 112",
+        description="frames are resized to size x size (pixels); unset = the weights' crop size",
     )
     top_k: int = Field(default=1, ge=1, description="label a window with at most this many best classes")
     min_score: float = Field(default=0.3, ge=0, le=1, description="minimum class probability (0 to 1)")
@@ -55,7 +88,9 @@ class TorchVideoClassifier(ClipAnalyzer):
         self._device = "cpu"
         self._labels: list[str] = []
         self._size = 112
-        self._mean, self._std = KINETICS_MEAN, KINETICS_STD
+        self._window: int | None = None  # the weights' clip length, when ``window`` is not set
+        self._mean: tuple[float, ...] = ()  # mean and std: the weights', at load
+        self._std: tuple[float, ...] = ()
 
     @property
     def cfg(self) -> VideoConfig:
@@ -66,18 +101,24 @@ class TorchVideoClassifier(ClipAnalyzer):
     def model_version(self) -> str:
         return weights_version(self.version, self.cfg.model, self.cfg)
 
+    @property
+    def window(self) -> int:
+        """``window`` when set, else (once loaded) the clip length the weights were trained with."""
+        return self._window or self.cfg.window
+
     def load(self) -> None:
         from torchvision.models._meta import _KINETICS400_CATEGORIES
 
         cfg = self.cfg
         loaded = load_torchvision_model("video", cfg.model, cfg, _KINETICS400_CATEGORIES, cfg.num_classes)
+        # the preprocessing these weights were trained with (for a file: the architecture's usual one)
+        spec = loaded.weights or resolve(cfg.model, "DEFAULT")
+        transform = spec.transforms()
+        self._mean, self._std = tuple(transform.mean), tuple(transform.std)
+        self._size = cfg.size or transform.crop_size[0]
+        self._window = None if "window" in cfg.model_fields_set else clip_length(spec)
+        fixed_input(cfg.model, loaded.module, spec, self.window, self._size)
         self._model, self._device, self._labels = loaded.module, loaded.device, loaded.labels
-        if loaded.weights is not None:  # the preprocessing these weights were trained with
-            transform = loaded.weights.transforms()
-            self._size = transform.crop_size[0]
-            self._mean, self._std = tuple(transform.mean), tuple(transform.std)
-        if cfg.size is not None:
-            self._size = cfg.size
 
     def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
         if not clips:

@@ -10,18 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 import pytest
 import torch
 import torchvision
 from camsight.analyzers import AnalyzerError, FrameInfo
+from camsight.analyzers.explain import Explainer
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.testing import check_conformance, synthetic_frames
+from camsight.cli import app
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from camsight_torch.yolo import OnnxYolo, decode
+from helpers import sample_video
 from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
 
 SIZE = 64  # network input of the hand-made YOLO model
 
@@ -156,3 +161,26 @@ def test_torch_video_classifier_passes_conformance_with_random_weights() -> None
 
 def test_torchvision_detector_passes_conformance_with_random_weights() -> None:
     check_conformance(TorchvisionDetector, {**SMALL_DETECTOR, "random_weights": True}, batch=2)
+
+
+@pytest.mark.parametrize("model", ["ssdlite320_mobilenet_v3_large", "fasterrcnn_mobilenet_v3_large_320_fpn"])
+def test_the_detector_explains_where_it_looked(model: str, tmp_path: Path) -> None:
+    """Plumbing (random weights): one EigenCAM map per image, the image's size, 0..1, not flat;
+    ``camsight analyze --explain`` draws it. What a map shows with real weights is measured
+    on CenterFace (tests/face/test_explain.py)."""
+    video = sample_video("bikes.mp4")
+    capture = cv2.VideoCapture(str(video))
+    image = capture.read()[1]
+    capture.release()
+    analyzer = instantiate(TorchvisionDetector, {"model": model, "random_weights": True}, "cpu")
+    analyzer.load()
+    assert isinstance(analyzer, Explainer)
+    [saliency] = analyzer.explain([image])
+    assert saliency.shape == image.shape[:2] and saliency.dtype == np.float32
+    assert saliency.min() >= 0.0 and saliency.max() <= 1.0 and saliency.std() > 0.0
+    options = ["-o", f"model={model}", "-o", "random_weights=true", "--device", "cpu", "--limit", "1"]
+    result = CliRunner().invoke(
+        app, ["analyze", "-p", "torchvision_detector", *options, "--explain", str(tmp_path), str(video)]
+    )
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.glob("*.jpg")] == ["000001.jpg"]

@@ -7,19 +7,21 @@ and preprocessing from the weights' metadata, offline errors), not accuracy.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
+import cv2
 import pytest
 import torch
 import torchvision
-from camsight.analyzers import AnalyzerError
+from camsight.analyzers import AnalyzerError, Clip, ClipAnalyzer, FrameInfo
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.testing import synthetic_frames
+from camsight.samples import sample_video
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from camsight_torch.weights import cache_file
+from torch_cache import block_network, seed
 
 SSD = "ssdlite320_mobilenet_v3_large"
 SSD_WEIGHTS = torchvision.models.get_model_weights(SSD).COCO_V1
@@ -29,24 +31,7 @@ SSD_WEIGHTS = torchvision.models.get_model_weights(SSD).COCO_V1
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
     """An empty TORCH_HOME, no name lookups and no connections; returns the attempts made."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    attempts: list[Any] = []
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(args)
-        raise socket.gaierror("network blocked by the test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
-
-
-def seed(weights: Any, model: str, **kwargs: Any) -> Path:
-    """Save a random state dict where torchvision looks for ``weights``."""
-    path = cache_file(weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    module = torchvision.models.get_model(model, weights=None, **kwargs)
-    torch.save(module.state_dict(), path)
-    return path
+    return block_network(monkeypatch)
 
 
 def test_named_detector_weights_load_from_the_cache_without_the_network(offline: list[Any]) -> None:
@@ -110,3 +95,48 @@ def test_a_cached_file_of_another_architecture_is_one_line(offline: list[Any]) -
     with pytest.raises(AnalyzerError, match="do not fit the model SSD") as err:
         analyzer.load()
     assert "\n" not in str(err.value)
+
+
+def clip_of(video: str, length: int) -> Clip:
+    """The first ``length`` frames of a sample video as one clip."""
+    capture = cv2.VideoCapture(str(sample_video(video)))
+    images = [capture.read()[1] for _ in range(length)]
+    capture.release()
+    height, width = images[0].shape[:2]
+    return Clip(
+        "bikes", images, [FrameInfo("bikes", i, width, height, media_time=i / 25) for i in range(length)]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "name", "length", "size"),
+    [
+        ("r3d_18", "R3D_18_Weights.KINETICS400_V1", 16, 112),
+        ("mvit_v2_s", "MViT_V2_S_Weights.KINETICS400_V1", 16, 224),
+        ("swin3d_t", "Swin3D_T_Weights.KINETICS400_V1", 32, 224),
+    ],
+)
+def test_video_transformers_load_by_name_and_label_real_clips(
+    offline: list[Any], model: str, name: str, length: int, size: int
+) -> None:
+    """Plumbing (random weights): the clip's length and size come from the weights' metadata."""
+    weights = torchvision.models.get_weight(name)
+    seed(weights, model)
+    analyzer = instantiate(
+        TorchVideoClassifier, {"model": model, "weights": name, "min_score": 0.0, "top_k": 3}
+    )
+    analyzer.load()
+    assert isinstance(analyzer, ClipAnalyzer)
+    assert (analyzer.window, analyzer._size) == (length, size)  # type: ignore[attr-defined]
+    [found] = analyzer.analyze_clips([clip_of("bikes.mp4", analyzer.window)])
+    assert len(found) == 3
+    assert all(det.label in weights.meta["categories"] and 0 <= det.score <= 1 for det in found)
+    assert offline == []
+
+
+def test_a_clip_mvit_cannot_take_is_refused_at_load_in_one_line(offline: list[Any]) -> None:
+    analyzer = instantiate(TorchVideoClassifier, {"model": "mvit_v2_s", "random_weights": True, "window": 8})
+    with pytest.raises(
+        AnalyzerError, match=r"mvit_v2_s takes clips of exactly 16 frames of 224x224; got window 8"
+    ):
+        analyzer.load()

@@ -52,6 +52,7 @@ EXPECTED: dict[str, list[str]] = {
     "console": ["four_vs_one_viewer_cpu", "viewers_4.cores", "viewers_4.frames_per_s_per_viewer"],
     "faces": ["centerface_opencv_carphone_176x144.frames_per_s_per_core"],
     "quantize": ["centerface_carphone_176x144.int8_speedup", "centerface_bikes_640x272.matched_share"],
+    "models": ["detectors.ssdlite320_mobilenet_v3_large.ms_per_frame", "clips.r3d_18.s_per_clip"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
     "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
 }

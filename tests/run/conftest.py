@@ -7,7 +7,9 @@ the test process.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,15 +17,46 @@ import cv2
 import pytest
 from helpers import camsight_process
 
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+OFFLINE_MAIN = Path(__file__).resolve().parents[1] / "offline_main.py"
+
+
+def runner(cwd: Path, command: list[str], env: dict[str, str] | None = None) -> Cli:
+    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=timeout,
+            env=None if env is None else {**os.environ, **env},
+        )
+
+    return run
+
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+def cli(tmp_path: Path) -> Cli:
     """``cli("run", ...)`` runs ``python -m camsight run ...`` in ``tmp_path``."""
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return camsight_process(tmp_path, *args, timeout=timeout)
 
     return run
+
+
+@pytest.fixture
+def offline_cli(tmp_path: Path) -> Cli:
+    """``cli`` with the network blocked (loopback only) and an empty torch cache, ``tmp_path/torch``.
+
+    Seed the cache before calling it; hosts it tried to reach are listed in ``tmp_path/network.log``.
+    """
+    env = {
+        "TORCH_HOME": str(tmp_path / "torch"),
+        "CAMSIGHT_TEST_NETWORK_LOG": str(tmp_path / "network.log"),
+        "CAMSIGHT_NO_DOWNLOAD": "",  # the download is tried, and blocked here
+    }
+    return runner(tmp_path, [sys.executable, str(OFFLINE_MAIN)], env)
 
 
 def check_annotated(video: Path, source: Path) -> None:

@@ -1,11 +1,12 @@
 """``camsight analyze --plugin NAME SOURCE``: run one analyzer on a video or image folder, no NATS.
 
 Prints one line per detection (or JSON lines), or writes an annotated
-video with ``--output``; then a summary line on stderr, also when nothing
-was found. A result out of the plugin contract is not shown, is counted in
-the summary, and makes the exit status 1 (the host would refuse it).
-Handy for plugin authors and for checking a model
-on footage before deploying it.
+video with ``--output``; ``--explain DIR`` also writes every frame with the
+analyzer's saliency map over it (analyzers with ``explain()``, decision 0037);
+then a summary line on stderr, also when nothing was found. A result out
+of the plugin contract is not shown, is counted in the summary, and makes
+the exit status 1 (the host would refuse it). Handy for plugin authors and
+for checking a model on footage before deploying it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import cv2
 import typer
 import yaml
 
-from camsight.analyzers import AnalyzerError, Detection, FrameInfo, Image
+from camsight.analyzers import Analyzer, AnalyzerError, Detection, FrameInfo, Image
+from camsight.analyzers.explain import Explainer, overlay
 from camsight.analyzers.manager import default_manager
 from camsight.analyzers.testing import read_source, run_on_frames
 from camsight.cli import app
@@ -37,6 +39,13 @@ def analyze_command(
     ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Write an annotated video here instead of printing.")
+    ] = None,
+    explain: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write each frame with where the analyzer looked (saliency heat map) into this folder.",
+            metavar="DIR",
+        ),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Analyse at most this many frames.")] = None,
     batch: Annotated[int, typer.Option(min=1, help="Frames per analyzer call.")] = 8,
@@ -58,18 +67,25 @@ def analyze_command(
         analyzer.load()
     except AnalyzerError as exc:
         fail(str(exc), EXIT_USAGE)
+    if explain is not None:
+        _explain_dir(analyzer, plugin, explain)
     writer: cv2.VideoWriter | None = None
     summary = Summary()
     try:
         for info, image, found in run_on_frames(analyzer, read_source(source, limit), batch):
             detections = summary.add(info, found)
+            if explain is not None:
+                assert isinstance(analyzer, Explainer)
+                [saliency] = analyzer.explain([image])
+                _write(explain / f"{info.seq:06d}.jpg", annotate(overlay(image, saliency), detections))
+                summary.explained += 1
             if output is not None:
                 writer = writer or _writer(output, info)
                 writer.write(annotate(image, detections))
             else:
                 for det in detections:
                     typer.echo(_line(info, det, as_json))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, AnalyzerError) as exc:
         fail(str(exc), EXIT_USAGE)
     except Exception as exc:  # the plugin raised: one line, as the host logs it
         fail(f"analyzer {plugin} raised {type(exc).__name__}: {' '.join(str(exc).split())}")
@@ -78,7 +94,9 @@ def analyze_command(
         if writer is not None:
             writer.release()
     # On stderr: stdout stays one detection per line (or pure JSON lines) for pipes.
-    typer.echo(summary.line(plugin) + (f"; wrote {output}" if output is not None else ""), err=True)
+    wrote = [str(output)] if output is not None else []
+    wrote += [f"{summary.explained} overlays to {explain}"] if explain is not None else []
+    typer.echo(summary.line(plugin) + "".join(f"; wrote {w}" for w in wrote), err=True)
     if summary.invalid:
         raise typer.Exit(1)
 
@@ -91,6 +109,7 @@ class Summary:
         self.labels: Counter[str] = Counter()
         self.invalid = 0
         self.first_problem = ""
+        self.explained = 0
 
     def add(self, info: FrameInfo, found: list[Detection]) -> list[Detection]:
         """Count one frame's detections; returns those that keep the contract (as the host keeps)."""
@@ -136,6 +155,21 @@ def _line(info: FrameInfo, det: Detection, as_json: bool) -> str:
     x1, y1, x2, y2 = det.box
     box = f"{x1:.3f} {y1:.3f} {x2:.3f} {y2:.3f}"
     return f"{info.seq:>6} {info.media_time:8.2f}s {det.label:<16} {det.score:.2f}  {box}"
+
+
+def _explain_dir(analyzer: Analyzer, plugin: str, folder: Path) -> None:
+    """Refuse, before the run, an analyzer that cannot explain or a folder that cannot be written."""
+    if not isinstance(analyzer, Explainer):
+        fail(f"--explain: analyzer {plugin} cannot explain its results (the torch analyzers can)", EXIT_USAGE)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--explain {folder}: cannot write there ({exc.strerror or exc})", EXIT_USAGE)
+
+
+def _write(path: Path, image: Image) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write {path}")
 
 
 def _writer(path: Path, info: FrameInfo) -> cv2.VideoWriter:

@@ -1,8 +1,9 @@
 """``camsight models list|info|pull|quantize``: named torchvision weights; int8 ONNX files.
 
 Why here and not in the plugin: ``camsight`` never imports a plugin, and these
-commands only read torchvision's own registry and cache (``$TORCH_HOME``), the
-same files the ``torchvision_detector`` and ``torch_video`` analyzers load.
+commands only read torchvision's own registry and cache (``$TORCH_HOME``, through
+``camsight.run.weights``), the same files the ``torchvision_detector`` and
+``torch_video`` analyzers load.
 Pulling is torchvision's download (progress bar, hash check), for building
 images and filling volumes for air-gapped nodes. ``quantize`` writes a static
 int8 copy of an ONNX model calibrated on the user's video
@@ -13,60 +14,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlparse
 
 import typer
 
 from camsight.cli import app
 from camsight.cli.common import fail
+from camsight.run.weights import PullFailed, cache_file, catalogue, pull
 
 models_app = typer.Typer(
     help="Named model weights: list, inspect, pull into the torch cache; quantize ONNX models to int8."
 )
 app.add_typer(models_app, name="models")
 
-# torchvision families and the analyzer that runs each
-FAMILIES = {"detection": "torchvision_detector", "video": "torch_video"}
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _catalogue() -> dict[str, tuple[str, str, Any]]:
-    """Every weights name -> (analyzer, model, WeightsEnum member)."""
-    import torchvision
-
-    found: dict[str, tuple[str, str, Any]] = {}
-    for family, analyzer in FAMILIES.items():
-        for model in torchvision.models.list_models(module=getattr(torchvision.models, family)):
-            for weights in torchvision.models.get_model_weights(model):
-                found[f"{type(weights).__name__}.{weights.name}"] = (analyzer, model, weights)
-    return found
-
-
-def _cache_file(weights: Any) -> Path:
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
 def _lookup(name: str) -> tuple[str, str, Any]:
     """A weights name, or a model name (its DEFAULT weights)."""
     import difflib
 
-    catalogue = _catalogue()
-    if name in catalogue:
-        return catalogue[name]
-    for analyzer, model, weights in catalogue.values():
+    found = catalogue()
+    if name in found:
+        return found[name]
+    for analyzer, model, weights in found.values():
         if model == name and weights is type(weights).DEFAULT:
             return analyzer, model, weights
-    close = difflib.get_close_matches(name, catalogue, n=3, cutoff=0.4)
+    close = difflib.get_close_matches(name, found, n=3, cutoff=0.4)
     fail(f"unknown model or weights {name!r}" + (f"; close matches: {', '.join(close)}" if close else ""))
 
 
 def _summary(name: str, analyzer: str, model: str, weights: Any) -> dict[str, Any]:
-    path = _cache_file(weights)
+    path = cache_file(weights)
     return {"name": name, "analyzer": analyzer, "model": model, "file": str(path), "present": path.is_file()}
 
 
@@ -78,7 +58,7 @@ def _input_size(weights: Any) -> Any:
 @models_app.command("list")
 def list_command(json_out: JsonOption = False) -> None:
     """Every named weights of the torch analyzers and whether its file is in the cache."""
-    rows = [_summary(name, *entry) for name, entry in sorted(_catalogue().items())]
+    rows = [_summary(name, *entry) for name, entry in sorted(catalogue().items())]
     if json_out:
         typer.echo(json.dumps({"models": rows}))
         return
@@ -116,13 +96,10 @@ def info_command(name: str, json_out: JsonOption = False) -> None:
 def pull_command(name: str) -> None:
     """Fetch one named weights into the torch cache (torchvision's download and hash check)."""
     _, _, weights = _lookup(name)
-    path = _cache_file(weights)
-    if not path.is_file():
-        try:
-            weights.get_state_dict(progress=True, check_hash=True)
-        except OSError as exc:
-            fail(f"cannot download {weights.url} ({exc.__class__.__name__}): put it at {path}")
-    typer.echo(str(path))
+    try:
+        typer.echo(str(pull(weights)))
+    except PullFailed as exc:
+        fail(str(exc))
 
 
 @models_app.command("quantize")

@@ -32,6 +32,7 @@ from camsight.naming import validate_id
 from camsight.natsserver import NatsServerError
 from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary, not_run, source_cameras
 from camsight.run.annotate import annotate_cameras, video_file
+from camsight.run.detector import choose_detector
 from camsight.run.pipeline import analyzer_counts
 from camsight.runtime import setup_logging
 from camsight.v1 import camera_pb2, event_pb2
@@ -111,6 +112,7 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
     table.add_row("frames decoded", str(data["frames_decoded"]))
     table.add_row("frames dropped", str(data["frames_dropped"]))
     table.add_row("throughput", f"{data['fps']} frames/s")
+    table.add_row("detector", summary.detector)
     for camera in cameras:
         rules = ", ".join(f"{r.id} ({r.type_name})" for r in camera.rules) or "none"
         table.add_row(f"rules {camera.id}", rules)
@@ -121,6 +123,8 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
     for camera, error in data["errors"].items():
         table.add_row(f"error: {camera}", error)
     console.print(table)
+    if summary.detector_fallback:  # one whole line (soft_wrap), the command to copy at its end
+        console.print(f"COCO detector not used: {summary.detector_fallback}", soft_wrap=True, highlight=False)
 
 
 T = TypeVar("T")
@@ -186,6 +190,9 @@ async def _run_pipeline(
     stderr = Console(stderr=True)
     printer = EventPrinter(as_json, summary)
     started = asyncio.get_running_loop().time()
+    # Before the progress bars: a first run may download the COCO detector's weights (its own bar).
+    choice = await asyncio.to_thread(choose_detector, settings)
+    settings, summary.detector, summary.detector_fallback = choice.settings, choice.detector, choice.fallback
     with Progress(
         TextColumn("{task.description:<16}"),
         BarColumn(),

@@ -122,6 +122,8 @@ class PipelineSummary:
     events: dict[str, event_pb2.Event] = field(default_factory=dict)
     # analyzer -> outcome (analyzed, dropped, failed, skipped) -> frames
     analyzer_frames: dict[str, dict[str, int]] = field(default_factory=dict)
+    detector: str = ""  # what detected objects (camsight.run.detector)
+    detector_fallback: str | None = None  # why not the COCO detector, and the command that gets it
 
     @property
     def frames_decoded(self) -> int:
@@ -146,6 +148,9 @@ class PipelineSummary:
             "fps": round(self.frames_decoded / self.seconds, 2) if self.seconds else 0.0,
             "events_by_type": dict(sorted(self.events_by_type.items())),
             "errors": self.errors,
+            # a mapping: the report shows it as a small table, not as a big number
+            "detector": {"used": self.detector}
+            | ({"fallback": self.detector_fallback} if self.detector_fallback else {}),
         }
 
 
