@@ -118,7 +118,7 @@ async def test_status_is_copied_from_camera_status(
 async def test_invalid_spec_is_reported_and_not_registered(
     kube_api: FakeKubeApi, bus: Bus, controller: Runtime
 ) -> None:
-    await kube_api.create("bad", spec(fps=500, source="gopher://x"))
+    await kube_api.create("bad", spec(fps=500, source="gopher+tls://x"))
     await wait_for(lambda: kube_api.status("bad").get("state") == "Invalid", 10, "invalid status")
     message = kube_api.status("bad")["message"]
     assert "fps" in message and "gopher" in message

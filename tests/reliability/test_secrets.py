@@ -84,7 +84,8 @@ async def test_a_planted_password_leaks_nowhere(tmp_path: Path, caplog: pytest.L
                 ],
             ]
             # A bad update echoes no secret in its error either.
-            bad = camera_pb2.Camera(id="rtsp-cam", source_uri=f"gopher://u:{PASSWORD}@h/", enabled=True)
+            # (not a name: any name may be a source plugin's scheme, decision 0027)
+            bad = camera_pb2.Camera(id="rtsp-cam", source_uri=f"gopher+tls://u:{PASSWORD}@h/", enabled=True)
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await system.cameras.UpdateCamera(camera_service_pb2.UpdateCameraRequest(camera=bad))
             stored = await every_stored_message(system.bus)
