@@ -154,7 +154,11 @@ def test_the_same_file_gives_the_same_event_ids_and_json(tmp_path: Path) -> None
     first = run(tmp_path, video, camera, [walker], 70)
     second = run(tmp_path, video, camera, [walker], 70)
     assert count(first, "LINE_CROSS", "motion") == 1 and count(first, "LINE_CROSS", "sparse_truth") == 1
-    assert [json.dumps(e, sort_keys=True) for e in first] == [json.dumps(e, sort_keys=True) for e in second]
+    # The same events, message for message; the order of lines may differ between the two
+    # analyzers, whose results reach the behavior service on their own (docs/api.md).
+    assert sorted(json.dumps(e, sort_keys=True) for e in first) == sorted(
+        json.dumps(e, sort_keys=True) for e in second
+    )
 
 
 def test_two_analyzers_reporting_the_same_label_keep_their_own_tracks_and_events(tmp_path: Path) -> None:
