@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from camsight.analyzers import FrameAnalyzer, FrameInfo, Image, resolve_device
-from camsight.analyzers.host import decode_frame
 from camsight.analyzers.manager import instantiate
+from camsight.analyzers.pictures import decode_frame
 from camsight.bus import connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.detector.service import DetectorService
