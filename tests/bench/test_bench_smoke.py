@@ -54,7 +54,14 @@ EXPECTED: dict[str, list[str]] = {
     "quantize": ["centerface_carphone_176x144.int8_speedup", "centerface_bikes_640x272.matched_share"],
     "models": ["detectors.ssdlite320_mobilenet_v3_large.ms_per_frame", "clips.r3d_18.s_per_clip"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
-    "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
+    "gpu": [
+        "service_fp32.fps",
+        "service_fp32.cameras_at_5fps",
+        "service_fp32.service_vs_analyzer",
+        "model_vs_analyzer_fp32.batch_4.analyzer_tensors_fps",
+        "pipeline_fp32.fps",
+        "pipeline_fp32.cameras_at_25fps",
+    ],
 }
 
 
@@ -103,6 +110,28 @@ def test_every_benchmark_runs_and_reports_numbers(tmp_path: Path) -> None:
             assert isinstance(value, int | float) and not isinstance(value, bool), (name, key, value)
     overload = benchmarks["overload"]["result"]["max_frame_age_10s"]
     assert overload["balanced"], overload  # every decoded frame accounted for
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_on_the_cpu(tmp_path: Path) -> None:
+    """``bench/run.py --smoke --only gpu`` on a CPU-only machine: the device script is known to
+    work before a GPU is lent (model, service and whole pipeline with NVDEC falling back)."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", "gpu", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(out.read_text())["benchmarks"]["gpu"]
+    assert "error" not in outcome, outcome
+    for key in EXPECTED["gpu"]:
+        value = figure(outcome["result"], key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+    pipeline = outcome["result"]["pipeline_fp32"]
+    assert pipeline["frames"] > 0 and pipeline["decoded_by"].startswith(("nvdec", "cpu ("))
 
 
 def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
