@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import av
@@ -34,6 +35,9 @@ NVDEC_CODECS = frozenset(
     {"h264", "hevc", "av1", "vp8", "vp9", "mpeg1video", "mpeg2video", "mpeg4", "vc1", "mjpeg"}
 )
 """FFmpeg's names of the codecs NVDEC decodes (NVIDIA's Video Codec SDK support matrix)."""
+
+NVIDIA_DEVICE_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia/version")
+"""Present where the NVIDIA driver is (in containers too, with the NVIDIA container runtime)."""
 
 
 def open_nvdec(uri: str, decode: VideoDecode, fallback: Callable[[str], None]) -> Source | None:
@@ -68,6 +72,9 @@ def nvdec_problem(kind: SourceKind, path: str) -> str | None:
         return f"NVDEC cannot decode codec {codec}"
     if importlib.util.find_spec("torchcodec") is None:
         return "torchcodec is not installed (pip install 'camsight[torch]')"
+    if not any(Path(p).exists() for p in NVIDIA_DEVICE_FILES):
+        # Before importing torch (seconds, hundreds of MiB): a CPU node's `auto` cameras stay cheap.
+        return "this node has no NVIDIA GPU (no driver device file)"
     import torch
 
     if not torch.cuda.is_available():
