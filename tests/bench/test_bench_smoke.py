@@ -112,45 +112,37 @@ def test_every_benchmark_runs_and_reports_numbers(tmp_path: Path) -> None:
     assert overload["balanced"], overload  # every decoded frame accounted for
 
 
+def run_alone(name: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
+    """``bench/run.py --smoke --only <name>``: its result, with every EXPECTED figure a number."""
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", name, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(out.read_text())["benchmarks"][name]
+    assert "error" not in outcome, outcome
+    result: dict[str, Any] = outcome["result"]
+    for key in EXPECTED[name]:
+        value = figure(result, key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+    return result
+
+
 @pytest.mark.slow
 def test_the_gpu_benchmark_runs_on_the_cpu(tmp_path: Path) -> None:
     """``bench/run.py --smoke --only gpu`` on a CPU-only machine: the device script is known to
     work before a GPU is lent (model, service and whole pipeline with NVDEC falling back)."""
-    out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", "gpu", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(out.read_text())["benchmarks"]["gpu"]
-    assert "error" not in outcome, outcome
-    for key in EXPECTED["gpu"]:
-        value = figure(outcome["result"], key)
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
-    pipeline = outcome["result"]["pipeline_fp32"]
+    pipeline = run_alone("gpu", tmp_path, 300)["pipeline_fp32"]
     assert pipeline["frames"] > 0 and pipeline["decoded_by"].startswith(("nvdec", "cpu ("))
 
 
 def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
     """``bench/run.py --smoke --only tracking``: a few seconds, so it runs outside the slow suite too."""
-    out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", "tracking", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(out.read_text())["benchmarks"]["tracking"]
-    assert "error" not in outcome, outcome
-    result = outcome["result"]
-    for key in EXPECTED["tracking"]:
-        value = figure(result, key)
-        assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+    result = run_alone("tracking", tmp_path, 120)
     for scene in result["scenes"].values():
         for cell in scene.values():
             assert set(cell) >= {"before", "after"}
