@@ -37,8 +37,8 @@ from typing import Any
 
 import cv2
 from camsight.analyzers import FrameAnalyzer, FrameInfo
-from camsight.analyzers.host import decode_frame
 from camsight.analyzers.manager import default_manager
+from camsight.analyzers.pictures import decode_frame
 from camsight.bus import connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.detector.service import DetectorService

@@ -1,8 +1,9 @@
-"""GPU: batched torch analyzer against the bare model, and 5-fps cameras per GPU. One command.
+"""GPU: batched torch analyzer against the bare model, the service, the whole pipeline. One command.
 
 ``.venv/bin/python bench/gpu.py`` is sized to end within 5 minutes on a GPU
-machine (64 frames x 3 paths x 3 batch sizes x 2 precisions, then 1,024
-frames through the service per precision; about 1 minute on an H200); on a
+machine (64 frames x 4 paths x 3 batch sizes x 2 precisions, then 1,024
+frames through the service and 1,000 1080p frames through the whole pipeline
+per precision); on a
 CPU-only machine it runs small sizes so the script keeps working (the
 figures that matter come from a GPU).
 Random weights everywhere: speed only, the detections are noise. On the
@@ -18,7 +19,9 @@ small shared machine.
    ``bare_loop``: the same model fed the BGR numpy frames converted the
    obvious way (what a script would do);
    ``analyzer``: camsight's ``torchvision_detector`` plugin on the same numpy
-   frames (conversion, inference, post-processing into Detections).
+   frames (conversion, inference, post-processing into Detections);
+   ``analyzer_tensors``: the plugin fed what the host hands it (decision
+   0076): RGB uint8 tensors already on the device.
    Ratios ``analyzer / bare_model`` and ``analyzer / bare_loop``.
 2. Service: the detector service (analyzer host, batch = the largest batch
    size, nvJPEG decode on a GPU) consumes the frames as JPEG from FRAMES on a
@@ -27,6 +30,10 @@ small shared machine.
    down: how many 5-fps cameras one device sustains with this model (with
    every frame analysed). ``first_results_s`` and ``overall_fps`` show the
    start (the model's first CUDA kernels, nvJPEG's start).
+   ``service_vs_analyzer``: the service's frames/s over ``analyzer_tensors``
+   at the same batch (the acceptance figure: >= 0.9 at batch 32 on a GPU).
+3. Pipeline (``gpu_pipeline.py``): the whole pipeline at 1080p, decoded by
+   NVDEC, with the GPU's utilisation sampled; cameras per device at 5 and 25 fps.
 
 Run: ``.venv/bin/python bench/gpu.py [--smoke]``.
 """
@@ -43,8 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from camsight.analyzers import FrameAnalyzer, FrameInfo, Image, resolve_device
-from camsight.analyzers.host import decode_frame
 from camsight.analyzers.manager import instantiate
+from camsight.analyzers.pictures import decode_frame, image_to_tensor
 from camsight.bus import connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
 from camsight.detector.service import DetectorService
@@ -54,6 +61,7 @@ from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
 from detector import bikes_frames
 from gpu_analyzers import rate
+from gpu_pipeline import pipeline_on_device
 
 
 def sizes(gpu: bool, smoke: bool) -> dict[str, Any]:
@@ -95,13 +103,14 @@ def model_vs_analyzer(
     resident = [
         torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).to(device, dtype) / 255 for im in images
     ]
+    handed = [image_to_tensor(im, device) for im in images]  # what the host hands a tensor analyzer
     config = {"model": size["model"], "random_weights": True, "min_score": 0.3, "precision": precision}
     analyzer = instantiate(TorchvisionDetector, config, device=device)
     torch.manual_seed(0)
     analyzer.load()
     assert isinstance(analyzer, FrameAnalyzer)
     infos = [FrameInfo("gpu", i + 1, im.shape[1], im.shape[0]) for i, im in enumerate(images)]
-    pairs = list(zip(images, infos, resident, strict=True))
+    pairs = list(zip(images, infos, resident, handed, strict=True))
 
     def synced(call: Callable[[Sequence[Any]], object]) -> Callable[[Sequence[Any]], object]:
         def inner(chunk: Sequence[Any]) -> object:
@@ -114,20 +123,28 @@ def model_vs_analyzer(
 
     def on_device(chunk: Sequence[Any]) -> object:
         with torch.inference_mode():
-            return model([t for _, _, t in chunk])
+            return model([t for _, _, t, _ in chunk])
 
     def from_numpy(chunk: Sequence[Any]) -> object:
         with torch.inference_mode():
             tensors = [
                 torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).to(device, dtype) / 255
-                for im, _, _ in chunk
+                for im, _, _, _ in chunk
             ]
             return model(tensors)
 
     def plugin(chunk: Sequence[Any]) -> object:
-        return analyzer.analyze([im for im, _, _ in chunk], [info for _, info, _ in chunk])
+        return analyzer.analyze([im for im, _, _, _ in chunk], [info for _, info, _, _ in chunk])
 
-    modes = (("bare_model", on_device), ("bare_loop", from_numpy), ("analyzer", plugin))
+    def plugin_on_tensors(chunk: Sequence[Any]) -> object:
+        return analyzer.analyze([t for _, _, _, t in chunk], [info for _, info, _, _ in chunk])
+
+    modes = (
+        ("bare_model", on_device),
+        ("bare_loop", from_numpy),
+        ("analyzer", plugin),
+        ("analyzer_tensors", plugin_on_tensors),
+    )
     for _, call in modes:  # warm every path at every batch size first: allocator, kernels, thread pools
         for batch in size["batches"]:
             synced(call)(pairs[:batch])
@@ -138,6 +155,7 @@ def model_vs_analyzer(
             **{f"{k}_fps": round(v, 2) for k, v in figures.items()},
             "analyzer_vs_bare_model": round(figures["analyzer"] / figures["bare_model"], 3),
             "analyzer_vs_bare_loop": round(figures["analyzer"] / figures["bare_loop"], 3),
+            "tensors_vs_numpy": round(figures["analyzer_tensors"] / figures["analyzer"], 3),
         }
     analyzer.close()
     return out
@@ -222,11 +240,14 @@ def run(smoke: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)  # on a small shared CPU, one thread gives comparable figures
     images = [image for f in bikes_frames(size["frames"]) if not isinstance(image := decode_frame(f), str)]
     for precision in ("fp32", "fp16") if gpu else ("fp32",):
-        result[f"model_vs_analyzer_{precision}"] = model_vs_analyzer(images, device, precision, size)
+        models = result[f"model_vs_analyzer_{precision}"] = model_vs_analyzer(images, device, precision, size)
         with tempfile.TemporaryDirectory() as tmp:
-            result[f"service_{precision}"] = asyncio.run(
+            served = result[f"service_{precision}"] = asyncio.run(
                 service(size["service_frames"], device, precision, size, Path(tmp))
             )
+        alone = models[f"batch_{served['batch']}"]["analyzer_tensors_fps"]
+        served["service_vs_analyzer"] = round(served["fps"] / alone, 3)
+        result[f"pipeline_{precision}"] = pipeline_on_device(device, precision, size["model"], smoke)
     return result
 
 

@@ -240,24 +240,41 @@ class ThreadCpu:
         return totals
 
 
-async def pipeline_run(path: Path, copies: int, expected: int, workdir: Path) -> dict[str, Any]:
-    """Frames/s of the embedded pipeline over ``copies`` cameras of ``path``."""
-    config = settings({name: {} for name in ANALYZERS}, max_frame_age_s=0)
+async def pipeline_run(
+    path: Path,
+    copies: int,
+    expected: int,
+    workdir: Path,
+    config: Settings | None = None,
+    camera: dict[str, Any] | None = None,
+    during: contextlib.AbstractContextManager[Any] | None = None,
+) -> dict[str, Any]:
+    """Frames/s of the embedded pipeline over ``copies`` cameras of ``path``.
+
+    ``config``: the pipeline's settings (default: ``hog`` + ``motion`` on the CPU);
+    ``camera``: extra camera settings; ``during``: entered for the timed part only
+    (a sampler, e.g. of the GPU's utilisation).
+    """
+    config = config or settings({name: {} for name in ANALYZERS}, max_frame_age_s=0)
+    analyzers = len(config.services["detector"]["analyzers"])
     rules = [Rule(id="people", type=RuleType.OBJECT_DETECTED, labels=["person"])]
-    cameras = [CameraConfig(id=f"cam{i}", source=str(path), rules=rules) for i in range(copies)]
+    cameras = [
+        CameraConfig(id=f"cam{i}", source=str(path), rules=rules, **(camera or {})) for i in range(copies)
+    ]
     async with EmbeddedPipeline(config, workdir, services=SERVICES, nats_log=workdir / "nats.log") as pipe:
         host = service(pipe, "detector").host  # type: ignore[attr-defined]
         server_pid = pipe.nats.pid
         assert server_pid is not None
         threads = ThreadCpu()
         sampler = asyncio.create_task(threads.run())
-        process, server_cpu = time.process_time(), cpu_seconds(server_pid)
-        started = time.perf_counter()
-        await pipe.add_cameras(cameras)
-        ended = await wait_until(
-            lambda: host.stats.analyzed >= expected * len(ANALYZERS), 3600, "every frame analysed"
-        )
-        process, server_cpu = time.process_time() - process, cpu_seconds(server_pid) - server_cpu
+        with during or contextlib.nullcontext():
+            process, server_cpu = time.process_time(), cpu_seconds(server_pid)
+            started = time.perf_counter()
+            await pipe.add_cameras(cameras)
+            ended = await wait_until(
+                lambda: host.stats.analyzed >= expected * analyzers, 3600, "every frame analysed"
+            )
+            process, server_cpu = time.process_time() - process, cpu_seconds(server_pid) - server_cpu
         sampler.cancel()
         threads.latest.update(threads.sample())
         statuses = await pipe.wait_finished([c.id for c in cameras])

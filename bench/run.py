@@ -154,6 +154,13 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
     "gpu": [
         ("service_fp32.fps", "Frames/s, detector service, torch detector fp32", ""),
         ("service_fp32.cameras_at_5fps", "5-fps cameras per device (fp32)", ""),
+        (
+            "service_fp32.service_vs_analyzer",
+            "Detector service / analyzer fed tensors (fp32)",
+            ">= 0.9 (GPU)",
+        ),
+        ("pipeline_fp32.fps", "Frames/s, whole pipeline, 1080p with NVDEC (fp32)", ">= 1,500 (H200)"),
+        ("pipeline_fp32.cameras_at_25fps", "25-fps cameras per device, whole pipeline (fp32)", ""),
     ],
 }
 

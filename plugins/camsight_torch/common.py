@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from camsight.analyzers import AnalyzerConfig, AnalyzerError, Image, resolve_device
+from camsight.analyzers import AnalyzerConfig, AnalyzerError, Picture, resolve_device
 from camsight.analyzers.devices import prepare_module
+from camsight.analyzers.pictures import image_to_tensor
 from pydantic import Field, model_validator
 
 from camsight_torch.weights import is_named, resolve, state_dict
@@ -96,12 +97,14 @@ def fit_state(module: Any, state: dict[str, Any], source: str) -> None:
         ) from None
 
 
-def to_tensor(image: Image, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """BGR uint8 HxWx3 -> RGB float CxHxW in 0..1 on ``device``."""
-    import torch
+def to_tensor(picture: Picture, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """A BGR uint8 HxWx3 array, or the host's RGB uint8 3xHxW tensor -> RGB float 3xHxW in 0..1 on ``device``.
 
-    rgb = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
-    return torch.from_numpy(rgb).to(device=device).to(dtype=dtype).div_(255.0)
+    The host's tensor already lies on ``device`` (``inputs = "tensor"``): it is
+    only converted to ``dtype`` there, never copied through host memory.
+    """
+    rgb = image_to_tensor(picture, device) if isinstance(picture, np.ndarray) else picture.to(device)
+    return rgb.to(dtype=dtype).div_(255.0)
 
 
 def weights_version(version: str, model: str, cfg: WeightsConfig) -> str:

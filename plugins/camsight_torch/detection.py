@@ -18,8 +18,10 @@ from camsight.analyzers import (
     FrameAnalyzer,
     FrameInfo,
     Image,
+    Picture,
 )
 from camsight.analyzers.devices import torch_dtype
+from camsight.analyzers.pictures import picture_size
 from pydantic import Field
 
 from camsight_torch.common import (
@@ -56,6 +58,7 @@ class TorchvisionDetector(FrameAnalyzer):
     kind = KIND_OBJECTS
     version = "0.1.0"
     Config = DetectorConfig
+    inputs = "tensor"  # decoded on its device by the host: nvJPEG on a GPU, no host copy (decision 0076)
 
     def __init__(self, config: AnalyzerConfig | None = None) -> None:
         super().__init__(config)
@@ -87,7 +90,7 @@ class TorchvisionDetector(FrameAnalyzer):
         )
         self._model, self._device, self._labels = loaded.module, loaded.device, loaded.labels
 
-    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+    def analyze(self, images: Sequence[Picture], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
         if not images:
             return []
         if self._model is None:
@@ -99,8 +102,8 @@ class TorchvisionDetector(FrameAnalyzer):
             outputs = self._model([to_tensor(img, self._device, dtype) for img in images])
         return [self._detections(out, img) for out, img in zip(outputs, images, strict=True)]
 
-    def _detections(self, output: dict[str, Any], image: Image) -> list[Detection]:
-        height, width = image.shape[:2]
+    def _detections(self, output: dict[str, Any], image: Picture) -> list[Detection]:
+        height, width = picture_size(image)
         found = []
         for box, score, label in zip(
             output["boxes"].float().cpu().tolist(),

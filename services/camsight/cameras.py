@@ -98,6 +98,16 @@ class Pacing(StrEnum):
     REALTIME = "realtime"
 
 
+class VideoDecode(StrEnum):
+    """Where a camera's video is decoded (decision 0077)."""
+
+    AUTO = "auto"
+    """NVDEC when the node has a GPU and the codec is one it decodes; else the CPU, silently."""
+    CPU = "cpu"
+    NVDEC = "nvdec"
+    """NVDEC; without a GPU, or for a codec it cannot decode, the CPU path with one warning."""
+
+
 class Anchor(StrEnum):
     BOTTOM_CENTER = "bottom_center"
     CENTER = "center"
@@ -215,6 +225,11 @@ class CameraConfig(_Model):
         description="files: wall-clock time the recording started (RFC 3339 with a zone); "
         "overrides the container's creation time",
     )
+    decode: VideoDecode = Field(
+        VideoDecode.AUTO,
+        description="files: where the video is decoded: auto (NVDEC when the node has a GPU for the "
+        "codec, else the CPU), cpu, or nvdec (falls back to the CPU with one warning)",
+    )
 
     @field_validator("source")
     @classmethod
@@ -283,6 +298,7 @@ class CameraConfig(_Model):
             rules=[_rule_to_proto(r) for r in self.rules],
             labels=self.labels,
             start_time=_timestamp(self.start_time) if self.start_time else None,
+            decode=camera_pb2.VideoDecode.Value(f"VIDEO_DECODE_{self.decode.name}"),
         )
 
     @classmethod
@@ -325,6 +341,9 @@ class CameraConfig(_Model):
                 data[name] = value
         if pacing != "unspecified":
             data["pacing"] = pacing
+        decode = _enum_name(camera_pb2.VideoDecode, msg.decode, "VIDEO_DECODE_")
+        if decode != "unspecified":
+            data["decode"] = decode
         if msg.HasField("start_time"):
             data["start_time"] = msg.start_time.ToDatetime(tzinfo=UTC)
         return cls.model_validate(data)

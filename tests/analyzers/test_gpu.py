@@ -3,12 +3,17 @@ device (CI has none); they ran on the project's GPU machine (docs/performance.md
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import pytest
+from analyzer_helpers import Results
 from camsight.analyzers.devices import cuda_available
-from camsight.analyzers.host import _decode_jpegs_gpu, decode_frames
+from camsight.analyzers.pictures import decode_frames, decode_jpegs_gpu
 from camsight.analyzers.testing import check_conformance
+from camsight.bus import Bus
+from camsight.config import NatsSettings
 from camsight.decoder.frames import resize_and_encode
 from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
@@ -40,7 +45,7 @@ def bikes_jpegs(count: int) -> list[frame_pb2.Frame]:
 
 def test_nvjpeg_decodes_what_opencv_decodes() -> None:
     frames = bikes_jpegs(8)
-    on_gpu = _decode_jpegs_gpu([f.data for f in frames])
+    on_gpu = decode_jpegs_gpu([f.data for f in frames])
     on_cpu = decode_frames(frames, gpu=False)
     for i, (gpu, cpu) in enumerate(zip(on_gpu, on_cpu, strict=True)):
         assert isinstance(gpu, np.ndarray) and isinstance(cpu, np.ndarray), f"frame {i}"
@@ -71,3 +76,14 @@ def test_torch_analyzers_pass_conformance_on_the_gpu(precision: str) -> None:
     check_conformance(TorchvisionDetector, detector, batch=4, device="cuda")
     video = {"random_weights": True, "window": 8, "size": 112, "min_score": 0.0, "top_k": 2}
     check_conformance(TorchVideoClassifier, {**video, "precision": precision}, batch=2, device="cuda")
+
+
+async def test_tensor_analyzers_get_nvjpeg_output_on_the_device_never_copied_to_the_host(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any], results: Results, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_pictures import assert_same_pictures, host_pictures, no_host_copies
+
+    with monkeypatch.context() as patched:
+        no_host_copies(patched)  # the host never calls .cpu() or .numpy() on a picture
+        arrays, tensors = await host_pictures(bus, nats_settings, bikes[:6], results, "cuda")
+    assert_same_pictures(arrays, tensors, "cuda")

@@ -8,8 +8,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from camsight.analyzers.host import decode_frame
 from camsight.analyzers.manager import default_manager
+from camsight.analyzers.pictures import decode_frame
 from camsight.analyzers.testing import read_source, run_on_frames, run_on_source
 from camsight.v1 import frame_pb2
 from helpers import sample_video

@@ -54,7 +54,14 @@ EXPECTED: dict[str, list[str]] = {
     "quantize": ["centerface_carphone_176x144.int8_speedup", "centerface_bikes_640x272.matched_share"],
     "models": ["detectors.ssdlite320_mobilenet_v3_large.ms_per_frame", "clips.r3d_18.s_per_clip"],
     "gpu_analyzers": ["torchvision_detector_fp32.batch_1_fps"],
-    "gpu": ["service_fp32.fps", "service_fp32.cameras_at_5fps"],
+    "gpu": [
+        "service_fp32.fps",
+        "service_fp32.cameras_at_5fps",
+        "service_fp32.service_vs_analyzer",
+        "model_vs_analyzer_fp32.batch_4.analyzer_tensors_fps",
+        "pipeline_fp32.fps",
+        "pipeline_fp32.cameras_at_25fps",
+    ],
 }
 
 
@@ -105,23 +112,37 @@ def test_every_benchmark_runs_and_reports_numbers(tmp_path: Path) -> None:
     assert overload["balanced"], overload  # every decoded frame accounted for
 
 
-def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
-    """``bench/run.py --smoke --only tracking``: a few seconds, so it runs outside the slow suite too."""
+def run_alone(name: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
+    """``bench/run.py --smoke --only <name>``: its result, with every EXPECTED figure a number."""
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", "tracking", "--out", str(out)],
+        [sys.executable, str(RUN), "--smoke", "--no-docs", "--only", name, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    outcome = json.loads(out.read_text())["benchmarks"]["tracking"]
+    outcome = json.loads(out.read_text())["benchmarks"][name]
     assert "error" not in outcome, outcome
-    result = outcome["result"]
-    for key in EXPECTED["tracking"]:
+    result: dict[str, Any] = outcome["result"]
+    for key in EXPECTED[name]:
         value = figure(result, key)
         assert isinstance(value, int | float) and not isinstance(value, bool), (key, value)
+    return result
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_on_the_cpu(tmp_path: Path) -> None:
+    """``bench/run.py --smoke --only gpu`` on a CPU-only machine: the device script is known to
+    work before a GPU is lent (model, service and whole pipeline with NVDEC falling back)."""
+    pipeline = run_alone("gpu", tmp_path, 300)["pipeline_fp32"]
+    assert pipeline["frames"] > 0 and pipeline["decoded_by"].startswith(("nvdec", "cpu ("))
+
+
+def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
+    """``bench/run.py --smoke --only tracking``: a few seconds, so it runs outside the slow suite too."""
+    result = run_alone("tracking", tmp_path, 120)
     for scene in result["scenes"].values():
         for cell in scene.values():
             assert set(cell) >= {"before", "after"}

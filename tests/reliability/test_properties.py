@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from camsight.analyzers.host import AnalyzerHost, HostSettings, decode_frames
+from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.pictures import decode_frames
 from camsight.behavior import checkpoint
 from camsight.behavior.engine import Engine
 from camsight.behavior.events import Emission

@@ -29,6 +29,7 @@ from camsight.analyzers.api import (
     FrameInfo,
     Image,
     Keypoint,
+    Picture,
     Precision,
     Privacy,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "FrameInfo",
     "Image",
     "Keypoint",
+    "Picture",
     "Precision",
     "Privacy",
     "RuleConfig",

@@ -9,8 +9,9 @@ timing, metrics, error isolation and publishing. Plugins never see NATS.
 Two shapes exist:
 
 * :class:`FrameAnalyzer` gets a batch of decoded images (BGR ``uint8``
-  arrays, as OpenCV uses) with their :class:`FrameInfo` and returns one list
-  of :class:`Detection` per image.
+  arrays, as OpenCV uses; or, for an analyzer declaring ``inputs = "tensor"``,
+  RGB ``uint8`` torch tensors on its device) with their :class:`FrameInfo` and
+  returns one list of :class:`Detection` per image.
 * :class:`ClipAnalyzer` gets sliding windows of the last ``config.window``
   frames of one camera (:class:`Clip`) and returns one list of detections
   (labels for the window) per clip. The host keeps the windows.
@@ -26,7 +27,7 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Image = npt.NDArray[np.uint8]
 """A decoded picture: height x width x 3, BGR, ``uint8``."""
+
+if TYPE_CHECKING:
+    import torch
+
+    Picture: TypeAlias = Image | torch.Tensor
+else:  # torch is imported only by the analyzers that use it
+    Picture: TypeAlias = Any
+"""What an analyzer gets: an :data:`Image`, or for ``inputs = "tensor"`` a ``3 x H x W``
+RGB ``uint8`` torch tensor on the analyzer's device (:mod:`camsight.analyzers.pictures`)."""
+
+Inputs = Literal["numpy", "tensor"]
+"""How an analyzer takes its pictures (``Analyzer.inputs``)."""
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 """Numeric precision for torch analyzers; int8 is dynamic quantization of Linear layers (CPU),
@@ -215,6 +228,11 @@ class Analyzer(abc.ABC):
     * ``version``: plugin and model version, reported with every result.
     * ``Config``: a pydantic model (subclass of :class:`AnalyzerConfig`);
       the host validates the operator's settings with it.
+    * ``inputs``: ``"numpy"`` (the default: BGR ``uint8`` arrays) or
+      ``"tensor"``: ``3 x H x W`` RGB ``uint8`` torch tensors on the device
+      the analyzer runs on (``config.device``), decoded there (nvJPEG on a
+      GPU) and never copied through host memory. Shared by every analyzer of
+      the batch on that device: read them, never change them in place.
 
     The host constructs the analyzer with a validated config whose
     ``device`` and ``precision`` are filled in, calls :meth:`load` once (in
@@ -228,6 +246,7 @@ class Analyzer(abc.ABC):
     version: ClassVar[str] = "0"
     Config: ClassVar[type[AnalyzerConfig]] = AnalyzerConfig
     clip: ClassVar[bool] = False
+    inputs: ClassVar[Inputs] = "numpy"
 
     def __init__(self, config: AnalyzerConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -251,8 +270,9 @@ class FrameAnalyzer(Analyzer):
     def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
         """Return one list of detections per image (same order, same length).
 
-        ``images[i]`` is the decoded picture of ``frames[i]``. The batch may
-        mix cameras and may be empty (then return ``[]``).
+        ``images[i]`` is the decoded picture of ``frames[i]`` (a :data:`Picture`
+        of the kind ``inputs`` declares). The batch may mix cameras and may be
+        empty (then return ``[]``).
         """
 
 

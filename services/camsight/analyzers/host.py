@@ -12,8 +12,11 @@ do not wait for JPEG decoding or the bus):
    paced (lossless) frame is never too old: the decoder's pacing window
    already bounds what is in flight, and a file must be analysed whole
    however slow an analyzer is;
-2. decode the images off the event loop (OpenCV, or torchvision's nvJPEG
-   batch decoder when torch analyzers run and see a GPU, per ``decode``);
+2. decode the images off the event loop: BGR arrays for the analyzers that
+   take numpy (OpenCV, or torchvision's nvJPEG batch decoder when torch
+   analyzers run and see a GPU, per ``decode``), and RGB tensors decoded on
+   the device of each analyzer declaring ``inputs = "tensor"``, left there
+   (:mod:`camsight.analyzers.pictures`);
 3. run every analyzer on the frames meant for it, each in a worker thread;
    a clip analyzer gets sliding windows kept here per camera;
 4. let an optional ``postprocess`` coroutine enrich the results (the face
@@ -38,8 +41,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import cv2
-import numpy as np
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram
@@ -57,6 +58,7 @@ from camsight.analyzers.api import (
 )
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.analyzers.pictures import decode_frames, decode_tensors, tensor_device
 from camsight.analyzers.windows import SlidingWindows
 from camsight.bus import MalformedMessageError, Pipeline, PullWorker, WorkerConfig, subjects
 from camsight.privacy import blur_jpeg, must_blur
@@ -170,7 +172,9 @@ class _Item:
     frame: frame_pb2.Frame
     info: FrameInfo
     stream_sequence: int
-    image: Image | None = None
+    pictures: dict[str | None, Any] = field(default_factory=dict)
+    """Decoded :data:`Picture` by device (None: the BGR array), for the analyzers that take each:
+    an analyzer gets the kind it declares (the protocol's ``Image`` in its signature)."""
     skip: str = ""
 
 
@@ -209,6 +213,8 @@ class AnalyzerHost:
         self._windows: dict[str, SlidingWindows] = {}
         self._worker: PullWorker | None = None
         self._gpu_decode = False
+        self._devices: dict[str, str | None] = {a.name: None for a in self.analyzers if a.inputs == "numpy"}
+        """Analyzer name -> the device its pictures are decoded on (None: BGR arrays); set by load()."""
 
     async def load(self) -> None:
         """Load every analyzer in a worker thread; failures go to :attr:`load_errors`."""
@@ -219,6 +225,7 @@ class AnalyzerHost:
                 reason = f"analyzer {analyzer.name} failed to load: {type(exc).__name__}: {exc}"
                 log.error("%s", reason)
                 self.load_errors[analyzer.name] = reason
+        self._devices = {a.name: tensor_device(a) for a in self.analyzers if a.name not in self.load_errors}
         # auto: decode on the GPU only when an analyzer already brought torch in; an
         # OpenCV-only service must not pay torch's import time and memory for it.
         wanted = self.settings.decode == "torchvision" or (
@@ -354,15 +361,26 @@ class AnalyzerHost:
         if not todo:
             return
         started = time.perf_counter()
-        images = await asyncio.to_thread(decode_frames, [item.frame for item in todo], self._gpu_decode)
-        for item, image in zip(todo, images, strict=True):
-            if isinstance(image, str):
-                item.skip = image
-            else:
-                item.image = image
+        await asyncio.to_thread(self._decode_pictures, todo)
         elapsed = time.perf_counter() - started
         self.stats.decode_s += elapsed
         DECODE.labels(self.service_name).observe(elapsed)
+
+    def _decode_pictures(self, todo: list[_Item]) -> None:
+        """Each picture once per kind wanted: a BGR array, and a tensor per device of tensor analyzers.
+
+        A frame undecodable in one kind is skipped for every analyzer (the bytes are at fault).
+        """
+        frames = [item.frame for item in todo]
+        for device in set(self._devices.values()):
+            decoded = (
+                decode_frames(frames, self._gpu_decode) if device is None else decode_tensors(frames, device)
+            )
+            for item, picture in zip(todo, decoded, strict=True):
+                if isinstance(picture, str):
+                    item.skip = item.skip or picture
+                else:
+                    item.pictures[device] = picture
 
     async def _analyze_all(self, items: list[_Item]) -> list[tuple[_Item, analysis_pb2.AnalysisResult]]:
         per_analyzer = await asyncio.gather(*(self._analyze(a, items) for a in self.analyzers))
@@ -407,6 +425,7 @@ class AnalyzerHost:
         out: list[tuple[_Item, analysis_pb2.AnalysisResult]] = []
         analysed: list[analysis_pb2.AnalysisResult] = []
         images: list[Image] = []
+        device = self._devices.get(analyzer.name)
         for it in mine:
             result = self._result(analyzer, it, batch, elapsed / max(batch, 1))
             if id(it) in skips:
@@ -417,8 +436,7 @@ class AnalyzerHost:
             else:
                 result.detections.extend(detections.get(id(it), []))
                 analysed.append(result)
-                assert it.image is not None
-                images.append(it.image)
+                images.append(it.pictures[device])
             out.append((it, result))
         if analysed:
             self.stats.analyzed += len(analysed)
@@ -458,7 +476,8 @@ class AnalyzerHost:
         detections: dict[int, list[analysis_pb2.Detection]],
         skips: dict[int, str],
     ) -> int:
-        images = [it.image for it in live if it.image is not None]
+        device = self._devices[analyzer.name]
+        images = [it.pictures[device] for it in live]
         found = await asyncio.to_thread(analyzer.analyze, images, [it.info for it in live])
         _check_count(analyzer, found, len(live))
         self._accept(analyzer, live, found, detections, skips)
@@ -473,9 +492,9 @@ class AnalyzerHost:
     ) -> int:
         clips: list[Clip] = []
         owners: list[_Item] = []
+        device = self._devices[analyzer.name]
         for it in live:
-            assert it.image is not None
-            clip = self._window(analyzer).push(it.image, it.info)
+            clip = self._window(analyzer).push(it.pictures[device], it.info)
             if clip is None:
                 skips[id(it)] = "no window evaluated at this frame"
             else:
@@ -612,49 +631,3 @@ def to_proto(d: Detection) -> analysis_pb2.Detection:
     for kp in d.keypoints:
         out.keypoints.add(name=kp.name, point=analysis_pb2.Point(x=kp.x, y=kp.y), score=kp.score)
     return out
-
-
-def decode_frames(frames: Sequence[frame_pb2.Frame], gpu: bool = False) -> list[Image | str]:
-    """Decode frames to BGR arrays; an undecodable frame gives a string saying why.
-
-    ``gpu``: decode the JPEGs of the batch in one nvJPEG call through
-    torchvision, then copy to host memory (it spares the CPU cores at high
-    resolutions and camera counts); falls back to OpenCV per frame.
-    """
-    out: list[Image | str | None] = [None] * len(frames)
-    if gpu:
-        jpegs = [i for i, f in enumerate(frames) if f.encoding == frame_pb2.IMAGE_ENCODING_JPEG]
-        for i, image in zip(jpegs, _decode_jpegs_gpu([frames[i].data for i in jpegs]), strict=True):
-            out[i] = image
-    return [decode_frame(f) if done is None else done for f, done in zip(frames, out, strict=True)]
-
-
-def decode_frame(frame: frame_pb2.Frame) -> Image | str:
-    """Decode one frame with OpenCV (JPEG, PNG) or reshape raw BGR bytes."""
-    if frame.encoding == frame_pb2.IMAGE_ENCODING_RAW_BGR:
-        expected = frame.width * frame.height * 3
-        if len(frame.data) != expected:
-            return f"cannot decode image: raw BGR of {len(frame.data)} bytes, expected {expected}"
-        return np.frombuffer(frame.data, np.uint8).reshape(frame.height, frame.width, 3)
-    if not frame.data:  # cv2.imdecode asserts on an empty buffer instead of returning None
-        return "cannot decode image: the frame holds no image data"
-    image = cv2.imdecode(np.frombuffer(frame.data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return f"cannot decode image: {len(frame.data)} bytes are not a valid JPEG/PNG"
-    return np.asarray(image, dtype=np.uint8)
-
-
-def _decode_jpegs_gpu(blobs: list[bytes]) -> list[Image | None]:
-    """Batch-decode JPEGs with torchvision on CUDA; None where it failed (OpenCV retries)."""
-    if not blobs:
-        return []
-    import torch
-    from torchvision.io import decode_jpeg
-
-    try:
-        tensors = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-        decoded = decode_jpeg(tensors, device="cuda")
-        return [np.ascontiguousarray(t.permute(1, 2, 0).flip(-1).cpu().numpy()) for t in decoded]
-    except Exception as exc:  # corrupt JPEG in the batch, or nvJPEG unavailable
-        log.debug("GPU JPEG decode failed (%s); falling back to OpenCV", exc)
-        return [None] * len(blobs)

@@ -20,7 +20,8 @@ Both work in-process: no server, no camsight services.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from camsight.analyzers.api import (
     Image,
 )
 from camsight.analyzers.manager import instantiate, problems
+from camsight.analyzers.pictures import image_to_tensor, tensor_device
 from camsight.analyzers.rules import EventRule, Finding, RuleConfig, TrackView
 from camsight.analyzers.windows import SlidingWindows
 from camsight.naming import validate_id
@@ -98,13 +100,18 @@ def run_on_frames(
     """Run a loaded analyzer over frames in batches, as the host would, yielding per-frame results.
 
     Clip analyzers get sliding windows; frames without a due window yield no detections.
+    An analyzer declaring ``inputs = "tensor"`` gets tensors on its device, as from the host.
     """
     windows = SlidingWindows(analyzer.window, analyzer.stride) if isinstance(analyzer, ClipAnalyzer) else None
     iterator = iter(frames)
     while chunk := list(itertools.islice(iterator, batch)):
+        pictures = as_inputs(analyzer, [img for img, _ in chunk])
         if windows is not None:
             assert isinstance(analyzer, ClipAnalyzer)
-            due = [(i, windows.push(img, info)) for i, (img, info) in enumerate(chunk)]
+            due = [
+                (i, windows.push(pic, info))
+                for i, (pic, (_, info)) in enumerate(zip(pictures, chunk, strict=True))
+            ]
             clips = [(i, clip) for i, clip in due if clip is not None]
             found = analyzer.analyze_clips([clip for _, clip in clips]) if clips else []
             per_frame: list[list[Detection]] = [[] for _ in chunk]
@@ -112,9 +119,15 @@ def run_on_frames(
                 per_frame[i] = list(dets)
         else:
             assert isinstance(analyzer, FrameAnalyzer)
-            per_frame = analyzer.analyze([img for img, _ in chunk], [info for _, info in chunk])
+            per_frame = analyzer.analyze(pictures, [info for _, info in chunk])
         for (image, info), dets in zip(chunk, per_frame, strict=True):
             yield info, image, list(dets)
+
+
+def as_inputs(analyzer: Analyzer, images: Sequence[Image]) -> list[Any]:
+    """``images`` as ``analyzer`` takes them: the arrays, or RGB tensors on its device (``inputs``)."""
+    device = tensor_device(analyzer)
+    return list(images) if device is None else [image_to_tensor(image, device) for image in images]
 
 
 def run_on_source(
@@ -155,9 +168,13 @@ def check_conformance(
     config validates; load; batches of 1 and ``batch`` (clip analyzers:
     1 and ``batch`` windows); an empty batch gives ``[]``; one result per
     input; boxes in 0..1 with x1 <= x2, y1 <= y2; scores in 0..1; close
-    twice. Pass ``frames`` (e.g. from :func:`read_source`) to check on
-    pictures your analyzer finds things in, and ``device="cuda"`` to check
-    it on the GPU as well.
+    twice. An analyzer declaring ``inputs = "tensor"`` is run on RGB
+    ``3 x H x W`` uint8 tensors on its device, as the host hands them, and
+    must take them without raising and without changing them in place (the
+    host shares them between analyzers); every other one on BGR arrays.
+    Pass ``frames`` (e.g. from :func:`read_source`) to check on pictures
+    your analyzer finds things in, and ``device="cuda"`` to check it on the
+    GPU as well.
     """
     _declared(cls)
     analyzer = instantiate(cls, config, device=device)
@@ -181,6 +198,8 @@ def check_conformance(
 def _declared(cls: type[Analyzer]) -> None:
     if not (isinstance(cls, type) and issubclass(cls, FrameAnalyzer | ClipAnalyzer)):
         raise ConformanceError(f"{cls!r} must subclass FrameAnalyzer or ClipAnalyzer")
+    if getattr(cls, "inputs", None) not in ("numpy", "tensor"):
+        raise ConformanceError(f"{cls.__name__}: inputs must be 'numpy' or 'tensor', not {cls.inputs!r}")
     for attr in ("name", "kind", "version"):
         value = getattr(cls, attr, None)
         if not isinstance(value, str) or not value:
@@ -203,7 +222,9 @@ def _check_frames(
     if list(empty) != []:
         raise ConformanceError(f"{analyzer.name}: an empty batch must give [], got {empty!r}")
     for chunk in (frames[:1], frames[1 : batch + 1]):
-        found = analyzer.analyze([img for img, _ in chunk], [info for _, info in chunk])
+        pictures = as_inputs(analyzer, [img for img, _ in chunk])
+        infos = [info for _, info in chunk]
+        found = _on_inputs(analyzer, pictures, partial(analyzer.analyze, pictures, infos))
         _check_results(analyzer, found, len(chunk))
 
 
@@ -216,15 +237,38 @@ def _check_clips(
         raise ValueError(
             f"check_conformance needs at least {needed} frames for a window of {analyzer.window}"
         )
+    pictures = as_inputs(analyzer, [img for img, _ in frames])
     clips = [
-        Clip(frames[0][1].camera_id, [img for img, _ in part], [info for _, info in part])
-        for part in (frames[i : i + analyzer.window] for i in range(batch))
+        Clip(frames[0][1].camera_id, pictures[i : i + analyzer.window], [info for _, info in part])
+        for i, part in ((i, frames[i : i + analyzer.window]) for i in range(batch))
     ]
     empty = analyzer.analyze_clips([])
     if list(empty) != []:
         raise ConformanceError(f"{analyzer.name}: an empty batch must give [], got {empty!r}")
     for chunk in (clips[:1], clips):
-        _check_results(analyzer, analyzer.analyze_clips(chunk), len(chunk))
+        found = _on_inputs(analyzer, pictures, partial(analyzer.analyze_clips, chunk))
+        _check_results(analyzer, found, len(chunk))
+
+
+def _on_inputs(
+    analyzer: Analyzer, pictures: Sequence[Any], call: Callable[[], Sequence[Sequence[Detection]]]
+) -> Sequence[Sequence[Detection]]:
+    """``call()``; for a tensor analyzer, one that raises or changes its shared inputs fails the check."""
+    if analyzer.inputs != "tensor":
+        return call()
+    kept = [p.clone() for p in pictures]
+    try:
+        found = call()
+    except Exception as exc:
+        raise ConformanceError(
+            f"{analyzer.name}: declares inputs = 'tensor' but failed on RGB 3xHxW uint8 tensors on "
+            f"{pictures[0].device}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if any(not p.equal(k) for p, k in zip(pictures, kept, strict=True)):
+        raise ConformanceError(
+            f"{analyzer.name}: changed its input tensors in place; the host shares them between analyzers"
+        )
+    return found
 
 
 def _check_results(analyzer: Analyzer, found: Sequence[Sequence[Detection]], expected: int) -> None:

@@ -40,8 +40,9 @@ from nats.js.api import PubAck
 
 from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
-from camsight.cameras import CameraConfig, Pacing
+from camsight.cameras import CameraConfig, Pacing, VideoDecode
 from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.nvdec import open_nvdec
 from camsight.decoder.plugins import SourceRegistry, default_sources
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
@@ -168,6 +169,7 @@ class CameraWorker:
         self._seq = resume.seq if resume else 0
         self._pending: deque[_Sent] = deque()
         self._last_frame = time.monotonic()
+        self._fallback_warned = False
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -420,7 +422,9 @@ class CameraWorker:
         while not self._stop.is_set():
             self._reconnect.clear()
             try:
-                source = open_source(
+                source = open_nvdec(
+                    self.config.source, self.config.decode, self._decode_fallback
+                ) or open_source(
                     self.config.source,
                     image_fps=self.config.image_fps,
                     open_timeout_s=self.settings.open_timeout_s,
@@ -445,6 +449,14 @@ class CameraWorker:
                     ever_online, attempt = True, 0
             self._backoff.wait(attempt, self._stop)
             attempt += 1
+
+    def _decode_fallback(self, reason: str) -> None:
+        """NVDEC cannot decode this camera here: say so once for ``nvdec`` (``auto`` expects it)."""
+        if self.config.decode is VideoDecode.NVDEC and not self._fallback_warned:
+            log.warning("camera %s asks for NVDEC but %s: decoding on the CPU", self.config.id, reason)
+            self._fallback_warned = True
+        else:
+            log.debug("camera %s decodes on the CPU: %s", self.config.id, reason)
 
     def _resume_in(self, source: Source) -> float | None:
         """Seek a file taken over mid-way to its last published picture (the first open only);

@@ -44,6 +44,36 @@ PACING_REALTIME: Pacing.ValueType  # 2
 """At the media's own rate; frames the analyzers cannot take are dropped."""
 Global___Pacing: _TypeAlias = Pacing  # noqa: Y015
 
+class _VideoDecode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VideoDecodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VideoDecode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VIDEO_DECODE_UNSPECIFIED: _VideoDecode.ValueType  # 0
+    """auto: NVDEC where the node has one and it decodes the codec, else the CPU."""
+    VIDEO_DECODE_AUTO: _VideoDecode.ValueType  # 1
+    VIDEO_DECODE_CPU: _VideoDecode.ValueType  # 2
+    """FFmpeg on the CPU, always."""
+    VIDEO_DECODE_NVDEC: _VideoDecode.ValueType  # 3
+    """NVDEC on the node's GPU; without one, or for a codec it cannot decode,
+    the CPU path with one warning.
+    """
+
+class VideoDecode(_VideoDecode, metaclass=_VideoDecodeEnumTypeWrapper):
+    """Where a camera's video is decoded (decision 0077)."""
+
+VIDEO_DECODE_UNSPECIFIED: VideoDecode.ValueType  # 0
+"""auto: NVDEC where the node has one and it decodes the codec, else the CPU."""
+VIDEO_DECODE_AUTO: VideoDecode.ValueType  # 1
+VIDEO_DECODE_CPU: VideoDecode.ValueType  # 2
+"""FFmpeg on the CPU, always."""
+VIDEO_DECODE_NVDEC: VideoDecode.ValueType  # 3
+"""NVDEC on the node's GPU; without one, or for a codec it cannot decode,
+the CPU path with one warning.
+"""
+Global___VideoDecode: _TypeAlias = VideoDecode  # noqa: Y015
+
 class _Anchor:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -333,6 +363,7 @@ class Camera(_message.Message):
     RULES_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
+    DECODE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Letters, digits, '-' and '_' (1 to 64 characters)."""
     display_name: _builtins.str
@@ -354,6 +385,8 @@ class Camera(_message.Message):
     pacing: Global___Pacing.ValueType
     image_fps: _builtins.float
     """Image folders: frames per second to play the images at."""
+    decode: Global___VideoDecode.ValueType
+    """Files: where the video is decoded (unspecified = auto)."""
     @_builtins.property
     def analyzers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Analyzers that should see this camera's frames; empty means all."""
@@ -394,10 +427,11 @@ class Camera(_message.Message):
         rules: _abc.Iterable[Global___Rule] | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
+        decode: Global___VideoDecode.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "display_name", b"display_name", "enabled", b"enabled", "id", b"id", "image_fps", b"image_fps", "jpeg_quality", b"jpeg_quality", "labels", b"labels", "lines", b"lines", "loop", b"loop", "max_height", b"max_height", "max_width", b"max_width", "pacing", b"pacing", "rules", b"rules", "source_uri", b"source_uri", "start_time", b"start_time", "target_fps", b"target_fps", "zones", b"zones"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzers", b"analyzers", "decode", b"decode", "display_name", b"display_name", "enabled", b"enabled", "id", b"id", "image_fps", b"image_fps", "jpeg_quality", b"jpeg_quality", "labels", b"labels", "lines", b"lines", "loop", b"loop", "max_height", b"max_height", "max_width", b"max_width", "pacing", b"pacing", "rules", b"rules", "source_uri", b"source_uri", "start_time", b"start_time", "target_fps", b"target_fps", "zones", b"zones"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

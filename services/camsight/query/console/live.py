@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from camsight.analyzers.host import decode_frame
+from camsight.analyzers.pictures import decode_frame
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.overlay import Style, draw_result, draw_zones_and_lines
