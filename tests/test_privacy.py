@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from camsight.analyzers import Detection, Privacy
+from camsight.analyzers.explain import encode
 from camsight.analyzers.host import to_proto
 from camsight.behavior.snapshots import render
 from camsight.privacy import blur_boxes, blur_jpeg, detection_must_blur, must_blur
@@ -75,6 +76,33 @@ def test_an_unknown_privacy_value_is_blurred_in_a_snapshot() -> None:
     jpeg = render(jpeg_frame(original), face(UNKNOWN_PRIVACY))
     assert jpeg is not None
     assert_blurred(decode(jpeg), original, CARPHONE_FACE)
+
+
+def saliency_on_the_face() -> bytes:
+    """A map hot on the carphone face, as an analyzer with ``explain: true`` sends it."""
+    height, width = carphone_frame().shape[:2]
+    x1, y1, x2, y2 = CARPHONE_FACE
+    ys, xs = np.mgrid[0:height, 0:width]
+    cx, cy, sx, sy = (x1 + x2) / 2 * width, (y1 + y2) / 2 * height, (x2 - x1) * width, (y2 - y1) * height
+    return encode(np.exp(-(((xs - cx) / sx) ** 2) - ((ys - cy) / sy) ** 2).astype(np.float32))
+
+
+def test_a_face_to_blur_is_blurred_in_the_explanation_too() -> None:
+    """The overlay is a picture of the frame: blurred like the snapshot. Without the blur the
+    heat map alone would leave the face recognisable (a visible face keeps over a tenth of
+    its edge energy under it), which the measure would catch."""
+    original = carphone_frame()
+    explained = render(jpeg_frame(original), face(), saliency=saliency_on_the_face())
+    assert explained is not None
+    assert_blurred(decode(explained), original, CARPHONE_FACE)
+    shown = render(jpeg_frame(original), face(analysis_pb2.PRIVACY_VISIBLE), saliency=saliency_on_the_face())
+    assert shown is not None
+    assert sharpness(region(decode(shown), CARPHONE_FACE)) > sharpness(region(original, CARPHONE_FACE)) / 10
+    assert np.abs(decode(shown).astype(int) - original).mean() > 10, "no heat map drawn"
+
+
+def test_an_unreadable_map_gives_no_explanation() -> None:
+    assert render(jpeg_frame(carphone_frame()), face(), saliency=b"not a png") is None
 
 
 def test_blur_boxes_blurs_only_the_flagged_boxes() -> None:

@@ -271,6 +271,32 @@ async def test_an_unknown_face_is_enrolled_from_its_event(bus: Bus, console_quer
     assert received[-1].image == sample_jpeg(70) and received[-1].labels["source_event"] == "ev-stranger"
 
 
+async def test_an_event_s_page_shows_its_explanation_when_it_has_one(
+    bus: Bus, console_query: RunningQuery
+) -> None:
+    snapshots = await bus.object_store(subjects.SNAPSHOTS_STORE)
+    await snapshots.put("snap-face", sample_jpeg(10))
+    await snapshots.put("snap-face-explain", sample_jpeg(20))
+    explained = make_event(
+        1,
+        id="ev-explained",
+        snapshot_id="snap-face",
+        explain_snapshot_id="snap-face-explain",
+        analyzer="centerface",
+    )
+    await bus.publish_event(explained)
+    await bus.publish_event(make_event(2, id="ev-plain", snapshot_id="snap-face"))
+    await wait_for(lambda: console_query.indexed() == 2, 10, "2 events indexed")
+    async with await logged_in(console_query, READ_TOKEN) as client:
+        async with client.get("/events/ev-explained") as response:
+            page = await response.text()
+        assert '<img src="/snapshots/snap-face-explain"' in page and "where centerface looked" in page
+        async with client.get("/snapshots/snap-face-explain") as response:
+            assert response.status == 200 and await response.read() == sample_jpeg(20)
+        async with client.get("/events/ev-plain") as response:
+            assert 'id="explanation"' not in await response.text()
+
+
 async def test_a_camera_s_thumbnail_is_its_newest_frame(bus: Bus, console_query: RunningQuery) -> None:
     await console_query.cameras.CreateCamera(
         CS.CreateCameraRequest(camera=camera_with_zone("lobby")), metadata=ADMIN

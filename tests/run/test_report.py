@@ -258,3 +258,24 @@ def test_the_snapshot_of_a_face_to_blur_is_blurred_in_the_report(tmp_path: Path)
     shown = cv2.imread(str(tmp_path / "snapshots" / snapshot_file(stranger.snapshot_id)))
     assert shown is not None
     assert_blurred(shown, original, CARPHONE_FACE)
+
+
+def test_an_event_s_explanation_is_shown_right_after_its_snapshot(tmp_path: Path) -> None:
+    """An explanation is not a snapshot of its own: it follows the snapshot it explains."""
+    face = event(
+        "carphone-stranger-2",
+        event_pb2.EVENT_TYPE_UNKNOWN_FACE,
+        "carphone",
+        0.2,
+        3.9,
+        label="face",
+        analyzer="centerface",
+        snapshot_id="carphone-stranger-2-5",
+        explain_snapshot_id="carphone-stranger-2-5-explain",
+    )
+    pictures = {"carphone-stranger-2-5": b"snapshot", "carphone-stranger-2-5-explain": b"overlay"}
+    page = write_report(tmp_path, [face], pictures, [], SUMMARY).read_text()
+    sources = re.findall(r'<img src="snapshots/([^"]+)"', page)
+    assert sources == ["carphone-stranger-2-5.jpg", "carphone-stranger-2-5-explain.jpg"]
+    assert "where centerface looked" in page
+    assert (tmp_path / "snapshots" / "carphone-stranger-2-5-explain.jpg").read_bytes() == b"overlay"

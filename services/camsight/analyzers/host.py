@@ -20,7 +20,10 @@ do not wait for JPEG decoding or the bus):
 3. run every analyzer on the frames meant for it, each in a worker thread;
    a clip analyzer gets sliding windows kept here per camera;
 4. let an optional ``postprocess`` coroutine enrich the results (the face
-   service attaches identities);
+   service attaches identities), and attach the saliency map of an analyzer
+   configured with ``explain: true`` to each result where it found something
+   (decision 0037; a failing explanation is logged and the result goes
+   without one);
 5. publish every result, and only then return so the worker acks.
 
 Stages 1-2 are the first pipeline stage, 3-4 the second, 5 the third.
@@ -37,7 +40,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from camsight.analyzers.api import (
     Analyzer,
+    AnalyzerError,
     Clip,
     ClipAnalyzer,
     Detection,
@@ -57,6 +61,7 @@ from camsight.analyzers.api import (
     Precision,
 )
 from camsight.analyzers.devices import cuda_available
+from camsight.analyzers.explain import Explainer, encode
 from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.analyzers.pictures import decode_frames, decode_tensors, tensor_device
 from camsight.analyzers.windows import SlidingWindows
@@ -69,6 +74,9 @@ log = logging.getLogger(__name__)
 
 Postprocess = Callable[[Analyzer, Sequence[Image], Sequence[analysis_pb2.AnalysisResult]], Awaitable[None]]
 """``async (analyzer, images, results)``: enrich analysed results in place before publishing."""
+
+EXPLAIN = "explain"
+"""The per-analyzer setting that asks the host for saliency maps (not passed to the analyzer)."""
 
 SKIP_TOO_OLD = "too old"
 SKIP_END_OF_STREAM = "end of stream"
@@ -202,9 +210,12 @@ class AnalyzerHost:
         service_name: str,
         settings: HostSettings,
         postprocess: Postprocess | None = None,
+        explain: Collection[str] = (),
     ) -> None:
         self.ctx = ctx
         self.analyzers = list(analyzers)
+        self.explain = frozenset(explain)
+        """Names of the analyzers whose results carry saliency maps (see :func:`create_analyzers`)."""
         self.service_name = service_name
         self.settings = settings
         self.postprocess = postprocess
@@ -221,6 +232,8 @@ class AnalyzerHost:
         for analyzer in self.analyzers:
             try:
                 await asyncio.to_thread(analyzer.load)
+                if analyzer.name in self.explain:
+                    await asyncio.to_thread(_probe_explain, analyzer)
             except Exception as exc:
                 reason = f"analyzer {analyzer.name} failed to load: {type(exc).__name__}: {exc}"
                 log.error("%s", reason)
@@ -443,7 +456,33 @@ class AnalyzerHost:
             FRAMES.labels(self.service_name, analyzer.name, "analyzed").inc(len(analysed))
             if self.postprocess is not None:
                 await self._postprocess(analyzer, images, analysed)
+            if analyzer.name in self.explain:
+                await self._explain(analyzer, images, analysed)
         return out
+
+    async def _explain(
+        self, analyzer: Analyzer, images: list[Image], analysed: list[analysis_pb2.AnalysisResult]
+    ) -> None:
+        """Attach a saliency map to each result with detections (only those can make a snapshot)."""
+        assert isinstance(analyzer, Explainer)
+        found = [(image, result) for image, result in zip(images, analysed, strict=True) if result.detections]
+        if not found:
+            return
+        try:
+            maps = await asyncio.to_thread(analyzer.explain, [image for image, _ in found])
+            encoded = await asyncio.to_thread(lambda: [encode(m) for m in maps])
+        except Exception as exc:
+            log.error(
+                "analyzer %s failed to explain %d frames: %s: %s",
+                analyzer.name,
+                len(found),
+                type(exc).__name__,
+                exc,
+            )
+            ERRORS.labels(self.service_name, analyzer.name).inc()
+            return
+        for (_, result), png in zip(found, encoded, strict=True):
+            result.saliency.png = png
 
     async def _postprocess(
         self, analyzer: Analyzer, images: list[Image], analysed: list[analysis_pb2.AnalysisResult]
@@ -585,6 +624,36 @@ class AnalyzerHost:
                 self.stats.published += 1
         self.stats.publish_s += time.perf_counter() - started
         return failed
+
+
+def create_analyzers(
+    manager: PluginManager, configs: Mapping[str, Mapping[str, Any]], settings: HostSettings
+) -> tuple[list[Analyzer], set[str]]:
+    """The analyzers of ``configs``, and the names of those configured with ``explain: true``.
+
+    ``explain`` is the host's setting, taken out before the analyzer validates
+    its config; an analyzer that has no ``explain()`` is refused with an
+    :class:`AnalyzerError` naming it.
+    """
+    analyzers, explained = [], set()
+    for name, config in configs.items():
+        own = {k: v for k, v in config.items() if k != EXPLAIN}
+        analyzer = manager.create(name, own, settings.device, settings.precision)
+        explain = config.get(EXPLAIN, False)
+        if not isinstance(explain, bool):
+            raise AnalyzerError(f"{name}: explain must be true or false, not {explain!r}")
+        if explain:
+            if not isinstance(analyzer, Explainer):
+                raise AnalyzerError(f"{name}: explain: true, but analyzer {name} cannot explain its results")
+            explained.add(name)
+        analyzers.append(analyzer)
+    return analyzers, explained
+
+
+def _probe_explain(analyzer: Analyzer) -> None:
+    """Explain one small blank picture, so an analyzer that cannot in its configuration fails at load."""
+    assert isinstance(analyzer, Explainer)
+    analyzer.explain([np.zeros((64, 64, 3), np.uint8)])
 
 
 def _problem(det: object) -> str | None:

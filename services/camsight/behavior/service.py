@@ -44,7 +44,7 @@ from camsight.behavior.engine import Engine, Stats
 from camsight.behavior.events import ENDED, Emission
 from camsight.behavior.rules import checked_registry
 from camsight.behavior.settings import BehaviorSettings
-from camsight.behavior.snapshots import SnapshotStore
+from camsight.behavior.snapshots import SnapshotStore, Stored
 from camsight.bus import MalformedMessageError, PullWorker, WorkerConfig, each, subjects
 from camsight.bus.worker import HELD, TRANSIENT_ERRORS, Held, ack_held, apply_consumer
 from camsight.cameras import CameraConfig
@@ -76,7 +76,7 @@ class BehaviorService(Service):
         self._ownership_changed = asyncio.Event()
         self._watcher: KeyValue.KeyWatcher | None = None
         self._snapshots: SnapshotStore | None = None
-        self._snapshot_of: dict[str, str] = {}
+        self._snapshot_of: dict[str, Stored] = {}
         # (camera, analyzer) -> seq -> message of a result the engine holds, unacked.
         self._held: dict[tuple[str, str], dict[int, Msg]] = {}
         self._states: KeyValue | None = None
@@ -350,17 +350,19 @@ class BehaviorService(Service):
         for emission in emissions:
             event = emission.event
             if emission.snapshot is not None:
-                name = await self._snapshot(emission)
-                if name:
-                    self._snapshot_of[emission.snapshot.event_id] = name
+                stored = await self._snapshot(emission)
+                if stored:
+                    self._snapshot_of[emission.snapshot.event_id] = stored
             if event is None:
                 continue
-            event.snapshot_id = self._snapshot_of.get(event.id, "")
+            stored = self._snapshot_of.get(event.id)
+            event.snapshot_id = stored.name if stored else ""
+            event.explain_snapshot_id = stored.explanation if stored else ""
             if event.state == ENDED:
                 self._snapshot_of.pop(event.id, None)
             await self._publish_event(emission)
 
-    async def _snapshot(self, emission: Emission) -> str | None:
+    async def _snapshot(self, emission: Emission) -> Stored | None:
         assert self._snapshots is not None and emission.snapshot is not None
         try:
             return await self._snapshots.keep(emission.snapshot)

@@ -10,6 +10,12 @@ the event goes without (counted).
 Objects are named ``<event id>-<frame seq>``: a replay stores the same name
 again instead of a second copy.
 
+Explanations (docs/decisions/0037): when the result of the snapshot's frame
+carried a saliency map (an analyzer with ``explain: true``), the map is drawn
+over the same frame, boxes blurred and drawn as in the snapshot, and kept
+beside it as ``<snapshot name>-explain``. The maps are remembered per frame
+like the boxes to blur; a restored event goes without one.
+
 Privacy (:mod:`camsight.privacy`): the box of a detection whose privacy says
 blur is blurred before the box is drawn, and so is every such box the
 service has already seen in the same frame (a face the face service flagged,
@@ -24,6 +30,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import cv2
 import nats.js.errors
@@ -32,6 +39,8 @@ from google.protobuf.message import DecodeError
 from nats.js.api import ObjectMeta
 from prometheus_client import Counter
 
+from camsight.analyzers.explain import decode as decode_saliency
+from camsight.analyzers.explain import overlay
 from camsight.behavior.events import SnapshotRequest
 from camsight.bus import Bus, subjects
 from camsight.privacy import blur_boxes, blur_jpeg, detection_must_blur
@@ -43,6 +52,17 @@ SNAPSHOTS = Counter("camsight_behavior_snapshots", "Event snapshots stored, by s
 JPEG = "image/jpeg"
 PRIVATE_FRAMES = 1024
 """Frames whose boxes to blur are remembered for snapshots (FRAMES keeps fewer per camera)."""
+SALIENCY_FRAMES = 1024
+"""Frames whose saliency maps (~1 KB each) are remembered for snapshots."""
+EXPLAIN_SUFFIX = "-explain"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A kept snapshot: its name, and its explanation's name ("" when it has none)."""
+
+    name: str
+    explanation: str = ""
 
 
 def decode(frame: frame_pb2.Frame) -> np.ndarray | None:
@@ -60,17 +80,26 @@ def render(
     detection: analysis_pb2.Detection,
     quality: int = 90,
     private: Iterable[analysis_pb2.Detection] = (),
+    saliency: bytes = b"",
 ) -> bytes | None:
     """The full frame as JPEG with the detection's box and label drawn on it.
 
     The detection's box, when its privacy says blur, and the boxes of
     ``private`` (other detections of the same frame) that must be blurred
     are blurred first, so the box and label drawn over them stay sharp.
+    With ``saliency`` (a map from ``AnalysisResult.saliency``) the map is
+    drawn over the blurred frame as a heat map, then the box: the
+    explanation of the snapshot. None when the frame or the map is unreadable.
     """
     image = decode(frame)
     if image is None:
         return None
     blur_boxes(image, [detection, *private])
+    if saliency:
+        found = decode_saliency(saliency, *image.shape[:2])
+        if found is None:
+            return None
+        image = overlay(image, found)
     h, w = image.shape[:2]
     b = detection.box
     p1 = (round(b.x1 * w), round(b.y1 * h))
@@ -88,12 +117,18 @@ class SnapshotStore:
 
     def __init__(self, bus: Bus, cache_size: int) -> None:
         self.bus = bus
-        self._stored: OrderedDict[str, None] = OrderedDict()
+        self._stored: OrderedDict[str, Stored] = OrderedDict()
         self._cache_size = cache_size
         self._private: OrderedDict[tuple[str, int], list[analysis_pb2.Detection]] = OrderedDict()
+        self._saliency: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
 
     def note(self, result: analysis_pb2.AnalysisResult) -> None:
-        """Remember the detections of ``result`` that must be blurred, for snapshots of the same frame."""
+        """Remember the detections of ``result`` that must be blurred, and its saliency map,
+        for snapshots of the same frame."""
+        if result.saliency.png:
+            self._saliency[(result.frame.camera_id, result.frame.seq, result.analyzer)] = result.saliency.png
+            while len(self._saliency) > SALIENCY_FRAMES:
+                self._saliency.popitem(last=False)
         private = [d for d in result.detections if detection_must_blur(d)]
         if not private:
             return
@@ -114,12 +149,12 @@ class SnapshotStore:
         while len(self._private) > PRIVATE_FRAMES:
             self._private.popitem(last=False)
 
-    async def keep(self, request: SnapshotRequest) -> str | None:
-        """Store the first candidate that can be had; returns its name, None when none could."""
+    async def keep(self, request: SnapshotRequest) -> Stored | None:
+        """Store the first candidate that can be had (and its explanation); None when none could."""
         for candidate in request.candidates:
             name = request.name(candidate)
             if name in self._stored:
-                return name
+                return self._stored[name]
             ref = candidate.frame.ref
             if ref.stream_sequence < 1:
                 continue  # no claim check (a result not made from a FRAMES message)
@@ -137,8 +172,15 @@ class SnapshotStore:
             private = self._private.get((ref.camera_id, ref.seq), [])
             jpeg = await asyncio.to_thread(render, frame, candidate.detection, 90, private)
             if jpeg is not None:
-                await self._put(name, jpeg, "frame")
-                return name
+                saliency = self._saliency.get((ref.camera_id, ref.seq, candidate.frame.analyzer), b"")
+                explained = None
+                if saliency:
+                    explained = await asyncio.to_thread(
+                        render, frame, candidate.detection, 90, private, saliency
+                    )
+                if explained is not None:
+                    await self._put(name + EXPLAIN_SUFFIX, explained, "explanation")
+                return await self._put(name, jpeg, "frame", name + EXPLAIN_SUFFIX if explained else "")
         for candidate in request.candidates:
             detection = candidate.detection
             if detection.crop_jpeg:
@@ -149,20 +191,19 @@ class SnapshotStore:
                     crop = await asyncio.to_thread(blur_jpeg, crop)
                     if not crop:
                         continue
-                name = request.name(candidate)
-                await self._put(name, crop, "crop")
-                return name
+                return await self._put(request.name(candidate), crop, "crop")
         SNAPSHOTS.labels("none").inc()
         return None
 
-    async def _put(self, name: str, data: bytes, source: str) -> None:
+    async def _put(self, name: str, data: bytes, source: str, explanation: str = "") -> Stored:
         store = await self.bus.object_store(subjects.SNAPSHOTS_STORE)
         meta = ObjectMeta(name=name, description=JPEG, headers={"Content-Type": [JPEG]})
         await store.put(name, data, meta=meta)
         SNAPSHOTS.labels(source).inc()
-        self._stored[name] = None
+        stored = self._stored[name] = Stored(name, explanation)
         while len(self._stored) > self._cache_size:
             self._stored.popitem(last=False)
+        return stored
 
 
 def _parse(data: bytes | None) -> frame_pb2.Frame | None:

@@ -49,10 +49,11 @@ def _reporter(out: Path, cameras: list[CameraConfig]) -> PipelineHook:
         store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
         snapshots: dict[str, bytes] = {}
         for event in summary.events.values():
-            if event.snapshot_id and event.snapshot_id not in snapshots:
-                found = await store.get(event.snapshot_id)
-                if found.data:
-                    snapshots[event.snapshot_id] = found.data
+            for name in (event.snapshot_id, event.explain_snapshot_id):
+                if name and name not in snapshots:
+                    found = await store.get(name)
+                    if found.data:
+                        snapshots[name] = found.data
         await asyncio.to_thread(
             write_report, out, list(summary.events.values()), snapshots, videos, summary.as_dict()
         )

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from camsight.analyzers import AnalyzerError
-from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.host import AnalyzerHost, HostSettings, create_analyzers
 from camsight.analyzers.manager import PluginManager
 from camsight.config import ConfigError, service_section
 from camsight.runtime import Service, ServiceContext
@@ -46,13 +46,10 @@ class DetectorService(Service):
             raise ConfigError("services.detector.analyzers: enable at least one analyzer")
         manager = plugins or self.settings.plugin_manager(ctx.settings.disabled_plugins, self.name)
         try:
-            analyzers = [
-                manager.create(name, config, self.settings.device, self.settings.precision)
-                for name, config in self.settings.analyzers.items()
-            ]
+            analyzers, explained = create_analyzers(manager, self.settings.analyzers, self.settings)
         except AnalyzerError as exc:
             raise ConfigError(f"services.detector.analyzers: {exc}") from None
-        self.host = AnalyzerHost(ctx, analyzers, self.name, self.settings)
+        self.host = AnalyzerHost(ctx, analyzers, self.name, self.settings, explain=explained)
 
     async def start(self) -> None:
         await self.host.load()

@@ -34,7 +34,7 @@ from camsight.analyzers import (
     FrameAnalyzer,
     Image,
 )
-from camsight.analyzers.host import AnalyzerHost
+from camsight.analyzers.host import AnalyzerHost, create_analyzers
 from camsight.analyzers.manager import PluginManager
 from camsight.bus import subjects
 from camsight.bus.rpc import serve_requests
@@ -60,17 +60,16 @@ class FaceService(Service):
         self.settings = service_section(ctx.settings, self.name, FaceSettings)
         manager = plugins or self.settings.plugin_manager(ctx.settings.disabled_plugins, self.name)
         try:
-            analyzers = [
-                manager.create(name, config, self.settings.device, self.settings.precision)
-                for name, config in self.settings.analyzer_configs().items()
-            ]
+            analyzers, explained = create_analyzers(manager, self.settings.analyzer_configs(), self.settings)
         except AnalyzerError as exc:
             raise ConfigError(f"services.face: {exc}") from None
         faces = [a for a in analyzers if a.kind == KIND_FACES and isinstance(a, FrameAnalyzer)]
         if not faces:
             raise ConfigError("services.face.analyzers: enable at least one face (frame) analyzer")
         self.enroll_analyzer: FrameAnalyzer = faces[0]
-        self.host = AnalyzerHost(ctx, analyzers, self.name, self.settings, postprocess=self.postprocess)
+        self.host = AnalyzerHost(
+            ctx, analyzers, self.name, self.settings, postprocess=self.postprocess, explain=explained
+        )
         self.gallery: Gallery | None = None
         self._endpoint: Subscription | None = None
         s = self.settings

@@ -303,20 +303,34 @@ def legend(types: Sequence[str]) -> str:
 
 
 def gallery_html(events: Sequence[event_pb2.Event], snapshots: Mapping[str, bytes]) -> str:
-    """One figure per stored snapshot, captioned by the first event that refers to it."""
+    """One figure per stored snapshot, captioned by the first event that refers to it; an
+    event's explanation (its snapshot with the saliency map drawn over it) right after it."""
     first_event: dict[str, event_pb2.Event] = {}
     for event in by_time(events):
         if event.snapshot_id in snapshots:
             first_event.setdefault(event.snapshot_id, event)
+    explanations = {
+        e.explain_snapshot_id: e for e in first_event.values() if e.explain_snapshot_id in snapshots
+    }
     figures = []
-    for snapshot_id in [*first_event, *(s for s in snapshots if s not in first_event)]:
-        caption = snapshot_caption(first_event.get(snapshot_id), snapshot_id)
-        src = html.escape(quote(f"snapshots/{snapshot_file(snapshot_id)}"))
-        alt = html.escape(f"snapshot {snapshot_id}")
-        figures.append(f'<figure><img src="{src}" alt="{alt}"><figcaption>{caption}</figcaption></figure>')
+    for snapshot_id in [
+        *first_event,
+        *(s for s in snapshots if s not in first_event and s not in explanations),
+    ]:
+        shown = first_event.get(snapshot_id)
+        figures.append(figure(snapshot_id, f"snapshot {snapshot_id}", snapshot_caption(shown, snapshot_id)))
+        if shown is not None and shown.explain_snapshot_id in explanations:
+            looked = f"where {shown.analyzer} looked (saliency map, red = most)"
+            figures.append(figure(shown.explain_snapshot_id, looked, html.escape(looked)))
     if not figures:
         return '<p class="muted">No snapshots.</p>'
     return f'<div class="gallery">{"".join(figures)}</div>'
+
+
+def figure(snapshot_id: str, alt: str, caption: str) -> str:
+    """A gallery figure of the stored picture ``snapshot_id``; ``caption`` is HTML already."""
+    src = html.escape(quote(f"snapshots/{snapshot_file(snapshot_id)}"))
+    return f'<figure><img src="{src}" alt="{html.escape(alt)}"><figcaption>{caption}</figcaption></figure>'
 
 
 def snapshot_caption(event: event_pb2.Event | None, snapshot_id: str) -> str:

@@ -26,7 +26,7 @@ from camsight.v1 import frame_pb2 as camsight_dot_v1_dot_frame__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61msight/v1/analysis.proto\x12\x0b\x63\x61msight.v1\x1a\x17\x63\x61msight/v1/frame.proto\x1a\x1egoogle/protobuf/duration.proto\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"J\n\x08Keypoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05point\x18\x02 \x01(\x0b\x32\x12.camsight.v1.Point\x12\r\n\x05score\x18\x03 \x01(\x02\"]\n\rIdentityMatch\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\x0f\n\x07matched\x18\x04 \x01(\x08\"\xfa\x02\n\tDetection\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x18.camsight.v1.BoundingBox\x12\x10\n\x08track_id\x18\x04 \x01(\x04\x12,\n\x08identity\x18\x05 \x01(\x0b\x32\x1a.camsight.v1.IdentityMatch\x12\x15\n\tembedding\x18\x06 \x03(\x02\x42\x02\x10\x01\x12(\n\tkeypoints\x18\x07 \x03(\x0b\x32\x15.camsight.v1.Keypoint\x12:\n\nattributes\x18\x08 \x03(\x0b\x32&.camsight.v1.Detection.AttributesEntry\x12\x11\n\tcrop_jpeg\x18\t \x01(\x0c\x12%\n\x07privacy\x18\n \x01(\x0e\x32\x14.camsight.v1.Privacy\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x98\x02\n\x0e\x41nalysisResult\x12$\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x15.camsight.v1.FrameRef\x12\x10\n\x08\x61nalyzer\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x31\n\x0einference_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nbatch_size\x18\x06 \x01(\r\x12*\n\ndetections\x18\x07 \x03(\x0b\x32\x16.camsight.v1.Detection\x12\x10\n\x08producer\x18\x08 \x01(\t\x12\x0f\n\x07skipped\x18\t \x01(\x08\x12\x13\n\x0bskip_reason\x18\n \x01(\t*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRIVACY_VISIBLE\x10\x01\x12\x10\n\x0cPRIVACY_BLUR\x10\x02*n\n\x11\x43rossingDirection\x12\"\n\x1e\x43ROSSING_DIRECTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ROSSING_DIRECTION_IN\x10\x01\x12\x1a\n\x16\x43ROSSING_DIRECTION_OUT\x10\x02\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61msight/v1/analysis.proto\x12\x0b\x63\x61msight.v1\x1a\x17\x63\x61msight/v1/frame.proto\x1a\x1egoogle/protobuf/duration.proto\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"=\n\x0b\x42oundingBox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"J\n\x08Keypoint\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05point\x18\x02 \x01(\x0b\x32\x12.camsight.v1.Point\x12\r\n\x05score\x18\x03 \x01(\x02\"]\n\rIdentityMatch\x12\x13\n\x0bidentity_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x64istance\x18\x03 \x01(\x02\x12\x0f\n\x07matched\x18\x04 \x01(\x08\"\xfa\x02\n\tDetection\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12%\n\x03\x62ox\x18\x03 \x01(\x0b\x32\x18.camsight.v1.BoundingBox\x12\x10\n\x08track_id\x18\x04 \x01(\x04\x12,\n\x08identity\x18\x05 \x01(\x0b\x32\x1a.camsight.v1.IdentityMatch\x12\x15\n\tembedding\x18\x06 \x03(\x02\x42\x02\x10\x01\x12(\n\tkeypoints\x18\x07 \x03(\x0b\x32\x15.camsight.v1.Keypoint\x12:\n\nattributes\x18\x08 \x03(\x0b\x32&.camsight.v1.Detection.AttributesEntry\x12\x11\n\tcrop_jpeg\x18\t \x01(\x0c\x12%\n\x07privacy\x18\n \x01(\x0e\x32\x14.camsight.v1.Privacy\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc1\x02\n\x0e\x41nalysisResult\x12$\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x15.camsight.v1.FrameRef\x12\x10\n\x08\x61nalyzer\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x31\n\x0einference_time\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nbatch_size\x18\x06 \x01(\r\x12*\n\ndetections\x18\x07 \x03(\x0b\x32\x16.camsight.v1.Detection\x12\x10\n\x08producer\x18\x08 \x01(\t\x12\x0f\n\x07skipped\x18\t \x01(\x08\x12\x13\n\x0bskip_reason\x18\n \x01(\t\x12\'\n\x08saliency\x18\x0b \x01(\x0b\x32\x15.camsight.v1.Saliency\"\x17\n\x08Saliency\x12\x0b\n\x03png\x18\x01 \x01(\x0c*I\n\x07Privacy\x12\x17\n\x13PRIVACY_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRIVACY_VISIBLE\x10\x01\x12\x10\n\x0cPRIVACY_BLUR\x10\x02*n\n\x11\x43rossingDirection\x12\"\n\x1e\x43ROSSING_DIRECTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43ROSSING_DIRECTION_IN\x10\x01\x12\x1a\n\x16\x43ROSSING_DIRECTION_OUT\x10\x02\x42N\n\x0eio.camsight.v1P\x01Z:github.com/camsight/camsight/gen/go/camsight/v1;camsightv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTION_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_DETECTION'].fields_by_name['embedding']._loaded_options = None
   _globals['_DETECTION'].fields_by_name['embedding']._serialized_options = b'\020\001'
-  _globals['_PRIVACY']._serialized_start=1029
-  _globals['_PRIVACY']._serialized_end=1102
-  _globals['_CROSSINGDIRECTION']._serialized_start=1104
-  _globals['_CROSSINGDIRECTION']._serialized_end=1214
+  _globals['_PRIVACY']._serialized_start=1095
+  _globals['_PRIVACY']._serialized_end=1168
+  _globals['_CROSSINGDIRECTION']._serialized_start=1170
+  _globals['_CROSSINGDIRECTION']._serialized_end=1280
   _globals['_POINT']._serialized_start=100
   _globals['_POINT']._serialized_end=129
   _globals['_BOUNDINGBOX']._serialized_start=131
@@ -55,5 +55,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DETECTION_ATTRIBUTESENTRY']._serialized_start=695
   _globals['_DETECTION_ATTRIBUTESENTRY']._serialized_end=744
   _globals['_ANALYSISRESULT']._serialized_start=747
-  _globals['_ANALYSISRESULT']._serialized_end=1027
+  _globals['_ANALYSISRESULT']._serialized_end=1068
+  _globals['_SALIENCY']._serialized_start=1070
+  _globals['_SALIENCY']._serialized_end=1093
 # @@protoc_insertion_point(module_scope)

@@ -293,6 +293,7 @@ class AnalysisResult(_message.Message):
     PRODUCER_FIELD_NUMBER: _builtins.int
     SKIPPED_FIELD_NUMBER: _builtins.int
     SKIP_REASON_FIELD_NUMBER: _builtins.int
+    SALIENCY_FIELD_NUMBER: _builtins.int
     analyzer: _builtins.str
     """Analyzer name, e.g. "hog", "centerface"."""
     kind: _builtins.str
@@ -316,6 +317,12 @@ class AnalysisResult(_message.Message):
 
     @_builtins.property
     def detections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Detection]: ...
+    @_builtins.property
+    def saliency(self) -> Global___Saliency:
+        """Where the analyzer looked, when it is configured with `explain: true`
+        and found something in the frame: its saliency map (docs/decisions/0037).
+        """
+
     def __init__(
         self,
         *,
@@ -329,11 +336,37 @@ class AnalysisResult(_message.Message):
         producer: _builtins.str = ...,
         skipped: _builtins.bool = ...,
         skip_reason: _builtins.str = ...,
+        saliency: Global___Saliency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "inference_time", b"inference_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "inference_time", b"inference_time", "saliency", b"saliency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzer", b"analyzer", "batch_size", b"batch_size", "detections", b"detections", "frame", b"frame", "inference_time", b"inference_time", "kind", b"kind", "model_version", b"model_version", "producer", b"producer", "skip_reason", b"skip_reason", "skipped", b"skipped"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzer", b"analyzer", "batch_size", b"batch_size", "detections", b"detections", "frame", b"frame", "inference_time", b"inference_time", "kind", b"kind", "model_version", b"model_version", "producer", b"producer", "saliency", b"saliency", "skip_reason", b"skip_reason", "skipped", b"skipped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AnalysisResult: _TypeAlias = AnalysisResult  # noqa: Y015
+
+@_typing.final
+class Saliency(_message.Message):
+    """A class-activation map, small: an 8-bit grayscale PNG of at most 64 px on
+    its longer side (0 = not salient, 255 = most salient), to be stretched over
+    the whole frame. It holds no pixel of the frame, so it needs no privacy
+    blur on the bus; whoever draws it over a picture blurs that picture first.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PNG_FIELD_NUMBER: _builtins.int
+    png: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        png: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["png", b"png"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Saliency: _TypeAlias = Saliency  # noqa: Y015

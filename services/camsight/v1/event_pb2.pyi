@@ -216,6 +216,7 @@ class Event(_message.Message):
     START_MEDIA_TIME_FIELD_NUMBER: _builtins.int
     END_MEDIA_TIME_FIELD_NUMBER: _builtins.int
     ANALYZER_FIELD_NUMBER: _builtins.int
+    EXPLAIN_SNAPSHOT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Globally unique, stable id: derived from (camera, rule, track, start). For
     a file the start is its media position, so analysing the same file with
@@ -247,6 +248,11 @@ class Event(_message.Message):
     """Analyzer whose results the event's track came from ("" for camera and
     zone-wide events). Tracks are kept per (camera, analyzer, label): track_id
     is unique within them.
+    """
+    explain_snapshot_id: _builtins.str
+    """Id of the snapshot's saliency overlay in the snapshot store (the
+    snapshot with where the analyzer looked drawn over it, blurred as the
+    snapshot is): snapshot_id + "-explain"; "" when none.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -302,10 +308,11 @@ class Event(_message.Message):
         start_media_time: _duration_pb2.Duration | None = ...,
         end_media_time: _duration_pb2.Duration | None = ...,
         analyzer: _builtins.str = ...,
+        explain_snapshot_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_media_time", b"end_media_time", "end_time", b"end_time", "explanation", b"explanation", "start_media_time", b"start_media_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzer", b"analyzer", "attributes", b"attributes", "camera_id", b"camera_id", "confidence", b"confidence", "direction", b"direction", "end_media_time", b"end_media_time", "end_time", b"end_time", "explanation", b"explanation", "id", b"id", "identity_id", b"identity_id", "identity_name", b"identity_name", "label", b"label", "line_id", b"line_id", "revision", b"revision", "rule_id", b"rule_id", "snapshot_id", b"snapshot_id", "start_media_time", b"start_media_time", "start_time", b"start_time", "state", b"state", "track_id", b"track_id", "type", b"type", "update_time", b"update_time", "zone_id", b"zone_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzer", b"analyzer", "attributes", b"attributes", "camera_id", b"camera_id", "confidence", b"confidence", "direction", b"direction", "end_media_time", b"end_media_time", "end_time", b"end_time", "explain_snapshot_id", b"explain_snapshot_id", "explanation", b"explanation", "id", b"id", "identity_id", b"identity_id", "identity_name", b"identity_name", "label", b"label", "line_id", b"line_id", "revision", b"revision", "rule_id", b"rule_id", "snapshot_id", b"snapshot_id", "start_media_time", b"start_media_time", "start_time", b"start_time", "state", b"state", "track_id", b"track_id", "type", b"type", "update_time", b"update_time", "zone_id", b"zone_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
