@@ -255,7 +255,11 @@ def test_network_policies(rendered: Rendered) -> None:
         egress_ports = [p.get("port") for rule in spec["egress"] for p in rule.get("ports", [])]
         assert 53 in egress_ports and 4222 in egress_ports
         ingress_ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
-        assert ingress_ports == ({"http", "grpc"} if name == "query" else {"http"})
+        assert ingress_ports == ({"http", "grpc"} if name == "query" else {"http"}) | (
+            {"console"}
+            if name == "query" and rendered.of_kind("Ingress")
+            else set()  # the GPU values' console
+        )
     # Only the decoder reaches camera sources; only the controller the API server.
     open_egress = {n for n in SERVICES if any("ipBlock" in json.dumps(r) for r in policies[n]["egress"])}
     assert open_egress == {"decoder", "controller"}

@@ -33,17 +33,6 @@ VALUES["minimal-values+nats-tls"] = VALUES["minimal-values"] | {
         "tls": {"client": TLS, "routes": TLS, "certManager": {"enabled": True, "issuerRef": {"name": "ca"}}}
     }
 }
-# The console's Service port and its Ingress with TLS render only when enabled.
-VALUES["minimal-values+console-ingress"] = VALUES["minimal-values"] | {
-    "services": {
-        "query": {
-            "console": {
-                "enabled": True,
-                "ingress": {"enabled": True, "host": "cams.example", "tlsSecretName": "cams-tls"},
-            }
-        }
-    }
-}
 SKIPS: dict[str, str] = yaml.safe_load((CHART / "checkov-skips.yaml").read_text())
 INSTALL = (
     "python3 -m venv /tmp/venv-checkov && /tmp/venv-checkov/bin/pip install checkov==3.2.533 "
