@@ -129,8 +129,9 @@ def events_timeline(events: Sequence[event_pb2.Event]) -> Timeline:
         start, end = e.start_time.ToNanoseconds(), e.end_time.ToNanoseconds()
         y = cameras.index(e.camera_id) * ROW + ROW / 2
         width = max(x_of(end) - x_of(start), 4.0) if end > start else 0.0
+        x = min(x_of(start), LABELS + plot - width)  # a widened bar at the end stays on the axis
         title = f"{_clock(start, span)} {event_type(e.type)} {e.label or e.identity_name}".rstrip()
-        marks.append(Mark(x_of(start), y, width, css[event_type(e.type)], title, e.id))
+        marks.append(Mark(x, y, width, css[event_type(e.type)], title, e.id))
     ticks = [
         (x_of(ns), _clock(ns, span))
         for ns in (first + span * i // (TIMELINE_TICKS - 1) for i in range(TIMELINE_TICKS))
