@@ -39,7 +39,7 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
     "batch/v1": [("jobs", "Job", True)],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
-    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
     "rbac.authorization.k8s.io/v1": [("roles", "Role", True), ("rolebindings", "RoleBinding", True)],
     "apiextensions.k8s.io/v1": [("customresourcedefinitions", "CustomResourceDefinition", False)],
     "keda.sh/v1alpha1": [("scaledobjects", "ScaledObject", True)],

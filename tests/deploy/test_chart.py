@@ -255,7 +255,11 @@ def test_network_policies(rendered: Rendered) -> None:
         egress_ports = [p.get("port") for rule in spec["egress"] for p in rule.get("ports", [])]
         assert 53 in egress_ports and 4222 in egress_ports
         ingress_ports = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
-        assert ingress_ports == ({"http", "grpc"} if name == "query" else {"http"})
+        assert ingress_ports == ({"http", "grpc"} if name == "query" else {"http"}) | (
+            {"console"}
+            if name == "query" and rendered.of_kind("Ingress")
+            else set()  # the GPU values' console
+        )
     # Only the decoder reaches camera sources; only the controller the API server.
     open_egress = {n for n in SERVICES if any("ipBlock" in json.dumps(r) for r in policies[n]["egress"])}
     assert open_egress == {"decoder", "controller"}
@@ -464,6 +468,100 @@ def test_query_grpc_tls_from_a_secret(tmp_path: Path, monkeypatch: pytest.Monkey
     QuerySettings.model_validate(section | {"tokens": MINIMAL["apiTokens"]["tokens"]})
     # The probes are HTTP: kubelet's gRPC probe cannot speak TLS.
     assert "grpc" not in pod["containers"][0]["readinessProbe"]
+
+
+CONSOLE = {
+    "enabled": True,
+    "port": 8443,
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "host": "cams.example",
+        "tlsSecretName": "cams-tls",
+        "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+    },
+}
+
+
+def test_the_console_port_service_and_ingress() -> None:
+    """services.query.console: the query container's console port, a port of the query
+    Service, the query section's console (valid for the query service's own settings), the
+    NetworkPolicy admitting it from the gRPC API's peers, and an Ingress to it."""
+    from camsight.query.settings import QuerySettings
+
+    r = render(CHART, MINIMAL | {"services": {"query": {"console": CONSOLE}}})
+    container = pods(r)["query"]["spec"]["containers"][0]
+    assert {"name": "console", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
+    service = r.one("Service", "cs-camsight-query")
+    assert [p for p in service["spec"]["ports"] if p["name"] == "console"] == [
+        {"name": "console", "port": 8443, "targetPort": "console", "protocol": "TCP", "appProtocol": "http"}
+    ]
+    section = yaml.safe_load(r.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])["services"][
+        "query"
+    ]
+    assert section["console"] == {"enabled": True, "host": "0.0.0.0", "port": 8443}
+    console = QuerySettings.model_validate(section | {"tokens": MINIMAL["apiTokens"]["tokens"]}).console
+    assert (console.enabled, console.port, console.read_only) == (True, 8443, False)
+    policy = r.one("NetworkPolicy", "cs-camsight-query")["spec"]
+    (api_rule,) = [rule for rule in policy["ingress"] if rule["ports"][0]["port"] == "grpc"]
+    assert [p["port"] for p in api_rule["ports"]] == ["grpc", "console"]
+    assert {"podSelector": {"matchLabels": {"camsight.io/query-client": "true"}}} in api_rule["from"]
+    ingress = r.one("Ingress", "cs-camsight-console")
+    assert ingress["metadata"]["annotations"] == CONSOLE["ingress"]["annotations"]
+    assert ingress["spec"] == {
+        "ingressClassName": "nginx",
+        "tls": [{"secretName": "cams-tls", "hosts": ["cams.example"]}],
+        "rules": [
+            {
+                "host": "cams.example",
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {
+                                "service": {"name": "cs-camsight-query", "port": {"name": "console"}}
+                            },
+                        }
+                    ]
+                },
+            }
+        ],
+    }
+    kubernetes_validate.validate(ingress, KUBE_VERSION, strict=True)
+    assert "https://cams.example/" in r.notes
+    assert "add its pods to networkPolicy.queryFrom" in r.notes
+
+
+def test_the_console_is_off_by_default(default: Rendered) -> None:
+    assert not default.of_kind("Ingress")
+    assert [p["name"] for p in default.one("Service", "cs-camsight-query")["spec"]["ports"]] == ["grpc"]
+    assert "console" not in {p["name"] for p in pods(default)["query"]["spec"]["containers"][0]["ports"]}
+    config = yaml.safe_load(default.one("ConfigMap", "cs-camsight-config")["data"]["config.yaml"])
+    assert "console" not in config["services"]["query"]
+    assert "operator console" not in default.notes
+    port_forward = render(CHART, MINIMAL | {"services": {"query": {"console": {"enabled": True}}}})
+    assert not port_forward.of_kind("Ingress")
+    assert "port-forward svc/cs-camsight-query 8090" in port_forward.notes
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        (
+            {"console": {"ingress": {"enabled": True}}},
+            r"services\.query\.console\.ingress\.enabled needs .*services\.query\.console\.enabled",
+        ),
+        (
+            {"console": {"enabled": True}, "tls": {"secretName": "query-grpc"}},
+            r"the console cannot yet call a TLS gRPC server",
+        ),
+        ({"console": {"enabled": True, "port": 0}}, r"port"),
+    ],
+)
+def test_console_values_that_cannot_work_fail_the_render(query: dict[str, Any], error: str) -> None:
+    with pytest.raises(InstallError, match=error):
+        render(CHART, MINIMAL | {"services": {"query": query}})
 
 
 def test_readme_documents_every_value() -> None:

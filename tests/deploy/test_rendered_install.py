@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from camsight.behavior.partition import owner
@@ -110,7 +111,26 @@ def start(service: Workload, root: Path) -> ServiceProcess:
         # The gRPC port is the Service's in the cluster; here a free loopback port.
         assert config["services"]["query"]["port"] == 50051
         config["services"]["query"] |= {"host": "127.0.0.1", "port": free_port()}
+        if "console" in config["services"]["query"]:  # the Service's console port, here a free one
+            assert config["services"]["query"]["console"] == {
+                "enabled": True,
+                "host": "0.0.0.0",
+                "port": 8090,
+            }
+            config["services"]["query"]["console"] |= {"host": "127.0.0.1", "port": free_port()}
     return ServiceProcess(service.name, root / service.name, config, env=service.env).start()
+
+
+async def console_shows(port: int, values: dict[str, Any]) -> None:
+    """The rendered console: a login with the rendered API token, then the camera's events."""
+    jar = aiohttp.CookieJar(unsafe=True)  # the standard jar ignores 127.0.0.1's cookies
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", cookie_jar=jar) as browser:
+        async with browser.post(
+            "/login", data={"token": token_of(values)}, allow_redirects=False
+        ) as response:
+            assert response.status == 303, await response.text()
+        async with browser.get("/events") as response:
+            assert response.status == 200 and values["cameras"][0]["id"] in await response.text()
 
 
 @pytest.mark.parametrize("values_file", sorted(CI_VALUES))
@@ -156,6 +176,8 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
                 with pytest.raises(ClientError, match="UNAUTHENTICATED"):
                     anonymous.call(anonymous.events().ListEvents, event_service_pb2.ListEventsRequest())
                 anonymous.close()
+                if "console" in query.settings["services"]["query"]:
+                    await console_shows(query.settings["services"]["query"]["console"]["port"], values)
             finally:
                 client.close()
         finally:

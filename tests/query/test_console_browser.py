@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from camsight.bus import Bus, subjects
-from camsight.v1 import analysis_pb2, event_pb2
+from camsight.v1 import analysis_pb2, camera_pb2, event_pb2
 from console_support import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -109,6 +109,7 @@ async def test_events_filter_live_rows_event_page_and_errors(
     await page.click("form.filter button")
     await expect(rows).to_have_count(5)
     await expect(page.locator("#event-rows")).to_contain_text("LINE_CROSS")
+    await expect(page.locator("#timeline a.mark")).to_have_count(5)  # the timeline follows the filter
 
     # Live: a new yard event appears within 2 s without a reload; a lobby one does not.
     await page.evaluate("window.notReloaded = true")
@@ -130,7 +131,7 @@ async def test_events_filter_live_rows_event_page_and_errors(
 
     # The event page: snapshot loaded, the detection's box and the track's path drawn over it.
     await page.goto(console_url(console_query) + "/events")
-    await page.click("#event-ev-00004 a")
+    await page.click("#mark-ev-00004")  # from its mark on the timeline
     await expect(page.locator("#media-time")).to_have_text("12.500 s")
     snapshot = page.locator("#snapshot")
     await expect(snapshot).to_be_visible()
@@ -170,6 +171,21 @@ async def test_cameras_and_faces_for_admin_and_read_tokens(
     await admin.fill("#add-camera input[name=source_uri]", "rtsp://user:secret@10.0.0.8/live")
     await admin.click("#add-camera button")
     await expect(admin.locator("#camera-yard")).not_to_contain_text("secret")  # redacted by the API
+    # Edit: a new name; the redacted source, left as shown, keeps the stored password.
+    await admin.click("#camera-yard a.button")
+    await admin.fill("#edit-camera input[name=display_name]", "Yard gate")
+    await admin.click("#edit-camera button")
+    await expect(admin.locator("#camera-yard")).to_contain_text("Yard gate")
+    registry = await bus.kv(subjects.CAMERAS_BUCKET)
+    yard = camera_pb2.Camera.FromString((await registry.get("yard")).value or b"")
+    assert (yard.display_name, yard.source_uri) == ("Yard gate", "rtsp://user:secret@10.0.0.8/live")
+    before = (await registry.get("gate")).revision
+    await admin.click("#camera-gate button:text('Restart')")
+
+    async def restarted() -> bool:
+        return (await registry.get("gate")).revision > before
+
+    await wait_for(restarted, 10, "the restart's new registry revision")
     await admin.screenshot(path=shots / "cameras.png")
 
     photo, not_photo = tmp_path / "ada.jpg", tmp_path / "notes.txt"
@@ -190,6 +206,7 @@ async def test_cameras_and_faces_for_admin_and_read_tokens(
     await expect(reader.locator("#camera-gate")).to_be_visible()
     await expect(reader.locator("button.danger")).to_have_count(0)
     await expect(reader.locator("#add-camera")).to_have_count(0)
+    await expect(reader.locator("a.button, button:text('Restart')")).to_have_count(0)  # no edit, no restart
     await reader.goto(console_url(console_query) + "/faces")
     await expect(reader.locator("#identity-ada")).to_be_visible()
     await expect(reader.locator("button.danger")).to_have_count(0)

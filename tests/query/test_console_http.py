@@ -14,11 +14,12 @@ from pathlib import Path
 import aiohttp
 import cv2
 import numpy as np
+import pytest
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
 from camsight.query.console.app import CSP
+from camsight.v1 import camera_pb2, event_pb2
 from camsight.v1 import camera_service_pb2 as CS
-from camsight.v1 import event_pb2
 from console_support import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -114,6 +115,68 @@ async def test_a_read_token_sees_no_admin_forms_and_forged_writes_get_403(
             assert 'id="camera-gate"' in await response.text()  # still there
 
 
+async def test_an_admin_edits_and_restarts_a_camera_a_read_token_can_do_neither(
+    bus: Bus, console_query: RunningQuery
+) -> None:
+    """Edit changes the form's fields only (zones and the stored source's password stay);
+    restart writes a new revision of the registry entry; a read token gets neither control,
+    and its forged requests are refused by the server."""
+    camera = camera_with_zone("gate")
+    camera.source_uri = "rtsp://admin:secret@10.0.0.9/live"
+    await console_query.cameras.CreateCamera(CS.CreateCameraRequest(camera=camera), metadata=ADMIN)
+    registry = await bus.kv(subjects.CAMERAS_BUCKET)
+    async with await logged_in(console_query, ADMIN_TOKEN) as admin:
+        async with admin.get("/cameras") as response:
+            text = await response.text()
+        assert 'href="/cameras/gate/edit"' in text and 'action="/cameras/gate/restart"' in text
+        async with admin.get("/cameras/gate/edit") as response:
+            form = await response.text()
+        assert response.status == 200 and "secret" not in form
+        shown = re.search(r'name="source_uri" required size="60" value="([^"]+)"', form)
+        assert shown and "admin" in shown.group(1)
+        csrf = CSRF.search(form)
+        assert csrf
+        fields = {
+            "csrf": csrf.group(1),
+            "display_name": "Gate",
+            "source_uri": shown.group(1),
+            "target_fps": "2",
+        }
+        async with admin.post(
+            "/cameras/gate/edit", data={k: v for k, v in fields.items() if k != "csrf"}
+        ) as response:
+            assert response.status == 403  # no CSRF token
+        async with admin.post("/cameras/gate/edit", data=fields) as response:  # "enabled" unchecked
+            assert response.status == 200 and 'id="camera-gate"' in await response.text()
+        stored = camera_pb2.Camera.FromString((await registry.get("gate")).value or b"")
+        assert (stored.display_name, stored.target_fps, stored.enabled) == ("Gate", 2.0, False)
+        assert stored.source_uri == "rtsp://admin:secret@10.0.0.9/live" and stored.zones == camera.zones
+        async with admin.post("/cameras/gate/edit", data={**fields, "target_fps": "fast"}) as response:
+            assert response.status == 400 and "target_fps: not a number" in await response.text()
+        before = (await registry.get("gate")).revision
+        async with admin.post("/cameras/gate/restart", data={"csrf": csrf.group(1)}) as response:
+            assert response.status == 200
+        restarted = await registry.get("gate")
+        assert restarted.revision > before and restarted.value == stored.SerializeToString()
+        async with admin.post("/cameras/nope/restart", data={"csrf": csrf.group(1)}) as response:
+            assert response.status == 404 and "NOT_FOUND" in await response.text()
+    async with await logged_in(console_query, READ_TOKEN) as reader:
+        async with reader.get("/cameras") as response:
+            text = await response.text()
+        assert 'id="camera-gate"' in text and "/edit" not in text and "/restart" not in text
+        async with reader.get("/cameras/gate/edit") as response:
+            assert (
+                response.status == 403 and "editing a camera needs the admin scope" in await response.text()
+            )
+        csrf_read = await csrf_of(reader, "/events")
+        async with reader.post("/cameras/gate/restart", data={"csrf": csrf_read}) as response:
+            text = await response.text()
+        assert response.status == 403 and "PERMISSION_DENIED: UpdateCamera needs the admin scope" in text
+        async with reader.post("/cameras/gate/edit", data={**fields, "csrf": csrf_read}) as response:
+            assert response.status == 403 and "UpdateCamera needs the admin scope" in await response.text()
+    assert (await registry.get("gate")).revision == restarted.revision  # nothing written
+
+
 async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, console_query: RunningQuery) -> None:
     await asyncio.gather(
         *(bus.publish_event(make_event(n, camera_id="lobby" if n % 2 else "yard")) for n in range(6))
@@ -133,6 +196,47 @@ async def test_events_filter_bad_filter_and_unknown_event(bus: Bus, console_quer
                 response.status == 404
                 and "NOT_FOUND: event &#39;no-such-event&#39; not found" in await response.text()
             )
+
+
+MARK = re.compile(
+    r'<a href="/events/(ev-\d+)" class="mark" id="mark-ev-\d+">'
+    r'<(rect|circle) class="t\d" (?:x|cx)="([\d.]+)" (?:y|cy)="([\d.]+)"'
+)
+BAR_HALF_HEIGHT = 6  # a bar's y is its top; a dot's cy its middle
+
+
+async def test_the_events_timeline_draws_the_filtered_list_on_a_time_axis(
+    bus: Bus, console_query: RunningQuery
+) -> None:
+    """One mark per listed event, linking to it, placed by its start time on its camera's row;
+    an event without an end is a dot. The filter narrows the timeline as it narrows the list."""
+    events = [make_event(n, camera_id="lobby" if n % 2 else "yard") for n in (0, 1, 2, 3, 10)]
+    events[-1].ClearField("end_time")  # still running: a dot
+    await asyncio.gather(*(bus.publish_event(e) for e in events))
+    await wait_for(lambda: console_query.indexed() == 5, 10, "5 events indexed")
+    async with await logged_in(console_query, READ_TOKEN) as client:
+        async with client.get("/events") as response:
+            text = await response.text()
+        marks = {
+            m[0]: (m[1], float(m[2]), float(m[3]) + (BAR_HALF_HEIGHT if m[1] == "rect" else 0))
+            for m in MARK.findall(text)
+        }
+        assert set(marks) == {"ev-00000", "ev-00001", "ev-00002", "ev-00003", "ev-00010"}
+        xs = [marks[f"ev-{n:05d}"][1] for n in (0, 1, 2, 3, 10)]
+        assert xs == sorted(xs) and xs[0] < xs[1] < xs[-1]  # by start time, first at the axis' start
+        assert (xs[1] - xs[0]) * 9 == pytest.approx(xs[-1] - xs[1], rel=0.01)  # to scale: 1 s vs 9 s
+        rows = {marks[f"ev-{n:05d}"][2] for n in (1, 3)}, {marks[f"ev-{n:05d}"][2] for n in (0, 2, 10)}
+        assert all(len(r) == 1 for r in rows) and rows[0] != rows[1]  # a row per camera
+        assert [marks[f"ev-{n:05d}"][0] for n in (0, 10)] == ["rect", "circle"]
+        assert ">lobby</text>" in text and ">yard</text>" in text
+        async with client.get("/events", params={"filter": "camera = lobby"}) as response:
+            text = await response.text()
+        assert set(MARK.findall(text)) and {m[0] for m in MARK.findall(text)} == {"ev-00001", "ev-00003"}
+        assert ">yard</text>" not in text
+        async with client.get("/events", params={"filter": "camera = nowhere"}) as response:
+            assert 'id="timeline"' not in await response.text()
+        async with client.get("/events", params={"filter": "camera = = yard"}) as response:
+            assert 'id="timeline"' not in await response.text()
 
 
 async def test_new_events_arrive_over_server_sent_events(bus: Bus, console_query: RunningQuery) -> None:

@@ -1,7 +1,9 @@
-"""``camsight run`` options: ``--annotate DIR`` (videos, bad folders, live sources), refused ``--enroll``."""
+"""``camsight run`` options: ``--annotate DIR`` (videos, bad folders, live sources), ``--report DIR``,
+refused ``--enroll``."""
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 from collections.abc import Callable
@@ -13,6 +15,7 @@ import pytest
 from camsight.cameras import CameraConfig
 from camsight.cli.run import annotator
 from camsight.run.annotate import video_file
+from camsight.run.report import snapshot_file
 from helpers import sample_video
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -55,6 +58,39 @@ def test_annotate_writes_every_file_source_and_reruns_show_only_their_own(
         assert len(ended) == 1
 
 
+@pytest.mark.slow
+def test_report_of_a_run_with_its_events_snapshots_and_video(
+    cli: Cli, tmp_path: Path, annotated: Callable[[Path, Path], None]
+) -> None:
+    """``--report out --annotate out``: the demo's page for this run, written from what the run
+    printed: every event, each snapshot as a file, the annotated video it plays."""
+    source = sample_video("carphone_pristine.mp4")
+    config = tmp_path / "camsight.yaml"
+    config.write_text(
+        f"cameras:\n  - id: car\n    source: {source}\n    fps: 5\n"
+        "    rules: [{id: stranger, type: unknown_face}]\n"  # its events carry a snapshot
+    )
+    proc = cli("run", "--config", str(config), "--annotate", "out", "--report", "out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    assert f"report: {(out / 'index.html').resolve()} (open it in a browser)" in proc.stderr
+    events = {e["id"]: e for e in map(json.loads, proc.stdout.splitlines())}  # the latest revision wins
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert f"{len(events)} events on 1 camera(s): car" in page
+    for event in events.values():
+        assert html.escape(event["explanation"]["summary"]) in page
+    snapshots = {e["snapshot_id"] for e in events.values() if e.get("snapshot_id")}
+    assert snapshots, "no event of the run has a snapshot"
+    written = {p.name for p in (out / "snapshots").iterdir()}
+    assert written == {snapshot_file(s) for s in snapshots}
+    for name in written:
+        assert (out / "snapshots" / name).read_bytes()[:2] == b"\xff\xd8"  # JPEG
+        assert f'src="snapshots/{name}"' in page
+    assert 'src="car.mp4"' in page
+    annotated(out / "car.mp4", source)
+
+
+@pytest.mark.parametrize("option", ["--annotate", "--report"])
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -62,16 +98,16 @@ def test_annotate_writes_every_file_source_and_reruns_show_only_their_own(
         (lambda d: (d / "a-file").write_text("x") and d / "a-file" / "videos", "cannot write there"),
     ],
 )
-def test_bad_annotate_folder_fails_before_the_run(cli: Cli, tmp_path: Path, make, message: str) -> None:
+def test_bad_output_folder_fails_before_the_run(
+    cli: Cli, tmp_path: Path, option: str, make, message: str
+) -> None:
     target = make(tmp_path)
-    proc = cli(
-        "run", str(sample_video("carphone_pristine.mp4")), "--annotate", str(target), "--data-dir", "data"
-    )
+    proc = cli("run", str(sample_video("carphone_pristine.mp4")), option, str(target), "--data-dir", "data")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith(f"camsight: --annotate {target}: {message}")
+    assert lines[0].startswith(f"camsight: {option} {target}: {message}")
     assert not (tmp_path / "data").exists(), "the pipeline started"
 
 

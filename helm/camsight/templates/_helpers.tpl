@@ -245,6 +245,11 @@ spec:
         - name: grpc
           containerPort: {{ $svc.grpcPort }}
           protocol: TCP
+        {{- if $svc.console.enabled }}
+        - name: console
+          containerPort: {{ $svc.console.port }}
+          protocol: TCP
+        {{- end }}
         {{- end }}
       env:
         - name: CAMSIGHT_INSTANCE
@@ -410,4 +415,19 @@ names. Call "camsight.natsCaMount" / "camsight.natsCaVolume" with the root conte
     items:
       - {key: ca.crt, path: ca.crt}
 {{- end }}
+{{- end }}
+
+{{- /*
+Fails the render where the console's values cannot work: an Ingress to a console that is
+off, or the console with gRPC TLS (it calls the gRPC API as a plaintext client, decision
+0054; the query service would refuse to start).
+*/ -}}
+{{- define "camsight.checkConsole" -}}
+{{- $q := .Values.services.query -}}
+{{- if and $q.console.ingress.enabled (not (and $q.enabled $q.console.enabled)) -}}
+{{- fail "services.query.console.ingress.enabled needs services.query.enabled and services.query.console.enabled" -}}
+{{- end -}}
+{{- if and $q.console.enabled $q.tls.secretName -}}
+{{- fail "services.query.console.enabled with services.query.tls.secretName: the console cannot yet call a TLS gRPC server (decision 0054); use one or the other" -}}
+{{- end -}}
 {{- end }}

@@ -44,6 +44,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge, Histogram

@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from camsight.bus import subjects
-from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import ConfigOption, fail, settings_or_exit
 from camsight.cli.run import (
-    PipelineHook,
+    annotator,
     console_keeper,
     output_dir,
+    print_report,
     print_summary,
+    reporter,
     run_or_exit,
     run_pipeline,
     with_console,
 )
 from camsight.config import LogSettings
 from camsight.run import EmbeddedPipeline, PipelineSummary
-from camsight.run.annotate import annotate_cameras
 from camsight.run.demo import demo_cameras, enroll_driver
-from camsight.run.report import write_report
 from camsight.runtime import setup_logging
 
 
 async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
     identity = await enroll_driver(pipeline)
     Console(stderr=True).print(f"enrolled {identity.display_name!r} from carphone_distorted.mp4")
-
-
-def _reporter(out: Path, cameras: list[CameraConfig]) -> PipelineHook:
-    """The videos and the report, after the run (call it just before the run)."""
-    since_ns = time.time_ns()
-
-    async def report(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
-        try:
-            videos = await annotate_cameras(pipeline, summary, cameras, out, since_ns)
-        except (OSError, ValueError) as exc:
-            fail(str(exc))
-        store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
-        snapshots: dict[str, bytes] = {}
-        for event in summary.events.values():
-            for name in (event.snapshot_id, event.explain_snapshot_id):
-                if name and name not in snapshots:
-                    found = await store.get(name)
-                    if found.data:
-                        snapshots[name] = found.data
-        await asyncio.to_thread(
-            write_report, out, list(summary.events.values()), snapshots, videos, summary.as_dict()
-        )
-
-    return report
 
 
 @app.command("demo")
@@ -80,7 +52,8 @@ def demo_command(
     except FileNotFoundError as exc:
         fail(str(exc))
     output_dir(out, "--out")
-    after = _reporter(out, cameras)
+    videos: list[Path] = []
+    after = reporter(out, annotator(cameras, out, videos, option="demo"), videos)
     if console:
         settings, after = with_console(settings), console_keeper(after)
     summary = run_or_exit(
@@ -88,5 +61,4 @@ def demo_command(
     )
     printer = Console()
     print_summary(summary, printer, cameras)
-    # soft_wrap: a long path stays on one line, whole, for copying or scripts.
-    printer.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)
+    print_report(out, printer)

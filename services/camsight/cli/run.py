@@ -22,6 +22,7 @@ from rich.table import Table
 
 from camsight.behavior.rules import checked_registry
 from camsight.behavior.settings import BehaviorSettings
+from camsight.bus import subjects
 from camsight.cameras import CameraConfig
 from camsight.cli import app
 from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
@@ -34,6 +35,7 @@ from camsight.run import EmbeddedPipeline, PipelineFailed, PipelineSummary, not_
 from camsight.run.annotate import annotate_cameras, video_file
 from camsight.run.detector import choose_detector
 from camsight.run.pipeline import analyzer_counts
+from camsight.run.report import write_report
 from camsight.runtime import setup_logging
 from camsight.v1 import camera_pb2, event_pb2
 
@@ -221,16 +223,19 @@ async def _run_pipeline(
     return summary
 
 
-def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> PipelineHook:
+def annotator(
+    cameras: list[CameraConfig], out: Path, written: list[Path], option: str = "--annotate"
+) -> PipelineHook:
     """``--annotate``: after the run, one annotated video per camera that reads a video file.
 
-    Call it just before the run. Live sources are named on stderr and skipped now.
+    Call it just before the run. Live sources are named on stderr and skipped now; messages
+    start with ``option`` (the demo annotates without the option).
     """
     for camera in cameras:
         if video_file(camera) is None:
             kind, _ = classify(camera.source)
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"--annotate: camera {camera.id} is not annotated: its source "
+                f"{option}: camera {camera.id} is not annotated: its source "
                 f"({kind.value} {camera.redacted_source}) cannot be read a second time; only video files can"
             )
 
@@ -240,9 +245,42 @@ def annotator(cameras: list[CameraConfig], out: Path, written: list[Path]) -> Pi
         try:
             written.extend(await annotate_cameras(pipeline, summary, cameras, out, since_ns))
         except (OSError, ValueError) as exc:  # the events are indexed already; only a video is missing
-            fail(f"--annotate: {exc}")
+            fail(f"{option}: {exc}")
 
     return hook
+
+
+def reporter(out: Path, then: PipelineHook | None, videos: list[Path]) -> PipelineHook:
+    """``--report`` (and the demo): after ``then`` (e.g. the annotator filling ``videos``),
+    the static HTML report of this run's events, their snapshots from the object store and
+    the videos written inside ``out`` (the page refers to them by relative path)."""
+
+    async def hook(pipeline: EmbeddedPipeline, summary: PipelineSummary) -> None:
+        if then is not None:
+            await then(pipeline, summary)
+        store = await pipeline.bus.object_store(subjects.SNAPSHOTS_STORE)
+        snapshots: dict[str, bytes] = {}
+        for event in summary.events.values():
+            for name in (event.snapshot_id, event.explain_snapshot_id):
+                if name and name not in snapshots:
+                    found = await store.get(name)
+                    if found.data:
+                        snapshots[name] = found.data
+        await asyncio.to_thread(_write_report, out, summary, snapshots, videos)
+
+    return hook
+
+
+def _write_report(
+    out: Path, summary: PipelineSummary, snapshots: dict[str, bytes], videos: list[Path]
+) -> None:
+    inside = [v for v in videos if v.resolve().is_relative_to(out.resolve())]
+    write_report(out, list(summary.events.values()), snapshots, inside, summary.as_dict())
+
+
+def print_report(out: Path, console: Console) -> None:
+    # soft_wrap: a long path stays on one line, whole, for copying or scripts.
+    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)
 
 
 def run_or_exit(main: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
@@ -345,6 +383,14 @@ def run_command(
             metavar="DIR",
         ),
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="After the run, write an HTML report of its events there (with the videos "
+            "of --annotate when it names the same folder).",
+            metavar="DIR",
+        ),
+    ] = None,
     console: Annotated[
         bool, typer.Option("--console", help="After the run, serve the web console until Ctrl-C.")
     ] = False,
@@ -356,6 +402,8 @@ def run_command(
     faces = [parse_enroll(item) for item in enroll or []]
     if annotate is not None:
         output_dir(annotate, "--annotate")
+    if report is not None:
+        output_dir(report, "--report")
     settings = settings_or_exit(config)
     setup_logging(LogSettings(level="WARNING", format="text"), "run")
     logging.getLogger("camsight").setLevel(logging.WARNING)
@@ -375,6 +423,8 @@ def run_command(
     warn_not_run(not_run(settings.cameras, cameras))
     videos: list[Path] = []
     after = annotator(cameras, annotate, videos) if annotate is not None else None
+    if report is not None:
+        after = reporter(report, after, videos)
     if console:
         settings, after = with_console(settings), console_keeper(after)
     summary = run_or_exit(
@@ -387,5 +437,7 @@ def run_command(
     print_summary(summary, out, cameras)
     for video in videos:
         out.print(f"annotated video: {video}", soft_wrap=True)
+    if report is not None:
+        print_report(report, out)
     if summary.errors:
         fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))

@@ -1,11 +1,14 @@
-"""Events per hour by type as an SVG bar chart, laid out here so the page needs no script."""
+"""The console's SVG charts, laid out here so the pages need no script: events per hour by type
+(overview) and the listed events on a time axis (the events page's timeline)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from camsight.v1 import event_service_pb2
+from camsight.query.console.render import event_type
+from camsight.v1 import event_pb2, event_service_pb2
 
 HOUR_NS = 3600 * 10**9
 MAX_HOURS = 48
@@ -33,6 +36,12 @@ class Chart:
     peak: int
 
 
+def type_classes(types: Iterable[str]) -> dict[str, str]:
+    """Event type -> its colour's CSS class, in sorted order (the same type, the same colour on
+    every chart of one answer)."""
+    return {kind: f"t{i % PALETTE}" for i, kind in enumerate(sorted(set(types)))}
+
+
 def hourly_chart(counted: event_service_pb2.CountEventsResponse) -> Chart:
     """Stacked bars, one per hour from the first to the last with events (the last 48 at most)."""
     per_hour: dict[int, dict[str, int]] = {}
@@ -40,7 +49,7 @@ def hourly_chart(counted: event_service_pb2.CountEventsResponse) -> Chart:
         hour = row.bucket_start_time.ToNanoseconds() // HOUR_NS
         per_hour.setdefault(hour, {})[row.key] = per_hour.get(hour, {}).get(row.key, 0) + row.count
     types = sorted({row.key for row in counted.counts})
-    css = {kind: f"t{i % PALETTE}" for i, kind in enumerate(types)}
+    css = type_classes(types)
     if not per_hour:
         return Chart(WIDTH, HEIGHT, [], [], [], 0)
     last = max(per_hour)
@@ -69,3 +78,69 @@ def hourly_chart(counted: event_service_pb2.CountEventsResponse) -> Chart:
         if i % max(1, len(hours) // 8) == 0:
             ticks.append((i * slot + 2, label))
     return Chart(WIDTH, HEIGHT, bars, ticks, [(css[k], k) for k in types], peak)
+
+
+# Timeline geometry (SVG user units; the SVG scales to the page width).
+ROW, LABELS, RIGHT, DOT = 26, 130, 12, 5
+TIMELINE_TICKS = 6
+
+
+@dataclass(frozen=True)
+class Mark:
+    """One event: a bar from its start to its end, or a dot (width 0) when it has no end."""
+
+    x: float
+    y: float
+    width: float
+    css: str
+    title: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    width: int
+    height: int
+    labels: int  # where the plot starts: the camera names are left of it
+    rows: list[tuple[float, str]]  # (y of the row's middle, camera)
+    marks: list[Mark]
+    ticks: list[tuple[float, str]]
+    legend: list[tuple[str, str]]
+
+
+def events_timeline(events: Sequence[event_pb2.Event]) -> Timeline:
+    """The events of one list page on a time axis from the first start to the last end, one
+    row per camera, coloured by type; each mark links to its event (the template)."""
+    if not events:
+        return Timeline(WIDTH, 0, LABELS, [], [], [], [])
+    cameras = sorted({e.camera_id for e in events})
+    css = type_classes(event_type(e.type) for e in events)
+    first = min(e.start_time.ToNanoseconds() for e in events)
+    last = max(max(e.start_time.ToNanoseconds(), e.end_time.ToNanoseconds()) for e in events)
+    span = max(last - first, 10**9)  # one instant still gets an axis of one second
+    plot = WIDTH - LABELS - RIGHT
+
+    def x_of(ns: int) -> float:
+        return LABELS + (ns - first) / span * plot
+
+    height = len(cameras) * ROW + AXIS
+    marks = []
+    for e in events:
+        start, end = e.start_time.ToNanoseconds(), e.end_time.ToNanoseconds()
+        y = cameras.index(e.camera_id) * ROW + ROW / 2
+        width = max(x_of(end) - x_of(start), 4.0) if end > start else 0.0
+        x = min(x_of(start), LABELS + plot - width)  # a widened bar at the end stays on the axis
+        title = f"{_clock(start, span)} {event_type(e.type)} {e.label or e.identity_name}".rstrip()
+        marks.append(Mark(x, y, width, css[event_type(e.type)], title, e.id))
+    ticks = [
+        (x_of(ns), _clock(ns, span))
+        for ns in (first + span * i // (TIMELINE_TICKS - 1) for i in range(TIMELINE_TICKS))
+    ]
+    rows = [(i * ROW + ROW / 2, camera) for i, camera in enumerate(cameras)]
+    return Timeline(WIDTH, height, LABELS, rows, marks, ticks, [(c, k) for k, c in css.items()])
+
+
+def _clock(ns: int, span: int) -> str:
+    """A tick's or mark's time (UTC): with the date when the axis spans more than a day."""
+    when = datetime.fromtimestamp(ns / 1e9, UTC)
+    return when.strftime("%m-%d %H:%M" if span > 86_400 * 10**9 else "%H:%M:%S")

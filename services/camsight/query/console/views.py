@@ -7,7 +7,7 @@ left out of pages for a read token, and the gRPC server refuses them if forged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import urlencode, urlsplit
 
@@ -21,7 +21,7 @@ from camsight.bus import subjects
 from camsight.cameras import CameraConfig
 from camsight.query.console.api import Api, ConsoleError, from_rpc
 from camsight.query.console.app import SECURITY_HEADERS, console_of, session_of
-from camsight.query.console.charts import hourly_chart
+from camsight.query.console.charts import events_timeline, hourly_chart
 from camsight.query.console.live import thumbnail
 from camsight.query.console.render import fragment, page
 from camsight.query.console.session import clear_cookie, set_cookie
@@ -106,6 +106,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         filter=text,
         error=error,
         events=listed.events,
+        timeline=events_timeline(listed.events),
         live="" if error else "/events/live?" + urlencode(live),
         more=more if listed.next_page_token else "",
     )
@@ -183,18 +184,62 @@ async def camera_thumbnail(request: web.Request) -> web.StreamResponse:
     return web.Response(body=small, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-@routes.post("/cameras")
-async def add_camera(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+# What the add and edit forms set; the rest of a camera (zones, lines, rules, ...) is the
+# API's and the CLI's: an edit leaves it as stored (update_mask).
+CAMERA_FORM_FIELDS = ("display_name", "source_uri", "target_fps", "enabled")
+
+
+def _camera_form(form: Mapping[str, object], camera_id: str, enabled: bool) -> camera_pb2.Camera:
+    """The camera a posted add or edit form describes; the API validates the rest."""
     try:
         fps = float(str(form.get("target_fps") or 0))
     except ValueError:
         raise ConsoleError(400, "target_fps: not a number") from None
-    camera = camera_pb2.Camera(
-        id=str(form.get("id", "")), source_uri=str(form.get("source_uri", "")), enabled=True, target_fps=fps
+    return camera_pb2.Camera(
+        id=camera_id,
+        display_name=str(form.get("display_name", "")),
+        source_uri=str(form.get("source_uri", "")),
+        enabled=enabled,
+        target_fps=fps,
     )
+
+
+@routes.post("/cameras")
+async def add_camera(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    camera = _camera_form(form, str(form.get("id", "")), enabled=True)
     await write(
         request, "/cameras", lambda api: api.cameras.CreateCamera, CS.CreateCameraRequest(camera=camera)
+    )
+
+
+@routes.get("/cameras/{camera}/edit")
+async def edit_camera_form(request: web.Request) -> web.StreamResponse:
+    """The edit form, for the admin scope only: a read token has no use for it."""
+    session = session_of(request)
+    if not session.admin:
+        raise ConsoleError(403, "editing a camera needs the admin scope")
+    return page("camera_edit.html", session, camera=await _camera(request))
+
+
+@routes.post("/cameras/{camera}/edit")
+async def edit_camera(request: web.Request) -> web.StreamResponse:
+    """UpdateCamera of the form's fields only. The source is shown redacted: posted back
+    unchanged, the API keeps the stored one (with its credentials)."""
+    form = await request.post()
+    camera = _camera_form(form, request.match_info["camera"], enabled=form.get("enabled") == "on")
+    message = CS.UpdateCameraRequest(camera=camera)
+    message.update_mask.paths.extend(CAMERA_FORM_FIELDS)
+    await write(request, "/cameras", lambda api: api.cameras.UpdateCamera, message)
+
+
+@routes.post("/cameras/{camera}/restart")
+async def restart_camera(request: web.Request) -> web.StreamResponse:
+    """The camera written back unchanged, as ``camsight cameras restart`` does: a new revision
+    restarts it (a stream reconnects, a file plays again from its start)."""
+    camera = await _camera(request)
+    await write(
+        request, "/cameras", lambda api: api.cameras.UpdateCamera, CS.UpdateCameraRequest(camera=camera)
     )
 
 
