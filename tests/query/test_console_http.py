@@ -31,7 +31,7 @@ from console_support import (
     running_console,
     sample_jpeg,
 )
-from helpers import wait_for
+from helpers import sample_video, wait_for
 from query_helpers import RunningQuery, make_event
 
 ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
@@ -420,3 +420,38 @@ async def test_a_camera_s_thumbnail_is_its_newest_frame(bus: Bus, console_query:
         assert np.abs(image.astype(int) - newest).mean() < np.abs(image.astype(int) - oldest).mean()
         async with client.get("/cameras") as response:
             assert 'src="/cameras/lobby/thumbnail"' in await response.text()
+
+
+async def test_an_event_links_to_its_position_in_the_recording(bus: Bus, console_query: RunningQuery) -> None:
+    """A file camera's event plays the recording from its media time (a media fragment); the
+    file is served with ranges, to any scope that may read the camera; a stream is named."""
+    video = sample_video("carphone_pristine.mp4")
+    for camera in (
+        camera_pb2.Camera(id="recorded", source_uri=str(video)),
+        camera_pb2.Camera(id="street", source_uri=f"rtsp://admin:{ADMIN_TOKEN}@127.0.0.1:1/s"),
+    ):
+        await console_query.cameras.CreateCamera(CS.CreateCameraRequest(camera=camera), metadata=ADMIN)
+    for n, camera_id in ((1, "recorded"), (2, "street")):
+        event = make_event(n, id=f"ev-{camera_id}", camera_id=camera_id)
+        event.start_media_time.FromNanoseconds(2_500_000_000)
+        event.end_media_time.FromNanoseconds(3_000_000_000)
+        await bus.publish_event(event)
+    await bus.publish_event(make_event(3, id="ev-live", camera_id="street"))
+    await wait_for(lambda: console_query.indexed() == 3, 10, "3 events indexed")
+    async with await logged_in(console_query, READ_TOKEN) as client:
+        async with client.get("/events/ev-recorded") as response:
+            page = await response.text()
+        assert 'href="/cameras/recorded/recording#t=2.500,3.000"' in page
+        assert '<video controls preload="metadata" id="recording"' in page
+        async with client.get("/cameras/recorded/recording", headers={"Range": "bytes=100-199"}) as response:
+            assert response.status == 206
+            assert await response.read() == video.read_bytes()[100:200]
+        async with client.get("/events/ev-street") as response:
+            page = await response.text()
+        assert "rtsp://admin:***@127.0.0.1:1/s at 2.500 s" in page and ADMIN_TOKEN not in page
+        assert 'id="recording"' not in page
+        async with client.get("/cameras/street/recording") as response:
+            assert response.status == 404
+            assert "camera &#39;street&#39; has no recording this service can read" in await response.text()
+        async with client.get("/events/ev-live") as response:
+            assert 'id="source-position"' not in await response.text()

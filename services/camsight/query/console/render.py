@@ -26,6 +26,11 @@ def media_time(value: Duration) -> str:
     return f"{value.ToNanoseconds() / 1e9:.3f} s"
 
 
+def seconds(value: Duration) -> str:
+    """A media time as a media fragment's seconds (``#t=3.600``)."""
+    return f"{value.ToNanoseconds() / 1e9:.3f}"
+
+
 def event_type(value: int) -> str:
     return event_pb2.EventType.Name(event_pb2.EventType.ValueType(value)).removeprefix("EVENT_TYPE_")
 
@@ -52,6 +57,7 @@ ENV = jinja2.Environment(
 ENV.filters.update(
     timestamp=timestamp,
     media_time=media_time,
+    seconds=seconds,
     event_type=event_type,
     event_state=event_state,
     camera_state=camera_state,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import grpc
 import nats.js.errors
@@ -148,7 +149,41 @@ async def _cancel_when(event: asyncio.Event, call: grpc.aio.Call) -> None:
 async def event(request: web.Request) -> web.StreamResponse:
     message = event_service_pb2.GetEventRequest(id=request.match_info["id"])
     found = await ask(request, lambda api: api.events.GetEvent, message)
-    return page("event.html", session_of(request), event=found)
+    source, playable = "", False
+    if found.HasField("start_media_time"):
+        try:
+            camera = await ask(
+                request, lambda api: api.cameras.GetCamera, CS.GetCameraRequest(id=found.camera_id)
+            )
+        except ConsoleError:  # the camera was removed since: the event still shows
+            pass
+        else:
+            source, playable = camera.source_uri, recording_file(camera.source_uri) is not None
+    return page("event.html", session_of(request), event=found, source=source, playable=playable)
+
+
+def recording_file(source: str) -> Path | None:
+    """The file a camera's source is, when this service can read it (a recording on a shared
+    volume, or ``camsight run``/``console`` on one machine); None for streams, devices, webcams
+    and files elsewhere."""
+    if source.startswith("file://"):
+        source = unquote(urlsplit(source).path)
+    elif "://" in source or source.isdigit() or source.startswith("/dev/"):
+        return None
+    path = Path(source)
+    return path if path.is_absolute() and path.is_file() else None
+
+
+@routes.get("/cameras/{camera}/recording")
+async def recording(request: web.Request) -> web.StreamResponse:
+    """The camera's recording, which the event page plays from the event's media time (a
+    media fragment, ``#t=start,end``). Range requests are answered, so the browser seeks
+    without fetching the whole file. Only a registered camera's own source is served."""
+    camera = await _camera(request)
+    path = recording_file(camera.source_uri)
+    if path is None:
+        raise ConsoleError(404, f"camera {camera.id!r} has no recording this service can read")
+    return web.FileResponse(path, headers={"Cache-Control": "private"})
 
 
 @routes.get("/snapshots/{id}")
