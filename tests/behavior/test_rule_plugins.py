@@ -186,6 +186,31 @@ def test_a_keyed_finding_is_one_event_started_updated_and_ended_by_the_host() ->
     ]  # the same file analysed again: the same ids and messages
 
 
+def test_a_condition_goes_on_through_a_dropout_and_ends_when_its_rule_goes() -> None:
+    """Frames without the track (a detector dropout, 10-12; the rule still sees another
+    track, scoring low) say nothing about its condition; removing the rule ends it at once
+    (end = the last frame reporting it, 19)."""
+    from behavior_scenes import detection, mover, result, seq_of
+    from camsight.behavior.engine import Engine
+
+    one, low = mover((0.2, 0.5), (0.005, 0)), mover((0.8, 0.9), (-0.005, 0))
+    engine = Engine(SETTINGS, registry())
+    cam = camera({"id": "r", "type": "score_held", "config": {"min": 0.8}})
+    engine.set_camera(cam)
+    results = [
+        result(seq, [detection(low(seq), score=0.6)] + ([] if 10 <= seq <= 12 else [detection(one(seq))]))
+        for seq in range(1, 20)
+    ]
+    emissions = [em for r in results for em in engine.push(r) + engine.flush()]
+    emissions += engine.set_camera(cam.model_copy(update={"rules": []}))
+    events = [em.event for em in emissions if em.event is not None]
+    assert [(e.state, seq_of(e.update_time), e.explanation.summary) for e in events] == [
+        (STARTED, 5, "track 2 scores high"),
+        (ENDED, 19, "track 2 scores high; the rule was removed after 1.8s"),
+    ]
+    assert seq_of(events[1].end_time) == 19 and events[0].id == events[1].id
+
+
 def event_id(camera_id: str, rule: str, subject: str, start: str) -> str:
     """Decision 0046's id, computed here independently of the engine."""
     import hashlib
