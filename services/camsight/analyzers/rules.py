@@ -5,12 +5,16 @@ and label), confirms tracks, and calls each configured rule in frame order.
 A plugin's rule type is an :class:`EventRule`: it is built once per camera
 and rule with its validated :class:`RuleConfig`, sees the confirmed tracks
 of each frame that pass the rule's ``labels`` and ``min_score`` as
-:class:`TrackView` s, and answers with :class:`Finding` s. Each finding
-becomes one instantaneous event (``EVENT_TYPE_CUSTOM``, state ENDED, start =
-end = that frame) about its track, with ``attributes["rule_type"]`` naming
-the type; event ids, snapshots and publishing are the service's job. What
-the rule remembers between frames is its own state; :meth:`EventRule.lost`
-says when a track is gone for good.
+:class:`TrackView` s, and answers with :class:`Finding` s about them, as
+events of type ``EVENT_TYPE_CUSTOM`` with ``attributes["rule_type"]`` naming
+the type. A finding without a ``key`` is one instantaneous event (state
+ENDED, start = end = that frame). A finding with a ``key`` says that a
+condition of its track holds now: the service makes one event of it, STARTED
+when it first holds, UPDATED (rate-limited) while it is reported, ENDED when a
+frame shows the track and the rule does not report it, or the track is lost.
+The rule only says what holds; event ids, revisions, timing, snapshots and
+publishing are the service's job. What the rule remembers between frames is
+its own state; :meth:`EventRule.lost` says when a track is gone for good.
 """
 
 from __future__ import annotations
@@ -52,12 +56,17 @@ class TrackView:
 
 @dataclass(frozen=True)
 class Finding:
-    """One occurrence the rule reports: one event about ``track`` at this frame."""
+    """What the rule reports about ``track`` at this frame: an occurrence, or a condition that holds."""
 
     track: TrackView
     summary: str
     """One line for people (the event's explanation), e.g. "car track 3 drove the wrong way"."""
     attributes: Mapping[str, str] = field(default_factory=dict)
+    key: str = ""
+    """Empty: one instantaneous event. Otherwise the name of a condition of ``track`` that holds
+    now (e.g. ``"wrong_way"``): one event per (track, key) lasts while the rule keeps reporting
+    it, so the rule need not remember what it reported; its summary and attributes are the
+    latest finding's."""
 
 
 class EventRule(abc.ABC):

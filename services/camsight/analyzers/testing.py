@@ -315,7 +315,8 @@ def check_rule(
     Declared ``name`` (a valid id) and ``Config`` (a ``RuleConfig``); the config
     validates; ``step`` with no track and with each frame's tracks returns a
     list of :class:`Finding` about tracks seen in that frame, each with a
-    one-line summary and string attributes; ``lost`` takes every track.
+    one-line summary and string attributes, and a string ``key`` that names one condition of
+    its track at most once per frame; ``lost`` takes every track.
     """
     name = getattr(cls, "name", None)
     if not isinstance(name, str):
@@ -340,6 +341,11 @@ def check_rule(
                 raise ConformanceError(f"{name}: a finding needs a one-line summary")
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in finding.attributes.items()):
                 raise ConformanceError(f"{name}: finding attributes must map strings to strings")
+        keyed = [(f.track.analyzer, f.track.number, f.key) for f in found if f.key]
+        if not all(isinstance(f.key, str) for f in found) or len(set(keyed)) != len(keyed):
+            raise ConformanceError(
+                f"{name}: a finding's key must be a string, reported once per track and frame"
+            )
         findings.extend(found)
     for track in {(v.analyzer, v.number): v for _, seen in frames for v in seen}.values():
         rule.lost(track)

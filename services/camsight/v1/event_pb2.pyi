@@ -48,7 +48,8 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_ACTION: _EventType.ValueType  # 10
     """A clip analyzer labelled an action over a window of frames."""
     EVENT_TYPE_CUSTOM: _EventType.ValueType  # 11
-    """A plugin's rule type reported an occurrence (instantaneous); attributes["rule_type"]
+    """A plugin's rule type reported an occurrence (one ENDED) or a condition of a track
+    (STARTED, UPDATED, ENDED: docs/rules.md); attributes["rule_type"]
     names the rule type, rule_id the configured rule.
     """
 
@@ -77,7 +78,8 @@ EVENT_TYPE_CAMERA_STATUS: EventType.ValueType  # 9
 EVENT_TYPE_ACTION: EventType.ValueType  # 10
 """A clip analyzer labelled an action over a window of frames."""
 EVENT_TYPE_CUSTOM: EventType.ValueType  # 11
-"""A plugin's rule type reported an occurrence (instantaneous); attributes["rule_type"]
+"""A plugin's rule type reported an occurrence (one ENDED) or a condition of a track
+(STARTED, UPDATED, ENDED: docs/rules.md); attributes["rule_type"]
 names the rule type, rule_id the configured rule.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015

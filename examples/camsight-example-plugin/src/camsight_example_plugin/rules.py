@@ -15,14 +15,10 @@ class WrongWayConfig(RuleConfig):
 
 
 class WrongWay(EventRule):
-    """Reports a track once, when its anchor went ``min_distance`` against the allowed way."""
+    """Reports a track while its recent path went ``min_distance`` against the allowed way."""
 
     name = "wrong_way"
     Config = WrongWayConfig
-
-    def __init__(self, config: RuleConfig) -> None:
-        super().__init__(config)
-        self.reported: set[tuple[str, int]] = set()
 
     def step(self, t: float, seen: Sequence[TrackView]) -> list[Finding]:
         assert isinstance(self.config, WrongWayConfig)
@@ -30,14 +26,10 @@ class WrongWay(EventRule):
         found = []
         for track in seen:
             against = sign * (track.path[0][axis] - track.path[-1][axis])
-            if against >= self.config.min_distance and (track.analyzer, track.number) not in self.reported:
-                self.reported.add((track.analyzer, track.number))
-                summary = f"{track.label} track {track.number} went the wrong way ({against:.2f})"
-                found.append(Finding(track, summary, {"distance": f"{against:.3f}"}))
+            if against >= self.config.min_distance:
+                summary = f"{track.label} track {track.number} is going the wrong way"
+                found.append(Finding(track, summary, {"distance": f"{against:.3f}"}, key="wrong_way"))
         return found
-
-    def lost(self, track: TrackView) -> None:
-        self.reported.discard((track.analyzer, track.number))
 
 
 @hookimpl
