@@ -165,8 +165,17 @@ class Track:
 
     def stationary(self, speed: float, window_s: float) -> bool:
         """:meth:`moved_slowly` over the last ``window_s`` of sightings, or over twice that (a
-        few partial boxes in the short window can look like a step)."""
-        return self.moved_slowly(speed, window_s) or self.moved_slowly(speed, 2 * window_s)
+        few partial boxes in the short window can look like a step).
+
+        Asked for every unseen track on every frame; it changes only with a new sighting,
+        so it is kept in :attr:`memo` until then."""
+        key = ("stationary", speed, window_s)
+        found: bool | None = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = self.moved_slowly(speed, window_s) or self.moved_slowly(
+                speed, 2 * window_s
+            )
+        return found
 
     def moved_slowly(self, speed: float, window_s: float) -> bool:
         """The object moved less than ``speed`` of its size per second over the last ``window_s``

@@ -73,14 +73,12 @@ class RuleRegistry:
     def plugin_packages(self) -> tuple[str, ...]:
         """The packages a camera's state may hold objects of besides camsight's: the plugin
         rule API and each rule plugin's top-level package (for restoring checkpoints)."""
-        packages = {"camsight.analyzers.rules"}
-        packages.update(
-            f"{info.cls.__module__.split('.')[0]}."
+        plugins = {
+            info.cls.__module__.partition(".")[0]
             for info in self.types.values()
             if info.plugin != BUILTIN_RULES
-        )
-        packages.update(info.cls.__module__ for info in self.types.values() if info.plugin != BUILTIN_RULES)
-        return tuple(sorted(packages))
+        }
+        return ("camsight.analyzers.rules", *sorted(plugins))
 
     def check(self, cameras: Iterable[CameraConfig], settings: BehaviorSettings) -> None:
         """Build every rule of ``cameras`` once: the first that cannot run raises its :class:`RuleError`
