@@ -1,8 +1,10 @@
 """Detector benchmark: the detector service through NATS against the bare plugin loop.
 
-Both sides analyse the same JPEG frames of bikes.mp4 (640x272) with the
-detector's default analyzers (HOG people + MOG2 motion), in this process,
-one after the other:
+Both sides analyse the same JPEG frames of bikes.mp4 (640x272), in this
+process, one after the other, with two sets of analyzers: the detector's
+CPU defaults (HOG people + MOG2 motion; the top-level figures) and, under
+``torch``, the torchvision detector (SSDlite, random weights: speed only)
+with torch on one thread (issue 23's CPU acceptance: >= 0.95 per CPU-second):
 
 * baseline: a bare loop over batches: OpenCV JPEG decode, then each
   analyzer's ``analyze`` on the batch; no bus, no protobuf;
@@ -47,7 +49,14 @@ from camsight.runtime import ServiceContext
 from camsight.samples import sample_video
 from camsight.v1 import frame_pb2
 
-ANALYZERS = ("hog", "motion")
+ANALYZERS: dict[str, dict[str, Any]] = {"hog": {}, "motion": {}}
+TORCH: dict[str, dict[str, Any]] = {
+    "torchvision_detector": {
+        "model": "ssdlite320_mobilenet_v3_large",
+        "random_weights": True,
+        "min_score": 0.3,
+    }
+}
 BATCH = 8
 
 
@@ -74,10 +83,19 @@ def bikes_frames(limit: int) -> list[frame_pb2.Frame]:
     return frames
 
 
-def baseline(frames: list[frame_pb2.Frame]) -> tuple[float, float]:
+def same_random_weights() -> None:
+    """Seed torch so every side builds the same random weights: two draws of SSDlite keep
+    different numbers of boxes through NMS and differ by up to 1.5x in speed."""
+    import torch
+
+    torch.manual_seed(0)
+
+
+def baseline(frames: list[frame_pb2.Frame], configs: dict[str, dict[str, Any]]) -> tuple[float, float]:
     """Frames per wall-clock second and per CPU-second of the bare decode + analyze loop."""
     manager = default_manager()
-    analyzers = [manager.create(name, device="cpu") for name in ANALYZERS]
+    analyzers = [manager.create(name, config, device="cpu") for name, config in configs.items()]
+    same_random_weights()
     for analyzer in analyzers:
         analyzer.load()
     started, cpu = time.perf_counter(), time.process_time()
@@ -94,7 +112,9 @@ def baseline(frames: list[frame_pb2.Frame]) -> tuple[float, float]:
     return len(frames) / elapsed, len(frames) / cpu
 
 
-async def service(frames: list[frame_pb2.Frame], store: Path, pipelined: bool = True) -> dict[str, Any]:
+async def service(
+    frames: list[frame_pb2.Frame], configs: dict[str, dict[str, Any]], store: Path, pipelined: bool = True
+) -> dict[str, Any]:
     server = EmbeddedNats(store_dir=store / "js", log_file=store / "nats.log")
     server.start()
     try:
@@ -110,12 +130,12 @@ async def service(frames: list[frame_pb2.Frame], store: Path, pipelined: bool = 
         async def on_result(_msg: Any) -> None:
             nonlocal received
             received += 1
-            if received == len(frames) * len(ANALYZERS):
+            if received == len(frames) * len(configs):
                 done.set()
 
         sub = await bus.nc.subscribe(subjects.DETECTIONS_ALL, cb=on_result)
         section = {
-            "analyzers": {n: {} for n in ANALYZERS},
+            "analyzers": configs,
             "batch": BATCH,
             "max_frame_age_s": 0,
             "device": "cpu",
@@ -124,6 +144,7 @@ async def service(frames: list[frame_pb2.Frame], store: Path, pipelined: bool = 
         ctx = ServiceContext(Settings(nats=nats, streams=streams, services={"detector": section}))
         ctx.attach(bus)
         detector = DetectorService(ctx)
+        same_random_weights()
         await detector.start()
         started, cpu = time.perf_counter(), time.process_time()
         task = asyncio.create_task(detector.run())
@@ -152,16 +173,16 @@ async def service(frames: list[frame_pb2.Frame], store: Path, pipelined: bool = 
         server.stop()
 
 
-def run(smoke: bool = False) -> dict[str, Any]:
-    frames = bikes_frames(24 if smoke else 250)
-    base, base_cpu = baseline(frames)
+def compare(frames: list[frame_pb2.Frame], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The bare loop, the sequential service and the pipelined service on the same frames."""
+    base, base_cpu = baseline(frames, configs)
     with tempfile.TemporaryDirectory() as tmp:
-        sequential = asyncio.run(service(frames, Path(tmp) / "sequential", pipelined=False))
+        sequential = asyncio.run(service(frames, configs, Path(tmp) / "sequential", pipelined=False))
     with tempfile.TemporaryDirectory() as tmp:
-        svc = asyncio.run(service(frames, Path(tmp)))
+        svc = asyncio.run(service(frames, configs, Path(tmp)))
     return {
         "frames": len(frames),
-        "analyzers": list(ANALYZERS),
+        "analyzers": list(configs),
         "batch": BATCH,
         "baseline_fps": round(base, 2),
         "service_fps": round(svc["fps"], 2),
@@ -170,11 +191,26 @@ def run(smoke: bool = False) -> dict[str, Any]:
         "service_fps_per_cpu_s": round(svc["fps_cpu"], 2),
         "ratio_per_cpu_s": round(svc["fps_cpu"] / base_cpu, 3),
         "sequential_service_fps": round(sequential["fps"], 2),
+        "sequential_fps_per_cpu_s": round(sequential["fps_cpu"], 2),
         "pipelined_over_sequential": round(svc["fps"] / sequential["fps"], 3),
         "batch_fill": round(svc["batch_fill"], 3),
         "mean_batch": round(svc["mean_batch"], 2),
         "stage_s": {k: round(v, 3) for k, v in svc["stage_s"].items()},
     }
+
+
+def run(smoke: bool = False) -> dict[str, Any]:
+    frames = bikes_frames(24 if smoke else 250)
+    result = compare(frames, ANALYZERS)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # per core, as bench/gpu.py on a CPU: comparable on a shared machine
+    try:
+        result["torch"] = compare(frames[: 8 if smoke else 160], TORCH)
+    finally:
+        torch.set_num_threads(threads)
+    return result
 
 
 if __name__ == "__main__":

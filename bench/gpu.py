@@ -59,7 +59,7 @@ from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
 from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
-from detector import bikes_frames
+from detector import bikes_frames, same_random_weights
 from gpu_analyzers import rate
 from gpu_pipeline import pipeline_on_device
 
@@ -96,9 +96,7 @@ def model_vs_analyzer(
     import torch
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    # Both built from the same seed: the same random weights, so the same proposals and NMS
-    # work per frame (two different draws differ by up to 1.5x in the detector's speed).
-    torch.manual_seed(0)
+    same_random_weights()  # the bare model and the analyzer: the same proposals and NMS work per frame
     model = bare_model(size["model"], device, precision)
     resident = [
         torch.from_numpy(im[:, :, ::-1].copy()).permute(2, 0, 1).to(device, dtype) / 255 for im in images
@@ -106,7 +104,7 @@ def model_vs_analyzer(
     handed = [image_to_tensor(im, device) for im in images]  # what the host hands a tensor analyzer
     config = {"model": size["model"], "random_weights": True, "min_score": 0.3, "precision": precision}
     analyzer = instantiate(TorchvisionDetector, config, device=device)
-    torch.manual_seed(0)
+    same_random_weights()
     analyzer.load()
     assert isinstance(analyzer, FrameAnalyzer)
     infos = [FrameInfo("gpu", i + 1, im.shape[1], im.shape[0]) for i, im in enumerate(images)]
@@ -201,6 +199,7 @@ async def service(
         ctx = ServiceContext(Settings(nats=nats, streams=streams, services={"detector": section}))
         ctx.attach(bus)
         detector = DetectorService(ctx)
+        same_random_weights()  # the weights model_vs_analyzer measured, so the ratio compares like with like
         await detector.start()
         started = time.perf_counter()
         task = asyncio.create_task(detector.run())
