@@ -77,6 +77,9 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ("service_fps", "Frames/s, detector service (hog+motion)", ""),
         ("ratio", "... / bare analyzer loop (wall)", ">= 0.9"),
         ("ratio_per_cpu_s", "... / bare analyzer loop (per CPU-second)", ">= 0.9"),
+        ("torch.service_fps", "Frames/s, detector service (torch detector, one thread)", ""),
+        ("torch.ratio_per_cpu_s", "... / bare analyzer loop (per CPU-second)", ">= 0.95"),
+        ("torch.pipelined_over_sequential", "... pipelined / stages one after another", ""),
     ],
     "pipeline": [
         ("pipeline_fps", "Frames/s, embedded pipeline (decoder, detector, behavior, query)", ""),

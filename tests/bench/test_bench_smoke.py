@@ -22,7 +22,7 @@ RUN = ROOT / "bench" / "run.py"
 EXPECTED: dict[str, list[str]] = {
     "bus": ["bus_acked_fps", "raw_acked_fps", "bus_pipelined_fps", "raw_pipelined_fps", "core_fps"],
     "decoder": ["baseline_fps", "decoder_fps", "ratio"],
-    "detector": ["baseline_fps", "service_fps", "ratio"],
+    "detector": ["baseline_fps", "service_fps", "ratio", "torch.ratio_per_cpu_s"],
     "pipeline": ["baseline_fps", "pipeline_fps", "ratio", "ratio_per_cpu_s"],
     "latency": ["decode.p50_ms", "bus_frames.p50_ms", "analysis.p99_ms", "total.n"],
     "overload": [
