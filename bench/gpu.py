@@ -239,15 +239,22 @@ def run(smoke: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)  # on a small shared CPU, one thread gives comparable figures
     images = [image for f in bikes_frames(size["frames"]) if not isinstance(image := decode_frame(f), str)]
     for precision in ("fp32", "fp16") if gpu else ("fp32",):
-        models = result[f"model_vs_analyzer_{precision}"] = model_vs_analyzer(images, device, precision, size)
+        models = model_vs_analyzer(images, device, precision, size)
+        partial(result, f"model_vs_analyzer_{precision}", models)
         with tempfile.TemporaryDirectory() as tmp:
-            served = result[f"service_{precision}"] = asyncio.run(
-                service(size["service_frames"], device, precision, size, Path(tmp))
-            )
+            served = asyncio.run(service(size["service_frames"], device, precision, size, Path(tmp)))
         alone = models[f"batch_{served['batch']}"]["analyzer_tensors_fps"]
         served["service_vs_analyzer"] = round(served["fps"] / alone, 3)
-        result[f"pipeline_{precision}"] = pipeline_on_device(device, precision, size["model"], smoke)
+        partial(result, f"service_{precision}", served)
+        partial(result, f"pipeline_{precision}", pipeline_on_device(device, precision, size["model"], smoke))
     return result
+
+
+def partial(result: dict[str, Any], key: str, figures: dict[str, Any]) -> None:
+    """Keep a section's figures, and print them to stderr at once: a device run cut short by
+    its time limit still leaves every finished section in its log."""
+    result[key] = figures
+    print(json.dumps({key: figures}), file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

