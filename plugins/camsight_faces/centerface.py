@@ -27,6 +27,7 @@ import numpy as np
 from camsight.analyzers import Precision
 from camsight.analyzers.devices import prepare_module, torch_dtype
 from camsight.analyzers.onnxrt import fully_convolutional, load_model, session
+from camsight.analyzers.onnxtorch import to_torch
 
 from camsight_faces.faces import Faces, FloatArray, nms
 from camsight_faces.models import centerface_onnx
@@ -184,14 +185,13 @@ class CenterFaceTorch:
         device: str = "cpu",
         precision: Precision | None = None,
     ) -> None:
-        import onnx2torch
         import torch
 
         self.max_side = max_side
         self._torch = torch
         self.device = torch.device(device)
         self.dtype = torch_dtype(precision)
-        module = onnx2torch.convert(load_model(model or centerface_onnx()))
+        module = to_torch(load_model(model or centerface_onnx()))
         self.module = prepare_module(module, device, precision)
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Faces]:

@@ -36,6 +36,7 @@ from camsight.analyzers import (
 )
 from camsight.analyzers.devices import cuda_available, prepare_module, torch_dtype
 from camsight.analyzers.onnxrt import load_model, session
+from camsight.analyzers.onnxtorch import to_torch
 from pydantic import Field
 
 from camsight_torch.common import label_of, load_labels
@@ -176,11 +177,13 @@ class OnnxYolo(FrameAnalyzer):
         return lambda batch: ort.run(None, {spec.name: batch})[0]
 
     def _torch_runner(self) -> Any:
-        import onnx2torch
         import torch
 
         device = resolve_device(self.cfg.device)
-        module = prepare_module(onnx2torch.convert(load_model(self.cfg.model)), device, self.cfg.precision)
+        model = load_model(self.cfg.model)
+        # A file exported for one image at a time (ultralytics' default) runs a batch image by image.
+        self._batched = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value != 1
+        module = prepare_module(to_torch(model), device, self.cfg.precision)
         dtype = torch_dtype(None if self.cfg.precision == "int8" else self.cfg.precision)
 
         def run(batch: Floats) -> Floats:

@@ -118,9 +118,17 @@ def exports(tmp_path_factory: pytest.TempPathFactory, frames: list[Image]) -> di
     return out
 
 
-def _camsight_boxes(model: Path, images: list[Image]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+def _camsight_boxes(
+    model: Path, images: list[Image], runtime: str = "auto"
+) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
     """yolo_onnx on ``images`` as one batch: per image, pixel xyxy boxes, scores and labels."""
-    config = {"model": str(model), "input_size": SIZE, "conf_threshold": CONF, "iou_threshold": IOU}
+    config = {
+        "model": str(model),
+        "input_size": SIZE,
+        "conf_threshold": CONF,
+        "iou_threshold": IOU,
+        "runtime": runtime,
+    }
     analyzer = instantiate(OnnxYolo, {**config, "max_detections": MAX_DET}, device="cpu")
     analyzer.load()
     infos = [FrameInfo("cam", i, image.shape[1], image.shape[0]) for i, image in enumerate(images)]
@@ -157,6 +165,60 @@ def test_ultralytics_exports_decode_like_ultralytics(
             compared += len(boxes)
     assert compared >= 3 * len(frames), "too few boxes above the threshold to compare anything"
     assert attempts == []
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolo11n"])
+def test_the_torch_runtime_runs_default_exports_like_onnxruntime(
+    exports: dict[str, Path], frames: list[Image], name: str
+) -> None:
+    """``runtime: torch`` (onnx2torch, how a GPU runs them) on the file ``yolo export`` writes by default:
+    opset 18, whose Split and Resize onnx2torch 1.5 cannot convert by itself, and a fixed batch of
+    one, given here a batch of six frames. The same boxes, scores and classes as onnxruntime."""
+    import onnx
+
+    model = onnx.load(str(exports[name]))
+    assert model.opset_import[0].version >= 18, (
+        "the default export is no longer opset 18: this test proves less"
+    )
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    by_torch = _camsight_boxes(exports[name], frames, runtime="torch")
+    by_onnxruntime = _camsight_boxes(exports[name], frames, runtime="onnxruntime")
+    assert sum(len(scores) for _, scores, _ in by_onnxruntime) > 0, "no detections: nothing compared"
+    for (boxes, scores, labels), (ref_boxes, ref_scores, ref_labels) in zip(
+        by_torch, by_onnxruntime, strict=True
+    ):
+        # The same detections, matched by box: near ties in score may leave NMS in another order.
+        assert sorted(labels) == sorted(ref_labels)
+        unmatched = list(range(len(ref_labels)))
+        for box, score, label in zip(boxes, scores, labels, strict=True):
+            j = min(unmatched, key=lambda k: float(np.abs(ref_boxes[k] - box).max()))
+            assert ref_labels[j] == label
+            assert np.abs(ref_boxes[j] - box).max() < 0.1  # pixels: float sums in another order
+            assert abs(ref_scores[j] - score) < 1e-4
+            unmatched.remove(j)
+
+
+def test_an_op_torch_cannot_convert_is_one_line(tmp_path: Path) -> None:
+    """An op onnx2torch has no converter for names itself and the way out, in one line."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Resize", ["images", "", "scales"], ["out"], antialias=1, mode="linear")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 0.5, 0.5])],
+    )
+    path = tmp_path / "antialias.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    analyzer = instantiate(OnnxYolo, {"model": str(path), "runtime": "torch"}, device="cpu")
+    with pytest.raises(AnalyzerError) as caught:
+        analyzer.load()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "Resize (opset 18) with antialias=1" in message and "opset 17" in message
 
 
 def test_a_corrupt_onnx_file_is_one_line(tmp_path: Path, exports: dict[str, Path]) -> None:
