@@ -1,10 +1,10 @@
 """The whole pipeline on one device, for ``bench/gpu.py``: decode -> detect -> track -> events indexed.
 
-A clip of bikes.mp4 scaled to 1920x1080 (640x360 for ``smoke`` on a CPU) and
-encoded as H.264 (a codec NVDEC decodes) plays on ``copies`` cameras with
-``decode: nvdec`` and frames kept at 1080p on the bus, through the embedded
-pipeline (decoder, detector with the torchvision detector taking tensors on
-the device, behavior, query). Reported: frames/s from registering the cameras
+A clip of bikes.mp4 scaled to 1920x1080 or kept at its 640x272 (640x360 for
+``smoke`` on a CPU) and encoded as H.264 (a codec NVDEC decodes) plays on
+``copies`` cameras with ``decode: nvdec`` and frames kept at that size on the
+bus, through the embedded pipeline (decoder, detector with the analyzers
+given: the torchvision detector or YOLOv8n, behavior, query). Reported: frames/s from registering the cameras
 until every frame was analysed, cameras per device at 5 and 25 fps, what
 decoded the video (NVDEC, or the CPU and why), and the GPU's utilisation
 sampled through NVML every 0.2 s while the frames flow. On a CPU-only machine
@@ -87,15 +87,24 @@ def write_h264(source: Path, target: Path, frames: int, size: tuple[int, int]) -
     return target
 
 
-def pipeline_on_device(device: str, precision: str, model: str, smoke: bool) -> dict[str, Any]:
-    """One whole-pipeline run at ``precision``; sized to a few seconds of frames on a GPU."""
+FULL_HD = (1920, 1080)
+
+
+def pipeline_on_device(
+    device: str,
+    precision: str,
+    analyzers: dict[str, dict[str, Any]],
+    smoke: bool,
+    size: tuple[int, int] = FULL_HD,
+) -> dict[str, Any]:
+    """One whole-pipeline run of the detector's ``analyzers`` at ``precision`` on ``size`` frames
+    (640x360 for ``smoke`` on a CPU); sized to a few seconds of frames on a GPU."""
     gpu = device.startswith("cuda")
-    size = (1920, 1080) if gpu or not smoke else (640, 360)
+    size = size if gpu or not smoke else (640, 360)
     copies, frames = (8, 125) if gpu and not smoke else (2, 32) if gpu else (1, 8 if smoke else 24)
     batch = 32 if gpu else 4
-    detector = {"model": model, "random_weights": True, "min_score": 0.3}
     config = settings(
-        {"torchvision_detector": detector},
+        analyzers,
         batch=batch,
         device=device,
         precision=precision,

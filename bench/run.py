@@ -164,6 +164,8 @@ HEADLINES: dict[str, list[tuple[str, str, str]]] = {
         ),
         ("pipeline_fp32.fps", "Frames/s, whole pipeline, 1080p with NVDEC (fp32)", ">= 1,500 (H200)"),
         ("pipeline_fp32.cameras_at_25fps", "25-fps cameras per device, whole pipeline (fp32)", ""),
+        ("yolo_fp32.batch_8_fps", "YOLOv8n (torch runtime) analyzer, batch 8 (GPU), frames/s", ""),
+        ("pipeline_yolo_fp32.fps", "Frames/s, whole pipeline with YOLOv8n, 1080p with NVDEC (fp32)", ""),
     ],
 }
 

@@ -7,7 +7,8 @@
 # needs beside it travels as wheels in .device/wheels (git-ignored, carried by the run):
 # the dependencies that image lacks, at the versions of this venv, built for CPython 3.12,
 # torchcodec for that torch, and camsight itself (for its plugin entry points). Torch,
-# torchvision, OpenCV and numpy are the image's own, never carried. The whole tree that
+# torchvision, OpenCV and numpy are the image's own, never carried. YOLOv8n's graph (no
+# weights: bench/gpu_yolo.py) goes with them. The whole tree that
 # travels must stay under 64 MiB: the script prints the size.
 #
 # Usage: bash bench/device/prepare.sh   (then the `run` call in docs/performance.md)
@@ -32,5 +33,8 @@ done
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d "$WHEELS" "${pins[@]}" "$TORCHCODEC"
 "$PIP" wheel -q --no-deps --no-build-isolation -w "$WHEELS" .
-echo "prepare: $(ls "$WHEELS" | wc -l) wheels, $(du -sm "$WHEELS" | cut -f1) MiB in $WHEELS;" \
+# YOLOv8n's graph without its weights (ultralytics, a test extra, is not on the device).
+rm -f .device/yolov8n-graph.onnx
+"$(dirname "$PIP")/python" bench/gpu_yolo.py --graph .device/yolov8n-graph.onnx
+echo "prepare: $(ls "$WHEELS" | wc -l) wheels and the YOLO graph, $(du -sm .device | cut -f1) MiB in .device;" \
   "the tree that travels: $(( $(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1) / 1048576 )) MiB more"
