@@ -170,15 +170,18 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
             port = query.settings["services"]["query"]["port"]
             client = Client(f"127.0.0.1:{port}", token=token_of(values), timeout=5)
 
-            def events() -> list[Any]:
+            read: list[Any] = []
+
+            def events_read() -> bool:
+                """The events as listed by the API (kept: a second call could time out under load)."""
                 with contextlib.suppress(ClientError):
                     reply = client.call(client.events().ListEvents, event_service_pb2.ListEventsRequest())
-                    return list(reply.events)
-                return []
+                    read[:] = reply.events
+                return bool(read)
 
             try:
-                await wait_for(lambda: bool(events()), 120, "an event of the values' camera read back")
-                assert {e.camera_id for e in events()} == {values["cameras"][0]["id"]}
+                await wait_for(events_read, 120, "an event of the values' camera read back")
+                assert {e.camera_id for e in read} == {values["cameras"][0]["id"]}
                 # The API refuses a caller without the token.
                 anonymous = Client(f"127.0.0.1:{port}", timeout=5)
                 with pytest.raises(ClientError, match="UNAUTHENTICATED"):
