@@ -45,3 +45,20 @@ async def test_every_event_stored_before_the_block_ends_reaches_the_callback(tmp
             releasing = asyncio.create_task(release_once_delivered())
         await releasing
         assert handled == ids
+
+
+async def test_a_failing_callback_does_not_hold_the_end_of_the_block(tmp_path: Path) -> None:
+    """``camsight run --json | head -1``: the printer fails on every later event; the run
+    still ends at once instead of waiting for events that will never be handled."""
+    async with EmbeddedPipeline(Settings(instance="watch"), tmp_path, services=DECODER_ONLY) as pipeline:
+        failed: list[str] = []
+
+        def broken_pipe(event: event_pb2.Event) -> None:
+            failed.append(event.id)
+            raise BrokenPipeError
+
+        async with asyncio.timeout(30):  # the block's own wait would be an hour
+            async with pipeline.watch_events(broken_pipe, settle_s=3600):
+                event = event_pb2.Event(id="e", type=event_pb2.EVENT_TYPE_ZONE_ENTER, camera_id="c")
+                await pipeline.bus.publish_event(event)
+        assert failed == ["e"]

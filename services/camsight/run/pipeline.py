@@ -332,30 +332,31 @@ class EmbeddedPipeline:
 
         A block that ends normally first waits (at most ``settle_s``) until ``callback``
         has had every event stored before the end: events the server has delivered but
-        the callback has not reached yet would be dropped with the subscription, and
-        under load the last events of a run were (``drained`` sees them delivered).
+        the callback has not reached yet would be dropped with the subscription, so under
+        load a run could lose its last events (``drained`` counts them as delivered).
         """
-        events = self.bus.js
-        start = (await events.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        js = self.bus.js
+        start = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
         handled = start
         progressed = asyncio.Event()
 
         async def on_msg(msg: Msg) -> None:
             nonlocal handled
-            event = event_pb2.Event.FromString(msg.data)
-            result = callback(event)
-            if asyncio.iscoroutine(result):
-                await result
-            handled = msg.metadata.sequence.stream
-            progressed.set()
+            try:
+                result = callback(event_pb2.Event.FromString(msg.data))
+                if asyncio.iscoroutine(result):
+                    await result
+            finally:  # handed on even if the callback failed (a closed stdout): no wait for it
+                handled = msg.metadata.sequence.stream
+                progressed.set()
 
         # By sequence, not DeliverPolicy.NEW: exactly the events after `start`, so the
         # wait below knows which to expect.
         since = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
-        sub = await events.subscribe(subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True, config=since)
+        sub = await js.subscribe(subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True, config=since)
         try:
             yield
-            last = (await events.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+            last = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
             try:
                 async with asyncio.timeout(settle_s):
                     while handled < last:
