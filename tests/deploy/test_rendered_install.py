@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -45,12 +46,14 @@ SERVICES = {
     "behavior": "StatefulSet",
     "query": "Deployment",
 }
-JETSTREAM_REFUSALS = (
-    "10028",
-    "10047",
-    "insufficient resources",
-    "insufficient storage",
-    "insufficient memory",
+# JetStream refusing a stream its resources (10023, 10028 memory, 10047 storage), as
+# nats-server writes the API error ("insufficient storage resources available (10047)"),
+# nats-py prints it ("err_code=10047") or placement reports it ("no suitable peers for
+# placement, insufficient storage"). Never the bare codes: those five digits turn up in
+# the microseconds of log timestamps (about 1 run in 100 has such a line) and as the
+# [pid] of every line of a nats-server whose process id is 10028 or 10047.
+JETSTREAM_REFUSAL = re.compile(
+    r"insufficient (?:storage|memory|resources)|\(100(?:23|28|47)\)|err_code=100(?:23|28|47)", re.IGNORECASE
 )
 
 RESERVED = {
@@ -60,6 +63,11 @@ RESERVED = {
 }
 
 needs_helm()
+
+
+def jetstream_refusals(text: str) -> list[str]:
+    """The lines of ``text`` in which JetStream refuses resources (shown when a check fails)."""
+    return [line for line in text.splitlines() if JETSTREAM_REFUSAL.search(line)]
 
 
 def camera_of_replica_zero(replicas: int) -> str:
@@ -149,7 +157,7 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         output = declared.stdout + declared.stderr
         assert declared.returncode == 0, output[-3000:]
         assert "topology declared: FRAMES" in declared.stdout
-        assert not [e for e in JETSTREAM_REFUSALS if e in output.lower()], output[-3000:]
+        assert not jetstream_refusals(output), output[-3000:]
         # What the servers reserve is what the chart sized the stores against.
         limits = {k: v for n in nodes for k, v in n.byte_limits().items()}
         assert {(storage, s) for s, (storage, size) in limits.items() if size > 0} == RESERVED
@@ -162,15 +170,18 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
             port = query.settings["services"]["query"]["port"]
             client = Client(f"127.0.0.1:{port}", token=token_of(values), timeout=5)
 
-            def events() -> list[Any]:
+            read: list[Any] = []
+
+            def events_read() -> bool:
+                """The events as listed by the API (kept: a second call could time out under load)."""
                 with contextlib.suppress(ClientError):
                     reply = client.call(client.events().ListEvents, event_service_pb2.ListEventsRequest())
-                    return list(reply.events)
-                return []
+                    read[:] = reply.events
+                return bool(read)
 
             try:
-                await wait_for(lambda: bool(events()), 120, "an event of the values' camera read back")
-                assert {e.camera_id for e in events()} == {values["cameras"][0]["id"]}
+                await wait_for(events_read, 120, "an event of the values' camera read back")
+                assert {e.camera_id for e in read} == {values["cameras"][0]["id"]}
                 # The API refuses a caller without the token.
                 anonymous = Client(f"127.0.0.1:{port}", timeout=5)
                 with pytest.raises(ClientError, match="UNAUTHENTICATED"):
@@ -185,7 +196,7 @@ async def test_the_rendered_install_becomes_ready_and_serves_events(values_file:
         assert set(codes.values()) == {0}, codes
         logs = "".join(n.log.read_text() for n in nodes)
         assert "Violation" not in logs, [line for line in logs.splitlines() if "Violation" in line][:5]
-        assert not [e for e in JETSTREAM_REFUSALS if e in logs.lower()]
+        assert not jetstream_refusals(logs)
         # The rendered preStop puts a node in lame duck mode; the others keep a quorum.
         signal = await asyncio.to_thread(subprocess.run, nodes[0].pre_stop, capture_output=True, timeout=30)
         assert signal.returncode == 0, signal.stderr

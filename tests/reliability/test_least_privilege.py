@@ -255,11 +255,11 @@ async def assert_decoder_is_fenced(server: EmbeddedNats, users: dict[str, Servic
     try:
         await assert_inboxes_are_private(server, users, decoder, owner)  # (also puts "alice")
         # What the decoder does is allowed ...
-        await decoder.publish(subjects.frames("cam"), b"frame", timeout=2)
+        await decoder.publish(subjects.frames("cam"), b"frame")  # (the default timeout: allowed, acked)
         # (it reads a file camera's last frame back when it takes the camera over)
         assert await decoder.direct_get(subjects.FRAMES_STREAM, last_on=subjects.frames("cam")) == b"frame"
         status = event_pb2.Event(id="s", type=event_pb2.EVENT_TYPE_CAMERA_STATUS, camera_id="cam")
-        await decoder.publish_event(status, timeout=2)
+        await decoder.publish_event(status)
         # ... anything else is refused.
         fake = event_pb2.Event(id="forged", type=event_pb2.EVENT_TYPE_FACE_RECOGNIZED, camera_id="cam")
         js = decoder.nc.jetstream(timeout=1)  # a refused API call shows as a timeout: keep it short

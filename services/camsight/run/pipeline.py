@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
 
 from camsight.bus import Bus, connect, subjects
@@ -326,21 +326,49 @@ class EmbeddedPipeline:
         return reply.identity
 
     @contextlib.asynccontextmanager
-    async def watch_events(self, callback: EventCallback) -> AsyncIterator[None]:
+    async def watch_events(self, callback: EventCallback, settle_s: float = 60.0) -> AsyncIterator[None]:
         """Call ``callback`` for every event stored from now on (an ordered consumer;
-        the events of earlier runs in a reused data folder are not replayed)."""
+        the events of earlier runs in a reused data folder are not replayed).
+
+        A block that ends normally first waits (at most ``settle_s``) until ``callback``
+        has had every event stored before the end: events the server has delivered but
+        the callback has not reached yet would be dropped with the subscription, so under
+        load a run could lose its last events (``drained`` counts them as delivered).
+        """
+        js = self.bus.js
+        start = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+        handled = start
+        progressed = asyncio.Event()
 
         async def on_msg(msg: Msg) -> None:
-            event = event_pb2.Event.FromString(msg.data)
-            result = callback(event)
-            if asyncio.iscoroutine(result):
-                await result
+            nonlocal handled
+            try:
+                result = callback(event_pb2.Event.FromString(msg.data))
+                if asyncio.iscoroutine(result):
+                    await result
+            finally:  # handed on even if the callback failed (a closed stdout): no wait for it
+                handled = msg.metadata.sequence.stream
+                progressed.set()
 
-        sub = await self.bus.js.subscribe(
-            subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
-        )
+        # By sequence, not DeliverPolicy.NEW: exactly the events after `start`, so the
+        # wait below knows which to expect.
+        since = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1)
+        sub = await js.subscribe(subjects.EVENTS_ALL, cb=on_msg, ordered_consumer=True, config=since)
         try:
             yield
+            last = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+            try:
+                async with asyncio.timeout(settle_s):
+                    while handled < last:
+                        progressed.clear()
+                        await progressed.wait()
+            except TimeoutError:
+                log.warning(
+                    "events after #%d were not all handed on within %.0fs (%d stored)",
+                    handled,
+                    settle_s,
+                    last,
+                )
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
