@@ -10,6 +10,8 @@ these add the other failures of issue 11.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from camsight.query.settings import default_index_path
 from camsight.v1 import analysis_pb2, camera_pb2, event_pb2, frame_pb2
 from helpers import sample_video, wait_for
 from processes import ServiceProcess, cluster, restarted, retry
+
+TESTS = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -460,6 +464,94 @@ async def test_killed_analyzer_replica_frames_are_redelivered(
     assert codes == [0, 0], replicas[1].log.read_text()[-3000:] + decoder.log.read_text()[-3000:]
     # Replica 0 never returned from analyze(): these results came from the survivor.
     assert in_hand and all(seen[seq] == 1 for seq in in_hand), in_hand
+
+
+# -- behavior far behind the analyzers ---------------------------------------------------
+
+
+def slow_rule_site(tmp_path: Path) -> Path:
+    """A folder that, on ``PYTHONPATH``, installs slow_rule.py as a rule plugin (entry point)."""
+    info = tmp_path / "site" / "slow_rule-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-rule\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[camsight]\nslow_rule = slow_rule\n")
+    return info.parent
+
+
+async def test_a_file_keeps_every_snapshot_however_far_behavior_lags(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A real decoder plays a file losslessly to a fast detector and a behavior slowed by a
+    heavy rule to a tenth of their rate, with the default ``frames_per_camera`` (32): the
+    camera is paced on behavior too (decision 0079), so every snapshot frame is still on
+    FRAMES when behavior gets to it, and every event message names a stored snapshot."""
+    from behavior.truth_video import FPS, Figure, write
+
+    bus = await client([nats_server.url], "lag-test")
+    await bus.ensure_topology()
+    # Two walkers early in a 200-frame file: their frames would be long evicted (the
+    # analyzers are done with the file in a few seconds) before a slow behavior got to them.
+    walkers = [Figure([(0, -20, 120), (40, 340, 120)]), Figure([(30, 340, 220), (70, -20, 220)])]
+    video = write(tmp_path / "walk.mp4", walkers, 200)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps([[b for f in walkers if (b := f.box(i))] for i in range(200)]))
+    common = {"nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1}, "log": {"level": "INFO"}}
+    camera = {
+        "id": "cam",
+        "source": str(video),
+        "rules": [
+            {"id": "seen", "type": "object_detected", "labels": ["person"]},
+            {"id": "heavy", "type": "slow", "config": {"cost_s": 0.05}},
+        ],
+    }
+    env = {
+        "PYTHONPATH": os.pathsep.join(
+            [
+                str(slow_rule_site(tmp_path)),
+                str(TESTS),
+                str(TESTS / "reliability"),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        )
+    }
+    truth_analyzer = {"sparse_truth": {"truth": str(truth), "fps": FPS, "drop": 0.2}}
+    detector = {"analyzers": truth_analyzer, "plugin_modules": ["behavior.truth_plugin"]}
+    services = [
+        ServiceProcess("decoder", tmp_path / "decoder", common | {"cameras": [camera]}, env=env),
+        ServiceProcess("behavior", tmp_path / "behavior", common | {"cameras": [camera]}, env=env),
+        ServiceProcess(
+            "detector", tmp_path / "detector", common | {"services": {"detector": detector}}, env=env
+        ),
+    ]
+    try:
+        # The camera waits for an analyzer (behavior's consumer alone starts nothing): the
+        # detector comes last, once behavior follows the camera, so every frame is paced on it.
+        for process in services:
+            process.workdir.mkdir()
+            process.start()
+            await wait_for(process.ready, 60, f"{process.name} ready")
+            if process.name == "behavior":
+                await wait_for(lambda: follows(bus), 30, "behavior following the camera's frames")
+        status = await wait_for_camera_end(bus)
+        assert status.frames_published == 200 and status.frames_dropped == 0
+        last = (await bus.js.stream_info(subjects.DETECTIONS_STREAM)).state.last_seq
+        await wait_for(lambda: handled(bus, last), 60, "behavior through every result")
+        events = [event_pb2.Event.FromString(m) for m in await stream_messages(bus, subjects.EVENTS_STREAM)]
+    finally:
+        codes = [await p.stop() for p in reversed(services)]
+        await bus.close()
+    assert codes == [0, 0, 0], "".join(p.log.read_text()[-2000:] for p in services)
+    seen = [e for e in events if e.rule_id == "seen"]
+    assert len({e.id for e in seen}) == 2, [(e.id, e.state) for e in seen]
+    assert all(e.snapshot_id for e in seen), [(e.id, e.state, e.snapshot_id) for e in seen]
+
+
+async def follows(bus: Bus) -> bool:
+    try:
+        info = await bus.js.consumer_info(subjects.FRAMES_STREAM, "behavior-frames-cam")
+    except nats.js.errors.NotFoundError:
+        return False
+    return info.config.filter_subject == subjects.frames("cam")
 
 
 async def wait_for_camera_end(bus: Bus) -> camera_pb2.CameraStatus:
