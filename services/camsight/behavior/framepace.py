@@ -22,9 +22,10 @@ A file never waits on behavior forever:
   reaches (no analyzer answers it) goes on;
 * a stopped replica's consumers are deleted by the server after
   ``frames_inactive_s`` without a fetch, and the decoder stops waiting for
-  them; a replica back sooner goes on where it left off, with every frame it
-  lacked still on FRAMES (what the previous process held comes again after
-  :data:`REDELIVER_S`);
+  them; a replica back sooner goes on where it left off (the frames it
+  lacked are still on FRAMES if it is back within ``streams.frames_max_age_s``,
+  30 s; later, at most the window's frames expired meanwhile); what the
+  previous process held comes again after :data:`REDELIVER_S`;
 * a camera that leaves the registry takes its consumer with it;
 * no behavior (``camsight run`` with no rule, a deployment without it): no
   such consumer, nothing to wait for.
