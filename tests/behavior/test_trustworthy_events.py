@@ -50,9 +50,6 @@ def run(
             }
         },
         "cameras": [{"id": "scene", "source": str(video), "analyzers": ["motion", "sparse_truth"], **camera}],
-        # Every frame stays fetchable for snapshots however far behavior lags behind the
-        # analyzers on a loaded machine (docs/rules.md, Snapshots): the events are compared whole.
-        "streams": {"frames_per_camera": 1000},
     }
     return camsight_run(tmp_path, video, config)
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from camsight.bus import Bus, subjects
 from camsight.bus.leases import LeaseTable, rendezvous_owner
-from camsight.bus.pacing import AckPacer, subject_matches
+from camsight.bus.pacing import FOLLOWER, AckPacer, subject_matches
 from helpers import wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -29,7 +29,13 @@ def test_subject_matches(pattern: str, subject: str, expected: bool) -> None:
     assert subject_matches(pattern, subject) is expected
 
 
-async def _pull(bus: Bus, durable: str, filter_subject: str = "frames.>", sample: str | None = "100%"):
+async def _pull(
+    bus: Bus,
+    durable: str,
+    filter_subject: str = "frames.>",
+    sample: str | None = "100%",
+    metadata: dict[str, str] | None = None,
+):
     return await bus.js.pull_subscribe(
         filter_subject,
         durable=durable,
@@ -39,6 +45,7 @@ async def _pull(bus: Bus, durable: str, filter_subject: str = "frames.>", sample
             ack_policy=AckPolicy.EXPLICIT,
             sample_freq=sample,
             filter_subject=filter_subject,
+            metadata=metadata,
         ),
     )
 
@@ -124,6 +131,33 @@ async def test_deleted_consumer_no_longer_paces(bus: Bus) -> None:
     await bus.js.delete_consumer(subjects.FRAMES_STREAM, "a")
     await bus.js.delete_consumer(subjects.FRAMES_STREAM, "b")
     await wait_for(lambda: channel.in_flight == 0, 5, "deleted consumers forgotten")
+    await pacer.close()
+
+
+async def test_a_follower_paces_but_alone_starts_nothing(bus: Bus) -> None:
+    # Behavior's consumer (decision 0079): it holds the window like an analyzer, but a
+    # subject only it reads waits for an analyzer.
+    follower = await _pull(bus, "behavior-frames-0", "frames.cam1", metadata=dict(FOLLOWER))
+    pacer = AckPacer(bus, subjects.FRAMES_STREAM, resync_s=0.3)
+    await pacer.start()
+    channel = pacer.channel(subjects.frames("cam1"), window=2)
+    first = asyncio.create_task(channel.wait_turn())
+    await wait_for(lambda: channel.waiting_for_consumers, 5, "waiting for analyzers")
+    assert not first.done() and not channel.ready()
+    analyzer = await _pull(bus, "det")
+    await asyncio.wait_for(first, 5)
+    for i in range(2):
+        await channel.wait_turn()
+        channel.published((await bus.publish(subjects.frames("cam1"), str(i).encode())).seq)
+    for msg in await analyzer.fetch(2, timeout=2):
+        await msg.ack()
+    await wait_for(lambda: len(channel._inflight[next(iter(channel._inflight))][1]) == 1, 5, "analyzer acks")
+    assert channel.in_flight == 2 and not channel.ready()  # the follower has acked nothing
+    held = await follower.fetch(2, timeout=2)
+    await held[0].ack()
+    await wait_for(lambda: channel.in_flight == 1, 5, "the follower's ack")
+    await held[1].ack()
+    await asyncio.wait_for(channel.drain(), 5)
     await pacer.close()
 
 

@@ -10,6 +10,8 @@ these add the other failures of issue 11.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +30,8 @@ from camsight.query.settings import default_index_path
 from camsight.v1 import analysis_pb2, camera_pb2, event_pb2, frame_pb2
 from helpers import sample_video, wait_for
 from processes import ServiceProcess, cluster, restarted, retry
+
+TESTS = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -460,6 +464,126 @@ async def test_killed_analyzer_replica_frames_are_redelivered(
     assert codes == [0, 0], replicas[1].log.read_text()[-3000:] + decoder.log.read_text()[-3000:]
     # Replica 0 never returned from analyze(): these results came from the survivor.
     assert in_hand and all(seen[seq] == 1 for seq in in_hand), in_hand
+
+
+# -- behavior far behind the analyzers ---------------------------------------------------
+
+
+def slow_rule_site(tmp_path: Path) -> Path:
+    """A folder that, on ``PYTHONPATH``, installs slow_rule.py as a rule plugin (entry point)."""
+    info = tmp_path / "site" / "slow_rule-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: slow-rule\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[camsight]\nslow_rule = slow_rule\n")
+    return info.parent
+
+
+def walk_file_services(tmp_path: Path, nats_server: EmbeddedNats, **behavior: Any) -> list[ServiceProcess]:
+    """Decoder, behavior (``behavior`` settings) and a fast detector (the scene's true boxes)
+    for camera ``cam``: a 200-frame file with two walkers early on, whose frames would be
+    long evicted (the analyzers are done with the file in a few seconds) before a slow
+    behavior got to them; rules ``seen`` (object_detected) and ``heavy`` (slow_rule.py,
+    50 ms of behavior's time per frame: a tenth of the analyzers' rate)."""
+    from behavior.truth_video import FPS, Figure, write
+
+    walkers = [Figure([(0, -20, 120), (40, 340, 120)]), Figure([(30, 340, 220), (70, -20, 220)])]
+    video = write(tmp_path / "walk.mp4", walkers, 200)
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps([[b for f in walkers if (b := f.box(i))] for i in range(200)]))
+    common = {"nats": {"servers": [nats_server.url], "reconnect_wait_s": 0.1}, "log": {"level": "INFO"}}
+    camera = {
+        "id": "cam",
+        "source": str(video),
+        "rules": [
+            {"id": "seen", "type": "object_detected", "labels": ["person"]},
+            {"id": "heavy", "type": "slow", "config": {"cost_s": 0.05}},
+        ],
+    }
+    path = [slow_rule_site(tmp_path), TESTS, TESTS / "reliability"]
+    env = {"PYTHONPATH": os.pathsep.join([*map(str, path), os.environ.get("PYTHONPATH", "")])}
+    truth_analyzer = {"sparse_truth": {"truth": str(truth), "fps": FPS, "drop": 0.2}}
+    detector = {"analyzers": truth_analyzer, "plugin_modules": ["behavior.truth_plugin"]}
+    settings = {
+        "decoder": {"cameras": [camera]},
+        "behavior": {"cameras": [camera], "services": {"behavior": behavior}},
+        "detector": {"services": {"detector": detector}},
+    }
+    services = [
+        ServiceProcess(name, tmp_path / name, common | extra, env=env) for name, extra in settings.items()
+    ]
+    for process in services:
+        process.workdir.mkdir()
+    return services
+
+
+async def start(process: ServiceProcess) -> None:
+    process.start()
+    await wait_for(process.ready, 60, f"{process.name} ready")
+
+
+async def test_a_file_keeps_every_snapshot_however_far_behavior_lags(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A real decoder plays a file losslessly to a fast detector and a behavior slowed by a
+    heavy rule to a tenth of their rate, with the default ``frames_per_camera`` (32): the
+    camera is paced on behavior too (decision 0079), so every snapshot frame is still on
+    FRAMES when behavior gets to it, and every event message names a stored snapshot."""
+    bus = await client([nats_server.url], "lag-test")
+    await bus.ensure_topology()
+    services = walk_file_services(tmp_path, nats_server)
+    decoder, behavior, detector = services
+    try:
+        # The camera waits for an analyzer (behavior's consumer alone starts nothing): the
+        # detector comes last, once behavior follows the camera, so every frame is paced on it.
+        await start(decoder)
+        await start(behavior)
+        await wait_for(lambda: follows(bus), 30, "behavior following the camera's frames")
+        await start(detector)
+        status = await wait_for_camera_end(bus)
+        assert status.frames_published == 200 and status.frames_dropped == 0
+        last = (await bus.js.stream_info(subjects.DETECTIONS_STREAM)).state.last_seq
+        await wait_for(lambda: handled(bus, last), 60, "behavior through every result")
+        events = [event_pb2.Event.FromString(m) for m in await stream_messages(bus, subjects.EVENTS_STREAM)]
+    finally:
+        codes = [await p.stop() for p in reversed(services)]
+        await bus.close()
+    assert codes == [0, 0, 0], "".join(p.log.read_text()[-2000:] for p in services)
+    seen = [e for e in events if e.rule_id == "seen"]
+    assert len({e.id for e in seen}) == 2, [(e.id, e.state) for e in seen]
+    assert all(e.snapshot_id for e in seen), [(e.id, e.state, e.snapshot_id) for e in seen]
+
+
+async def test_a_stopped_behavior_holds_a_file_back_only_until_its_consumer_expires(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """Behavior follows the camera, then stops (its consumer stays, for a restart): the file
+    is held back, and goes on to its end once the server deleted the idle consumer after
+    ``frames_inactive_s``; a file never waits on a behavior that is gone."""
+    bus = await client([nats_server.url], "stopped-behavior-test")
+    await bus.ensure_topology()
+    decoder, behavior, detector = walk_file_services(tmp_path, nats_server, frames_inactive_s=5)
+    try:
+        await start(decoder)
+        await start(behavior)
+        await wait_for(lambda: follows(bus), 30, "behavior following the camera's frames")
+        assert await behavior.stop() == 0
+        assert await follows(bus)  # kept: a replica back within frames_inactive_s goes on
+        await start(detector)
+        status = await wait_for_camera_end(bus)
+        assert status.frames_published == 200 and status.frames_dropped == 0
+        assert not await follows(bus)
+    finally:
+        codes = [await detector.stop(), await decoder.stop()]
+        await bus.close()
+    assert codes == [0, 0], detector.log.read_text()[-2000:] + decoder.log.read_text()[-2000:]
+
+
+async def follows(bus: Bus) -> bool:
+    try:
+        info = await bus.js.consumer_info(subjects.FRAMES_STREAM, "behavior-frames-cam")
+    except nats.js.errors.NotFoundError:
+        return False
+    return info.config.filter_subject == subjects.frames("cam")
 
 
 async def wait_for_camera_end(bus: Bus) -> camera_pb2.CameraStatus:

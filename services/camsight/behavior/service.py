@@ -42,6 +42,7 @@ from pydantic import ValidationError
 from camsight.behavior import checkpoint, partition
 from camsight.behavior.engine import Engine, Stats
 from camsight.behavior.events import ENDED, Emission
+from camsight.behavior.framepace import FrameFollower
 from camsight.behavior.rules import checked_registry
 from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.snapshots import SnapshotStore, Stored
@@ -85,9 +86,14 @@ class BehaviorService(Service):
         self._saved: dict[str, float] = {}  # camera -> monotonic time of its last checkpoint
         self._saved_position: dict[str, int] = {}  # camera -> position in its last checkpoint
         self._start_seq: int | None = None  # where this process's consumer starts, once chosen
+        self._follower: FrameFollower | None = None  # pacing lossless cameras (decision 0079)
+        self._last_result = -math.inf  # monotonic time the last result came in
 
     async def start(self) -> None:
         self._snapshots = SnapshotStore(self.ctx.bus, self.config.snapshot_cache)
+        c = self.config
+        if c.follow_frames:
+            self._follower = FrameFollower(self.ctx.bus, c.frames_inactive_s)
         self._states = await self.ctx.bus.kv(subjects.BEHAVIOR_STATE_BUCKET)
         kv = await self.ctx.bus.kv(subjects.CAMERAS_BUCKET)
         self._watcher = await kv.watchall()
@@ -119,6 +125,8 @@ class BehaviorService(Service):
             for t in background:
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self._follower is not None:
+                await self._follower.close()
             async with self._lock:
                 # Nothing is ended here: the next owner of each camera goes on from this
                 # checkpoint (results held for reordering are in it and come again unacked).
@@ -126,6 +134,8 @@ class BehaviorService(Service):
                     await self._save(camera_id)
 
     async def close(self) -> None:
+        if self._follower is not None:
+            await self._follower.close()
         if self._watcher is not None:
             with contextlib.suppress(Exception):  # the connection may already be closed
                 await self._watcher.stop()
@@ -161,6 +171,8 @@ class BehaviorService(Service):
             config is not None
             and partition.owner(config.id, self.config.replicas) == self.config.replica_index
         )
+        if mine and config is not None and self._follower is not None:
+            self._follower.follow(config.id)  # first: the decoder may start the camera meanwhile
         async with self._lock:
             emissions: list[Emission] = []
             # A camera of this replica that left the registry (another replica's camera is
@@ -179,6 +191,8 @@ class BehaviorService(Service):
             await self._ack_released()
             if gone is not None:
                 await self._forget(gone)
+                if self._follower is not None:
+                    await self._follower.unfollow(gone)
             if mine and config is not None:
                 await self._save(config.id)
         owned = frozenset(self.engine.cameras)
@@ -301,10 +315,18 @@ class BehaviorService(Service):
     async def _handle(self, msg: Msg) -> Held | None:
         result = analysis_pb2.AnalysisResult.FromString(msg.data)
         check_result(result, msg.subject)
+        try:
+            return await self._process(msg, result, msg.metadata.sequence.stream)
+        finally:
+            self._last_result = time.monotonic()
+
+    async def _process(self, msg: Msg, result: analysis_pb2.AnalysisResult, position: int) -> Held | None:
+        """A checked result at DETECTIONS sequence ``position``: into the engine, out as events."""
         stream, seq = (result.frame.camera_id, result.analyzer), result.frame.seq
-        camera, position = result.frame.camera_id, msg.metadata.sequence.stream
+        camera = result.frame.camera_id
         async with self._lock:
             if position <= self._position.get(camera, 0):
+                await self._got_past(result)
                 return None  # already in the camera's state (restored from a checkpoint)
             if self._snapshots is not None:
                 self._snapshots.note(result)  # before the engine: its snapshots may need these boxes
@@ -317,7 +339,13 @@ class BehaviorService(Service):
             if self.engine.holds(*stream, seq):
                 self._held.setdefault(stream, {})[seq] = msg
                 return HELD
+            await self._got_past(result)
         return None
+
+    async def _got_past(self, result: analysis_pb2.AnalysisResult) -> None:
+        """The result's frame is no longer needed for a snapshot, nor are the camera's earlier ones."""
+        if self._follower is not None and result.frame.stream == subjects.FRAMES_STREAM:
+            await self._follower.done(result.frame.camera_id, result.frame.stream_sequence)
 
     async def _ack_released(self, stream: tuple[str, str] | None = None) -> None:
         """Ack the held results of ``stream`` (or all) that the engine has processed or dropped.
@@ -342,6 +370,9 @@ class BehaviorService(Service):
                 await self._publish(emissions)
                 await self._ack_released()
                 await self._save_due(sorted(self.engine.cameras))
+                idle = not self._held and time.monotonic() - self._last_result >= timeout
+                if idle and self._follower is not None:
+                    await self._follower.release_all()  # no result is coming for what it holds
 
     # -- events ----------------------------------------------------------------
 

@@ -57,6 +57,15 @@ class BehaviorSettings(BaseModel):
     checkpoint_interval_s: float = Field(
         5.0, gt=0, le=3600, description="wall time between checkpoints of a camera's state while results come"
     )
+    follow_frames: bool = Field(
+        True, description="pace lossless cameras on this replica's progress, so snapshot frames stay"
+    )
+    frames_inactive_s: float = Field(
+        60.0,
+        ge=5,
+        le=86400,
+        description="a stopped replica stops pacing lossless cameras after this long (decision 0079)",
+    )
     snapshot_cache: int = Field(4096, ge=16, description="snapshot names remembered as already stored")
 
     @model_validator(mode="after")

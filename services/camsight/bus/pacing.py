@@ -25,6 +25,11 @@ or below it is acked). Consumers appearing or disappearing are tracked via
 the CREATED/DELETED advisories and a refresh of the list whenever a channel
 has waited ``resync_s``. With no pacing consumer at all a channel waits
 (``waiting_for_consumers`` is true): nobody would read the messages.
+
+A *follower* (metadata :data:`FOLLOWER`) paces like any other pacing consumer
+but does not make a subject read: it follows what others read (behavior
+follows the frames the analyzers analyse, for its snapshots, decision 0079),
+so a subject whose only pacing consumers are followers still waits.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 ACK_METRIC = "$JS.EVENT.METRIC.CONSUMER.ACK.{stream}.*"
 CONSUMER_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.*.{stream}.*"
 FULL_SAMPLE = ("100%", "100")
+FOLLOWER = {"camsight_pacing": "follower"}
+"""Consumer metadata of a pacing consumer that alone does not start a subject."""
 _EARLY_ACKS = 8192
 
 
@@ -75,6 +82,7 @@ class AckPacer:
         self.resync_s = resync_s
         # consumer name -> its filter subjects (empty: the whole stream)
         self._consumers: dict[str, list[str]] = {}
+        self._followers: set[str] = set()
         self._by_seq: dict[int, PacedChannel] = {}
         # Acks that arrived before their publisher registered the sequence.
         self._early: OrderedDict[int, set[str]] = OrderedDict()
@@ -99,11 +107,16 @@ class AckPacer:
         return PacedChannel(self, subject, window)
 
     def consumers_for(self, subject: str) -> set[str]:
+        """The pacing consumers of ``subject``, followers included."""
         return {
             name
             for name, filters in self._consumers.items()
             if not filters or any(subject_matches(f, subject) for f in filters)
         }
+
+    def read(self, subject: str) -> bool:
+        """Some pacing consumer of ``subject`` is not a follower: messages may be published."""
+        return bool(self.consumers_for(subject) - self._followers)
 
     async def refresh(self) -> None:
         """Re-read the stream's pacing consumers (durable, full sampling)."""
@@ -113,6 +126,7 @@ class AckPacer:
             log.warning("cannot list consumers of %s: %s", self.stream, exc)
             return
         consumers: dict[str, list[str]] = {}
+        followers: set[str] = set()
         for info in infos:
             cfg = info.config
             if cfg.durable_name and (cfg.sample_freq or "").strip() in FULL_SAMPLE:
@@ -120,9 +134,11 @@ class AckPacer:
                     [cfg.filter_subject] if cfg.filter_subject else []
                 )
                 consumers[info.name] = filters
+                if FOLLOWER.items() <= (cfg.metadata or {}).items():
+                    followers.add(info.name)
         for gone in set(self._consumers) - set(consumers):
             self._forget_consumer(gone)
-        self._consumers = consumers
+        self._consumers, self._followers = consumers, followers
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -195,7 +211,7 @@ class PacedChannel:
         return (
             not self._closed
             and self.in_flight <= self.window - 1 - reserved
-            and bool(self.pacer.consumers_for(self.subject))
+            and self.pacer.read(self.subject)
         )
 
     async def wait_turn(self, reserved: int = 0) -> None:
@@ -230,7 +246,7 @@ class PacedChannel:
         while True:
             if self._closed:
                 raise ChannelClosedError(f"paced channel {self.subject} is closed")
-            if not self.pacer.consumers_for(self.subject):
+            if not self.pacer.read(self.subject):
                 self.waiting_for_consumers = True
                 changed = self.pacer._changed
                 with contextlib.suppress(TimeoutError):
