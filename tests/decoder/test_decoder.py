@@ -182,16 +182,16 @@ async def test_a_failing_encoder_fails_its_camera_alone(
     # A bug (not an OpenCV error, which counts a corrupt frame) in the encode step: the
     # camera goes to error naming the thread and the error; the service and the other
     # camera go on.
-    from camsight.decoder import camera as camera_module
+    from camsight.decoder import nvjpeg as encoder_module  # the camera's encoder calls OpenCV's path
 
-    real = camera_module.resize_and_encode
+    real = encoder_module.resize_and_encode
 
     def encode(image: np.ndarray, width: int, height: int, quality: int) -> object:
         if width == 100:  # only the broken camera's size
             raise RuntimeError("bug")
         return real(image, width, height, quality)
 
-    monkeypatch.setattr(camera_module, "resize_and_encode", encode)
+    monkeypatch.setattr(encoder_module, "resize_and_encode", encode)
     broken = CameraConfig(id="broken", source=str(sample_video("carphone_pristine.mp4")), max_width=100)
     decoder = await start_decoder([broken, bikes()], encode_thread=encode_thread)
     await wait_for(state_is(bus, "broken", camera_pb2.CAMERA_STATE_ERROR), 10, "broken camera in error")

@@ -1,5 +1,7 @@
-"""Hardware decode by config (decision 0077): a camera asking for NVDEC where it cannot run
-(no GPU, a codec NVDEC does not decode) is decoded on the CPU, with one warning."""
+"""Hardware decode and encode by config (decisions 0077, 0078): a camera asking for NVDEC where
+it cannot run (no GPU, a codec NVDEC does not decode) is decoded on the CPU, and a decoder asking
+for nvJPEG where it cannot run encodes on the CPU, each with one warning; on a GPU, NVDEC's and
+nvJPEG's pictures match FFmpeg's and OpenCV's."""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ import pytest
 from camsight.analyzers.devices import cuda_available
 from camsight.bus import Bus
 from camsight.cameras import CameraConfig, VideoDecode
+from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
+from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensor
+from camsight.decoder.settings import DecoderSettings, JpegEncode
 from camsight.decoder.sources import SourceKind
 from camsight.v1 import camera_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
@@ -21,6 +26,7 @@ from helpers import sample_video, wait_for
 from pydantic import ValidationError
 
 FALLBACK = "asks for NVDEC but"
+ENCODE_FALLBACK = "cannot encode on the GPU"
 
 
 def ffv1_video(path: Path, frames: int = 12) -> Path:
@@ -38,10 +44,16 @@ def ffv1_video(path: Path, frames: int = 12) -> Path:
     return path
 
 
-def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+def fallback_warnings(caplog: pytest.LogCaptureFixture, fallback: str = FALLBACK) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and FALLBACK in r.getMessage()
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and fallback in r.getMessage()
     ]
+
+
+def decoded(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
 
 
 @pytest.mark.skipif(
@@ -112,9 +124,98 @@ def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
             grabbed = gpu.grab(lambda _t: True)
             ok, expected = capture.read()
             assert grabbed is not None and grabbed.image is not None and ok
-            assert grabbed.image.shape == expected.shape == (272, 640, 3)
+            assert not isinstance(grabbed.image, np.ndarray) and grabbed.image.device.type == "cuda"
+            image = device_to_host(grabbed.image)
+            assert image.shape == expected.shape == (272, 640, 3)
             # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
-            assert np.abs(grabbed.image.astype(int) - expected).mean() < 3
+            assert np.abs(image.astype(int) - expected).mean() < 3
     finally:
         gpu.close()
         capture.release()
+
+
+@pytest.mark.skipif(
+    cuda_available(), reason="this node has a GPU: nvJPEG runs (tests/decoder/test_nvdec.py GPU tests)"
+)
+async def test_nvjpeg_on_a_node_without_a_gpu_publishes_every_frame_with_one_warning(
+    bus: Bus, start_decoder: StartDecoder, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO)
+    video = ffv1_video(tmp_path / "clip.mkv")
+    frames = await Frames.subscribe(bus, "clip")
+    camera = CameraConfig(id="clip", source=str(video), pacing="realtime", decode="cpu", max_width=320)
+    await start_decoder([camera], encode="nvjpeg")
+    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    # Every frame, at the CPU path's size and media times (10 fps), encoded by OpenCV.
+    assert [round(f.media_time.ToTimedelta().total_seconds(), 2) for f in frames.frames] == [
+        i / 10 for i in range(12)
+    ]
+    assert {(f.width, f.height) for f in frames.frames} == {(320, 136)}
+    assert decoded(frames.frames[0].data).shape == (136, 320, 3)
+    [warning] = fallback_warnings(caplog, ENCODE_FALLBACK)
+    assert warning.startswith("camera clip cannot encode on the GPU: ")
+    assert warning.endswith("; encoding on the CPU")
+    status = await camera_status(bus, "clip")
+    assert status is not None and status.frames_published == 12
+
+
+def test_the_encode_setting_defaults_to_auto_and_bad_values_name_the_field() -> None:
+    assert DecoderSettings().encode is JpegEncode.AUTO
+    with pytest.raises(ValidationError, match="encode"):
+        DecoderSettings(encode="gpu")
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",  # libjpeg through torchvision: the same resize and colour order, tested everywhere
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (nvJPEG)")
+        ),
+    ],
+)
+def test_a_tensor_encoded_where_it_lies_matches_the_opencv_path(device: str) -> None:
+    import torch
+
+    capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok and bgr.shape == (272, 640, 3)
+    rgb = torch.from_numpy(bgr).permute(2, 0, 1).flip(0).contiguous().to(device)
+    for max_width, max_height in ((640, 640), (320, 320), (200, 100)):
+        expected = resize_and_encode(bgr, max_width, max_height, 85)
+        got = encode_tensor(rgb, max_width, max_height, 85)
+        assert expected is not None
+        sizes = (got.width, got.height, got.source_width, got.source_height)
+        assert sizes == (expected.width, expected.height, 640, 272)
+        ours, theirs = decoded(got.data), decoded(expected.data)
+        assert ours.shape == theirs.shape == (got.height, got.width, 3)
+        # Area averaging both, then two JPEG encoders at one quality: rounding apart, never colours
+        # swapped (a swap would put the mean difference in the tens).
+        assert np.abs(ours.astype(int) - theirs).mean() < 3
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC and nvJPEG)")
+def test_nvdec_pictures_are_encoded_on_the_gpu_like_the_cpu_path(caplog: pytest.LogCaptureFixture) -> None:
+    """The GPU session's check: NVDEC's tensors, resized and encoded by nvJPEG on the device,
+    decode to the pictures FFmpeg + OpenCV give, with no fallback."""
+    source = str(sample_video("bikes.mp4"))
+    camera = CameraConfig(id="gpu", source=source, max_width=320)
+    encoder = FrameEncoder(camera, JpegEncode.AUTO)
+    gpu = NvdecSource(source)
+    gpu.open()
+    capture = cv2.VideoCapture(source)
+    try:
+        for _ in range(5):
+            grabbed = gpu.grab(lambda _t: True)
+            ok, bgr = capture.read()
+            assert grabbed is not None and grabbed.image is not None and ok
+            got = encoder.encode(grabbed.image)
+            expected = resize_and_encode(bgr, 320, 320, camera.jpeg_quality)
+            assert got is not None and expected is not None
+            assert (got.width, got.height) == (expected.width, expected.height) == (320, 136)
+            assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 4
+    finally:
+        gpu.close()
+        capture.release()
+    assert fallback_warnings(caplog, ENCODE_FALLBACK) == []

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import PubAck
@@ -41,13 +40,15 @@ from nats.js.api import PubAck
 from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
 from camsight.cameras import CameraConfig, Pacing, VideoDecode
-from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.frames import Encoded, FpsSampler
 from camsight.decoder.nvdec import open_nvdec
+from camsight.decoder.nvjpeg import FrameEncoder
 from camsight.decoder.plugins import SourceRegistry, default_sources
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import (
     EndOfSource,
+    Picture,
     Source,
     SourceError,
     SourceKind,
@@ -80,7 +81,7 @@ class _Taken:
 class _Picture(_Taken):
     """A decoded picture on its way to the encoder."""
 
-    image: np.ndarray
+    image: Picture
 
 
 @dataclass
@@ -170,6 +171,7 @@ class CameraWorker:
         self._pending: deque[_Sent] = deque()
         self._last_frame = time.monotonic()
         self._fallback_warned = False
+        self._encoder = FrameEncoder(config, settings.encode)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -540,11 +542,7 @@ class CameraWorker:
         """Encode a picture and add it to the batch, count a corrupt frame, or queue a state
         change or the end after the batch (on the decode thread, or the encode stage's)."""
         if isinstance(item, _Picture):
-            encoded = None
-            with contextlib.suppress(cv2.error):
-                encoded = resize_and_encode(
-                    item.image, self.config.max_width, self.config.max_height, self.config.jpeg_quality
-                )
+            encoded = self._encoder.encode(item.image)
             if encoded is None:
                 self.status.frame_corrupt()
             else:
