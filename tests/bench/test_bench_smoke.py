@@ -138,6 +138,7 @@ def test_the_gpu_benchmark_runs_on_the_cpu(tmp_path: Path) -> None:
     work before a GPU is lent (model, service and whole pipeline with NVDEC falling back)."""
     pipeline = run_alone("gpu", tmp_path, 300)["pipeline_fp32"]
     assert pipeline["frames"] > 0 and pipeline["decoded_by"].startswith(("nvdec", "cpu ("))
+    assert pipeline["encoded_by"].startswith(("nvjpeg", "cpu ("))
 
 
 def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:
