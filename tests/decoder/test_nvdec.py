@@ -6,7 +6,9 @@ nvJPEG's pictures match FFmpeg's and OpenCV's."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import av
 import cv2
@@ -25,6 +27,9 @@ from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
 from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    import torch
+
 FALLBACK = "asks for NVDEC but"
 ENCODE_FALLBACK = "cannot encode on the GPU"
 
@@ -42,6 +47,14 @@ def ffv1_video(path: Path, frames: int = 12) -> Path:
         container.mux(stream.encode())
     capture.release()
     return path
+
+
+async def play_whole(bus: Bus, start_decoder: StartDecoder, camera: CameraConfig, **settings: Any) -> Frames:
+    """The frames a decoder with ``settings`` publishes of ``camera``'s whole file (and its end marker)."""
+    frames = await Frames.subscribe(bus, camera.id)
+    await start_decoder([camera], **settings)
+    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    return frames
 
 
 def fallback_warnings(caplog: pytest.LogCaptureFixture, fallback: str = FALLBACK) -> list[str]:
@@ -81,10 +94,8 @@ async def test_a_codec_nvdec_cannot_decode_falls_back_to_the_cpu_with_one_warnin
 ) -> None:
     caplog.set_level(logging.INFO)
     video = ffv1_video(tmp_path / "ffv1.mkv")
-    frames = await Frames.subscribe(bus, "lossless")
     camera = CameraConfig(id="lossless", source=str(video), pacing="realtime", decode="nvdec")
-    await start_decoder([camera])
-    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    frames = await play_whole(bus, start_decoder, camera)
     assert len(frames.frames) == 12 and (frames.frames[0].width, frames.frames[0].height) == (640, 272)
     assert fallback_warnings(caplog) == [
         "camera lossless asks for NVDEC but NVDEC cannot decode codec ffv1: decoding on the CPU"
@@ -112,26 +123,33 @@ def test_the_decode_setting_round_trips_and_bad_values_name_the_field() -> None:
         CameraConfig(id="c", source="/videos/a.mp4", decode="gpu")
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")
-def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
-    source = str(sample_video("bikes.mp4"))
-    assert nvdec_problem(SourceKind.FILE, source) is None
+def nvdec_beside_ffmpeg(source: str, count: int = 5) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """The first ``count`` pictures of ``source`` as NVDEC leaves them (RGB tensors on the GPU),
+    each beside FFmpeg's (BGR arrays, through OpenCV)."""
     gpu = NvdecSource(source)
     gpu.open()
     capture = cv2.VideoCapture(source)
     try:
-        for _ in range(5):
+        for _ in range(count):
             grabbed = gpu.grab(lambda _t: True)
-            ok, expected = capture.read()
+            ok, bgr = capture.read()
             assert grabbed is not None and grabbed.image is not None and ok
             assert not isinstance(grabbed.image, np.ndarray) and grabbed.image.device.type == "cuda"
-            image = device_to_host(grabbed.image)
-            assert image.shape == expected.shape == (272, 640, 3)
-            # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
-            assert np.abs(image.astype(int) - expected).mean() < 3
+            yield grabbed.image, bgr
     finally:
         gpu.close()
         capture.release()
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")
+def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
+    source = str(sample_video("bikes.mp4"))
+    assert nvdec_problem(SourceKind.FILE, source) is None
+    for picture, expected in nvdec_beside_ffmpeg(source):
+        image = device_to_host(picture)
+        assert image.shape == expected.shape == (272, 640, 3)
+        # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
+        assert np.abs(image.astype(int) - expected).mean() < 3
 
 
 @pytest.mark.skipif(
@@ -142,10 +160,8 @@ async def test_nvjpeg_on_a_node_without_a_gpu_publishes_every_frame_with_one_war
 ) -> None:
     caplog.set_level(logging.INFO)
     video = ffv1_video(tmp_path / "clip.mkv")
-    frames = await Frames.subscribe(bus, "clip")
     camera = CameraConfig(id="clip", source=str(video), pacing="realtime", decode="cpu", max_width=320)
-    await start_decoder([camera], encode="nvjpeg")
-    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    frames = await play_whole(bus, start_decoder, camera, encode="nvjpeg")
     # Every frame, at the CPU path's size and media times (10 fps), encoded by OpenCV.
     assert [round(f.media_time.ToTimedelta().total_seconds(), 2) for f in frames.frames] == [
         i / 10 for i in range(12)
@@ -202,20 +218,28 @@ def test_nvdec_pictures_are_encoded_on_the_gpu_like_the_cpu_path(caplog: pytest.
     source = str(sample_video("bikes.mp4"))
     camera = CameraConfig(id="gpu", source=source, max_width=320)
     encoder = FrameEncoder(camera, JpegEncode.AUTO)
-    gpu = NvdecSource(source)
-    gpu.open()
-    capture = cv2.VideoCapture(source)
-    try:
-        for _ in range(5):
-            grabbed = gpu.grab(lambda _t: True)
-            ok, bgr = capture.read()
-            assert grabbed is not None and grabbed.image is not None and ok
-            got = encoder.encode(grabbed.image)
-            expected = resize_and_encode(bgr, 320, 320, camera.jpeg_quality)
-            assert got is not None and expected is not None
-            assert (got.width, got.height) == (expected.width, expected.height) == (320, 136)
-            assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 4
-    finally:
-        gpu.close()
-        capture.release()
+    for picture, bgr in nvdec_beside_ffmpeg(source):
+        got = encoder.encode(picture)
+        expected = resize_and_encode(bgr, 320, 320, camera.jpeg_quality)
+        assert got is not None and expected is not None
+        assert (got.width, got.height) == (expected.width, expected.height) == (320, 136)
+        assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 4
     assert fallback_warnings(caplog, ENCODE_FALLBACK) == []
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC and nvJPEG)")
+async def test_a_gpu_decoder_publishes_nvdec_pictures_encoded_by_nvjpeg(
+    bus: Bus, start_decoder: StartDecoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the service: NVDEC's tensors cross to the encoder and nvJPEG encodes them (any
+    fallback, decode or encode, would warn), at the CPU path's size."""
+    caplog.set_level(logging.INFO)
+    frames = await Frames.subscribe(bus, "gpu")
+    camera = CameraConfig(
+        id="gpu", source=str(sample_video("bikes.mp4")), pacing="realtime", decode="nvdec", max_width=320
+    )
+    await start_decoder([camera])  # encode: auto
+    await wait_for(lambda: len(frames.frames) >= 5, 30, "frames decoded by NVDEC, encoded by nvJPEG")
+    assert {(f.width, f.height) for f in frames.frames[:5]} == {(320, 136)}
+    assert decoded(frames.frames[0].data).shape == (136, 320, 3)
+    assert fallback_warnings(caplog) == fallback_warnings(caplog, ENCODE_FALLBACK) == []
