@@ -373,8 +373,9 @@ class CameraWorker:
         finally:
             if not turn.done():
                 turn.cancel()
-            elif not turn.cancelled():
-                turn.exception()  # retrieved: a channel closed by stop() while we were cancelled
+            # Retrieve how it ends even after the cancel: stop() closing the channel can end it
+            # with ChannelClosedError first, which asyncio would log at garbage collection.
+            turn.add_done_callback(_retrieve)
 
     async def _report_loop(self) -> None:
         """Refresh the status record (fps, counters) and run the watchdog of live sources."""
@@ -579,6 +580,12 @@ class CameraWorker:
     @property
     def _shown(self) -> str:
         return self.config.redacted_source
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a finished future's exception as seen (the caller no longer wants the outcome)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _duration(seconds: float) -> Duration:
