@@ -5,6 +5,7 @@ nvJPEG's pictures match FFmpeg's and OpenCV's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +16,17 @@ import cv2
 import numpy as np
 import pytest
 from camsight.analyzers.devices import cuda_available
-from camsight.bus import Bus
+from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig, VideoDecode
 from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
-from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensor
+from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensors
 from camsight.decoder.settings import DecoderSettings, JpegEncode
 from camsight.decoder.sources import SourceKind
-from camsight.v1 import camera_pb2
+from camsight.v1 import camera_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
+from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
@@ -123,6 +125,29 @@ def test_the_decode_setting_round_trips_and_bad_values_name_the_field() -> None:
         CameraConfig(id="c", source="/videos/a.mp4", decode="gpu")
 
 
+@pytest.mark.parametrize("mode", [JpegEncode.AUTO, JpegEncode.CPU])
+def test_the_encoder_keeps_the_order_of_pictures_on_either_side(
+    mode: JpegEncode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch mixing tensors (encoded together by torchvision; libjpeg here, nvJPEG on a GPU)
+    and arrays (OpenCV) comes back in its order; ``cpu`` sends tensors to OpenCV too."""
+    import torch
+
+    capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
+    pictures = [capture.read()[1] for _ in range(4)]
+    capture.release()
+    as_tensors = [torch.from_numpy(bgr).permute(2, 0, 1).flip(0) for bgr in pictures]
+    mixed = [as_tensors[0], pictures[1], as_tensors[2], pictures[3]]
+    encoder = FrameEncoder(CameraConfig(id="mixed", source="/v.mp4", max_width=320), mode)
+    assert encoder.batches(as_tensors[0]) is (mode is JpegEncode.AUTO)
+    assert not encoder.batches(pictures[0])
+    for got, bgr in zip(encoder.encode(mixed), pictures, strict=True):
+        expected = resize_and_encode(bgr, 320, 320, encoder.camera.jpeg_quality)
+        assert got is not None and expected is not None and (got.width, got.height) == (320, 136)
+        assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 3
+    assert fallback_warnings(caplog, ENCODE_FALLBACK) == []
+
+
 def nvdec_beside_ffmpeg(source: str, count: int = 5) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
     """The first ``count`` pictures of ``source`` as NVDEC leaves them (RGB tensors on the GPU),
     each beside FFmpeg's (BGR arrays, through OpenCV)."""
@@ -190,25 +215,26 @@ def test_the_encode_setting_defaults_to_auto_and_bad_values_name_the_field() -> 
         ),
     ],
 )
-def test_a_tensor_encoded_where_it_lies_matches_the_opencv_path(device: str) -> None:
+def test_tensors_encoded_where_they_lie_match_the_opencv_path(device: str) -> None:
     import torch
 
     capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
-    ok, bgr = capture.read()
+    pictures = [capture.read()[1] for _ in range(2)]
     capture.release()
-    assert ok and bgr.shape == (272, 640, 3)
-    rgb = torch.from_numpy(bgr).permute(2, 0, 1).flip(0).contiguous().to(device)
+    assert all(bgr.shape == (272, 640, 3) for bgr in pictures)
+    tensors = [torch.from_numpy(bgr).permute(2, 0, 1).flip(0).contiguous().to(device) for bgr in pictures]
     for max_width, max_height in ((640, 640), (320, 320), (200, 100)):
-        expected = resize_and_encode(bgr, max_width, max_height, 85)
-        got = encode_tensor(rgb, max_width, max_height, 85)
-        assert expected is not None
-        sizes = (got.width, got.height, got.source_width, got.source_height)
-        assert sizes == (expected.width, expected.height, 640, 272)
-        ours, theirs = decoded(got.data), decoded(expected.data)
-        assert ours.shape == theirs.shape == (got.height, got.width, 3)
-        # Area averaging both, then two JPEG encoders at one quality: rounding apart, never colours
-        # swapped (a swap would put the mean difference in the tens).
-        assert np.abs(ours.astype(int) - theirs).mean() < 3
+        batch = encode_tensors(tensors, max_width, max_height, 85)  # one call, two pictures, in order
+        for got, bgr in zip(batch, pictures, strict=True):
+            expected = resize_and_encode(bgr, max_width, max_height, 85)
+            assert expected is not None
+            sizes = (got.width, got.height, got.source_width, got.source_height)
+            assert sizes == (expected.width, expected.height, 640, 272)
+            ours, theirs = decoded(got.data), decoded(expected.data)
+            assert ours.shape == theirs.shape == (got.height, got.width, 3)
+            # Area averaging both, then two JPEG encoders at one quality: rounding apart, never
+            # colours swapped nor pictures (either would put the mean difference in the tens).
+            assert np.abs(ours.astype(int) - theirs).mean() < 3
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC and nvJPEG)")
@@ -217,9 +243,10 @@ def test_nvdec_pictures_are_encoded_on_the_gpu_like_the_cpu_path(caplog: pytest.
     decode to the pictures FFmpeg + OpenCV give, with no fallback."""
     source = str(sample_video("bikes.mp4"))
     camera = CameraConfig(id="gpu", source=source, max_width=320)
+    pictures, cpu_pictures = zip(*nvdec_beside_ffmpeg(source), strict=True)
     encoder = FrameEncoder(camera, JpegEncode.AUTO)
-    for picture, bgr in nvdec_beside_ffmpeg(source):
-        got = encoder.encode(picture)
+    assert encoder.batches(pictures[0])
+    for got, bgr in zip(encoder.encode(list(pictures)), cpu_pictures, strict=True):
         expected = resize_and_encode(bgr, 320, 320, camera.jpeg_quality)
         assert got is not None and expected is not None
         assert (got.width, got.height) == (expected.width, expected.height) == (320, 136)
@@ -231,15 +258,30 @@ def test_nvdec_pictures_are_encoded_on_the_gpu_like_the_cpu_path(caplog: pytest.
 async def test_a_gpu_decoder_publishes_nvdec_pictures_encoded_by_nvjpeg(
     bus: Bus, start_decoder: StartDecoder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Through the service: NVDEC's tensors cross to the encoder and nvJPEG encodes them (any
-    fallback, decode or encode, would warn), at the CPU path's size."""
+    """Through the service, lossless (the encode stage keeps NVDEC's tensors for one nvJPEG call
+    per publish batch): every one of bikes.mp4's 250 frames, in order, at the CPU path's size,
+    and no fallback (decode or encode would warn)."""
     caplog.set_level(logging.INFO)
-    frames = await Frames.subscribe(bus, "gpu")
-    camera = CameraConfig(
-        id="gpu", source=str(sample_video("bikes.mp4")), pacing="realtime", decode="nvdec", max_width=320
+    camera = CameraConfig(id="gpu", source=str(sample_video("bikes.mp4")), decode="nvdec", max_width=320)
+    await start_decoder([camera])  # encode: auto; the camera waits for a consumer reading every frame
+    sub = await bus.js.pull_subscribe(
+        subjects.frames("gpu"),
+        durable="gpu",
+        stream=subjects.FRAMES_STREAM,
+        config=ConsumerConfig(durable_name="gpu", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
     )
-    await start_decoder([camera])  # encode: auto
-    await wait_for(lambda: len(frames.frames) >= 5, 30, "frames decoded by NVDEC, encoded by nvJPEG")
-    assert {(f.width, f.height) for f in frames.frames[:5]} == {(320, 136)}
-    assert decoded(frames.frames[0].data).shape == (136, 320, 3)
+    received: list[frame_pb2.Frame] = []
+
+    async def whole_file() -> bool:
+        with contextlib.suppress(TimeoutError):
+            for msg in await sub.fetch(32, timeout=0.5):
+                received.append(frame_pb2.Frame.FromString(msg.data))
+                await msg.ack()
+        return bool(received) and received[-1].end_of_stream
+
+    await wait_for(whole_file, 60, "the whole file decoded by NVDEC, encoded by nvJPEG")
+    frames = received[:-1]
+    assert [f.seq for f in frames] == list(range(1, 251))
+    assert {(f.width, f.height) for f in frames} == {(320, 136)}
+    assert decoded(frames[-1].data).shape == (136, 320, 3)
     assert fallback_warnings(caplog) == fallback_warnings(caplog, ENCODE_FALLBACK) == []

@@ -157,6 +157,7 @@ class CameraWorker:
         self._origin: Timestamp | None = None
         """A file's media origin (Frame.media_origin), set at its first picture."""
         self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
+        self._pictures: list[_Picture] = []  # decoded on the GPU, to be encoded together
         self._batch: list[_Frame] = []  # the decode thread's, not handed over yet
         self._batch_size = settings.publish_batch if self.lossless else 1
         # Where the decode thread passes pictures and state changes: straight to delivery, or
@@ -541,18 +542,29 @@ class CameraWorker:
 
     def _deliver(self, item: object) -> None:
         """Encode a picture and add it to the batch, count a corrupt frame, or queue a state
-        change or the end after the batch (on the decode thread, or the encode stage's)."""
+        change or the end after the batch (on the decode thread, or the encode stage's).
+
+        Pictures on the GPU wait until a publish batch of them is there, for one nvJPEG call.
+        """
         if isinstance(item, _Picture):
-            encoded = self._encoder.encode(item.image)
-            if encoded is None:
-                self.status.frame_corrupt()
-            else:
-                self._hand_over(_Frame(item.media_time, item.capture_time, item.progress, encoded))
+            self._pictures.append(item)
+            if len(self._pictures) >= self._batch_size or not self._encoder.batches(item.image):
+                self._encode_pictures()
         elif item is _CORRUPT:
             self.status.frame_corrupt()
         else:
+            self._encode_pictures()
             self._flush()
             self._put(item)
+
+    def _encode_pictures(self) -> None:
+        """Encode the pictures waiting, together, and add them to the batch in order."""
+        pictures, self._pictures = self._pictures, []
+        for picture, encoded in zip(pictures, self._encoder.encode([p.image for p in pictures]), strict=True):
+            if encoded is None:
+                self.status.frame_corrupt()
+            else:
+                self._hand_over(_Frame(picture.media_time, picture.capture_time, picture.progress, encoded))
 
     def _hand_over(self, frame: _Frame) -> None:
         """Add a frame to the batch, and hand the batch over once it is full."""

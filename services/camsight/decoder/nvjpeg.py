@@ -47,21 +47,40 @@ class FrameEncoder:
         self._gpu_ok = mode is not JpegEncode.CPU  # False once the GPU is known not to encode here
         self._probed = False
 
-    def encode(self, picture: Picture) -> Encoded | None:
-        """The picture as a JPEG fitted to the camera's maximum size; None when it cannot be encoded."""
-        size = (self.camera.max_width, self.camera.max_height)
-        on_host = isinstance(picture, np.ndarray)  # else a tensor NVDEC left on the GPU
-        if self._gpu_ok and (not on_host or (self.mode is JpegEncode.NVJPEG and self._gpu_here())):
+    def batches(self, picture: Picture) -> bool:
+        """Whether ``picture`` is worth keeping for one nvJPEG call with the next ones: on the
+        GPU, yes; in host memory (OpenCV gains nothing from a batch, a 4K picture is 25 MB), no."""
+        return self._gpu_ok and not isinstance(picture, np.ndarray)
+
+    def encode(self, pictures: list[Picture]) -> list[Encoded | None]:
+        """Each picture as a JPEG fitted to the camera's maximum size, in order; None for one that
+        cannot be encoded. The GPU's share goes to nvJPEG in one call (torchvision batches a list
+        of CUDA tensors), the rest to OpenCV one by one."""
+        size = (self.camera.max_width, self.camera.max_height, self.camera.jpeg_quality)
+        out: list[Encoded | None] = [None] * len(pictures)
+        on_gpu = [i for i, picture in enumerate(pictures) if self._for_gpu(picture)]
+        if on_gpu:
             try:
-                tensor = host_to_device(picture) if isinstance(picture, np.ndarray) else picture
-                return encode_tensor(tensor, *size, self.camera.jpeg_quality)
+                tensors = [as_tensor(pictures[i]) for i in on_gpu]
+                for i, encoded in zip(on_gpu, encode_tensors(tensors, *size), strict=True):
+                    out[i] = encoded
             except (RuntimeError, ValueError) as exc:  # CUDA's and nvJPEG's errors are RuntimeErrors
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self._fall_back(f"nvJPEG failed ({first})")
-        host = picture if isinstance(picture, np.ndarray) else device_to_host(picture)
-        with contextlib.suppress(cv2.error):
-            return resize_and_encode(host, *size, self.camera.jpeg_quality)
-        return None
+                on_gpu = []
+        done = set(on_gpu)
+        for i, picture in enumerate(pictures):
+            if i not in done:
+                host = picture if isinstance(picture, np.ndarray) else device_to_host(picture)
+                with contextlib.suppress(cv2.error):
+                    out[i] = resize_and_encode(host, *size)
+        return out
+
+    def _for_gpu(self, picture: Picture) -> bool:
+        """auto: a picture NVDEC left on the GPU; nvjpeg: every picture, where the GPU encodes."""
+        if not isinstance(picture, np.ndarray):
+            return self._gpu_ok
+        return self.mode is JpegEncode.NVJPEG and self._gpu_ok and self._gpu_here()
 
     def _gpu_here(self) -> bool:
         """For ``nvjpeg``: probe the node once, before the first picture decoded on the CPU."""
@@ -84,9 +103,11 @@ def nvjpeg_problem() -> str | None:
     return cuda_problem("torchvision")
 
 
-def encode_tensor(picture: torch.Tensor, max_width: int, max_height: int, quality: int) -> Encoded:
-    """Resize an RGB ``3 x H x W`` uint8 tensor to fit and JPEG-encode it where it lies
-    (nvJPEG on CUDA, libjpeg on the CPU); only the JPEG's bytes come back to host memory.
+def encode_tensors(
+    pictures: list[torch.Tensor], max_width: int, max_height: int, quality: int
+) -> list[Encoded]:
+    """Resize RGB ``3 x H x W`` uint8 tensors to fit and JPEG-encode them where they lie, in one
+    call (nvJPEG on CUDA, libjpeg on the CPU); only the JPEGs' bytes come back to host memory.
 
     Area averaging, as OpenCV's ``INTER_AREA`` on the CPU path, so both paths give the
     same picture within rounding.
@@ -94,21 +115,27 @@ def encode_tensor(picture: torch.Tensor, max_width: int, max_height: int, qualit
     import torch
     from torchvision.io import encode_jpeg
 
-    _, src_h, src_w = picture.shape
-    width, height = fit_size(src_w, src_h, max_width, max_height)
-    if (width, height) != (src_w, src_h):
-        scaled = torch.nn.functional.interpolate(picture[None].float(), size=(height, width), mode="area")
-        picture = scaled[0].round_().clamp_(0, 255).to(torch.uint8)
-    jpeg = encode_jpeg(picture.contiguous(), quality=quality)
-    assert isinstance(jpeg, torch.Tensor)  # one picture in, one JPEG out
-    return Encoded(jpeg.cpu().numpy().tobytes(), width, height, src_w, src_h)
+    fitted, sizes = [], []
+    for picture in pictures:
+        _, src_h, src_w = picture.shape
+        width, height = fit_size(src_w, src_h, max_width, max_height)
+        if (width, height) != (src_w, src_h):
+            scaled = torch.nn.functional.interpolate(picture[None].float(), size=(height, width), mode="area")
+            picture = scaled[0].round_().clamp_(0, 255).to(torch.uint8)
+        fitted.append(picture.contiguous())
+        sizes.append((width, height, src_w, src_h))
+    jpegs = encode_jpeg(fitted, quality=quality)
+    return [Encoded(jpeg.cpu().numpy().tobytes(), *size) for jpeg, size in zip(jpegs, sizes, strict=True)]
 
 
-def host_to_device(image: np.ndarray) -> torch.Tensor:
-    """A BGR ``H x W x 3`` array as the RGB ``3 x H x W`` tensor nvJPEG encodes, on the GPU."""
+def as_tensor(picture: Picture) -> torch.Tensor:
+    """A picture as the RGB ``3 x H x W`` tensor nvJPEG encodes, on the GPU (copied there from
+    host memory, BGR ``H x W x 3``, when it is an array)."""
+    if not isinstance(picture, np.ndarray):
+        return picture
     import torch
 
-    return torch.from_numpy(image).to("cuda", non_blocking=False).permute(2, 0, 1).flip(0)
+    return torch.from_numpy(picture).to("cuda").permute(2, 0, 1).flip(0)
 
 
 def device_to_host(picture: torch.Tensor) -> np.ndarray:
