@@ -6,7 +6,9 @@ A clip of bikes.mp4 scaled to 1920x1080 or kept at its 640x272 (640x360 for
 bus, through the embedded pipeline (decoder, detector with the analyzers
 given: the torchvision detector or YOLOv8n, behavior, query). Reported: frames/s from registering the cameras
 until every frame was analysed, cameras per device at 5 and 25 fps, what
-decoded the video (NVDEC, or the CPU and why), and the GPU's utilisation
+decoded the video (NVDEC, or the CPU and why), what JPEG-encoded its frames
+(nvJPEG under the decoder's ``encode: auto``, or the CPU and why: decision
+0078), and the GPU's utilisation
 sampled through NVML every 0.2 s while the frames flow. On a CPU-only machine
 the same run is a smoke test of the script (decode falls back to the CPU).
 """
@@ -14,6 +16,7 @@ the same run is a smoke test of the script (decode falls back to the CPU).
 from __future__ import annotations
 
 import asyncio
+import logging
 import statistics
 import tempfile
 import threading
@@ -24,6 +27,7 @@ from typing import Any
 import av
 import cv2
 from camsight.decoder.nvdec import nvdec_problem
+from camsight.decoder.nvjpeg import nvjpeg_problem
 from camsight.decoder.sources import SourceKind
 from decoder import bikes_path
 from pipeline import pipeline_run, settings
@@ -68,6 +72,33 @@ class GpuUtilisation:
             "p50_pct": statistics.median(self.samples),
             "max_pct": max(self.samples),
         }
+
+
+class EncodeFallbacks(logging.Handler):
+    """The decoder's nvJPEG fallback warnings while attached: an encode that failed mid-run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+        self._logger = logging.getLogger("camsight.decoder.nvjpeg")
+
+    def __enter__(self) -> EncodeFallbacks:
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._logger.removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reasons.append(record.getMessage())
+
+
+def encoded_by(decoded_on_gpu: bool, fallbacks: list[str]) -> str:
+    """Where the decoder's ``encode: auto`` JPEG-encoded the frames: nvJPEG for NVDEC's pictures."""
+    if not decoded_on_gpu:
+        return "cpu (pictures decoded on the CPU)"
+    problem = fallbacks[0] if fallbacks else nvjpeg_problem()
+    return "nvjpeg" if problem is None else f"cpu ({problem})"
 
 
 def write_h264(source: Path, target: Path, frames: int, size: tuple[int, int]) -> Path:
@@ -115,13 +146,15 @@ def pipeline_on_device(
         video = write_h264(bikes_path(), Path(tmp) / "clip.mp4", frames, size)
         problem = nvdec_problem(SourceKind.FILE, str(video))
         utilisation = GpuUtilisation(device)
-        figures = asyncio.run(
-            pipeline_run(video, copies, frames * copies, Path(tmp) / "run", config, camera, utilisation)
-        )
+        with EncodeFallbacks() as fallbacks:
+            figures = asyncio.run(
+                pipeline_run(video, copies, frames * copies, Path(tmp) / "run", config, camera, utilisation)
+            )
     fps = figures["fps"]
     return {
         "resolution": f"{size[0]}x{size[1]}",
         "decoded_by": "nvdec" if problem is None else f"cpu ({problem})",
+        "encoded_by": encoded_by(problem is None, fallbacks.reasons),
         "cameras": copies,
         "frames": figures["frames"],
         "batch": batch,

@@ -138,11 +138,12 @@ def run_alone(name: str, tmp_path: Path, timeout: float) -> dict[str, Any]:
 def test_the_gpu_benchmark_runs_on_the_cpu(tmp_path: Path) -> None:
     """``bench/run.py --smoke --only gpu`` on a CPU-only machine: the device script is known to
     work before a GPU is lent (model, service, YOLOv8n from its graph and random weights, and the
-    whole pipeline with either detector and NVDEC falling back)."""
+    whole pipeline with either detector and NVDEC and nvJPEG falling back)."""
     result = run_alone("gpu", tmp_path, 300)
     for key in ("pipeline_fp32", "pipeline_yolo_fp32"):
         pipeline = result[key]
         assert pipeline["frames"] > 0 and pipeline["decoded_by"].startswith(("nvdec", "cpu (")), key
+        assert pipeline["encoded_by"].startswith(("nvjpeg", "cpu (")), key
 
 
 def test_the_tracking_benchmark_runs_quickly(tmp_path: Path) -> None:

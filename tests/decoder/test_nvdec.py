@@ -1,26 +1,39 @@
-"""Hardware decode by config (decision 0077): a camera asking for NVDEC where it cannot run
-(no GPU, a codec NVDEC does not decode) is decoded on the CPU, with one warning."""
+"""Hardware decode and encode by config (decisions 0077, 0078): a camera asking for NVDEC where
+it cannot run (no GPU, a codec NVDEC does not decode) is decoded on the CPU, and a decoder asking
+for nvJPEG where it cannot run encodes on the CPU, each with one warning; on a GPU, NVDEC's and
+nvJPEG's pictures match FFmpeg's and OpenCV's."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import av
 import cv2
 import numpy as np
 import pytest
 from camsight.analyzers.devices import cuda_available
-from camsight.bus import Bus
+from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig, VideoDecode
+from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
+from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensors
+from camsight.decoder.settings import DecoderSettings, JpegEncode
 from camsight.decoder.sources import SourceKind
-from camsight.v1 import camera_pb2
+from camsight.v1 import camera_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
+from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    import torch
+
 FALLBACK = "asks for NVDEC but"
+ENCODE_FALLBACK = "cannot encode on the GPU"
 
 
 def ffv1_video(path: Path, frames: int = 12) -> Path:
@@ -38,10 +51,24 @@ def ffv1_video(path: Path, frames: int = 12) -> Path:
     return path
 
 
-def fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+async def play_whole(bus: Bus, start_decoder: StartDecoder, camera: CameraConfig, **settings: Any) -> Frames:
+    """The frames a decoder with ``settings`` publishes of ``camera``'s whole file (and its end marker)."""
+    frames = await Frames.subscribe(bus, camera.id)
+    await start_decoder([camera], **settings)
+    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    return frames
+
+
+def fallback_warnings(caplog: pytest.LogCaptureFixture, fallback: str = FALLBACK) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and FALLBACK in r.getMessage()
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and fallback in r.getMessage()
     ]
+
+
+def decoded(jpeg: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
 
 
 @pytest.mark.skipif(
@@ -69,10 +96,8 @@ async def test_a_codec_nvdec_cannot_decode_falls_back_to_the_cpu_with_one_warnin
 ) -> None:
     caplog.set_level(logging.INFO)
     video = ffv1_video(tmp_path / "ffv1.mkv")
-    frames = await Frames.subscribe(bus, "lossless")
     camera = CameraConfig(id="lossless", source=str(video), pacing="realtime", decode="nvdec")
-    await start_decoder([camera])
-    await wait_for(lambda: frames.end is not None, 20, "the whole file, then its end marker")
+    frames = await play_whole(bus, start_decoder, camera)
     assert len(frames.frames) == 12 and (frames.frames[0].width, frames.frames[0].height) == (640, 272)
     assert fallback_warnings(caplog) == [
         "camera lossless asks for NVDEC but NVDEC cannot decode codec ffv1: decoding on the CPU"
@@ -100,21 +125,163 @@ def test_the_decode_setting_round_trips_and_bad_values_name_the_field() -> None:
         CameraConfig(id="c", source="/videos/a.mp4", decode="gpu")
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")
-def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
-    source = str(sample_video("bikes.mp4"))
-    assert nvdec_problem(SourceKind.FILE, source) is None
+@pytest.mark.parametrize("mode", [JpegEncode.AUTO, JpegEncode.CPU])
+def test_the_encoder_keeps_the_order_of_pictures_on_either_side(
+    mode: JpegEncode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch mixing tensors (encoded together by torchvision; libjpeg here, nvJPEG on a GPU)
+    and arrays (OpenCV) comes back in its order; ``cpu`` sends tensors to OpenCV too."""
+    import torch
+
+    capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
+    pictures = [capture.read()[1] for _ in range(4)]
+    capture.release()
+    as_tensors = [torch.from_numpy(bgr).permute(2, 0, 1).flip(0) for bgr in pictures]
+    mixed = [as_tensors[0], pictures[1], as_tensors[2], pictures[3]]
+    encoder = FrameEncoder(CameraConfig(id="mixed", source="/v.mp4", max_width=320), mode)
+    assert encoder.batches(as_tensors[0]) is (mode is JpegEncode.AUTO)
+    assert not encoder.batches(pictures[0])
+    for got, bgr in zip(encoder.encode(mixed), pictures, strict=True):
+        expected = resize_and_encode(bgr, 320, 320, encoder.camera.jpeg_quality)
+        assert got is not None and expected is not None and (got.width, got.height) == (320, 136)
+        assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 3
+    assert fallback_warnings(caplog, ENCODE_FALLBACK) == []
+
+
+def nvdec_beside_ffmpeg(source: str, count: int = 5) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """The first ``count`` pictures of ``source`` as NVDEC leaves them (RGB tensors on the GPU),
+    each beside FFmpeg's (BGR arrays, through OpenCV)."""
     gpu = NvdecSource(source)
     gpu.open()
     capture = cv2.VideoCapture(source)
     try:
-        for _ in range(5):
+        for _ in range(count):
             grabbed = gpu.grab(lambda _t: True)
-            ok, expected = capture.read()
+            ok, bgr = capture.read()
             assert grabbed is not None and grabbed.image is not None and ok
-            assert grabbed.image.shape == expected.shape == (272, 640, 3)
-            # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
-            assert np.abs(grabbed.image.astype(int) - expected).mean() < 3
+            assert not isinstance(grabbed.image, np.ndarray) and grabbed.image.device.type == "cuda"
+            yield grabbed.image, bgr
     finally:
         gpu.close()
         capture.release()
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")
+def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
+    source = str(sample_video("bikes.mp4"))
+    assert nvdec_problem(SourceKind.FILE, source) is None
+    for picture, expected in nvdec_beside_ffmpeg(source):
+        image = device_to_host(picture)
+        assert image.shape == expected.shape == (272, 640, 3)
+        # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
+        assert np.abs(image.astype(int) - expected).mean() < 3
+
+
+@pytest.mark.skipif(
+    cuda_available(), reason="this node has a GPU: nvJPEG runs (tests/decoder/test_nvdec.py GPU tests)"
+)
+async def test_nvjpeg_on_a_node_without_a_gpu_publishes_every_frame_with_one_warning(
+    bus: Bus, start_decoder: StartDecoder, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO)
+    video = ffv1_video(tmp_path / "clip.mkv")
+    camera = CameraConfig(id="clip", source=str(video), pacing="realtime", decode="cpu", max_width=320)
+    frames = await play_whole(bus, start_decoder, camera, encode="nvjpeg")
+    # Every frame, at the CPU path's size and media times (10 fps), encoded by OpenCV.
+    assert [round(f.media_time.ToTimedelta().total_seconds(), 2) for f in frames.frames] == [
+        i / 10 for i in range(12)
+    ]
+    assert {(f.width, f.height) for f in frames.frames} == {(320, 136)}
+    assert decoded(frames.frames[0].data).shape == (136, 320, 3)
+    [warning] = fallback_warnings(caplog, ENCODE_FALLBACK)
+    assert warning.startswith("camera clip cannot encode on the GPU: ")
+    assert warning.endswith("; encoding on the CPU")
+    status = await camera_status(bus, "clip")
+    assert status is not None and status.frames_published == 12
+
+
+def test_the_encode_setting_defaults_to_auto_and_bad_values_name_the_field() -> None:
+    assert DecoderSettings().encode is JpegEncode.AUTO
+    with pytest.raises(ValidationError, match="encode"):
+        DecoderSettings(encode="gpu")
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",  # libjpeg through torchvision: the same resize and colour order, tested everywhere
+        pytest.param(
+            "cuda", marks=pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (nvJPEG)")
+        ),
+    ],
+)
+def test_tensors_encoded_where_they_lie_match_the_opencv_path(device: str) -> None:
+    import torch
+
+    capture = cv2.VideoCapture(str(sample_video("bikes.mp4")))
+    pictures = [capture.read()[1] for _ in range(2)]
+    capture.release()
+    assert all(bgr.shape == (272, 640, 3) for bgr in pictures)
+    tensors = [torch.from_numpy(bgr).permute(2, 0, 1).flip(0).contiguous().to(device) for bgr in pictures]
+    for max_width, max_height in ((640, 640), (320, 320), (200, 100)):
+        batch = encode_tensors(tensors, max_width, max_height, 85)  # one call, two pictures, in order
+        for got, bgr in zip(batch, pictures, strict=True):
+            expected = resize_and_encode(bgr, max_width, max_height, 85)
+            assert expected is not None
+            sizes = (got.width, got.height, got.source_width, got.source_height)
+            assert sizes == (expected.width, expected.height, 640, 272)
+            ours, theirs = decoded(got.data), decoded(expected.data)
+            assert ours.shape == theirs.shape == (got.height, got.width, 3)
+            # Area averaging both, then two JPEG encoders at one quality: rounding apart, never
+            # colours swapped nor pictures (either would put the mean difference in the tens).
+            assert np.abs(ours.astype(int) - theirs).mean() < 3
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC and nvJPEG)")
+def test_nvdec_pictures_are_encoded_on_the_gpu_like_the_cpu_path(caplog: pytest.LogCaptureFixture) -> None:
+    """The GPU session's check: NVDEC's tensors, resized and encoded by nvJPEG on the device,
+    decode to the pictures FFmpeg + OpenCV give, with no fallback."""
+    source = str(sample_video("bikes.mp4"))
+    camera = CameraConfig(id="gpu", source=source, max_width=320)
+    pictures, cpu_pictures = zip(*nvdec_beside_ffmpeg(source), strict=True)
+    encoder = FrameEncoder(camera, JpegEncode.AUTO)
+    assert encoder.batches(pictures[0])
+    for got, bgr in zip(encoder.encode(list(pictures)), cpu_pictures, strict=True):
+        expected = resize_and_encode(bgr, 320, 320, camera.jpeg_quality)
+        assert got is not None and expected is not None
+        assert (got.width, got.height) == (expected.width, expected.height) == (320, 136)
+        assert np.abs(decoded(got.data).astype(int) - decoded(expected.data)).mean() < 4
+    assert fallback_warnings(caplog, ENCODE_FALLBACK) == []
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC and nvJPEG)")
+async def test_a_gpu_decoder_publishes_nvdec_pictures_encoded_by_nvjpeg(
+    bus: Bus, start_decoder: StartDecoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through the service, lossless (the encode stage keeps NVDEC's tensors for one nvJPEG call
+    per publish batch): every one of bikes.mp4's 250 frames, in order, at the CPU path's size,
+    and no fallback (decode or encode would warn)."""
+    caplog.set_level(logging.INFO)
+    camera = CameraConfig(id="gpu", source=str(sample_video("bikes.mp4")), decode="nvdec", max_width=320)
+    await start_decoder([camera])  # encode: auto; the camera waits for a consumer reading every frame
+    sub = await bus.js.pull_subscribe(
+        subjects.frames("gpu"),
+        durable="gpu",
+        stream=subjects.FRAMES_STREAM,
+        config=ConsumerConfig(durable_name="gpu", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
+    )
+    received: list[frame_pb2.Frame] = []
+
+    async def whole_file() -> bool:
+        with contextlib.suppress(TimeoutError):
+            for msg in await sub.fetch(32, timeout=0.5):
+                received.append(frame_pb2.Frame.FromString(msg.data))
+                await msg.ack()
+        return bool(received) and received[-1].end_of_stream
+
+    await wait_for(whole_file, 60, "the whole file decoded by NVDEC, encoded by nvJPEG")
+    frames = received[:-1]
+    assert [f.seq for f in frames] == list(range(1, 251))
+    assert {(f.width, f.height) for f in frames} == {(320, 136)}
+    assert decoded(frames[-1].data).shape == (136, 320, 3)
+    assert fallback_warnings(caplog) == fallback_warnings(caplog, ENCODE_FALLBACK) == []

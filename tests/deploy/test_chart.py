@@ -178,6 +178,34 @@ def test_default_has_no_gpu_and_gpu_values_schedule_on_gpu_nodes(default: Render
         assert gpu_pods[name]["spec"]["containers"][0]["image"].endswith(":0.1.0-core")
 
 
+def test_a_gpu_decoder_runs_nvdec_and_nvjpeg_on_the_cuda_image_on_a_gpu_node() -> None:
+    """services.decoder.gpu (decisions 0077, 0078): the CUDA image, a GPU, GPU nodes, the NVIDIA
+    runtime's video capability for NVDEC; nvJPEG without a GPU is refused at install."""
+    on_gpu = {"decoder": {"gpu": {"enabled": True}, "config": {"encode": "nvjpeg"}}}
+    r = render(CHART, MINIMAL | {"services": on_gpu})
+    decoders = pods(r)
+    spec = decoders["decoder"]["spec"]
+    c = spec["containers"][0]
+    assert c["image"] == "ghcr.io/camsight/camsight:0.1.0-cuda"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["runtimeClassName"] == "nvidia"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility,video"
+    strategy = r.one("Deployment", "-decoder")["spec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    config = yaml.safe_load(r.one("ConfigMap", "-config")["data"]["config.yaml"])
+    assert config["services"]["decoder"]["encode"] == "nvjpeg"
+    for doc in r.of_kind("Deployment"):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    # The GPU is the decoder's alone: the analyzers keep their CPU images.
+    assert "nvidia.com/gpu" not in json.dumps(decoders["detector"])
+    assert decoders["detector"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+    with pytest.raises(InstallError, match=r"encode: nvjpeg needs services\.decoder\.gpu\.enabled"):
+        render(CHART, MINIMAL | {"services": {"decoder": {"config": {"encode": "nvjpeg"}}}})
+
+
 def test_each_service_runs_its_roles_image(default: Rendered) -> None:
     """One image per Dockerfile target (docs/deploy.md, section 10): a service pulls only
     what its role imports."""

@@ -161,7 +161,7 @@ lets it subscribe to), else the shared natsAuth credentials. Call with
 {{/*
 The pod template every workload shares: security context, config file,
 secrets as environment, /tmp and data emptyDirs, probes on the health port,
-GPU scheduling for analyzers. Call with (dict "root" $ "name" "detector").
+GPU scheduling for analyzers and the decoder. Call with (dict "root" $ "name" "detector").
 */}}
 {{- define "camsight.podTemplate" -}}
 {{- $root := .root -}}
@@ -270,6 +270,12 @@ spec:
             secretKeyRef:
               name: {{ default (printf "%s-cameras" (include "camsight.fullname" $root)) $root.Values.camerasExistingSecret }}
               key: CAMSIGHT_CAMERAS
+        {{- end }}
+        {{- if and $gpu (eq $name "decoder") }}
+        # NVDEC needs the driver's video libraries (libnvcuvid), which the NVIDIA runtime
+        # mounts only with the video capability; the image asks for compute and utility.
+        - name: NVIDIA_DRIVER_CAPABILITIES
+          value: compute,utility,video
         {{- end }}
         {{- if and (eq $name "query") (or $root.Values.apiTokens.tokens $root.Values.apiTokens.existingSecret) }}
         - name: CAMSIGHT_SERVICES__QUERY

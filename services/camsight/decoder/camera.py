@@ -33,7 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import PubAck
@@ -41,13 +40,15 @@ from nats.js.api import PubAck
 from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
 from camsight.cameras import CameraConfig, Pacing, VideoDecode
-from camsight.decoder.frames import Encoded, FpsSampler, resize_and_encode
+from camsight.decoder.frames import Encoded, FpsSampler
 from camsight.decoder.nvdec import open_nvdec
+from camsight.decoder.nvjpeg import FrameEncoder
 from camsight.decoder.plugins import SourceRegistry, default_sources
 from camsight.decoder.resume import Resume
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import (
     EndOfSource,
+    Picture,
     Source,
     SourceError,
     SourceKind,
@@ -80,7 +81,7 @@ class _Taken:
 class _Picture(_Taken):
     """A decoded picture on its way to the encoder."""
 
-    image: np.ndarray
+    image: Picture
 
 
 @dataclass
@@ -156,6 +157,7 @@ class CameraWorker:
         self._origin: Timestamp | None = None
         """A file's media origin (Frame.media_origin), set at its first picture."""
         self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
+        self._pictures: list[_Picture] = []  # decoded on the GPU, to be encoded together
         self._batch: list[_Frame] = []  # the decode thread's, not handed over yet
         self._batch_size = settings.publish_batch if self.lossless else 1
         # Where the decode thread passes pictures and state changes: straight to delivery, or
@@ -170,6 +172,7 @@ class CameraWorker:
         self._pending: deque[_Sent] = deque()
         self._last_frame = time.monotonic()
         self._fallback_warned = False
+        self._encoder = FrameEncoder(config, settings.encode)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -371,8 +374,9 @@ class CameraWorker:
         finally:
             if not turn.done():
                 turn.cancel()
-            elif not turn.cancelled():
-                turn.exception()  # retrieved: a channel closed by stop() while we were cancelled
+            # Retrieve how it ends even after the cancel: stop() closing the channel can end it
+            # with ChannelClosedError first, which asyncio would log at garbage collection.
+            turn.add_done_callback(_retrieve)
 
     async def _report_loop(self) -> None:
         """Refresh the status record (fps, counters) and run the watchdog of live sources."""
@@ -538,22 +542,29 @@ class CameraWorker:
 
     def _deliver(self, item: object) -> None:
         """Encode a picture and add it to the batch, count a corrupt frame, or queue a state
-        change or the end after the batch (on the decode thread, or the encode stage's)."""
+        change or the end after the batch (on the decode thread, or the encode stage's).
+
+        Pictures on the GPU wait until a publish batch of them is there, for one nvJPEG call.
+        """
         if isinstance(item, _Picture):
-            encoded = None
-            with contextlib.suppress(cv2.error):
-                encoded = resize_and_encode(
-                    item.image, self.config.max_width, self.config.max_height, self.config.jpeg_quality
-                )
-            if encoded is None:
-                self.status.frame_corrupt()
-            else:
-                self._hand_over(_Frame(item.media_time, item.capture_time, item.progress, encoded))
+            self._pictures.append(item)
+            if len(self._pictures) >= self._batch_size or not self._encoder.batches(item.image):
+                self._encode_pictures()
         elif item is _CORRUPT:
             self.status.frame_corrupt()
         else:
+            self._encode_pictures()
             self._flush()
             self._put(item)
+
+    def _encode_pictures(self) -> None:
+        """Encode the pictures waiting, together, and add them to the batch in order."""
+        pictures, self._pictures = self._pictures, []
+        for picture, encoded in zip(pictures, self._encoder.encode([p.image for p in pictures]), strict=True):
+            if encoded is None:
+                self.status.frame_corrupt()
+            else:
+                self._hand_over(_Frame(picture.media_time, picture.capture_time, picture.progress, encoded))
 
     def _hand_over(self, frame: _Frame) -> None:
         """Add a frame to the batch, and hand the batch over once it is full."""
@@ -581,6 +592,12 @@ class CameraWorker:
     @property
     def _shown(self) -> str:
         return self.config.redacted_source
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a finished future's exception as seen (the caller no longer wants the outcome)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _duration(seconds: float) -> Duration:

@@ -8,7 +8,8 @@ CUDA device. :func:`open_nvdec` says which of these is missing, and the
 camera opens the CPU source instead (warning once for ``nvdec``): never a crash.
 
 torch and torchcodec are imported only when a camera asks for NVDEC, so CPU
-decoder nodes never load them.
+decoder nodes never load them. The pictures stay on the GPU for the JPEG
+encoder (:mod:`camsight.decoder.nvjpeg`).
 """
 
 from __future__ import annotations
@@ -70,8 +71,16 @@ def nvdec_problem(kind: SourceKind, path: str) -> str | None:
         return f"cannot read the container's codec: {exc}"
     if codec not in NVDEC_CODECS:
         return f"NVDEC cannot decode codec {codec}"
-    if importlib.util.find_spec("torchcodec") is None:
-        return "torchcodec is not installed (pip install 'camsight[torch]')"
+    return cuda_problem("torchcodec")
+
+
+def cuda_problem(library: str) -> str | None:
+    """Why ``library`` (a torch library with CUDA kernels) cannot run on this node's GPU (None: it can).
+
+    Shared by NVDEC (torchcodec) and nvJPEG (torchvision, :mod:`camsight.decoder.nvjpeg`).
+    """
+    if importlib.util.find_spec(library) is None:
+        return f"{library} is not installed (pip install 'camsight[torch]')"
     if not any(Path(p).exists() for p in NVIDIA_DEVICE_FILES):
         # Before importing torch (seconds, hundreds of MiB): a CPU node's `auto` cameras stay cheap.
         return "this node has no NVIDIA GPU (no driver device file)"
@@ -83,11 +92,11 @@ def nvdec_problem(kind: SourceKind, path: str) -> str | None:
 
 
 class NvdecSource:
-    """A video file decoded on the GPU; pictures come back as BGR arrays, as from the CPU source.
+    """A video file decoded on the GPU; pictures stay there as RGB ``3 x H x W`` uint8 tensors.
 
-    The copy to host memory is where the decoder's JPEG encoding takes them
-    today (:mod:`camsight.decoder.frames`); the frames still cross the bus
-    as JPEGs (decision 0075).
+    The JPEG encoder (:mod:`camsight.decoder.nvjpeg`) encodes them there with
+    nvJPEG, or copies them to host memory for OpenCV (decision 0078); the
+    frames still cross the bus as JPEGs (decision 0075).
     """
 
     kind = SourceKind.FILE
@@ -125,8 +134,7 @@ class NvdecSource:
         media_time = index / self._fps if self._fps > 0 else 0.0
         if not take(media_time):
             return None
-        rgb = self._decoder[index]  # 3 x H x W uint8 on the GPU
-        return Grabbed(rgb.permute(1, 2, 0).flip(-1).contiguous().cpu().numpy(), media_time)
+        return Grabbed(self._decoder[index], media_time)
 
     def progress(self) -> float:
         total = len(self._decoder) if self._decoder is not None else 0

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from camsight.bus import subjects
+
+
+class JpegEncode(StrEnum):
+    """Where the decoder JPEG-encodes its pictures (decision 0078)."""
+
+    AUTO = "auto"
+    """nvJPEG for pictures NVDEC left on the GPU, OpenCV for the rest."""
+    CPU = "cpu"
+    """OpenCV always (NVDEC's pictures are copied to host memory first)."""
+    NVJPEG = "nvjpeg"
+    """nvJPEG always (pictures decoded on the CPU are copied to the GPU); where it cannot run,
+    OpenCV with one warning per camera."""
 
 
 class DecoderSettings(BaseModel):
@@ -37,6 +50,9 @@ class DecoderSettings(BaseModel):
     )
     encode_thread: bool = Field(
         True, description="lossless cameras: resize and JPEG-encode on a second thread, overlapping decoding"
+    )
+    encode: JpegEncode = Field(
+        JpegEncode.AUTO, description="where pictures are JPEG-encoded: auto, cpu (OpenCV) or nvjpeg (the GPU)"
     )
     pacing_resync_s: float = Field(1.0, gt=0, le=60)
     status_interval_s: float = Field(2.0, gt=0, le=600)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import av
@@ -42,6 +42,13 @@ os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 # (-8: AV_LOG_QUIET); OpenCV's own errors still print.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+if TYPE_CHECKING:
+    import torch
+
+Picture: TypeAlias = "np.ndarray | torch.Tensor"
+"""A decoded picture: a BGR ``H x W x 3`` array in host memory, or (NVDEC) an RGB
+``3 x H x W`` uint8 tensor on the GPU, left there for the JPEG encoder (decision 0078)."""
 
 
 class SourceKind(StrEnum):
@@ -69,7 +76,7 @@ class EndOfSource(Exception):
 class Grabbed:
     """A sampled picture; ``image`` is None when it could not be decoded (corrupt)."""
 
-    image: np.ndarray | None
+    image: Picture | None
     media_time: float
 
 
