@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from camsight.analyzers import AnalyzerConfig, AnalyzerError, Picture, resolve_device
 from camsight.analyzers.devices import prepare_module
-from camsight.analyzers.pictures import image_to_tensor
+from camsight.analyzers.pictures import on_device
 from pydantic import Field, model_validator
 
 from camsight_torch.weights import is_named, resolve, state_dict
@@ -103,8 +102,7 @@ def to_tensor(picture: Picture, device: str, dtype: torch.dtype) -> torch.Tensor
     The host's tensor already lies on ``device`` (``inputs = "tensor"``): it is
     only converted to ``dtype`` there, never copied through host memory.
     """
-    rgb = image_to_tensor(picture, device) if isinstance(picture, np.ndarray) else picture.to(device)
-    return rgb.to(dtype=dtype).div_(255.0)
+    return on_device(picture, device).to(dtype=dtype).div_(255.0)
 
 
 def weights_version(version: str, model: str, cfg: WeightsConfig) -> str:

@@ -13,6 +13,7 @@ from camsight.bus import Bus, connect, subjects
 from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import analysis_pb2
 from helpers import sample_video
+from yolo_exports import exports, frames  # noqa: F401 (fixtures: YOLO ONNX exports, the frames they see)
 
 
 @pytest.fixture

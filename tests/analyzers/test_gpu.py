@@ -1,8 +1,10 @@
-"""The GPU paths: nvJPEG decode in the host, torch analyzers on CUDA. Skipped without a CUDA
-device (CI has none); they ran on the project's GPU machine (docs/performance.md)."""
+"""The GPU paths: nvJPEG decode in the host, torch analyzers on CUDA, their pictures kept there.
+Skipped without a CUDA device (CI has none); they ran on the project's GPU machine
+(docs/performance.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -19,6 +21,8 @@ from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from helpers import sample_video
+from test_torch import peaked_r3d, video_windows_stay_on_the_device
+from test_yolo_exports import the_device_letterbox_is_opencvs, yolo_letterboxes_on_the_device
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")
 
@@ -87,3 +91,33 @@ async def test_tensor_analyzers_get_nvjpeg_output_on_the_device_never_copied_to_
         no_host_copies(patched)  # the host never calls .cpu() or .numpy() on a picture
         arrays, tensors = await host_pictures(bus, nats_settings, bikes[:6], results, "cuda")
     assert_same_pictures(arrays, tensors, "cuda")
+
+
+async def test_torch_video_windows_stay_on_the_gpu(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    bikes: list[Any],
+    results: Results,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    weights = peaked_r3d(tmp_path / "r3d.pt")
+    await video_windows_stay_on_the_device(
+        bus, nats_settings, bikes[:8], results, monkeypatch, weights, "cuda"
+    )
+
+
+def test_the_gpu_letterbox_is_opencvs(frames: list[Any]) -> None:
+    the_device_letterbox_is_opencvs(frames, "cuda")
+
+
+async def test_yolo_on_torch_letterboxes_nvjpeg_output_on_the_gpu(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    frames: list[Any],
+    results: Results,
+    monkeypatch: pytest.MonkeyPatch,
+    exports: dict[str, Path],
+) -> None:
+    model = exports["yolov8n_opset17"]
+    await yolo_letterboxes_on_the_device(bus, nats_settings, frames, results, monkeypatch, model, "cuda")

@@ -16,16 +16,20 @@ import onnx
 import pytest
 import torch
 import torchvision
-from camsight.analyzers import AnalyzerError, FrameInfo
+from analyzer_helpers import Image, Results, make_frame
+from camsight.analyzers import AnalyzerError, Clip, FrameInfo
 from camsight.analyzers.explain import Explainer
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.testing import check_conformance, synthetic_frames
+from camsight.bus import Bus
 from camsight.cli import app
+from camsight.config import NatsSettings
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from camsight_torch.yolo import OnnxYolo, decode
 from helpers import sample_video
 from onnx import TensorProto, helper, numpy_helper
+from test_pictures import decoded_elsewhere, no_picture_copies, run_host
 from typer.testing import CliRunner
 
 SIZE = 64  # network input of the hand-made YOLO model
@@ -184,3 +188,61 @@ def test_the_detector_explains_where_it_looked(model: str, tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.glob("*.jpg")] == ["000001.jpg"]
+
+
+def peaked_r3d(path: Path) -> Path:
+    """r3d_18 with random weights whose class scores differ (the last layer scaled up), saved to ``path``:
+    with the plain random head every class scores about 1/400 and any clip would match any other."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("r3d_18", weights=None, num_classes=400)
+    with torch.no_grad():
+        model.fc.weight.mul_(30.0)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+async def video_windows_stay_on_the_device(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    images: list[Image],
+    results: Results,
+    monkeypatch: pytest.MonkeyPatch,
+    weights: Path,
+    device: str,
+) -> None:
+    """torch_video behind a host over ``images``: windows of tensors on ``device``, never through the
+    host; each window scores as the same analyzer on the reference pictures of the same JPEGs."""
+    config = {"weights": str(weights), "window": 4, "size": 32, "min_score": 0.0, "top_k": 400}
+    hosted, reference = (instantiate(TorchVideoClassifier, config, device=device) for _ in range(2))
+    assert hosted.inputs == "tensor"
+    with monkeypatch.context() as patched:
+        no_picture_copies(patched)
+        await run_host(bus, nats_settings, [hosted], images, results)
+    reference.load()
+    assert isinstance(reference, TorchVideoClassifier)
+    frames = [make_frame("cam", i, image) for i, image in enumerate(images, start=1)]
+    pictures = decoded_elsewhere(frames, device)
+    infos = [FrameInfo("cam", f.seq, f.width, f.height) for f in frames]
+    published = results.of("torch_video")
+    assert [r.frame.seq for r in published if not r.skipped] == list(range(4, len(images) + 1))
+    for result in published[3:]:
+        end = result.frame.seq
+        [expected] = reference.analyze_clips([Clip("cam", pictures[end - 4 : end], infos[end - 4 : end])])
+        scores = {d.label: d.score for d in result.detections}
+        assert len(scores) == 400 and max(scores.values()) > 10 / 400, "the classes must differ to compare"
+        assert {d.label: pytest.approx(d.score, rel=1e-3, abs=1e-6) for d in expected} == scores
+    reference.close()
+
+
+async def test_torch_video_windows_are_tensors_and_score_like_arrays(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    bikes: list[Image],
+    results: Results,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    weights = peaked_r3d(tmp_path / "r3d.pt")
+    await video_windows_stay_on_the_device(
+        bus, nats_settings, bikes[:8], results, monkeypatch, weights, "cpu"
+    )
