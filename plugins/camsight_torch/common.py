@@ -105,6 +105,21 @@ def to_tensor(picture: Picture, device: str, dtype: torch.dtype) -> torch.Tensor
     return on_device(picture, device).to(dtype=dtype).div_(255.0)
 
 
+def resize(pictures: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
+    """Bilinear resize of ``N x 3 x H x W`` uint8 pictures to ``size`` (height, width), where they lie;
+    float out, in whole grey levels (as OpenCV's uint8 resizes).
+
+    On the CPU torch resizes uint8 directly (its vectorised path: 3 to 8 times faster than
+    in float, measured in decision 0076); CUDA resizes floats only.
+    """
+    from torch.nn.functional import interpolate
+
+    if pictures.device.type == "cpu":
+        return interpolate(pictures, size, mode="bilinear", antialias=antialias).float()
+    resized = interpolate(pictures.float(), size, mode="bilinear", antialias=antialias)
+    return resized.round_().clamp_(0, 255)
+
+
 def weights_version(version: str, model: str, cfg: WeightsConfig) -> str:
     """``0.1.0/r3d_18/weights.pt``: the plugin, the architecture and the weights file."""
     if cfg.weights is None:

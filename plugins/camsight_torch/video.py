@@ -33,7 +33,7 @@ from camsight.analyzers.devices import torch_dtype
 from camsight.analyzers.pictures import on_device
 from pydantic import Field
 
-from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, weights_version
+from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, resize, weights_version
 from camsight_torch.weights import resolve
 
 if TYPE_CHECKING:
@@ -154,16 +154,13 @@ class TorchVideoClassifier(ClipAnalyzer):
         Tensors from the host are used where they lie; arrays are moved there first.
         """
         import torch
-        from torch.nn.functional import interpolate
 
         frames = [on_device(picture, self._device) for picture in pictures]
         size = (self._size, self._size)
         if len({tuple(frame.shape) for frame in frames}) == 1:  # one resize call for the window
-            resized = interpolate(torch.stack(frames).float(), size, mode="bilinear", antialias=True)
+            resized = resize(torch.stack(frames), size, antialias=True)
         else:  # the camera changed resolution within the window
-            resized = torch.cat(
-                [interpolate(f[None].float(), size, mode="bilinear", antialias=True) for f in frames]
-            )
+            resized = torch.cat([resize(frame[None], size, antialias=True) for frame in frames])
         mean = torch.tensor(self._mean, device=self._device).view(1, 3, 1, 1)
         std = torch.tensor(self._std, device=self._device).view(1, 3, 1, 1)
         return ((resized / 255.0 - mean) / std).permute(1, 0, 2, 3)

@@ -45,7 +45,7 @@ from camsight.analyzers.onnxrt import load_model, session
 from camsight.analyzers.pictures import on_device
 from pydantic import Field
 
-from camsight_torch.common import label_of, load_labels
+from camsight_torch.common import label_of, load_labels, resize
 
 if TYPE_CHECKING:
     import torch
@@ -124,16 +124,16 @@ def letterbox(image: Image, size: int) -> tuple[Floats, Letterbox]:
 def letterbox_tensor(picture: torch.Tensor, size: int) -> tuple[torch.Tensor, Letterbox]:
     """:func:`letterbox` on the picture's device: RGB uint8 ``3 x H x W`` -> RGB float ``3 x size x size``.
 
-    Bilinear without antialiasing and rounded to whole grey levels, as OpenCV's INTER_LINEAR.
+    Bilinear without antialiasing, in whole grey levels, as OpenCV's INTER_LINEAR.
     """
     import torch
-    from torch.nn.functional import interpolate
 
     box = Letterbox.fit(picture.shape[-1], picture.shape[-2], size)
     (new_w, new_h), left, top = box.resized, int(box.pad_x), int(box.pad_y)
     canvas = torch.full((3, size, size), 114.0, device=picture.device)
-    resized = interpolate(picture[None].float(), (new_h, new_w), mode="bilinear", align_corners=False)
-    canvas[:, top : top + new_h, left : left + new_w] = resized[0].round_().clamp_(0, 255)
+    canvas[:, top : top + new_h, left : left + new_w] = resize(
+        picture[None], (new_h, new_w), antialias=False
+    )[0]
     return canvas.div_(255.0), box
 
 
