@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from analyzer_helpers import Results
+from analyzer_helpers import OnHost, Results
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.pictures import decode_frames, decode_jpegs_gpu
 from camsight.analyzers.testing import check_conformance
@@ -21,7 +21,7 @@ from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from helpers import sample_video
-from test_torch import peaked_r3d, video_windows_stay_on_the_device
+from test_torch import video_windows_stay_on_the_device
 from test_yolo_exports import the_device_letterbox_is_opencvs, yolo_letterboxes_on_the_device
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")
@@ -93,18 +93,8 @@ async def test_tensor_analyzers_get_nvjpeg_output_on_the_device_never_copied_to_
     assert_same_pictures(arrays, tensors, "cuda")
 
 
-async def test_torch_video_windows_stay_on_the_gpu(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    bikes: list[Any],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    weights = peaked_r3d(tmp_path / "r3d.pt")
-    await video_windows_stay_on_the_device(
-        bus, nats_settings, bikes[:8], results, monkeypatch, weights, "cuda"
-    )
+async def test_torch_video_windows_stay_on_the_gpu(on_host: OnHost, bikes: list[Any], tmp_path: Path) -> None:
+    await video_windows_stay_on_the_device(on_host, bikes[:8], tmp_path, "cuda")
 
 
 def test_the_gpu_letterbox_is_opencvs(frames: list[Any]) -> None:
@@ -112,12 +102,6 @@ def test_the_gpu_letterbox_is_opencvs(frames: list[Any]) -> None:
 
 
 async def test_yolo_on_torch_letterboxes_nvjpeg_output_on_the_gpu(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    frames: list[Any],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    exports: dict[str, Path],
+    on_host: OnHost, frames: list[Any], exports: dict[str, Path]
 ) -> None:
-    model = exports["yolov8n_opset17"]
-    await yolo_letterboxes_on_the_device(bus, nats_settings, frames, results, monkeypatch, model, "cuda")
+    await yolo_letterboxes_on_the_device(on_host, frames, exports["yolov8n_opset17"], "cuda")

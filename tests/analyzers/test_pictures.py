@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from analyzer_helpers import Results, context, publish_frames
+from analyzer_helpers import OnHost, Results, context, make_frame, publish_frames
 from camsight.analyzers import (
     KIND_OBJECTS,
     Analyzer,
@@ -23,6 +23,7 @@ from camsight.analyzers import (
     pictures,
 )
 from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.manager import instantiate
 from camsight.analyzers.pictures import decode_frame, decode_tensors, picture_size
 from camsight.analyzers.testing import ConformanceError, check_conformance, run_on_frames, synthetic_frames
 from camsight.bus import Bus
@@ -134,6 +135,23 @@ def decoded_elsewhere(frames: list[frame_pb2.Frame], device: str) -> list[Pictur
     pixels as libjpeg's tensors); on a GPU, nvJPEG's tensors decoded outside the host (they differ
     from OpenCV's by rounding, test_gpu.py, which a random-weights model amplifies)."""
     return [decode_frame(f) for f in frames] if device == "cpu" else decode_tensors(frames, device)
+
+
+async def hosted_and_reference(
+    on_host: OnHost, cls: type[Analyzer], config: dict[str, Any], images: list[Image], device: str
+) -> tuple[Analyzer, list[Picture], list[FrameInfo]]:
+    """Run a ``cls`` analyzer (one that takes tensors) behind a host over ``images`` on ``device``,
+    with picture copies refused (:func:`no_picture_copies`); return a second one, loaded, with the
+    reference pictures of the same JPEGs (:func:`decoded_elsewhere`) and their frame infos."""
+    hosted, reference = (instantiate(cls, config, device=device) for _ in range(2))
+    assert hosted.inputs == "tensor"
+    with on_host.monkeypatch.context() as patched:
+        no_picture_copies(patched)
+        await run_host(on_host.bus, on_host.nats_settings, [hosted], images, on_host.results)
+    reference.load()
+    frames = [make_frame("cam", i, image) for i, image in enumerate(images, start=1)]
+    infos = [FrameInfo("cam", f.seq, f.width, f.height) for f in frames]
+    return reference, decoded_elsewhere(frames, device), infos
 
 
 async def host_pictures(

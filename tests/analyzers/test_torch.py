@@ -16,20 +16,18 @@ import onnx
 import pytest
 import torch
 import torchvision
-from analyzer_helpers import Image, Results, make_frame
+from analyzer_helpers import Image, OnHost
 from camsight.analyzers import AnalyzerError, Clip, FrameInfo
 from camsight.analyzers.explain import Explainer
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.testing import check_conformance, synthetic_frames
-from camsight.bus import Bus
 from camsight.cli import app
-from camsight.config import NatsSettings
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from camsight_torch.yolo import OnnxYolo, decode
 from helpers import sample_video
 from onnx import TensorProto, helper, numpy_helper
-from test_pictures import decoded_elsewhere, no_picture_copies, run_host
+from test_pictures import hosted_and_reference
 from typer.testing import CliRunner
 
 SIZE = 64  # network input of the hand-made YOLO model
@@ -202,28 +200,17 @@ def peaked_r3d(path: Path) -> Path:
 
 
 async def video_windows_stay_on_the_device(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    images: list[Image],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    weights: Path,
-    device: str,
+    on_host: OnHost, images: list[Image], folder: Path, device: str
 ) -> None:
     """torch_video behind a host over ``images``: windows of tensors on ``device``, never through the
     host; each window scores as the same analyzer on the reference pictures of the same JPEGs."""
+    weights = peaked_r3d(folder / "r3d.pt")
     config = {"weights": str(weights), "window": 4, "size": 32, "min_score": 0.0, "top_k": 400}
-    hosted, reference = (instantiate(TorchVideoClassifier, config, device=device) for _ in range(2))
-    assert hosted.inputs == "tensor"
-    with monkeypatch.context() as patched:
-        no_picture_copies(patched)
-        await run_host(bus, nats_settings, [hosted], images, results)
-    reference.load()
+    reference, pictures, infos = await hosted_and_reference(
+        on_host, TorchVideoClassifier, config, images, device
+    )
     assert isinstance(reference, TorchVideoClassifier)
-    frames = [make_frame("cam", i, image) for i, image in enumerate(images, start=1)]
-    pictures = decoded_elsewhere(frames, device)
-    infos = [FrameInfo("cam", f.seq, f.width, f.height) for f in frames]
-    published = results.of("torch_video")
+    published = on_host.results.of("torch_video")
     assert [r.frame.seq for r in published if not r.skipped] == list(range(4, len(images) + 1))
     for result in published[3:]:
         end = result.frame.seq
@@ -235,14 +222,6 @@ async def video_windows_stay_on_the_device(
 
 
 async def test_torch_video_windows_are_tensors_and_score_like_arrays(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    bikes: list[Image],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    on_host: OnHost, bikes: list[Image], tmp_path: Path
 ) -> None:
-    weights = peaked_r3d(tmp_path / "r3d.pt")
-    await video_windows_stay_on_the_device(
-        bus, nats_settings, bikes[:8], results, monkeypatch, weights, "cpu"
-    )
+    await video_windows_stay_on_the_device(on_host, bikes[:8], tmp_path, "cpu")

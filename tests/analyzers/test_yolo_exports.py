@@ -13,17 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from analyzer_helpers import Image, Results, make_frame
+from analyzer_helpers import Image, OnHost
 from camsight.analyzers import AnalyzerError, FrameAnalyzer, FrameInfo
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.onnxrt import providers
 from camsight.analyzers.pictures import image_to_tensor
 from camsight.analyzers.testing import check_conformance
-from camsight.bus import Bus
-from camsight.config import NatsSettings
 from camsight_torch.yolo import OnnxYolo, letterbox, letterbox_tensor
 from helpers import sample_video
-from test_pictures import decoded_elsewhere, no_picture_copies, run_host
+from test_pictures import hosted_and_reference
 from yolo_exports import SIZE, no_network
 
 CONF, IOU, MAX_DET = 0.5, 0.45, 20
@@ -121,29 +119,16 @@ def test_an_ultralytics_export_quantized_on_a_real_video_runs_in_yolo_onnx(
 
 
 async def yolo_letterboxes_on_the_device(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    images: list[Image],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    model: Path,
-    device: str,
+    on_host: OnHost, images: list[Image], model: Path, device: str
 ) -> None:
     """yolo_onnx on the torch runtime behind a host: tensors on ``device``, letterboxed there, never
     through the host; the same detections as on the reference pictures of the same JPEGs."""
     config = {"model": str(model), "input_size": SIZE, "conf_threshold": CONF, "runtime": "torch"}
-    hosted, reference = (instantiate(OnnxYolo, config, device=device) for _ in range(2))
-    assert hosted.inputs == "tensor"
-    with monkeypatch.context() as patched:
-        no_picture_copies(patched)
-        await run_host(bus, nats_settings, [hosted], images, results)
-    reference.load()
+    reference, pictures, infos = await hosted_and_reference(on_host, OnnxYolo, config, images, device)
     assert isinstance(reference, FrameAnalyzer)
-    frames = [make_frame("cam", i, image) for i, image in enumerate(images, start=1)]
-    infos = [FrameInfo("cam", f.seq, f.width, f.height) for f in frames]
-    expected = reference.analyze(decoded_elsewhere(frames, device), infos)
+    expected = reference.analyze(pictures, infos)
     reference.close()
-    published = results.of("yolo_onnx")
+    published = on_host.results.of("yolo_onnx")
     assert sum(len(dets) for dets in expected) >= 3 * len(images), "too few boxes to compare anything"
     for result, wanted in zip(published, expected, strict=True):
         assert not result.skipped, result.skip_reason
@@ -184,13 +169,6 @@ def test_yolo_takes_tensors_with_the_torch_runtime_only(exports: dict[str, Path]
 
 
 async def test_yolo_on_torch_letterboxes_the_hosts_tensors_and_finds_what_the_numpy_path_finds(
-    bus: Bus,
-    nats_settings: NatsSettings,
-    frames: list[Image],
-    results: Results,
-    monkeypatch: pytest.MonkeyPatch,
-    exports: dict[str, Path],
+    on_host: OnHost, frames: list[Image], exports: dict[str, Path]
 ) -> None:
-    await yolo_letterboxes_on_the_device(
-        bus, nats_settings, frames, results, monkeypatch, exports["yolov8n_opset17"], "cpu"
-    )
+    await yolo_letterboxes_on_the_device(on_host, frames, exports["yolov8n_opset17"], "cpu")
