@@ -59,9 +59,8 @@ from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
 from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
-from camsight_torch.yolo import OnnxYolo
 from detector import bikes_frames, same_random_weights
-from gpu_analyzers import rate
+from gpu_analyzers import rate, yolo
 from gpu_pipeline import FULL_HD, pipeline_on_device
 from gpu_yolo import analyzer_config as yolo_config
 from gpu_yolo import yolo_model
@@ -242,10 +241,9 @@ def run(smoke: bool = False) -> dict[str, Any]:
         torch.set_num_threads(1)  # on a small shared CPU, one thread gives comparable figures
     images = [image for f in bikes_frames(size["frames"]) if not isinstance(image := decode_frame(f), str)]
     with tempfile.TemporaryDirectory() as models:
-        yolo = yolo_config(yolo_model(Path(models)))
         detectors = {
             "": {"torchvision_detector": {"model": size["model"], "random_weights": True, "min_score": 0.3}},
-            "yolo_": {"yolo_onnx": yolo},
+            "yolo_": {"yolo_onnx": yolo_config(yolo_model(Path(models)))},
         }
         # Full HD is the figure of the goal; bikes' own 640x272 only where the device's time allows.
         resolutions = {"": FULL_HD, "640x272_": (640, 272)} if gpu else {"": FULL_HD}
@@ -257,29 +255,13 @@ def run(smoke: bool = False) -> dict[str, Any]:
             alone = models_vs[f"batch_{served['batch']}"]["analyzer_tensors_fps"]
             served["service_vs_analyzer"] = round(served["fps"] / alone, 3)
             partial(result, f"service_{precision}", served)
-            partial(result, f"yolo_{precision}", yolo_rates(images, device, precision, size, yolo))
+            yolo_figures = yolo(device, gpu, precision, smoke)  # the analyzer alone, per batch size
+            partial(result, f"yolo_{precision}", {k: round(v, 2) for k, v in yolo_figures.items()})
             for name, analyzers in detectors.items():
                 for resolution, frame_size in resolutions.items():
                     figures = pipeline_on_device(device, precision, analyzers, smoke, frame_size)
                     partial(result, f"pipeline_{name}{resolution}{precision}", figures)
     return result
-
-
-def yolo_rates(
-    images: Sequence[Image], device: str, precision: str, size: dict[str, Any], config: dict[str, Any]
-) -> dict[str, Any]:
-    """YOLOv8n (random weights, torch runtime) on the frames per batch size: frames/s of the analyzer."""
-    analyzer = instantiate(OnnxYolo, {**config, "precision": precision}, device=device)
-    analyzer.load()
-    assert isinstance(analyzer, FrameAnalyzer)
-    pairs = [(im, FrameInfo("gpu", i + 1, im.shape[1], im.shape[0])) for i, im in enumerate(images)]
-
-    def call(chunk: Sequence[tuple[Image, FrameInfo]]) -> object:  # results come back as numpy: synced
-        return analyzer.analyze([im for im, _ in chunk], [info for _, info in chunk])
-
-    figures = {f"batch_{b}_fps": round(rate(pairs, b, call, size["repeat"]), 2) for b in size["batches"]}
-    analyzer.close()
-    return {"input_size": config["input_size"], **figures}
 
 
 def partial(result: dict[str, Any], key: str, figures: dict[str, Any]) -> None:

@@ -41,13 +41,14 @@ KEEP_BYTES = 1024  # smaller initializers (shapes, the DFL's 0..15, scales) stay
 OFFLINE = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false"}
 
 
-def graph(target: Path) -> Path:
-    """YOLOv8n's ONNX graph without its weights: ``.device``'s copy, else exported by ultralytics.
+def graph(target: Path, size: int = INPUT_SIZE) -> Path:
+    """YOLOv8n's ONNX graph for ``size`` pixels without its weights: ``.device``'s copy (made at
+    the default size), else exported by ultralytics.
 
     Raises ``ModuleNotFoundError`` when neither is there (no ultralytics: the
     test extra is not installed, and prepare.sh did not run).
     """
-    if CARRIED.exists():
+    if size == INPUT_SIZE and CARRIED.exists():
         return CARRIED
     import onnx
 
@@ -56,7 +57,7 @@ def graph(target: Path) -> Path:
         from ultralytics import YOLO
 
         torch.manual_seed(0)
-        model_file = YOLO("yolov8n.yaml").export(format="onnx", imgsz=INPUT_SIZE, dynamic=True)
+        model_file = YOLO("yolov8n.yaml").export(format="onnx", imgsz=size, dynamic=True)
         exported = Path(tmp) / model_file
         model = onnx.load(str(exported))
     for tensor in model.graph.initializer:
@@ -87,14 +88,16 @@ def with_random_weights(graph_path: Path, target: Path, seed: int = 0) -> Path:
     return target
 
 
-def yolo_model(folder: Path) -> Path:
-    """YOLOv8n with random weights in ``folder``, ready for the ``yolo_onnx`` analyzer."""
-    return with_random_weights(graph(folder / "yolov8n-graph.onnx"), folder / "yolov8n-random.onnx")
+def yolo_model(folder: Path, size: int = INPUT_SIZE) -> tuple[Path, int]:
+    """YOLOv8n with random weights for ``size`` pixels in ``folder``, and that size."""
+    model = with_random_weights(graph(folder / "yolov8n-graph.onnx", size), folder / "yolov8n-random.onnx")
+    return model, size
 
 
-def analyzer_config(model: Path) -> dict[str, object]:
+def analyzer_config(model: tuple[Path, int]) -> dict[str, object]:
     """The ``yolo_onnx`` config the benchmarks run: the torch runtime (onnx2torch), as on a GPU."""
-    return {"model": str(model), "input_size": INPUT_SIZE, "runtime": "torch", "conf_threshold": 0.25}
+    path, size = model
+    return {"model": str(path), "input_size": size, "runtime": "torch", "conf_threshold": 0.25}
 
 
 @contextlib.contextmanager

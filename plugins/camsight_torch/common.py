@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from camsight.analyzers import AnalyzerConfig, AnalyzerError, Picture, resolve_device
 from camsight.analyzers.devices import prepare_module
-from camsight.analyzers.pictures import image_to_tensor
+from camsight.analyzers.pictures import on_device
 from pydantic import Field, model_validator
 
 from camsight_torch.weights import is_named, resolve, state_dict
@@ -103,8 +102,22 @@ def to_tensor(picture: Picture, device: str, dtype: torch.dtype) -> torch.Tensor
     The host's tensor already lies on ``device`` (``inputs = "tensor"``): it is
     only converted to ``dtype`` there, never copied through host memory.
     """
-    rgb = image_to_tensor(picture, device) if isinstance(picture, np.ndarray) else picture.to(device)
-    return rgb.to(dtype=dtype).div_(255.0)
+    return on_device(picture, device).to(dtype=dtype).div_(255.0)
+
+
+def resize(pictures: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
+    """Bilinear resize of ``N x 3 x H x W`` uint8 pictures to ``size`` (height, width), where they lie;
+    float out, in whole grey levels (as OpenCV's uint8 resizes).
+
+    On the CPU torch resizes uint8 directly (its vectorised path: 3 to 8 times faster than
+    in float, measured in decision 0076); CUDA resizes floats only.
+    """
+    from torch.nn.functional import interpolate
+
+    if pictures.device.type == "cpu":
+        return interpolate(pictures, size, mode="bilinear", antialias=antialias).float()
+    resized = interpolate(pictures.float(), size, mode="bilinear", antialias=antialias)
+    return resized.round_().clamp_(0, 255)
 
 
 def weights_version(version: str, model: str, cfg: WeightsConfig) -> str:

@@ -1,8 +1,11 @@
 """A torchvision video classifier as a clip analyzer: CNNs (r3d_18, mc3_18, r2plus1d_18, s3d) and
 video transformers (mvit_v1_b, mvit_v2_s, swin3d_t/s/b; decision 0036).
 
-Each window of frames becomes one ``(3, T, size, size)`` clip, normalised
-with the mean and std of the weights (``transforms()``); the ``top_k``
+Each window of frames becomes one ``(3, T, size, size)`` clip, resized
+(bilinear, antialiased: as the weights' own ``transforms()`` resize) and
+normalised with the mean and std of the weights on the model's device; the
+host hands it the window as RGB tensors already there (``inputs = "tensor"``,
+decision 0076), so a clip never goes through host memory or numpy. The ``top_k``
 classes above ``min_score`` label the window (box = whole frame). The clip
 is fed as the weights were trained: its length is the ``clip_len`` their
 documentation states (16 frames, 32 for Swin3D) and its size their crop,
@@ -15,10 +18,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
 from camsight.analyzers import (
     KIND_ACTIONS,
     AnalyzerError,
@@ -26,12 +27,17 @@ from camsight.analyzers import (
     ClipAnalyzer,
     ClipConfig,
     Detection,
+    Picture,
 )
 from camsight.analyzers.devices import torch_dtype
+from camsight.analyzers.pictures import on_device
 from pydantic import Field
 
-from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, weights_version
+from camsight_torch.common import WeightsConfig, label_of, load_torchvision_model, resize, weights_version
 from camsight_torch.weights import resolve
+
+if TYPE_CHECKING:
+    import torch
 
 
 def clip_length(weights: Any) -> int | None:
@@ -81,6 +87,7 @@ class TorchVideoClassifier(ClipAnalyzer):
     kind = KIND_ACTIONS
     version = "0.1.0"
     Config = VideoConfig
+    inputs = "tensor"  # the host keeps its windows on its device (decision 0076)
 
     def __init__(self, config: ClipConfig | None = None) -> None:
         super().__init__(config)
@@ -127,10 +134,10 @@ class TorchVideoClassifier(ClipAnalyzer):
             raise RuntimeError(f"{self.name} used before load()")
         import torch
 
-        batch = torch.from_numpy(np.stack([self._clip_array(clip) for clip in clips]))
         dtype = torch_dtype(self.cfg.precision if self.cfg.precision != "int8" else None)
         with torch.inference_mode():
-            probs = self._model(batch.to(device=self._device, dtype=dtype)).float().softmax(dim=1).cpu()
+            batch = torch.stack([self._clip_tensor(clip.images) for clip in clips])
+            probs = self._model(batch.to(dtype=dtype)).float().softmax(dim=1).cpu()
         top = probs.topk(min(self.cfg.top_k, probs.shape[1]), dim=1)
         return [
             [
@@ -141,14 +148,22 @@ class TorchVideoClassifier(ClipAnalyzer):
             for scores, indices in zip(top.values, top.indices, strict=True)
         ]
 
-    def _clip_array(self, clip: Clip) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """(3, T, size, size) float32, RGB, normalised as the weights were trained."""
-        size = self._size
-        frames = np.stack(
-            [cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1] for img in clip.images]
-        )
-        array = (frames.astype(np.float32) / 255.0 - self._mean) / self._std
-        return np.ascontiguousarray(array.transpose(3, 0, 1, 2), dtype=np.float32)
+    def _clip_tensor(self, pictures: Sequence[Picture]) -> torch.Tensor:
+        """(3, T, size, size) float32 on the model's device, RGB, normalised as the weights were trained.
+
+        Tensors from the host are used where they lie; arrays are moved there first.
+        """
+        import torch
+
+        frames = [on_device(picture, self._device) for picture in pictures]
+        size = (self._size, self._size)
+        if len({tuple(frame.shape) for frame in frames}) == 1:  # one resize call for the window
+            resized = resize(torch.stack(frames), size, antialias=True)
+        else:  # the camera changed resolution within the window
+            resized = torch.cat([resize(frame[None], size, antialias=True) for frame in frames])
+        mean = torch.tensor(self._mean, device=self._device).view(1, 3, 1, 1)
+        std = torch.tensor(self._std, device=self._device).view(1, 3, 1, 1)
+        return ((resized / 255.0 - mean) / std).permute(1, 0, 2, 3)
 
     def close(self) -> None:
         self._model = None

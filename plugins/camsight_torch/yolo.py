@@ -10,8 +10,12 @@ to the original image and normalised. The model runs with onnxruntime (on
 the CUDA execution provider when ``device`` asks for a GPU and
 onnxruntime-gpu is installed), or converted to a torch module with
 onnx2torch (``runtime: torch``, the way to put it on a GPU without
-onnxruntime-gpu). Files exported by ultralytics (YOLOv8, YOLO11) are checked
-against ultralytics' own predictions in tests/analyzers/test_yolo_exports.py.
+onnxruntime-gpu). With the torch runtime the analyzer takes tensors
+(``inputs``, decision 0076): the host decodes the frames on its device and
+the letterbox is done there, so a picture never goes through host memory;
+onnxruntime takes numpy arrays, letterboxed with OpenCV. Files exported by
+ultralytics (YOLOv8, YOLO11) are checked against ultralytics' own
+predictions in tests/analyzers/test_yolo_exports.py.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import cv2
 import numpy as np
@@ -32,14 +36,20 @@ from camsight.analyzers import (
     FrameAnalyzer,
     FrameInfo,
     Image,
+    Inputs,
+    Picture,
     resolve_device,
 )
 from camsight.analyzers.devices import cuda_available, prepare_module, torch_dtype
 from camsight.analyzers.onnxrt import load_model, session
 from camsight.analyzers.onnxtorch import to_torch
+from camsight.analyzers.pictures import on_device
 from pydantic import Field
 
-from camsight_torch.common import label_of, load_labels
+from camsight_torch.common import label_of, load_labels, resize
+
+if TYPE_CHECKING:
+    import torch
 
 Floats = npt.NDArray[np.float32]
 Decoded = tuple[Floats, Floats, npt.NDArray[np.int64]]
@@ -88,20 +98,44 @@ class Letterbox:
         out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale / self.height
         return np.clip(out, 0.0, 1.0)
 
+    @classmethod
+    def fit(cls, width: int, height: int, size: int) -> Letterbox:
+        """Scale keeping the aspect ratio into ``size`` x ``size``, centred (pads rounded down)."""
+        scale = min(size / width, size / height)
+        pad_x, pad_y = (size - round(width * scale)) // 2, (size - round(height * scale)) // 2
+        return cls(scale, float(pad_x), float(pad_y), width, height)
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        """``(width, height)`` of the picture inside the square."""
+        return round(self.width * self.scale), round(self.height * self.scale)
+
 
 def letterbox(image: Image, size: int) -> tuple[Floats, Letterbox]:
     """Resize keeping the aspect ratio, pad to ``size`` x ``size`` with grey; RGB CHW float 0..1."""
-    height, width = image.shape[:2]
-    scale = min(size / width, size / height)
-    new_w, new_h = round(width * scale), round(height * scale)
-    pad_x, pad_y = (size - new_w) / 2, (size - new_h) / 2
+    box = Letterbox.fit(image.shape[1], image.shape[0], size)
+    (new_w, new_h), left, top = box.resized, int(box.pad_x), int(box.pad_y)
     canvas = np.full((size, size, 3), 114, dtype=np.uint8)
-    left, top = int(pad_x), int(pad_y)
     canvas[top : top + new_h, left : left + new_w] = cv2.resize(
         image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
     )
-    tensor = canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
-    return tensor, Letterbox(scale, float(left), float(top), width, height)
+    return canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0, box
+
+
+def letterbox_tensor(picture: torch.Tensor, size: int) -> tuple[torch.Tensor, Letterbox]:
+    """:func:`letterbox` on the picture's device: RGB uint8 ``3 x H x W`` -> RGB float ``3 x size x size``.
+
+    Bilinear without antialiasing, in whole grey levels, as OpenCV's INTER_LINEAR.
+    """
+    import torch
+
+    box = Letterbox.fit(picture.shape[-1], picture.shape[-2], size)
+    (new_w, new_h), left, top = box.resized, int(box.pad_x), int(box.pad_y)
+    canvas = torch.full((3, size, size), 114.0, device=picture.device)
+    canvas[:, top : top + new_h, left : left + new_w] = resize(
+        picture[None], (new_h, new_w), antialias=False
+    )[0]
+    return canvas.div_(255.0), box
 
 
 def decode(output: Floats, layout: str, conf_threshold: float) -> list[Decoded]:
@@ -147,6 +181,7 @@ class OnnxYolo(FrameAnalyzer):
         self._run: Any = None
         self._labels: list[str] = []
         self._batched = True
+        self._device: str | None = None  # where the torch runtime runs; None: onnxruntime
 
     @property
     def cfg(self) -> YoloConfig:
@@ -157,13 +192,22 @@ class OnnxYolo(FrameAnalyzer):
     def model_version(self) -> str:
         return f"{self.version}/{self.cfg.model.name}"
 
+    @property
+    def runtime(self) -> Literal["onnxruntime", "torch"]:
+        """What runs the model: ``runtime``, with auto resolved (torch on a GPU, else onnxruntime)."""
+        if self.cfg.runtime != "auto":
+            return self.cfg.runtime
+        return "torch" if self.cfg.device != "cpu" and cuda_available() else "onnxruntime"
+
+    @property
+    def inputs(self) -> Inputs:
+        """Tensors on the device for the torch runtime (letterboxed there); arrays for onnxruntime."""
+        return "tensor" if self.runtime == "torch" else "numpy"
+
     def load(self) -> None:
-        cfg = self.cfg
-        self._labels = load_labels(cfg.labels, [])
-        runtime = cfg.runtime
-        if runtime == "auto":
-            runtime = "torch" if cfg.device != "cpu" and cuda_available() else "onnxruntime"
-        self._run = self._torch_runner() if runtime == "torch" else self._ort_runner()
+        self._labels = load_labels(self.cfg.labels, [])
+        self._device = resolve_device(self.cfg.device) if self.runtime == "torch" else None
+        self._run = self._ort_runner() if self._device is None else self._torch_runner(self._device)
 
     def _ort_runner(self) -> Any:
         if self.cfg.precision not in (None, "fp32"):
@@ -176,31 +220,38 @@ class OnnxYolo(FrameAnalyzer):
         self._batched = not isinstance(spec.shape[0], int) or spec.shape[0] != 1
         return lambda batch: ort.run(None, {spec.name: batch})[0]
 
-    def _torch_runner(self) -> Any:
+    def _torch_runner(self, device: str) -> Any:
         import torch
 
-        device = resolve_device(self.cfg.device)
-        model = load_model(self.cfg.model)
+        graph = load_model(self.cfg.model)
         # A file exported for one image at a time (ultralytics' default) runs a batch image by image.
-        self._batched = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value != 1
-        module = prepare_module(to_torch(model), device, self.cfg.precision)
+        self._batched = graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value != 1
+        module = prepare_module(to_torch(graph), device, self.cfg.precision)
         dtype = torch_dtype(None if self.cfg.precision == "int8" else self.cfg.precision)
 
-        def run(batch: Floats) -> Floats:
+        def run(batch: torch.Tensor) -> Floats:
             with torch.inference_mode():
-                out = module(torch.from_numpy(batch).to(device=device, dtype=dtype))
+                out = module(batch.to(dtype=dtype))
             out = out[0] if isinstance(out, list | tuple) else out
             return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
 
         return run
 
-    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+    def analyze(self, images: Sequence[Picture], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
         if not images:
             return []
         if self._run is None:
             raise RuntimeError(f"{self.name} used before load()")
-        prepared = [letterbox(img, self.cfg.input_size) for img in images]
-        batch = np.stack([tensor for tensor, _ in prepared])
+        size = self.cfg.input_size
+        batch: Any
+        if self._device is not None:  # the torch runtime: letterboxed on its device
+            import torch
+
+            on_gpu = [letterbox_tensor(on_device(img, self._device), size) for img in images]
+            batch, boxes = torch.stack([tensor for tensor, _ in on_gpu]), [box for _, box in on_gpu]
+        else:  # onnxruntime takes arrays (``inputs``)
+            arrays = [letterbox(cast(Image, img), size) for img in images]
+            batch, boxes = np.stack([array for array, _ in arrays]), [box for _, box in arrays]
         if self._batched:
             output = np.asarray(self._run(batch), dtype=np.float32)
         else:
@@ -208,7 +259,7 @@ class OnnxYolo(FrameAnalyzer):
                 [np.asarray(self._run(batch[i : i + 1]), dtype=np.float32) for i in range(len(batch))]
             )
         decoded = decode(output, self.cfg.layout, self.cfg.conf_threshold)
-        return [self._detections(d, box) for d, (_, box) in zip(decoded, prepared, strict=True)]
+        return [self._detections(d, box) for d, box in zip(decoded, boxes, strict=True)]
 
     def _detections(
         self, decoded: tuple[Floats, Floats, npt.NDArray[np.int64]], box: Letterbox

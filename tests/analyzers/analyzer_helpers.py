@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings, Settings
 from camsight.runtime import ServiceContext
@@ -64,3 +66,13 @@ def context(
     ctx = ServiceContext(Settings(nats=nats_settings, instance="test-1", services={name: section}, **top))
     ctx.attach(bus)
     return ctx
+
+
+@dataclass
+class OnHost:
+    """What a test needs to run analyzers behind a host on its nats-server (fixture ``on_host``)."""
+
+    bus: Bus
+    nats_settings: NatsSettings
+    results: Results
+    monkeypatch: pytest.MonkeyPatch

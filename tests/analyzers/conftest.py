@@ -8,11 +8,12 @@ from typing import Any
 
 import cv2
 import pytest
-from analyzer_helpers import Image, Results
+from analyzer_helpers import Image, OnHost, Results
 from camsight.bus import Bus, connect, subjects
 from camsight.config import NatsSettings, StreamSettings
 from camsight.v1 import analysis_pb2
 from helpers import sample_video
+from yolo_exports import exports, frames  # noqa: F401 (fixtures: YOLO ONNX exports, the frames they see)
 
 
 @pytest.fixture
@@ -68,3 +69,10 @@ async def running() -> AsyncIterator[Callable[[Any], Awaitable[None]]]:
         service.ctx.stopping.set()
         await asyncio.wait_for(task, 30)
         await service.close()
+
+
+@pytest.fixture
+def on_host(
+    bus: Bus, nats_settings: NatsSettings, results: Results, monkeypatch: pytest.MonkeyPatch
+) -> OnHost:
+    return OnHost(bus, nats_settings, results, monkeypatch)

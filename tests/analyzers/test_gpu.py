@@ -1,14 +1,16 @@
-"""The GPU paths: nvJPEG decode in the host, torch analyzers on CUDA. Skipped without a CUDA
-device (CI has none); they ran on the project's GPU machine (docs/performance.md)."""
+"""The GPU paths: nvJPEG decode in the host, torch analyzers on CUDA, their pictures kept there.
+Skipped without a CUDA device (CI has none); they ran on the project's GPU machine
+(docs/performance.md)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-from analyzer_helpers import Results
+from analyzer_helpers import OnHost, Results
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.pictures import decode_frames, decode_jpegs_gpu
 from camsight.analyzers.testing import check_conformance
@@ -19,6 +21,8 @@ from camsight.v1 import frame_pb2
 from camsight_torch.detection import TorchvisionDetector
 from camsight_torch.video import TorchVideoClassifier
 from helpers import sample_video
+from test_torch import video_windows_stay_on_the_device
+from test_yolo_exports import the_device_letterbox_is_opencvs, yolo_letterboxes_on_the_device
 
 pytestmark = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")
 
@@ -87,3 +91,17 @@ async def test_tensor_analyzers_get_nvjpeg_output_on_the_device_never_copied_to_
         no_host_copies(patched)  # the host never calls .cpu() or .numpy() on a picture
         arrays, tensors = await host_pictures(bus, nats_settings, bikes[:6], results, "cuda")
     assert_same_pictures(arrays, tensors, "cuda")
+
+
+async def test_torch_video_windows_stay_on_the_gpu(on_host: OnHost, bikes: list[Any], tmp_path: Path) -> None:
+    await video_windows_stay_on_the_device(on_host, bikes[:8], tmp_path, "cuda")
+
+
+def test_the_gpu_letterbox_is_opencvs(frames: list[Any]) -> None:
+    the_device_letterbox_is_opencvs(frames, "cuda")
+
+
+async def test_yolo_on_torch_letterboxes_nvjpeg_output_on_the_gpu(
+    on_host: OnHost, frames: list[Any], exports: dict[str, Path]
+) -> None:
+    await yolo_letterboxes_on_the_device(on_host, frames, exports["yolov8n"], "cuda")

@@ -7,12 +7,23 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 import torch
-from analyzer_helpers import Results, context, publish_frames
-from camsight.analyzers import KIND_OBJECTS, Detection, FrameAnalyzer, FrameInfo, Image, Picture
+from analyzer_helpers import OnHost, Results, context, make_frame, publish_frames
+from camsight.analyzers import (
+    KIND_OBJECTS,
+    Analyzer,
+    Detection,
+    FrameAnalyzer,
+    FrameInfo,
+    Image,
+    Picture,
+    pictures,
+)
 from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.manager import instantiate
 from camsight.analyzers.pictures import decode_frame, decode_tensors, picture_size
 from camsight.analyzers.testing import ConformanceError, check_conformance, run_on_frames, synthetic_frames
 from camsight.bus import Bus
@@ -72,21 +83,83 @@ def no_host_copies(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.Tensor, "numpy", refuse)
 
 
+def no_picture_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For real torch analyzers, whose results do come back to the host: fail when a picture (a
+    ``uint8`` tensor: the host's, or a window or batch of them) goes to host memory or numpy or
+    changes device, when an array is made a tensor (the analyzer was handed arrays), and on any
+    OpenCV resize (the numpy path's letterbox and clip resize)."""
+
+    def guarded(name: str) -> Any:
+        original = getattr(torch.Tensor, name)
+
+        def call(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if self.dtype == torch.uint8 and name != "to":
+                raise AssertionError(f"a picture tensor went to host memory: .{name}()")
+            out = original(self, *args, **kwargs)
+            if self.dtype == torch.uint8 and isinstance(out, torch.Tensor) and out.device != self.device:
+                raise AssertionError(f"a picture tensor moved from {self.device} to {out.device}")
+            return out
+
+        return call
+
+    def refuse(what: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError(what)
+
+        return call
+
+    for name in ("cpu", "numpy", "to"):
+        monkeypatch.setattr(torch.Tensor, name, guarded(name))
+    monkeypatch.setattr(cv2, "resize", refuse("a picture was resized with OpenCV, off the device"))
+    monkeypatch.setattr(pictures, "image_to_tensor", refuse("an analyzer was handed an array, not a tensor"))
+
+
+async def run_host(
+    bus: Bus, nats_settings: NatsSettings, analyzers: list[Analyzer], images: list[Image], results: Results
+) -> None:
+    """Run a host with ``analyzers`` over ``images`` (JPEG frames of one camera) until every result is in."""
+    host = AnalyzerHost(context(bus, nats_settings, {}), analyzers, "detector", HostSettings())
+    await host.load()
+    assert host.load_errors == {}
+    await publish_frames(bus, "cam", images)
+    task = asyncio.create_task(host.run())
+    expected = len(analyzers) * len(images)
+    await wait_for(lambda: len(results.items) == expected, 120, "every analyzer's results")
+    await host.stop()
+    await task
+    await host.close()
+
+
+def decoded_elsewhere(frames: list[frame_pb2.Frame], device: str) -> list[Picture]:
+    """The reference pictures of ``frames``: on the CPU, OpenCV's BGR arrays (the numpy path, the same
+    pixels as libjpeg's tensors); on a GPU, nvJPEG's tensors decoded outside the host (they differ
+    from OpenCV's by rounding, test_gpu.py, which a random-weights model amplifies)."""
+    return [decode_frame(f) for f in frames] if device == "cpu" else decode_tensors(frames, device)
+
+
+async def hosted_and_reference(
+    on_host: OnHost, cls: type[Analyzer], config: dict[str, Any], images: list[Image], device: str
+) -> tuple[Analyzer, list[Picture], list[FrameInfo]]:
+    """Run a ``cls`` analyzer (one that takes tensors) behind a host over ``images`` on ``device``,
+    with picture copies refused (:func:`no_picture_copies`); return a second one, loaded, with the
+    reference pictures of the same JPEGs (:func:`decoded_elsewhere`) and their frame infos."""
+    hosted, reference = (instantiate(cls, config, device=device) for _ in range(2))
+    assert hosted.inputs == "tensor"
+    with on_host.monkeypatch.context() as patched:
+        no_picture_copies(patched)
+        await run_host(on_host.bus, on_host.nats_settings, [hosted], images, on_host.results)
+    reference.load()
+    frames = [make_frame("cam", i, image) for i, image in enumerate(images, start=1)]
+    infos = [FrameInfo("cam", f.seq, f.width, f.height) for f in frames]
+    return reference, decoded_elsewhere(frames, device), infos
+
+
 async def host_pictures(
     bus: Bus, nats_settings: NatsSettings, images: list[Image], results: Results, device: str
 ) -> tuple[list[Picture], list[Picture]]:
     """Run a host with a numpy and a tensor analyzer over ``images``; what each was handed."""
     numpy_side, tensor_side = Recorder(), TensorRecorder(TensorRecorder.Config(device=device))
-    host = AnalyzerHost(
-        context(bus, nats_settings, {}), [numpy_side, tensor_side], "detector", HostSettings()
-    )
-    await host.load()
-    await publish_frames(bus, "cam", images)
-    task = asyncio.create_task(host.run())
-    await wait_for(lambda: len(results.items) == 2 * len(images), 30, "both analyzers' results")
-    await host.stop()
-    await task
-    await host.close()
+    await run_host(bus, nats_settings, [numpy_side, tensor_side], images, results)
     return numpy_side.seen, tensor_side.seen
 
 
@@ -116,8 +189,6 @@ async def test_a_tensor_analyzer_gets_rgb_tensors_and_the_others_numpy(
 
 
 def test_frames_the_jpeg_decoder_refuses_come_as_tensors_or_a_reason(bikes: list[Any]) -> None:
-    import cv2
-
     ok, png = cv2.imencode(".png", bikes[0])
     assert ok
     frames = [

@@ -16,7 +16,8 @@ import onnx
 import pytest
 import torch
 import torchvision
-from camsight.analyzers import AnalyzerError, FrameInfo
+from analyzer_helpers import Image, OnHost
+from camsight.analyzers import AnalyzerError, Clip, FrameInfo
 from camsight.analyzers.explain import Explainer
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.testing import check_conformance, synthetic_frames
@@ -26,6 +27,7 @@ from camsight_torch.video import TorchVideoClassifier
 from camsight_torch.yolo import OnnxYolo, decode
 from helpers import sample_video
 from onnx import TensorProto, helper, numpy_helper
+from test_pictures import hosted_and_reference
 from typer.testing import CliRunner
 
 SIZE = 64  # network input of the hand-made YOLO model
@@ -184,3 +186,42 @@ def test_the_detector_explains_where_it_looked(model: str, tmp_path: Path) -> No
     )
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.glob("*.jpg")] == ["000001.jpg"]
+
+
+def peaked_r3d(path: Path) -> Path:
+    """r3d_18 with random weights whose class scores differ (the last layer scaled up), saved to ``path``:
+    with the plain random head every class scores about 1/400 and any clip would match any other."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model("r3d_18", weights=None, num_classes=400)
+    with torch.no_grad():
+        model.fc.weight.mul_(30.0)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+async def video_windows_stay_on_the_device(
+    on_host: OnHost, images: list[Image], folder: Path, device: str
+) -> None:
+    """torch_video behind a host over ``images``: windows of tensors on ``device``, never through the
+    host; each window scores as the same analyzer on the reference pictures of the same JPEGs."""
+    weights = peaked_r3d(folder / "r3d.pt")
+    config = {"weights": str(weights), "window": 4, "size": 32, "min_score": 0.0, "top_k": 400}
+    reference, pictures, infos = await hosted_and_reference(
+        on_host, TorchVideoClassifier, config, images, device
+    )
+    assert isinstance(reference, TorchVideoClassifier)
+    published = on_host.results.of("torch_video")
+    assert [r.frame.seq for r in published if not r.skipped] == list(range(4, len(images) + 1))
+    for result in published[3:]:
+        end = result.frame.seq
+        [expected] = reference.analyze_clips([Clip("cam", pictures[end - 4 : end], infos[end - 4 : end])])
+        scores = {d.label: d.score for d in result.detections}
+        assert len(scores) == 400 and max(scores.values()) > 10 / 400, "the classes must differ to compare"
+        assert {d.label: pytest.approx(d.score, rel=1e-3, abs=1e-6) for d in expected} == scores
+    reference.close()
+
+
+async def test_torch_video_windows_are_tensors_and_score_like_arrays(
+    on_host: OnHost, bikes: list[Image], tmp_path: Path
+) -> None:
+    await video_windows_stay_on_the_device(on_host, bikes[:8], tmp_path, "cpu")

@@ -1,133 +1,39 @@
-"""YOLO files as users make them: ultralytics' own ONNX exports, decoded by ``yolo_onnx``.
+"""YOLO files as users make them: ultralytics' own ONNX exports (fixture ``exports``, see
+yolo_exports.py), decoded by ``yolo_onnx``.
 
-ultralytics (a test-only dependency) builds YOLOv8n and YOLO11n from their
-YAML with random weights and exports them to ONNX exactly as ``yolo export
-format=onnx`` does (onnxslim included), offline: nothing is downloaded
-(network and auto-install are switched off, and socket connections fail).
 Random weights give garbage boxes, so the tests check plumbing and
 decoding (output layout, letterbox, box mapping, class scores, NMS), not
-accuracy; to get real, distinct scores instead of a flat 1e-4 everywhere,
-the BatchNorm statistics are calibrated on the test frames and the class
-logits are scaled into about -5..3 before export.
+accuracy; and, with the torch runtime, that the pictures stay on the device.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from analyzer_helpers import Image
-from camsight.analyzers import AnalyzerError, FrameInfo
+from analyzer_helpers import Image, OnHost
+from camsight.analyzers import AnalyzerError, FrameAnalyzer, FrameInfo
 from camsight.analyzers.manager import instantiate
 from camsight.analyzers.onnxrt import providers
-from camsight_torch.yolo import OnnxYolo, letterbox
+from camsight.analyzers.pictures import image_to_tensor
+from camsight.analyzers.testing import check_conformance
+from camsight_torch.yolo import OnnxYolo, letterbox, letterbox_tensor
 from helpers import sample_video
+from test_pictures import hosted_and_reference
+from yolo_exports import SIZE, no_network
 
-SIZE = 320  # export size: small, so the session's exports take seconds
 CONF, IOU, MAX_DET = 0.5, 0.45, 20
-# ultralytics reads these at import: no network checks, no pip at export time, settings in tmp.
-OFFLINE = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false"}
 
 
-@contextlib.contextmanager
-def no_network(attempts: list[Any]) -> Iterator[None]:
-    """Name lookups and connections fail (and are recorded) inside the block."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(args)
-        raise socket.gaierror("network blocked by the test")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(socket, "getaddrinfo", refuse)
-        patch.setattr(socket.socket, "connect", refuse)
-        yield
-
-
-def _carphone() -> Image:
-    import cv2
-
-    capture = cv2.VideoCapture(str(sample_video("carphone_pristine.mp4")))
-    ok, image = capture.read()
-    capture.release()
-    assert ok
-    return image
-
-
-@pytest.fixture(scope="session")
-def frames(bikes: list[Image]) -> list[Image]:
-    """Wide (bikes, 640x272) and nearly square, upscaled (carphone, 176x144) real frames."""
-    return [*bikes[:5], _carphone()]
-
-
-def _seed(model: Any, frames: list[Image]) -> None:
-    """Give random weights distinct scores: BatchNorm statistics of real frames, class logits in -5..3."""
-    import torch
-
-    batch = torch.from_numpy(np.stack([letterbox(image, SIZE)[0] for image in frames]))
-    net = model.model
-    for layer in net.modules():
-        if isinstance(layer, torch.nn.BatchNorm2d):
-            layer.reset_running_stats()
-            layer.momentum = None  # cumulative average over the batch
-    with torch.no_grad():
-        net.train()
-        net(batch)
-        net.eval()
-        classes = [branch[-1] for branch in net.model[-1].cv3]  # the last conv of each class branch
-        peaks: dict[int, float] = {}
-        hooks = [
-            conv.register_forward_hook(lambda _m, _i, out, i=i: peaks.__setitem__(i, float(out.abs().max())))
-            for i, conv in enumerate(classes)
-        ]
-        for conv in classes:
-            conv.bias.zero_()
-        net(batch)
-        for hook in hooks:
-            hook.remove()
-        for i, conv in enumerate(classes):
-            conv.weight.mul_(4.0 / peaks[i])
-            conv.bias.fill_(-1.0)
-
-
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory: pytest.TempPathFactory, frames: list[Image]) -> dict[str, Path]:
-    """YOLOv8n and YOLO11n exported to ONNX once per session, with the network blocked.
-
-    ultralytics is imported here, after the environment is set: it reads it at import.
-    """
-    folder = tmp_path_factory.mktemp("yolo")
-    attempts: list[Any] = []
-    out = {}
-    with pytest.MonkeyPatch.context() as patch, no_network(attempts), contextlib.chdir(folder):
-        for key, value in {**OFFLINE, "YOLO_CONFIG_DIR": str(folder / "config")}.items():
-            patch.setenv(key, value)
-        import torch
-        from ultralytics import YOLO
-
-        for name in ("yolov8n", "yolo11n"):
-            torch.manual_seed(0)
-            model = YOLO(f"{name}.yaml")
-            _seed(model, frames)
-            out[name] = folder / model.export(format="onnx", imgsz=SIZE)
-    assert attempts == [], "exporting tried to reach the network"
-    return out
-
-
-def _camsight_boxes(
-    model: Path, images: list[Image], runtime: str = "auto"
-) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
+def _camsight_boxes(model: Path, images: list[Image]) -> list[tuple[np.ndarray, np.ndarray, list[str]]]:
     """yolo_onnx on ``images`` as one batch: per image, pixel xyxy boxes, scores and labels."""
     config = {
         "model": str(model),
         "input_size": SIZE,
         "conf_threshold": CONF,
         "iou_threshold": IOU,
-        "runtime": runtime,
     }
     analyzer = instantiate(OnnxYolo, {**config, "max_detections": MAX_DET}, device="cpu")
     analyzer.load()
@@ -173,29 +79,33 @@ def test_the_torch_runtime_runs_default_exports_like_onnxruntime(
 ) -> None:
     """``runtime: torch`` (onnx2torch, how a GPU runs them) on the file ``yolo export`` writes by default:
     opset 18, whose Split and Resize onnx2torch 1.5 cannot convert by itself, and a fixed batch of
-    one, given here a batch of six frames. The same boxes, scores and classes as onnxruntime."""
+    one. The converted network gives onnxruntime's outputs on the same letterboxed frames, and the
+    analyzer runs it on a batch of six."""
     import onnx
+    import onnxruntime
+    import torch
+    from camsight.analyzers.onnxtorch import to_torch
 
     model = onnx.load(str(exports[name]))
-    assert model.opset_import[0].version >= 18, (
-        "the default export is no longer opset 18: this test proves less"
-    )
+    assert model.opset_import[0].version >= 18, "the default export is not opset 18: this proves less"
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
-    by_torch = _camsight_boxes(exports[name], frames, runtime="torch")
-    by_onnxruntime = _camsight_boxes(exports[name], frames, runtime="onnxruntime")
-    assert sum(len(scores) for _, scores, _ in by_onnxruntime) > 0, "no detections: nothing compared"
-    for (boxes, scores, labels), (ref_boxes, ref_scores, ref_labels) in zip(
-        by_torch, by_onnxruntime, strict=True
-    ):
-        # The same detections, matched by box: near ties in score may leave NMS in another order.
-        assert sorted(labels) == sorted(ref_labels)
-        unmatched = list(range(len(ref_labels)))
-        for box, score, label in zip(boxes, scores, labels, strict=True):
-            j = min(unmatched, key=lambda k: float(np.abs(ref_boxes[k] - box).max()))
-            assert ref_labels[j] == label
-            assert np.abs(ref_boxes[j] - box).max() < 0.1  # pixels: float sums in another order
-            assert abs(ref_scores[j] - score) < 1e-4
-            unmatched.remove(j)
+    module = to_torch(model)
+    session = onnxruntime.InferenceSession(str(exports[name]), providers=["CPUExecutionProvider"])
+    for image in frames:
+        batch = letterbox(image, SIZE)[0][None]
+        expected = session.run(None, {model.graph.input[0].name: batch})[0]
+        with torch.inference_mode():
+            got = module(torch.from_numpy(batch))
+        got = (got[0] if isinstance(got, list | tuple) else got).numpy()
+        np.testing.assert_allclose(got[:, 4:], expected[:, 4:], atol=1e-4)  # class scores
+        np.testing.assert_allclose(got[:, :4], expected[:, :4], atol=0.05)  # boxes, input pixels
+    analyzer = instantiate(OnnxYolo, {"model": str(exports[name]), "input_size": SIZE, "runtime": "torch"})
+    analyzer.load()
+    assert isinstance(analyzer, FrameAnalyzer)
+    infos = [FrameInfo("cam", i, im.shape[1], im.shape[0]) for i, im in enumerate(frames)]
+    found = analyzer.analyze(frames, infos)
+    analyzer.close()
+    assert len(found) == len(frames) and sum(map(len, found)) > 0
 
 
 def test_an_op_torch_cannot_convert_is_one_line(tmp_path: Path) -> None:
@@ -269,3 +179,59 @@ def test_an_ultralytics_export_quantized_on_a_real_video_runs_in_yolo_onnx(
     boxes, scores, _ = _camsight_boxes(output, frames[:1])[0]
     assert len(boxes) >= 1 and (scores >= CONF).all()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+async def yolo_letterboxes_on_the_device(
+    on_host: OnHost, images: list[Image], model: Path, device: str
+) -> None:
+    """yolo_onnx on the torch runtime behind a host: tensors on ``device``, letterboxed there, never
+    through the host; the same detections as on the reference pictures of the same JPEGs."""
+    config = {"model": str(model), "input_size": SIZE, "conf_threshold": CONF, "runtime": "torch"}
+    reference, pictures, infos = await hosted_and_reference(on_host, OnnxYolo, config, images, device)
+    assert isinstance(reference, FrameAnalyzer)
+    expected = reference.analyze(pictures, infos)
+    reference.close()
+    published = on_host.results.of("yolo_onnx")
+    assert sum(len(dets) for dets in expected) >= 3 * len(images), "too few boxes to compare anything"
+    for result, wanted in zip(published, expected, strict=True):
+        assert not result.skipped, result.skip_reason
+        assert [d.label for d in result.detections] == [d.label for d in wanted]
+        for got, want in zip(result.detections, wanted, strict=True):
+            assert got.score == pytest.approx(want.score, abs=1e-4)
+            assert (got.box.x1, got.box.y1, got.box.x2, got.box.y2) == pytest.approx(want.box, abs=1e-4)
+
+
+def the_device_letterbox_is_opencvs(images: list[Image], device: str) -> None:
+    """letterbox_tensor on ``device`` against OpenCV's letterbox (onnxruntime's): the same geometry
+    and pixels up to rounding (one grey level). A wide picture shrunk, a small one enlarged."""
+    for image in images:
+        array, box = letterbox(image, SIZE)
+        tensor, device_box = letterbox_tensor(image_to_tensor(image, device), SIZE)
+        assert device_box == box and tensor.device.type == device.split(":")[0]
+        difference = np.abs(tensor.cpu().numpy() - array) * 255
+        assert difference.max() <= 1.0 + 1e-3 and (difference > 0.5).mean() < 0.2
+
+
+def test_the_device_letterbox_is_opencvs(frames: list[Image]) -> None:
+    the_device_letterbox_is_opencvs(frames, "cpu")
+
+
+def test_yolo_takes_tensors_with_the_torch_runtime_only(exports: dict[str, Path]) -> None:
+    model = str(exports["yolov8n"])
+    kinds = {
+        runtime: instantiate(OnnxYolo, {"model": model, "runtime": runtime}, device="cpu").inputs
+        for runtime in ("auto", "onnxruntime", "torch")
+    }
+    assert kinds == {
+        "auto": "numpy",
+        "onnxruntime": "numpy",
+        "torch": "tensor",
+    }  # auto on the CPU: onnxruntime
+    for runtime in ("onnxruntime", "torch"):  # the kit hands each its kind
+        check_conformance(OnnxYolo, {"model": model, "input_size": SIZE, "runtime": runtime})
+
+
+async def test_yolo_on_torch_letterboxes_the_hosts_tensors_and_finds_what_the_numpy_path_finds(
+    on_host: OnHost, frames: list[Image], exports: dict[str, Path]
+) -> None:
+    await yolo_letterboxes_on_the_device(on_host, frames, exports["yolov8n"], "cpu")

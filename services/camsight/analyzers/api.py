@@ -13,8 +13,9 @@ Two shapes exist:
   RGB ``uint8`` torch tensors on its device) with their :class:`FrameInfo` and
   returns one list of :class:`Detection` per image.
 * :class:`ClipAnalyzer` gets sliding windows of the last ``config.window``
-  frames of one camera (:class:`Clip`) and returns one list of detections
-  (labels for the window) per clip. The host keeps the windows.
+  frames of one camera (:class:`Clip`, pictures of the same kind) and returns
+  one list of detections (labels for the window) per clip. The host keeps the
+  windows (for a tensor analyzer, on its device).
 
 Boxes are normalised: (0, 0) is the top-left corner, (1, 1) the bottom-right
 one, so results do not depend on the analysis resolution.
@@ -212,6 +213,7 @@ class Clip:
 
     camera_id: str
     images: Sequence[Image]
+    """Pictures of the kind ``inputs`` declares (:data:`Picture`); tensors lie on the analyzer's device."""
     frames: Sequence[FrameInfo]
 
 
@@ -232,7 +234,10 @@ class Analyzer(abc.ABC):
       ``"tensor"``: ``3 x H x W`` RGB ``uint8`` torch tensors on the device
       the analyzer runs on (``config.device``), decoded there (nvJPEG on a
       GPU) and never copied through host memory. Shared by every analyzer of
-      the batch on that device: read them, never change them in place.
+      the batch on that device: read them, never change them in place. An
+      analyzer whose kind depends on its settings (``yolo_onnx``: tensors
+      for its torch runtime, arrays for onnxruntime) overrides the
+      :attr:`inputs` property instead, reading ``self.config``.
 
     The host constructs the analyzer with a validated config whose
     ``device`` and ``precision`` are filled in, calls :meth:`load` once (in
@@ -246,10 +251,20 @@ class Analyzer(abc.ABC):
     version: ClassVar[str] = "0"
     Config: ClassVar[type[AnalyzerConfig]] = AnalyzerConfig
     clip: ClassVar[bool] = False
-    inputs: ClassVar[Inputs] = "numpy"
 
     def __init__(self, config: AnalyzerConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    @property
+    def inputs(self) -> Inputs:
+        """The kind of pictures :meth:`FrameAnalyzer.analyze` / clips get: ``"numpy"`` unless overridden.
+
+        Override with a class attribute (``inputs = "tensor"``), or with a property
+        when the kind follows the (validated) config. The host and the author kit
+        read it from the constructed analyzer, once, after :meth:`load`; it must
+        not change after that.
+        """
+        return "numpy"
 
     @property
     def model_version(self) -> str:

@@ -18,7 +18,8 @@ do not wait for JPEG decoding or the bus):
    the device of each analyzer declaring ``inputs = "tensor"``, left there
    (:mod:`camsight.analyzers.pictures`);
 3. run every analyzer on the frames meant for it, each in a worker thread;
-   a clip analyzer gets sliding windows kept here per camera;
+   a clip analyzer gets sliding windows kept here per camera (a tensor clip
+   analyzer's on its device: its clips never go through host memory);
 4. let an optional ``postprocess`` coroutine enrich the results (the face
    service attaches identities), and attach the saliency map of an analyzer
    configured with ``explain: true`` to each result where it found something

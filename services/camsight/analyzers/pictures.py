@@ -53,6 +53,15 @@ def image_to_tensor(image: Image, device: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))).to(device)
 
 
+def on_device(picture: Picture, device: str) -> torch.Tensor:
+    """Either kind of picture as an RGB ``3 x H x W`` uint8 tensor on ``device``.
+
+    The host's tensor already lies there and is returned as it is (no copy);
+    an array (``camsight analyze``, a plugin's own tests) is converted and moved.
+    """
+    return image_to_tensor(picture, device) if isinstance(picture, np.ndarray) else picture.to(device)
+
+
 def decode_frames(frames: Sequence[frame_pb2.Frame], gpu: bool = False) -> list[Image | str]:
     """Decode frames to BGR arrays; an undecodable frame gives a string saying why.
 

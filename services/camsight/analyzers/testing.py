@@ -100,7 +100,7 @@ def run_on_frames(
     """Run a loaded analyzer over frames in batches, as the host would, yielding per-frame results.
 
     Clip analyzers get sliding windows; frames without a due window yield no detections.
-    An analyzer declaring ``inputs = "tensor"`` gets tensors on its device, as from the host.
+    An analyzer whose ``inputs`` is ``"tensor"`` gets tensors on its device, as from the host.
     """
     windows = SlidingWindows(analyzer.window, analyzer.stride) if isinstance(analyzer, ClipAnalyzer) else None
     iterator = iter(frames)
@@ -168,10 +168,13 @@ def check_conformance(
     config validates; load; batches of 1 and ``batch`` (clip analyzers:
     1 and ``batch`` windows); an empty batch gives ``[]``; one result per
     input; boxes in 0..1 with x1 <= x2, y1 <= y2; scores in 0..1; close
-    twice. An analyzer declaring ``inputs = "tensor"`` is run on RGB
-    ``3 x H x W`` uint8 tensors on its device, as the host hands them, and
-    must take them without raising and without changing them in place (the
-    host shares them between analyzers); every other one on BGR arrays.
+    twice. An analyzer whose ``inputs`` is ``"tensor"`` (read once loaded,
+    so a kind that follows the config is checked in that config) is run on
+    RGB ``3 x H x W`` uint8 tensors on its device, as the host hands them
+    (clip analyzers: windows of them), and must take them without raising
+    and without changing them in place (the host shares them between
+    analyzers); every other one on BGR arrays. Call it once per config for
+    an analyzer whose kind depends on it.
     Pass ``frames`` (e.g. from :func:`read_source`) to check on pictures
     your analyzer finds things in, and ``device="cuda"`` to check it on the
     GPU as well.
@@ -180,6 +183,8 @@ def check_conformance(
     analyzer = instantiate(cls, config, device=device)
     analyzer.load()
     try:
+        if analyzer.inputs not in ("numpy", "tensor"):  # read from the instance: it may follow the config
+            raise ConformanceError(f"{cls.name}: inputs must be 'numpy' or 'tensor', not {analyzer.inputs!r}")
         if isinstance(analyzer, ClipAnalyzer):
             _check_clips(analyzer, frames, batch)
         else:
@@ -198,8 +203,6 @@ def check_conformance(
 def _declared(cls: type[Analyzer]) -> None:
     if not (isinstance(cls, type) and issubclass(cls, FrameAnalyzer | ClipAnalyzer)):
         raise ConformanceError(f"{cls!r} must subclass FrameAnalyzer or ClipAnalyzer")
-    if getattr(cls, "inputs", None) not in ("numpy", "tensor"):
-        raise ConformanceError(f"{cls.__name__}: inputs must be 'numpy' or 'tensor', not {cls.inputs!r}")
     for attr in ("name", "kind", "version"):
         value = getattr(cls, attr, None)
         if not isinstance(value, str) or not value:
