@@ -53,9 +53,9 @@ async def test_config_cameras_are_seeded_and_frames_flow_until_removed(
     await put_camera(bus, bikes("carphone", source=str(sample_video("carphone_pristine.mp4")), fps=10))
     await wait_for(lambda: len(other.frames) >= 3, 15, "frames of the added camera")
 
-    # Removing a camera stops its frames within 2 s.
+    # Removing a camera stops its frames, without a restart.
     await registry.delete("bikes")
-    await wait_for(lambda: "bikes" not in decoder.service.owned(), 2, "camera stopped")
+    await wait_for(lambda: "bikes" not in decoder.service.owned(), 10, "camera stopped")
     last = (await bus.js.get_last_msg(subjects.FRAMES_STREAM, subjects.frames("bikes"))).seq
     seen = len(other.frames)
     await wait_for(lambda: len(other.frames) >= seen + 5, 15, "the other camera going on")
