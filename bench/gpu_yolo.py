@@ -29,8 +29,8 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -52,7 +52,12 @@ def graph(target: Path, size: int = INPUT_SIZE) -> Path:
         return CARRIED
     import onnx
 
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), _environment(Path(tmp) / "config"):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.chdir(tmp),
+        # ultralytics offline, its settings in tmp (it reads them at import)
+        mock.patch.dict(os.environ, {**OFFLINE, "YOLO_CONFIG_DIR": str(Path(tmp) / "config")}),
+    ):
         import torch
         from ultralytics import YOLO
 
@@ -98,21 +103,6 @@ def analyzer_config(model: tuple[Path, int]) -> dict[str, object]:
     """The ``yolo_onnx`` config the benchmarks run: the torch runtime (onnx2torch), as on a GPU."""
     path, size = model
     return {"model": str(path), "input_size": size, "runtime": "torch", "conf_threshold": 0.25}
-
-
-@contextlib.contextmanager
-def _environment(config_dir: Path) -> Iterator[None]:
-    """ultralytics offline, its settings in ``config_dir`` (it reads them at import)."""
-    saved = {key: os.environ.get(key) for key in (*OFFLINE, "YOLO_CONFIG_DIR")}
-    os.environ.update({**OFFLINE, "YOLO_CONFIG_DIR": str(config_dir)})
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 if __name__ == "__main__":
