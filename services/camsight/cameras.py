@@ -12,7 +12,7 @@ import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -36,6 +36,27 @@ if TYPE_CHECKING:
 Id = Annotated[str, AfterValidator(lambda v: validate_id(v, "id"))]
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https")
 LOCAL_SCHEMES = ("file",)
+
+
+def source_scheme(uri: str) -> str:
+    """A camera source's URI scheme in lower case; ``""`` for a plain path or a webcam index."""
+    return urlsplit(uri).scheme.lower() if "://" in uri else ""
+
+
+def is_webcam(uri: str) -> bool:
+    """A webcam index (``0``) or device (``/dev/video0``, also as a ``file://`` URI)."""
+    scheme = source_scheme(uri)
+    if scheme == "file":
+        uri = unquote(urlsplit(uri).path)
+    elif scheme:
+        return False
+    return uri.isdigit() or uri.startswith("/dev/video")
+
+
+def is_live(uri: str) -> bool:
+    """A network stream or a webcam: it runs in real time whatever the camera's pacing says,
+    since holding it back would only lose its pictures at the source."""
+    return source_scheme(uri) in NETWORK_SCHEMES or is_webcam(uri)
 
 
 def _finite_unit(value: float) -> float:
@@ -236,7 +257,7 @@ class CameraConfig(_Model):
     def _source(cls, value: str) -> str:
         if any(c in value for c in "\x00\r\n"):
             raise ValueError("source contains control characters")
-        scheme = urlsplit(value).scheme.lower() if "://" in value else ""
+        scheme = source_scheme(value)
         # Another scheme may be a source plugin's (camsight_sources): the decoder and
         # `camsight run` check it against the installed plugins; here only that it is a name.
         if scheme and scheme not in NETWORK_SCHEMES + LOCAL_SCHEMES and not ID_PATTERN.fullmatch(scheme):
@@ -266,6 +287,12 @@ class CameraConfig(_Model):
     @property
     def redacted_source(self) -> str:
         return redact_uri(self.source)
+
+    @property
+    def lossless(self) -> bool:
+        """The decoder holds this camera back for its slowest pacing consumer, so every frame
+        is analysed (decisions 0010, 0079): a recording paced ``lossless``, never a live source."""
+        return self.pacing is Pacing.LOSSLESS and not is_live(self.source)
 
     def to_proto(self) -> camera_pb2.Camera:
         return camera_pb2.Camera(

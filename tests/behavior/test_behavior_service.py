@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
 import cv2
 import numpy as np
 import pytest
 from behavior_scenes import CAMERA, camera, mover, ref, scene, seq_of
-from camsight.behavior import checkpoint, partition
+from camsight.behavior import checkpoint, framepace, partition
 from camsight.behavior.engine import Engine
 from camsight.behavior.service import BehaviorService
 from camsight.behavior.settings import BehaviorSettings
@@ -219,6 +219,36 @@ async def test_a_camera_added_while_running_is_consumed(bus: Bus) -> None:
     info = await bus.js.consumer_info(subjects.DETECTIONS_STREAM, "behavior-0")
     assert sorted(info.config.filter_subjects or []) == ["detections.*.cam", "detections.*.cam2"]
     assert [e.camera_id for e in await events(bus)] == ["cam2"]
+
+
+async def followed(bus: Bus, camera_id: str) -> bool:
+    """Behavior has a pacing consumer on the camera's frames (decision 0079)."""
+    try:
+        await bus.js.consumer_info(subjects.FRAMES_STREAM, framepace.durable(camera_id))
+    except NotFoundError:
+        return False
+    return True
+
+
+async def test_behavior_follows_the_frames_of_lossless_cameras_only(bus: Bus) -> None:
+    kv = await bus.kv(subjects.CAMERAS_BUCKET)
+    live = camera(source="rtsp://cam.example/stream").model_copy(update={"id": "live"})
+    await kv.put("live", live.to_proto().SerializeToString())
+    await put_camera(bus)  # a file, lossless by default
+    async with Running(bus) as service:
+        await wait_for(lambda: followed(bus, CAMERA), 10, "the file camera's pacing consumer")
+        await wait_for(lambda: "live" in service.engine.cameras, 10, "the live camera owned")
+        await put_camera(bus, pacing="realtime")  # the file, now in real time: not held back either
+        await wait_for(lambda: _not(followed(bus, CAMERA)), 10, "the file's consumer deleted")
+        await put_camera(bus)  # lossless again
+        await wait_for(lambda: followed(bus, CAMERA), 10, "the file followed again")
+        # Checked last, long after a consumer for it would have been created: nothing holds
+        # a live camera back, so nothing follows it.
+        assert not await followed(bus, "live")
+
+
+async def _not(condition: Awaitable[bool]) -> bool:
+    return not await condition
 
 
 async def test_without_the_frame_a_face_crop_is_the_snapshot_and_bad_results_are_dead_lettered(

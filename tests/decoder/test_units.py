@@ -62,6 +62,24 @@ def test_classify(tmp_path: Path) -> None:
     assert classify(f"file://{tmp_path}/a%20b.mp4") == (SourceKind.FILE, f"{tmp_path}/a b.mp4")
 
 
+@pytest.mark.parametrize(
+    ("source", "pacing", "lossless"),
+    [
+        ("file:///v/a.mp4", "lossless", True),
+        ("/v/frames", "lossless", True),  # a folder of images
+        ("s3proto://bucket/a.mp4", "lossless", True),  # a source plugin's scheme: a recording
+        ("/v/a.mp4", "realtime", False),
+        ("rtsp://cam/stream", "lossless", False),  # live: never held back
+        ("https://cam/mjpeg", "lossless", False),
+        ("0", "lossless", False),
+        ("file:///dev/video1", "lossless", False),
+    ],
+)
+def test_only_recordings_paced_lossless_are_lossless(source: str, pacing: str, lossless: bool) -> None:
+    # The decoder holds exactly these back, and behavior follows exactly these (decision 0079).
+    assert CameraConfig(id="c", source=source, pacing=pacing).lossless is lossless
+
+
 def test_open_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="file not found") as missing:
         open_source(str(tmp_path / "x.mkv"), image_fps=5, open_timeout_s=1, read_timeout_s=1)

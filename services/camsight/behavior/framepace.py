@@ -30,7 +30,10 @@ A file never waits on behavior forever:
 * no behavior (``camsight run`` with no rule, a deployment without it): no
   such consumer, nothing to wait for.
 
-Live cameras are not paced by anybody.
+Live cameras (network streams, webcams, cameras paced ``realtime``) are not paced
+by anybody, so behavior does not follow them: a follower there would cost a header
+and an ack per frame, and redeliveries every :data:`REDELIVER_S` while behavior lags,
+for nothing.
 """
 
 from __future__ import annotations
@@ -53,8 +56,7 @@ from camsight.bus.worker import TRANSIENT_ERRORS
 log = logging.getLogger(__name__)
 
 MAX_HELD = 1 << 16
-"""Frames a camera's consumer may hold unacknowledged: far above the window (live cameras
-are not held back, so a lagging behavior may hold more of theirs)."""
+"""Frames a camera's consumer may hold unacknowledged: far above the window."""
 REDELIVER_S = 2.0
 """A frame held this long comes again: after a restart, what the previous process held is
 back within this (the new one acks it once past it), not after a long ``ack_wait``."""
@@ -101,7 +103,10 @@ class FrameFollower:
             self._tasks[camera_id] = asyncio.create_task(self._fetch(camera_id), name=durable(camera_id))
 
     async def unfollow(self, camera_id: str) -> None:
-        """The camera left the registry: its consumer goes (the decoder stops waiting on it)."""
+        """The camera left the registry or is not lossless (any more): its consumer goes, and
+        the decoder stops waiting on it. A camera not followed costs nothing here."""
+        if camera_id not in self._tasks:
+            return
         await self._stop(camera_id)
         self._held.pop(camera_id, None)
         self._done.pop(camera_id, None)
@@ -152,7 +157,7 @@ class FrameFollower:
     async def done(self, camera_id: str, frame_seq: int) -> None:
         """Behavior processed a result of the camera's frame at FRAMES sequence ``frame_seq``:
         that frame and every earlier one of the camera may leave FRAMES."""
-        if frame_seq <= self._done.get(camera_id, 0):
+        if camera_id not in self._tasks or frame_seq <= self._done.get(camera_id, 0):
             return
         self._done[camera_id] = frame_seq
         held = self._held.get(camera_id, {})

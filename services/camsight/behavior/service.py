@@ -172,7 +172,10 @@ class BehaviorService(Service):
             and partition.owner(config.id, self.config.replicas) == self.config.replica_index
         )
         if mine and config is not None and self._follower is not None:
-            self._follower.follow(config.id)  # first: the decoder may start the camera meanwhile
+            if config.lossless:
+                self._follower.follow(config.id)  # first: the decoder may start the camera meanwhile
+            else:
+                await self._follower.unfollow(config.id)  # nothing holds a live camera back
         async with self._lock:
             emissions: list[Emission] = []
             # A camera of this replica that left the registry (another replica's camera is

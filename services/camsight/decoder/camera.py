@@ -39,7 +39,7 @@ from nats.js.api import PubAck
 
 from camsight.bus import BUS_ERRORS, Bus, subjects
 from camsight.bus.pacing import AckPacer, PacedChannel
-from camsight.cameras import CameraConfig, Pacing, VideoDecode
+from camsight.cameras import CameraConfig, VideoDecode
 from camsight.decoder.frames import Encoded, FpsSampler
 from camsight.decoder.nvdec import open_nvdec
 from camsight.decoder.nvjpeg import FrameEncoder
@@ -147,7 +147,7 @@ class CameraWorker:
         self.status = status
         self.subject = subjects.frames(config.id)
         self.kind, _ = classify(config.source)
-        self.lossless = self.kind not in LIVE and config.pacing is Pacing.LOSSLESS
+        self.lossless = config.lossless
         self.channel: PacedChannel | None = (
             pacer.channel(self.subject, settings.pacing_window) if self.lossless else None
         )

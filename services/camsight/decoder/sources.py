@@ -28,7 +28,7 @@ import av
 import cv2
 import numpy as np
 
-from camsight.cameras import NETWORK_SCHEMES
+from camsight.cameras import NETWORK_SCHEMES, is_webcam, source_scheme
 from camsight.naming import redact_uri
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -82,14 +82,14 @@ class Grabbed:
 
 def classify(uri: str) -> tuple[SourceKind, str]:
     """Which kind of source ``uri`` is, and what to hand to OpenCV (a path, URL or index)."""
-    scheme = urlsplit(uri).scheme.lower() if "://" in uri else ""
+    scheme = source_scheme(uri)
     if scheme in NETWORK_SCHEMES:
         return SourceKind.NETWORK, uri
     if scheme and scheme != "file":
         return SourceKind.PLUGIN, uri
     if scheme == "file":
         uri = unquote(urlsplit(uri).path)
-    if uri.isdigit() or uri.startswith("/dev/video"):
+    if is_webcam(uri):
         return SourceKind.WEBCAM, uri
     if Path(uri).is_dir():
         return SourceKind.FOLDER, uri
