@@ -4,7 +4,7 @@ consumer per camera, acked as behavior gets past each frame, or when it is idle.
 from __future__ import annotations
 
 import nats.js.errors
-from camsight.behavior.framepace import FrameFollower, durable
+from camsight.behavior.framepace import FrameFollower, Held, durable
 from camsight.bus import Bus, subjects
 from camsight.bus.pacing import FOLLOWER
 from helpers import wait_for
@@ -34,11 +34,11 @@ async def test_frames_are_acked_once_behavior_got_past_them_or_is_idle(bus: Bus)
     assert FOLLOWER.items() <= (info.config.metadata or {}).items()
     assert info.config.filter_subject == subjects.frames("cam")
     seqs = [(await bus.publish(subjects.frames("cam"), b"jpeg" * 1000)).seq for _ in range(5)]
-    await wait_for(lambda: len(follower._held.get("cam", {})) == 5, 10, "five frames held")
-    assert all(msg.data == b"" for msg in follower._held["cam"].values())  # headers only
+    await wait_for(lambda: "cam" in follower._held and len(follower._held["cam"].msgs) == 5, 10, "five held")
+    assert all(msg.data == b"" for msg in follower._held["cam"].msgs.values())  # headers only
     try:
         await follower.done("cam", seqs[2])  # a result of the third frame processed
-        assert sorted(follower._held["cam"]) == seqs[3:]
+        assert sorted(follower._held["cam"].msgs) == seqs[3:]
         await wait_for(lambda: floor_is(bus, seqs[2]), 10, "the first three frames acked")
         await follower.done("cam", seqs[1])  # an earlier frame's result (another analyzer): nothing
         await follower.release_all()  # idle: no result is on its way for the last two
@@ -55,3 +55,17 @@ async def test_frames_are_acked_once_behavior_got_past_them_or_is_idle(bus: Bus)
 
 async def floor_is(bus: Bus, seq: int) -> bool:
     return await ack_floor(bus, "cam") == seq
+
+
+def test_held_frames_leave_oldest_first_whatever_order_they_came_in() -> None:
+    # After a restart the previous process's frames come again (redelivered) behind new ones.
+    held = Held()
+    msgs = {seq: object() for seq in (7, 8, 9, 3, 4)}
+    for seq, msg in msgs.items():
+        held.add(seq, msg)  # stand-ins: only identity matters here
+    again = object()
+    held.add(8, again)  # a redelivery replaces the first, once
+    assert held.upto(2) == []
+    assert held.upto(7) == [msgs[3], msgs[4], msgs[7]]
+    assert held.upto(100) == [again, msgs[9]]
+    assert held.msgs == {}

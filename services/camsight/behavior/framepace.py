@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import logging
 
 import nats.errors
@@ -70,6 +71,27 @@ def durable(camera_id: str) -> str:
     return f"behavior-frames-{camera_id}"
 
 
+class Held:
+    """A camera's delivered frames not acknowledged yet, taken oldest first in O(log n) a
+    frame: a lagging behavior holds many, and is told it got past one per result."""
+
+    def __init__(self) -> None:
+        self.msgs: dict[int, Msg] = {}  # FRAMES sequence -> its delivered message
+        self._order: list[int] = []  # a heap of the keys of ``msgs``
+
+    def add(self, seq: int, msg: Msg) -> None:
+        if seq not in self.msgs:
+            heapq.heappush(self._order, seq)
+        self.msgs[seq] = msg  # a redelivery replaces the first
+
+    def upto(self, seq: int) -> list[Msg]:
+        """Take out the frames at ``seq`` and before."""
+        out = []
+        while self._order and self._order[0] <= seq:
+            out.append(self.msgs.pop(heapq.heappop(self._order)))
+        return out
+
+
 class FrameFollower:
     """Follows the frames of the cameras a replica owns; acks them as behavior gets past them."""
 
@@ -77,8 +99,7 @@ class FrameFollower:
         self.bus = bus
         self.inactive_s = inactive_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # camera -> FRAMES sequence -> its delivered message, not acked yet
-        self._held: dict[str, dict[int, Msg]] = {}
+        self._held: dict[str, Held] = {}
         # camera -> the newest FRAMES sequence behavior got past
         self._done: dict[str, int] = {}
 
@@ -152,7 +173,7 @@ class FrameFollower:
         if seq <= self._done.get(camera_id, 0):
             await _ack(msg)
         else:
-            self._held.setdefault(camera_id, {})[seq] = msg  # a redelivery replaces the first
+            self._held.setdefault(camera_id, Held()).add(seq, msg)
 
     async def done(self, camera_id: str, frame_seq: int) -> None:
         """Behavior processed a result of the camera's frame at FRAMES sequence ``frame_seq``:
@@ -160,15 +181,15 @@ class FrameFollower:
         if camera_id not in self._tasks or frame_seq <= self._done.get(camera_id, 0):
             return
         self._done[camera_id] = frame_seq
-        held = self._held.get(camera_id, {})
-        for seq in [s for s in held if s <= frame_seq]:
-            await _ack(held.pop(seq))
+        if (held := self._held.get(camera_id)) is not None:
+            for msg in held.upto(frame_seq):
+                await _ack(msg)
 
     async def release_all(self) -> None:
         """Behavior has nothing to do: whatever it holds, no result of it is on the way to it."""
         for camera_id, held in list(self._held.items()):
-            if held:
-                await self.done(camera_id, max(held))
+            if held.msgs:
+                await self.done(camera_id, max(held.msgs))
 
 
 async def _ack(msg: Msg) -> None:
