@@ -24,6 +24,12 @@ COCO_ANALYZER = "torchvision_detector"
 PULL_COMMAND = f"camsight models pull {COCO_MODEL}"
 COCO_CONFIG: dict[str, Any] = {"model": COCO_MODEL, "weights": "DEFAULT", "min_score": 0.5}
 NO_DOWNLOAD = "CAMSIGHT_NO_DOWNLOAD"
+HOG_FALLBACK = (
+    "HOG people + MOG2 motion, a CPU baseline: it finds upright walkers and takes some clutter "
+    "(blurred headlights, posts) for people, so expect false person events"
+)
+"""The fallback, said plainly: on the demo's street montage most of its person tracks are
+headlight bokeh (seen in the report's snapshots, 2026-12-07)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,7 @@ def choose_detector(settings: Settings) -> DetectorChoice:
         return DetectorChoice(settings, "as configured (services.detector.analyzers)")
     reason = _unavailable(section)
     if reason is not None:
-        return DetectorChoice(settings, "HOG people + MOG2 motion", reason)
+        return DetectorChoice(settings, HOG_FALLBACK, reason)
     detector = {**section, "analyzers": {COCO_ANALYZER: COCO_CONFIG}}
     chosen = settings.model_copy(update={"services": {**settings.services, "detector": detector}})
     return DetectorChoice(chosen, f"{COCO_MODEL} (COCO, torchvision weights DEFAULT)")
