@@ -22,7 +22,7 @@ from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
 from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensors
 from camsight.decoder.settings import DecoderSettings, JpegEncode
-from camsight.decoder.sources import SourceKind
+from camsight.decoder.sources import SourceError, SourceKind
 from camsight.v1 import camera_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
@@ -102,6 +102,8 @@ async def test_a_codec_nvdec_cannot_decode_falls_back_to_the_cpu_with_one_warnin
     assert fallback_warnings(caplog) == [
         "camera lossless asks for NVDEC but NVDEC cannot decode codec ffv1: decoding on the CPU"
     ]
+    # The status's count is final once the camera has ended (written after its end marker).
+    await wait_for(state_is(bus, "lossless", camera_pb2.CAMERA_STATE_ENDED), 10, "the camera ended")
     status = await camera_status(bus, "lossless")
     assert status is not None and status.frames_published == 12
 
@@ -115,6 +117,15 @@ def test_auto_falls_back_silently_and_cpu_never_probes(tmp_path: Path) -> None:
     assert (
         nvdec_problem(SourceKind.NETWORK, "rtsp://cam/1") == "NVDEC decodes files here, not network sources"
     )
+
+
+@pytest.mark.skipif(cuda_available(), reason="this node has a GPU: NVDEC opens the file")
+def test_nvdec_that_cannot_start_here_is_a_one_line_source_error() -> None:
+    # Past the probe (a node whose driver files exist but whose video libraries do not, say),
+    # whatever PyNvVideoCodec or CUDA raises becomes the reason of the CPU fallback.
+    with pytest.raises(SourceError, match=r"^NVDEC cannot open the file: [^\n]+$") as error:
+        NvdecSource(str(sample_video("bikes.mp4"))).open()
+    assert error.value.permanent
 
 
 def test_the_decode_setting_round_trips_and_bad_values_name_the_field() -> None:
