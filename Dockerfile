@@ -58,11 +58,10 @@ RUN pip install ".[torch,faces]" \
 # -- runtime: what every role's image shares -------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VARIANT=cpu
-# OpenCV's wheel links libGL and glib; tini reaps children and forwards SIGTERM. The
-# CUDA variant adds the FFmpeg libraries torchcodec's NVDEC decoder loads (decision 0077).
+# OpenCV's wheel links libGL and glib; tini reaps children and forwards SIGTERM. NVDEC
+# (PyNvVideoCodec, decision 0077) carries its own demuxer and needs only the driver.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 tini \
-      $(if [ "$VARIANT" = cuda ]; then echo libavcodec59 libavformat59 libavutil57 libavdevice59 libavfilter8 libswscale6 libswresample4; fi) \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 camsight \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/camsight --shell /usr/sbin/nologin camsight \

@@ -1,13 +1,19 @@
-"""Video files decoded by the GPU's NVDEC (torchcodec's CUDA decoder), chosen per camera.
+"""Video files decoded by the GPU's NVDEC (NVIDIA's PyNvVideoCodec), chosen per camera.
 
 A camera's ``decode`` (decision 0077) is ``cpu`` (FFmpeg through OpenCV, as
 always), ``nvdec``, or ``auto`` (NVDEC where it can run). NVDEC runs only
 where everything it needs is there: a file (live streams keep FFmpeg's low
-latency path), a codec NVDEC decodes, torchcodec installed and loadable, and a
+latency path), a codec NVDEC decodes, PyNvVideoCodec and torch installed, and a
 CUDA device. :func:`open_nvdec` says which of these is missing, and the
 camera opens the CPU source instead (warning once for ``nvdec``): never a crash.
 
-torch and torchcodec are imported only when a camera asks for NVDEC, so CPU
+PyNvVideoCodec, not torchcodec: torchcodec's wheel on PyPI is built without
+CUDA (its CUDA build comes from PyTorch's own package index, per CUDA version),
+so ``pip install camsight[torch]`` could never decode on the GPU with it;
+PyNvVideoCodec's PyPI wheel carries NVDEC support and its own demuxer and needs
+only the driver (decision 0077, "The library, again").
+
+torch and PyNvVideoCodec are imported only when a camera asks for NVDEC, so CPU
 decoder nodes never load them. The pictures stay on the GPU for the JPEG
 encoder (:mod:`camsight.decoder.nvjpeg`).
 """
@@ -71,16 +77,18 @@ def nvdec_problem(kind: SourceKind, path: str) -> str | None:
         return f"cannot read the container's codec: {exc}"
     if codec not in NVDEC_CODECS:
         return f"NVDEC cannot decode codec {codec}"
-    return cuda_problem("torchcodec")
+    return cuda_problem("PyNvVideoCodec")
 
 
 def cuda_problem(library: str) -> str | None:
-    """Why ``library`` (a torch library with CUDA kernels) cannot run on this node's GPU (None: it can).
+    """Why ``library`` (a library with CUDA kernels, used with torch) cannot run on this node's
+    GPU (None: it can).
 
-    Shared by NVDEC (torchcodec) and nvJPEG (torchvision, :mod:`camsight.decoder.nvjpeg`).
+    Shared by NVDEC (PyNvVideoCodec) and nvJPEG (torchvision, :mod:`camsight.decoder.nvjpeg`).
     """
-    if importlib.util.find_spec(library) is None:
-        return f"{library} is not installed (pip install 'camsight[torch]')"
+    for name in dict.fromkeys(("torch", library)):
+        if importlib.util.find_spec(name) is None:
+            return f"{name} is not installed (pip install 'camsight[torch]')"
     if not any(Path(p).exists() for p in NVIDIA_DEVICE_FILES):
         # Before importing torch (seconds, hundreds of MiB): a CPU node's `auto` cameras stay cheap.
         return "this node has no NVIDIA GPU (no driver device file)"
@@ -105,19 +113,30 @@ class NvdecSource:
         self.path = path
         self._decoder: Any = None
         self._fps = 0.0
+        self._size = (0, 0)  # height, width
+        self._frames = 0
         self._index = 0
 
     def open(self) -> None:
-        """Open the file on the GPU; a failure (FFmpeg libraries, driver) is a :class:`SourceError`."""
-        from torchcodec.decoders import VideoDecoder
-
+        """Open the file on the GPU; whatever stops that (the driver, the file) is a :class:`SourceError`."""
         try:
-            self._decoder = VideoDecoder(self.path, device="cuda", seek_mode="approximate")
-        except (RuntimeError, ValueError, OSError) as exc:
+            import PyNvVideoCodec as nvc
+            import torch
+
+            decoder = nvc.SimpleDecoder(
+                self.path,
+                gpu_id=torch.cuda.current_device(),
+                use_device_memory=True,
+                output_color_type=nvc.OutputColorType.RGBP,  # planar: 3 x H x W, as nvJPEG takes it
+            )
+            metadata = decoder.get_stream_metadata()
+        except Exception as exc:  # a foreign native library: any error means "not here"
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SourceError(f"NVDEC cannot open the file: {first}", permanent=True) from None
-        metadata = self._decoder.metadata
+        self._decoder = decoder
         self._fps = float(metadata.average_fps or 0.0)
+        self._size = (int(metadata.height), int(metadata.width))
+        self._frames = len(decoder)
         self._index = 0
 
     def seek(self, media_time: float) -> None:
@@ -127,18 +146,22 @@ class NvdecSource:
     def grab(self, take: FrameFilter) -> Grabbed | None:
         """Decode the next picture if the sampler takes it; None when it is skipped."""
         assert self._decoder is not None, "open() first"
-        if self._index >= len(self._decoder):
+        if self._index >= self._frames:
             raise EndOfSource
         index = self._index
         self._index += 1
         media_time = index / self._fps if self._fps > 0 else 0.0
         if not take(media_time):
             return None
-        return Grabbed(self._decoder[index], media_time)
+        import torch
+
+        # The decoder's output surface may be reused for a later frame while this picture waits
+        # for the encoder: a copy on the device (6 MB at 1080p) is the picture's own.
+        picture = torch.from_dlpack(self._decoder[index]).reshape(3, *self._size).clone()
+        return Grabbed(picture, media_time)
 
     def progress(self) -> float:
-        total = len(self._decoder) if self._decoder is not None else 0
-        return min(1.0, self._index / total) if total else 0.0
+        return min(1.0, self._index / self._frames) if self._frames else 0.0
 
     def close(self) -> None:
         self._decoder = None
