@@ -17,28 +17,25 @@ PY=${PY:-python3}
 mkdir -p "$OUT"
 exec 3>>"$OUT/env.txt"
 { date -u; nvidia-smi || echo "no nvidia-smi"; } >&3 2>&1
+{ ls -l /usr/lib/x86_64-linux-gnu/libnvcuvid.so* /usr/lib/x86_64-linux-gnu/libnvidia-encode.so* \
+  || echo "no NVDEC/NVENC driver libraries: the container lacks NVIDIA_DRIVER_CAPABILITIES=video"; } >&3 2>&1
 if [[ ${INSTALL:-1} == 1 ]]; then
-  "$PY" -m pip install -q --no-index --no-deps .device/wheels/*.whl >&3 2>&1 || { echo "install failed" >&3; exit 1; }
+  wheels=$(mktemp -d)
+  tar -C "$wheels" -xJf .device/wheels.tar.xz \
+    && "$PY" -m pip install -q --no-index --no-deps "$wheels"/wheels/*.whl >&3 2>&1 \
+    || { echo "install failed" >&3; exit 1; }
 fi
-# torchcodec loads FFmpeg's shared libraries by their usual names (libavcodec.so.62, ...).
-# PyAV's wheel carries FFmpeg (built with NVDEC: the *_cuvid decoders) under hashed names:
-# a folder of links gives them the usual names, and holds links to all of PyAV's libraries
-# so that their $ORIGIN run path still finds one another through it.
-avlibs=$("$PY" -c 'import av, pathlib; print(pathlib.Path(av.__file__).resolve().parent.parent / "av.libs")')
-ffmpeg=$(mktemp -d)
-for lib in "$avlibs"/*; do ln -s "$lib" "$ffmpeg/"; done
-for name in avcodec avdevice avfilter avformat avutil swresample swscale; do
-  lib=$(ls "$avlibs"/lib$name-*.so.* | head -1)
-  ln -s "$lib" "$ffmpeg/lib$name.so.$(basename "$lib" | sed -E 's/.*\.so\.([0-9]+).*/\1/')"
-done
-export LD_LIBRARY_PATH=$ffmpeg${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 "$PY" - >&3 2>&1 <<'PYEOF'
 import torch, torchvision, av
-from torchcodec.decoders import VideoDecoder
 from camsight.analyzers.manager import default_manager
 print("torch", torch.__version__, "torchvision", torchvision.__version__, "av", av.__version__)
 print("cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
-print("torchcodec loads; analyzers:", sorted(default_manager().analyzers()))
+print("analyzers:", sorted(default_manager().analyzers()))
+try:
+    import PyNvVideoCodec
+    print("PyNvVideoCodec", PyNvVideoCodec.__version__, "loads")
+except Exception as exc:  # the NVDEC rows will say the CPU decoded, and why
+    print("PyNvVideoCodec does not load:", exc)
 PYEOF
 timeout 150 "$PY" -m pytest -q -p no:cacheprovider \
   tests/analyzers/test_gpu.py tests/decoder/test_nvdec.py >"$OUT/tests.txt" 2>&1
