@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from behavior_scenes import (
     FPS,
     camera,
@@ -250,6 +251,31 @@ def test_face_recognized_once_per_track_and_identity() -> None:
     ended = [e for e in events if e.state == ENDED]
     assert len(ended) == 3  # each ended once, when its track was lost
     assert "recognized as Alice" in known[0].explanation.summary
+
+
+def test_summaries_describe_the_best_evidence_not_the_last_frame() -> None:
+    # A face the gallery matches as alice (distance 0.4), then no longer (0.7), then gone; and
+    # an object whose score falls. Each ENDED summary gives what the event's confidence and
+    # snapshot show: alice's match, the best score.
+    cfg = camera(
+        rules=[
+            {"id": "known", "type": "face_recognized"},
+            {"id": "seen", "type": "object_detected", "labels": ["person"]},
+        ]
+    )
+    results = []
+    for seq in range(1, 61):
+        matched = seq <= 40
+        fading = detection((0.6, 0.5, 0.7, 0.9), score=0.9 if seq <= 10 else 0.55)
+        faces = face((0.2, 0.2, 0.3, 0.35), "alice" if matched else "", 0.4 if matched else 0.7)
+        results.append(result(seq, [faces, fading]))
+    results += [result(seq, []) for seq in range(61, 140)]
+    events = run(cfg, results, stationary_lost_s=3)
+    [known] = [e for e in of_type(events, "face_recognized") if e.state == ENDED]
+    assert "recognized as Alice (distance 0.400)" in known.explanation.summary
+    [seen] = [e for e in of_type(events, "object_detected") if e.state == ENDED]
+    assert "detected (score 0.90)" in seen.explanation.summary
+    assert seen.confidence == pytest.approx(0.9)
 
 
 def test_replay_gives_the_same_event_ids() -> None:

@@ -17,7 +17,14 @@ from camsight.behavior.model import Frame, Track
 from camsight.behavior.rules.base import RuleRunner
 from camsight.behavior.settings import BehaviorSettings
 from camsight.cameras import CameraConfig, Rule, RuleType
-from camsight.v1 import event_pb2
+from camsight.v1 import analysis_pb2, event_pb2
+
+
+def shown(event: OpenEvent, track: Track) -> analysis_pb2.Detection:
+    """The detection a message's summary describes: the event's best evidence, which is also
+    its confidence and its snapshot, not whatever the track's latest frame saw (when it ends,
+    that may be a poor sighting, or a face the gallery did not match)."""
+    return event.best.detection if event.best is not None else track.detection
 
 
 class TrackEvents(RuleRunner):
@@ -28,7 +35,7 @@ class TrackEvents(RuleRunner):
         self.events: dict[str, list[OpenEvent]] = {}
 
     def describe(self, event: OpenEvent, track: Track) -> str:
-        return f"{track.label} track {track.number} detected (score {track.detection.score:.2f})"
+        return f"{track.label} track {track.number} detected (score {shown(event, track).score:.2f})"
 
     def relevant(self, event: OpenEvent, track: Track) -> bool:
         """Whether this frame's detection is evidence for ``event``."""
@@ -114,7 +121,7 @@ class FaceIdentity(TrackEvents):
 
     def describe(self, event: OpenEvent, track: Track) -> str:
         if self.recognized:
-            who, distance = event.identity_name or event.identity_id, track.detection.identity.distance
+            who, distance = event.identity_name or event.identity_id, shown(event, track).identity.distance
             return f"face track {track.number} recognized as {who} (distance {distance:.3f})"
         return f"face track {track.number} matched nobody in the gallery"
 
