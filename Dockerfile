@@ -51,7 +51,7 @@ RUN case "$VARIANT" in \
 COPY services ./services
 COPY plugins ./plugins
 COPY proto ./proto
-RUN pip install ".[torch,faces]" \
+RUN pip install ".[torch,faces,nvdec]" \
  && python -m compileall -q /opt/camsight/lib \
  && camsight --help >/dev/null
 

@@ -24,7 +24,7 @@ def final_stage() -> str:
 
 
 # Image per role: target -> the extras its venv installs (pyproject.toml).
-ROLES = {"core": "", "faces": "[faces]", "analyzers": "[torch,faces]"}
+ROLES = {"core": "", "faces": "[faces]", "analyzers": "[torch,faces,nvdec]"}
 
 
 def test_one_target_per_role_and_cpu_and_cuda_variants() -> None:

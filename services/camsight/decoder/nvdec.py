@@ -3,9 +3,10 @@
 A camera's ``decode`` (decision 0077) is ``cpu`` (FFmpeg through OpenCV, as
 always), ``nvdec``, or ``auto`` (NVDEC where it can run). NVDEC runs only
 where everything it needs is there: a file (live streams keep FFmpeg's low
-latency path), a codec NVDEC decodes, PyNvVideoCodec and torch installed, and a
-CUDA device. :func:`open_nvdec` says which of these is missing, and the
-camera opens the CPU source instead (warning once for ``nvdec``): never a crash.
+latency path), a codec NVDEC decodes, PyNvVideoCodec and torch installed (the
+``nvdec`` extra), and a CUDA device. :func:`open_nvdec` says which of these is
+missing, and the camera opens the CPU source instead (warning once for
+``nvdec``): never a crash.
 
 PyNvVideoCodec, not torchcodec: torchcodec's wheel on PyPI is built without
 CUDA (its CUDA build comes from PyTorch's own package index, per CUDA version),
@@ -80,7 +81,7 @@ def nvdec_problem(kind: SourceKind, path: str) -> str | None:
     return cuda_problem("PyNvVideoCodec")
 
 
-def cuda_problem(library: str) -> str | None:
+def cuda_problem(library: str, extra: str = "nvdec") -> str | None:
     """Why ``library`` (a library with CUDA kernels, used with torch) cannot run on this node's
     GPU (None: it can).
 
@@ -88,7 +89,7 @@ def cuda_problem(library: str) -> str | None:
     """
     for name in dict.fromkeys(("torch", library)):
         if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed (pip install 'camsight[torch]')"
+            return f"{name} is not installed (pip install 'camsight[{extra}]')"
     if not any(Path(p).exists() for p in NVIDIA_DEVICE_FILES):
         # Before importing torch (seconds, hundreds of MiB): a CPU node's `auto` cameras stay cheap.
         return "this node has no NVIDIA GPU (no driver device file)"

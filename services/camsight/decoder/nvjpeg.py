@@ -16,7 +16,6 @@ torch and torchvision are imported only when a picture is a tensor or
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
@@ -98,8 +97,6 @@ class FrameEncoder:
 
 def nvjpeg_problem() -> str | None:
     """Why nvJPEG cannot encode on this node (None: it can), in words for a warning."""
-    if importlib.util.find_spec("torch") is None:
-        return "torch is not installed (pip install 'camsight[torch]')"
     return cuda_problem("torchvision")
 
 
