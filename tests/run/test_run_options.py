@@ -13,9 +13,12 @@ import cv2
 import numpy as np
 import pytest
 from camsight.cameras import CameraConfig
-from camsight.cli.run import annotator
+from camsight.cli.common import plain_console
+from camsight.cli.run import annotator, print_summary
+from camsight.run import PipelineSummary
 from camsight.run.annotate import video_file
 from camsight.run.report import snapshot_file
+from camsight.v1 import camera_pb2
 from helpers import sample_video
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -143,3 +146,15 @@ def test_refused_enrollment_fails_in_one_line(cli: Cli, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "camsight: --enroll bob: enrolling 'bob' was refused: no face found in the image" in proc.stderr
+
+
+def test_the_summary_prints_commands_and_errors_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # rich's markup would print "pip install 'camsight'" for 'camsight[torch]', and fail on
+    # "[/x]" with a MarkupError: what the CLI prints is data.
+    summary = PipelineSummary(detector="hog", detector_fallback="get it: pip install 'camsight[torch]'")
+    failed = camera_pb2.CameraStatus(state=camera_pb2.CAMERA_STATE_ERROR, last_error="cannot open [/x] [b]")
+    summary.cameras["cam"] = failed
+    print_summary(summary, plain_console(), [CameraConfig(id="cam", source="/v/[b].mp4")])
+    out = capsys.readouterr().out
+    assert "cannot open [/x] [b]" in out
+    assert "COCO detector not used: get it: pip install 'camsight[torch]'" in out

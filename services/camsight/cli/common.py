@@ -1,4 +1,4 @@
-"""Helpers shared by the CLI commands: loading config, failing cleanly."""
+"""Helpers shared by the CLI commands: loading config, failing cleanly, printing data."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from rich.console import Console
 
 from camsight.config import ConfigError, Settings, load_settings
 
@@ -34,3 +35,10 @@ def settings_or_exit(path: Path | None, **overrides: object) -> Settings:
         return load_settings(path, **overrides)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+
+
+def plain_console(stderr: bool = False) -> Console:
+    """A console that prints text as it is. What the CLI prints is data (camera sources, file
+    names, event summaries, errors, commands such as ``pip install 'camsight[torch]'``), whose
+    brackets rich's markup would eat, or fail on (``[/x]`` raises a MarkupError)."""
+    return Console(stderr=stderr, markup=False, highlight=False, soft_wrap=True)

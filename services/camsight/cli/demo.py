@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from camsight.cli import app
-from camsight.cli.common import ConfigOption, fail, settings_or_exit
+from camsight.cli.common import ConfigOption, fail, plain_console, settings_or_exit
 from camsight.cli.run import (
     annotator,
     console_keeper,
@@ -30,7 +29,7 @@ from camsight.runtime import setup_logging
 
 async def _enroll(pipeline: EmbeddedPipeline, _summary: PipelineSummary) -> None:
     identity = await enroll_driver(pipeline)
-    Console(stderr=True).print(f"enrolled {identity.display_name!r} from carphone_distorted.mp4")
+    plain_console(stderr=True).print(f"enrolled {identity.display_name!r} from carphone_distorted.mp4")
 
 
 @app.command("demo")
@@ -59,6 +58,6 @@ def demo_command(
     summary = run_or_exit(
         run_pipeline(settings, cameras, out / "data", as_json=False, before=_enroll, after=after)
     )
-    printer = Console()
+    printer = plain_console()
     print_summary(summary, printer, cameras)
     print_report(out, printer)

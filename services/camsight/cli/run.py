@@ -25,7 +25,7 @@ from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import subjects
 from camsight.cameras import CameraConfig
 from camsight.cli import app
-from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, settings_or_exit
+from camsight.cli.common import EXIT_USAGE, ConfigOption, fail, plain_console, settings_or_exit
 from camsight.config import ConfigError, LogSettings, Settings, service_section
 from camsight.decoder.plugins import checked_sources
 from camsight.decoder.sources import SourceKind, classify
@@ -75,7 +75,7 @@ class EventPrinter:
     def __init__(self, as_json: bool, summary: PipelineSummary) -> None:
         self.as_json = as_json
         self.summary = summary
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console = plain_console()
 
     def __call__(self, event: event_pb2.Event) -> None:
         kind = event_pb2.EventType.Name(event.type).removeprefix("EVENT_TYPE_").lower()
@@ -99,7 +99,7 @@ class EventPrinter:
 
 def warn_not_run(cameras: list[CameraConfig]) -> None:
     """Name each configured camera that this run leaves out, so none is skipped silently."""
-    stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+    stderr = plain_console(stderr=True)
     for camera in cameras:
         stderr.print(
             f"camera {camera.id} ({camera.redacted_source}) is configured but not run: "
@@ -126,7 +126,7 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
         table.add_row(f"error: {camera}", error)
     console.print(table)
     if summary.detector_fallback:  # one whole line (soft_wrap), the command to copy at its end
-        console.print(f"COCO detector not used: {summary.detector_fallback}", soft_wrap=True, highlight=False)
+        console.print(f"COCO detector not used: {summary.detector_fallback}")
 
 
 T = TypeVar("T")
@@ -189,7 +189,7 @@ async def _run_pipeline(
     after: PipelineHook | None,
 ) -> PipelineSummary:
     summary = PipelineSummary()
-    stderr = Console(stderr=True)
+    stderr = plain_console(stderr=True)
     printer = EventPrinter(as_json, summary)
     started = asyncio.get_running_loop().time()
     # Before the progress bars: a first run may download the COCO detector's weights (its own bar).
@@ -234,7 +234,7 @@ def annotator(
     for camera in cameras:
         if video_file(camera) is None:
             kind, _ = classify(camera.source)
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
+            plain_console(stderr=True).print(
                 f"{option}: camera {camera.id} is not annotated: its source "
                 f"({kind.value} {camera.redacted_source}) cannot be read a second time; only video files can"
             )
@@ -280,7 +280,7 @@ def _write_report(
 
 def print_report(out: Path, console: Console) -> None:
     # soft_wrap: a long path stays on one line, whole, for copying or scripts.
-    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)", soft_wrap=True)
+    console.print(f"report: {(out / 'index.html').resolve()} (open it in a browser)")
 
 
 def run_or_exit(main: Coroutine[Any, Any, T], interrupted: str = "interrupted") -> T:
@@ -320,7 +320,7 @@ def console_keeper(then: PipelineHook | None, read_only: bool = False) -> Pipeli
             await then(pipeline, summary)
         url = pipeline.console_url()
         mode = "read-only; " if read_only else ""
-        Console(stderr=True, highlight=False).print(f"console: {url} ({mode}Ctrl-C to stop)", soft_wrap=True)
+        plain_console(stderr=True).print(f"console: {url} ({mode}Ctrl-C to stop)")
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -433,10 +433,10 @@ def run_command(
         ),
         interrupted="interrupted; the data folder is consistent",
     )
-    out = Console(stderr=as_json)
+    out = plain_console(stderr=as_json)
     print_summary(summary, out, cameras)
     for video in videos:
-        out.print(f"annotated video: {video}", soft_wrap=True)
+        out.print(f"annotated video: {video}")
     if report is not None:
         print_report(report, out)
     if summary.errors:
