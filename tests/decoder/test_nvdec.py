@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import av
@@ -22,7 +24,7 @@ from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
 from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensors
 from camsight.decoder.settings import DecoderSettings, JpegEncode
-from camsight.decoder.sources import SourceError, SourceKind
+from camsight.decoder.sources import EndOfSource, SourceError, SourceKind
 from camsight.v1 import camera_pb2, frame_pb2
 from decoder_support import Frames, StartDecoder, camera_status, state_is
 from helpers import sample_video, wait_for
@@ -175,6 +177,60 @@ def nvdec_beside_ffmpeg(source: str, count: int = 5) -> Iterator[tuple[torch.Ten
     finally:
         gpu.close()
         capture.release()
+
+
+class PlanarDecoder:
+    """PyNvVideoCodec's ``SimpleDecoder`` as this project uses it (planar RGB frames exported
+    through DLPack as a ``3H x W`` array, stream metadata), over OpenCV's decode of the file."""
+
+    def __init__(self, path: str, **options: Any) -> None:
+        assert options["use_device_memory"] and options["output_color_type"] == "RGBP"
+        capture = cv2.VideoCapture(path)
+        self.pictures = []
+        while (grabbed := capture.read())[0]:
+            self.pictures.append(np.ascontiguousarray(grabbed[1][:, :, ::-1].transpose(2, 0, 1)))
+        self.fps = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+
+    def get_stream_metadata(self) -> Any:
+        _, height, width = self.pictures[0].shape
+        return SimpleNamespace(width=width, height=height, average_fps=self.fps, num_frames=len(self))
+
+    def __len__(self) -> int:
+        return len(self.pictures)
+
+    def __getitem__(self, index: int) -> Any:
+        import torch
+
+        return torch.from_numpy(self.pictures[index].reshape(-1, self.pictures[index].shape[2]))
+
+
+def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Plumbing only: PyNvVideoCodec (and CUDA) replaced by a decoder of the same interface
+    # over OpenCV, on the CPU, to check this project's side of it (shapes, order, sampling,
+    # seeking, the end) before a device is lent; the GPU tests below run the real library.
+    import torch
+
+    fake = SimpleNamespace(SimpleDecoder=PlanarDecoder, OutputColorType=SimpleNamespace(RGBP="RGBP"))
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    source = NvdecSource(str(sample_video("carphone_pristine.mp4")))
+    source.open()
+    capture = cv2.VideoCapture(source.path)
+    grabbed = source.grab(lambda t: True)
+    ok, bgr = capture.read()
+    assert grabbed is not None and isinstance(grabbed.image, torch.Tensor) and ok
+    assert grabbed.image.shape == (3, 144, 176) and grabbed.media_time == 0.0
+    assert np.array_equal(device_to_host(grabbed.image), bgr)
+    assert source.grab(lambda t: False) is None  # the sampler skips the second picture
+    source.seek(2.0)  # 2 s at 29.97 fps: picture 60
+    grabbed = source.grab(lambda t: True)
+    assert grabbed is not None and grabbed.media_time == pytest.approx(60 / 29.97, abs=1e-3)
+    while source.progress() < 1.0:
+        source.grab(lambda t: False)
+    with pytest.raises(EndOfSource):
+        source.grab(lambda t: True)
+    capture.release()
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")
