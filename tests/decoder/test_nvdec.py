@@ -180,17 +180,20 @@ def nvdec_beside_ffmpeg(source: str, count: int = 5) -> Iterator[tuple[torch.Ten
 
 
 class PlanarDecoder:
-    """PyNvVideoCodec's ``SimpleDecoder`` as this project uses it (planar RGB frames exported
-    through DLPack as a ``3H x W`` array, stream metadata), over OpenCV's decode of the file."""
+    """PyNvVideoCodec's ``ThreadedDecoder`` as this project uses it (planar RGB frames in
+    order, exported through DLPack as a ``3H x W`` array; stream metadata; a restart at a
+    frame; the end), over OpenCV's decode of the file."""
 
-    def __init__(self, path: str, **options: Any) -> None:
-        assert options["use_device_memory"] and options["output_color_type"] == "RGBP"
+    def __init__(self, path: str, buffer_size: int, **options: Any) -> None:
+        assert buffer_size > 0 and options["use_device_memory"] and options["output_color_type"] == "RGBP"
         capture = cv2.VideoCapture(path)
         self.pictures = []
         while (grabbed := capture.read())[0]:
             self.pictures.append(np.ascontiguousarray(grabbed[1][:, :, ::-1].transpose(2, 0, 1)))
         self.fps = capture.get(cv2.CAP_PROP_FPS)
         capture.release()
+        self.next = options.get("start_frame", 0)
+        self.ended = False
 
     def get_stream_metadata(self) -> Any:
         _, height, width = self.pictures[0].shape
@@ -199,10 +202,18 @@ class PlanarDecoder:
     def __len__(self) -> int:
         return len(self.pictures)
 
-    def __getitem__(self, index: int) -> Any:
+    def reconfigure_decoder(self, path: str, start_frame: int = 0) -> None:
+        self.next = start_frame
+
+    def get_batch_frames(self, count: int) -> list[Any]:
         import torch
 
-        return torch.from_numpy(self.pictures[index].reshape(-1, self.pictures[index].shape[2]))
+        batch = self.pictures[self.next : self.next + count]
+        self.next += len(batch)
+        return [torch.from_numpy(p.reshape(-1, p.shape[2])) for p in batch]
+
+    def end(self) -> None:
+        self.ended = True
 
 
 def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,7 +222,7 @@ def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.Monkey
     # seeking, the end) before a device is lent; the GPU tests below run the real library.
     import torch
 
-    fake = SimpleNamespace(SimpleDecoder=PlanarDecoder, OutputColorType=SimpleNamespace(RGBP="RGBP"))
+    fake = SimpleNamespace(ThreadedDecoder=PlanarDecoder, OutputColorType=SimpleNamespace(RGBP="RGBP"))
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     source = NvdecSource(str(sample_video("carphone_pristine.mp4")))
@@ -225,11 +236,17 @@ def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.Monkey
     assert source.grab(lambda t: False) is None  # the sampler skips the second picture
     source.seek(2.0)  # 2 s at 29.97 fps: picture 60
     grabbed = source.grab(lambda t: True)
-    assert grabbed is not None and grabbed.media_time == pytest.approx(60 / 29.97, abs=1e-3)
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 60)
+    ok, bgr = capture.read()
+    assert grabbed is not None and grabbed.media_time == pytest.approx(60 / 29.97, abs=1e-3) and ok
+    assert np.array_equal(device_to_host(grabbed.image), bgr)
     while source.progress() < 1.0:
         source.grab(lambda t: False)
     with pytest.raises(EndOfSource):
         source.grab(lambda t: True)
+    decoder = source._decoder
+    source.close()
+    assert decoder.ended  # the decoder thread is stopped
     capture.release()
 
 

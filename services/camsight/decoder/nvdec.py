@@ -100,12 +100,20 @@ def cuda_problem(library: str, extra: str = "nvdec") -> str | None:
     return None
 
 
+PREFETCH = 8
+"""Pictures PyNvVideoCodec's decoder thread decodes ahead of the camera (6 MB each at 1080p)."""
+
+
 class NvdecSource:
     """A video file decoded on the GPU; pictures stay there as RGB ``3 x H x W`` uint8 tensors.
 
-    The JPEG encoder (:mod:`camsight.decoder.nvjpeg`) encodes them there with
-    nvJPEG, or copies them to host memory for OpenCV (decision 0078); the
-    frames still cross the bus as JPEGs (decision 0075).
+    PyNvVideoCodec's ``ThreadedDecoder``, which NVIDIA documents for linear
+    access (it decodes :data:`PREFETCH` pictures ahead on a thread of its own),
+    not its random-access ``SimpleDecoder``: a camera reads its file in order,
+    and seeks only to resume. The JPEG encoder (:mod:`camsight.decoder.nvjpeg`)
+    encodes the pictures on the GPU with nvJPEG, or copies them to host memory
+    for OpenCV (decision 0078); the frames still cross the bus as JPEGs
+    (decision 0075).
     """
 
     kind = SourceKind.FILE
@@ -124,30 +132,39 @@ class NvdecSource:
             import PyNvVideoCodec as nvc
             import torch
 
-            decoder = nvc.SimpleDecoder(
+            decoder = nvc.ThreadedDecoder(
                 self.path,
+                PREFETCH,
                 gpu_id=torch.cuda.current_device(),
                 use_device_memory=True,
                 output_color_type=nvc.OutputColorType.RGBP,  # planar: 3 x H x W, as nvJPEG takes it
             )
             metadata = decoder.get_stream_metadata()
+            frames = len(decoder)
         except Exception as exc:  # a foreign native library: any error means "not here"
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise SourceError(f"NVDEC cannot open the file: {first}", permanent=True) from None
+        if frames == 0:  # the container states no frame count (an elementary stream, some MKV)
+            problem = "NVDEC cannot open the file: its container states no frame count"
+            raise SourceError(problem, permanent=True)
         self._decoder = decoder
         self._fps = float(metadata.average_fps or 0.0)
         self._size = (int(metadata.height), int(metadata.width))
-        self._frames = len(decoder)
+        self._frames = frames
         self._index = 0
 
     def seek(self, media_time: float) -> None:
+        """Go on from the picture at ``media_time`` (a resumed camera)."""
         if media_time > 0 and self._fps > 0:
-            self._index = round(media_time * self._fps)
+            self._index = min(round(media_time * self._fps), self._frames)
+            if self._index < self._frames:
+                self._decoder.reconfigure_decoder(self.path, start_frame=self._index)
 
     def grab(self, take: FrameFilter) -> Grabbed | None:
-        """Decode the next picture if the sampler takes it; None when it is skipped."""
+        """Decode the next picture; None when the sampler does not take it."""
         assert self._decoder is not None, "open() first"
-        if self._index >= self._frames:
+        decoded = self._decoder.get_batch_frames(1) if self._index < self._frames else []
+        if not decoded:
             raise EndOfSource
         index = self._index
         self._index += 1
@@ -156,13 +173,15 @@ class NvdecSource:
             return None
         import torch
 
-        # The decoder's output surface may be reused for a later frame while this picture waits
-        # for the encoder: a copy on the device (6 MB at 1080p) is the picture's own.
-        picture = torch.from_dlpack(self._decoder[index]).reshape(3, *self._size).clone()
+        # The decoder reuses its buffers for the pictures it decodes ahead, while this one may
+        # wait for the encoder: a copy on the device (6 MB at 1080p) is the picture's own.
+        picture = torch.from_dlpack(decoded[0]).reshape(3, *self._size).clone()
         return Grabbed(picture, media_time)
 
     def progress(self) -> float:
         return min(1.0, self._index / self._frames) if self._frames else 0.0
 
     def close(self) -> None:
+        if self._decoder is not None:
+            self._decoder.end()
         self._decoder = None
