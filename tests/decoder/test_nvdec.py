@@ -194,6 +194,7 @@ class PlanarDecoder:
         capture.release()
         self.next = options.get("start_frame", 0)
         self.ended = False
+        self.broken = {61}  # a picture the hardware fails on
 
     def get_stream_metadata(self) -> Any:
         _, height, width = self.pictures[0].shape
@@ -208,6 +209,9 @@ class PlanarDecoder:
     def get_batch_frames(self, count: int) -> list[Any]:
         import torch
 
+        if self.next in self.broken:
+            self.next += 1
+            raise RuntimeError("HW decode failed")
         batch = self.pictures[self.next : self.next + count]
         self.next += len(batch)
         return [torch.from_numpy(p.reshape(-1, p.shape[2])) for p in batch]
@@ -240,6 +244,11 @@ def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.Monkey
     ok, bgr = capture.read()
     assert grabbed is not None and grabbed.media_time == pytest.approx(60 / 29.97, abs=1e-3) and ok
     assert np.array_equal(device_to_host(grabbed.image), bgr)
+    corrupt = source.grab(lambda t: True)  # picture 61: counted corrupt, as on the CPU path
+    assert corrupt is not None and corrupt.image is None
+    assert corrupt.media_time == pytest.approx(61 / 29.97, abs=1e-3)
+    grabbed = source.grab(lambda t: True)  # and the camera goes on with picture 62
+    assert grabbed is not None and grabbed.media_time == pytest.approx(62 / 29.97, abs=1e-3)
     while source.progress() < 1.0:
         source.grab(lambda t: False)
     with pytest.raises(EndOfSource):

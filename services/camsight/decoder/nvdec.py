@@ -158,17 +158,26 @@ class NvdecSource:
         if media_time > 0 and self._fps > 0:
             self._index = min(round(media_time * self._fps), self._frames)
             if self._index < self._frames:
-                self._decoder.reconfigure_decoder(self.path, start_frame=self._index)
+                try:
+                    self._decoder.reconfigure_decoder(self.path, start_frame=self._index)
+                except Exception as exc:  # a foreign native library, as in open()
+                    raise SourceError(
+                        f"NVDEC cannot seek to {media_time:.3f} s: {exc}", permanent=True
+                    ) from None
 
     def grab(self, take: FrameFilter) -> Grabbed | None:
         """Decode the next picture; None when the sampler does not take it."""
         assert self._decoder is not None, "open() first"
-        decoded = self._decoder.get_batch_frames(1) if self._index < self._frames else []
+        index = self._index
+        media_time = index / self._fps if self._fps > 0 else 0.0
+        try:
+            decoded = self._decoder.get_batch_frames(1) if index < self._frames else []
+        except Exception:  # the native decoder failed on this picture: corrupt, as on the CPU path
+            self._index += 1
+            return Grabbed(None, media_time)
         if not decoded:
             raise EndOfSource
-        index = self._index
         self._index += 1
-        media_time = index / self._fps if self._fps > 0 else 0.0
         if not take(media_time):
             return None
         import torch
