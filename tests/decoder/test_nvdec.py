@@ -18,11 +18,12 @@ import cv2
 import numpy as np
 import pytest
 from camsight.analyzers.devices import cuda_available
+from camsight.analyzers.pictures import tensor_to_image
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig, VideoDecode
 from camsight.decoder.frames import resize_and_encode
 from camsight.decoder.nvdec import NvdecSource, nvdec_problem, open_nvdec
-from camsight.decoder.nvjpeg import FrameEncoder, device_to_host, encode_tensors
+from camsight.decoder.nvjpeg import FrameEncoder, encode_tensors
 from camsight.decoder.settings import DecoderSettings, JpegEncode
 from camsight.decoder.sources import EndOfSource, SourceError, SourceKind
 from camsight.v1 import camera_pb2, frame_pb2
@@ -236,14 +237,14 @@ def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.Monkey
     ok, bgr = capture.read()
     assert grabbed is not None and isinstance(grabbed.image, torch.Tensor) and ok
     assert grabbed.image.shape == (3, 144, 176) and grabbed.media_time == 0.0
-    assert np.array_equal(device_to_host(grabbed.image), bgr)
+    assert np.array_equal(tensor_to_image(grabbed.image), bgr)
     assert source.grab(lambda t: False) is None  # the sampler skips the second picture
     source.seek(2.0)  # 2 s at 29.97 fps: picture 60
     grabbed = source.grab(lambda t: True)
     capture.set(cv2.CAP_PROP_POS_FRAMES, 60)
     ok, bgr = capture.read()
     assert grabbed is not None and grabbed.media_time == pytest.approx(60 / 29.97, abs=1e-3) and ok
-    assert np.array_equal(device_to_host(grabbed.image), bgr)
+    assert np.array_equal(tensor_to_image(grabbed.image), bgr)
     corrupt = source.grab(lambda t: True)  # picture 61: counted corrupt, as on the CPU path
     assert corrupt is not None and corrupt.image is None
     assert corrupt.media_time == pytest.approx(61 / 29.97, abs=1e-3)
@@ -264,7 +265,7 @@ def test_nvdec_decodes_the_pictures_ffmpeg_decodes() -> None:
     source = str(sample_video("bikes.mp4"))
     assert nvdec_problem(SourceKind.FILE, source) is None
     for picture, expected in nvdec_beside_ffmpeg(source):
-        image = device_to_host(picture)
+        image = tensor_to_image(picture)
         assert image.shape == expected.shape == (272, 640, 3)
         # Same picture, BGR: two H.264 decoders and colour conversions differ by rounding only.
         assert np.abs(image.astype(int) - expected).mean() < 3

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from camsight.analyzers.pictures import image_to_tensor, tensor_to_image
 from camsight.cameras import CameraConfig
 from camsight.decoder.frames import Encoded, fit_size, resize_and_encode
 from camsight.decoder.nvdec import cuda_problem
@@ -60,7 +61,7 @@ class FrameEncoder:
         on_gpu = [i for i, picture in enumerate(pictures) if self._for_gpu(picture)]
         if on_gpu:
             try:
-                tensors = [as_tensor(pictures[i]) for i in on_gpu]
+                tensors = [gpu_tensor(pictures[i]) for i in on_gpu]
                 for i, encoded in zip(on_gpu, encode_tensors(tensors, *size), strict=True):
                     out[i] = encoded
             except (RuntimeError, ValueError) as exc:  # CUDA's and nvJPEG's errors are RuntimeErrors
@@ -70,7 +71,7 @@ class FrameEncoder:
         done = set(on_gpu)
         for i, picture in enumerate(pictures):
             if i not in done:
-                host = picture if isinstance(picture, np.ndarray) else device_to_host(picture)
+                host = picture if isinstance(picture, np.ndarray) else tensor_to_image(picture)
                 with contextlib.suppress(cv2.error):
                     out[i] = resize_and_encode(host, *size)
         return out
@@ -125,17 +126,7 @@ def encode_tensors(
     return [Encoded(jpeg.cpu().numpy().tobytes(), *size) for jpeg, size in zip(jpegs, sizes, strict=True)]
 
 
-def as_tensor(picture: Picture) -> torch.Tensor:
-    """A picture as the RGB ``3 x H x W`` tensor nvJPEG encodes, on the GPU (copied there from
-    host memory, BGR ``H x W x 3``, when it is an array)."""
-    if not isinstance(picture, np.ndarray):
-        return picture
-    import torch
-
-    return torch.from_numpy(picture).to("cuda").permute(2, 0, 1).flip(0)
-
-
-def device_to_host(picture: torch.Tensor) -> np.ndarray:
-    """An RGB ``3 x H x W`` tensor as the BGR ``H x W x 3`` array OpenCV encodes, in host memory."""
-    array: np.ndarray = picture.permute(1, 2, 0).flip(-1).contiguous().cpu().numpy()
-    return array
+def gpu_tensor(picture: Picture) -> torch.Tensor:
+    """A picture as the RGB ``3 x H x W`` tensor nvJPEG encodes: a tensor as it lies, an array
+    copied to the GPU."""
+    return image_to_tensor(picture, "cuda") if isinstance(picture, np.ndarray) else picture
