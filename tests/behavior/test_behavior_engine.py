@@ -9,7 +9,7 @@ from camsight.behavior import partition
 from camsight.behavior.engine import Engine
 from camsight.behavior.reorder import ReorderBuffer
 from camsight.behavior.settings import BehaviorSettings
-from camsight.v1 import event_pb2
+from camsight.v1 import analysis_pb2, event_pb2
 
 DOOR = {"id": "door", "a": [0.5, 1.0], "b": [0.5, 0.0], "in_side_right": True}
 SQUARE = {"id": "square", "polygon": [[0.4, 0.3], [0.6, 0.3], [0.6, 0.7], [0.4, 0.7]]}
@@ -158,3 +158,34 @@ def test_the_end_of_a_file_ends_every_open_event_once_all_streams_ended() -> Non
         r.frame.capture_time.seconds += 3600
     again = [e.event for r in rerun for e in engine.push(r) if e.event]
     assert {e.rule_id for e in again} == {"idle", "crowd", "seen"} and not {e.id for e in again} & opened
+
+
+def recorded(results: list[analysis_pb2.AnalysisResult], read_at: int) -> list[analysis_pb2.AnalysisResult]:
+    """The results as of a recording read at ``read_at`` seconds: media times from the frame
+    numbers (8 fps), the origin fixed by the container, the capture times the reading's."""
+    for r in results:
+        r.frame.media_time.FromNanoseconds((r.frame.seq - 1) * 125_000_000)
+        r.frame.media_origin.FromSeconds(1_772_352_000)
+        r.frame.capture_time.seconds += read_at
+    return results
+
+
+def test_a_recording_read_again_gives_the_same_track_numbers_and_event_ids() -> None:
+    """Re-analysing a file into the same data folder must replace its events, not add copies:
+    the ids hash the track number, which starts again at 1 with each reading of a recording,
+    whether the reading before reached the end of the file or was cut short."""
+    engine = Engine(BehaviorSettings())
+    engine.set_camera(camera(lines=[DOOR], zones=[SQUARE], rules=RULES))
+
+    def read(at: int, frames: int = 80) -> list[tuple[str, int]]:
+        walkers = scene(frames, [mover((0.103, 0.5), (0.01, 0)), mover((0.897, 0.9), (-0.01, 0))])
+        out = [e.event for r in recorded(walkers, at) for e in engine.push(r) if e.event]
+        return sorted((e.id, e.track_id) for e in out if e.state == event_pb2.EVENT_STATE_STARTED)
+
+    first = read(0)
+    assert {n for _, n in first} == {1, 2}
+    engine.push(end_of_stream(81))
+    assert read(3600) == first  # read again once the first reading ended
+    read(7200, frames=30)  # a reading cut short: no end marker
+    assert read(10800) == first
+    assert engine.stats.restarts == 3

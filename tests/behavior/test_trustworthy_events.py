@@ -24,12 +24,12 @@ CREATED = "2026-03-01T08:00:00Z"
 
 
 def camsight_run(
-    tmp_path: Path, video: Path, config: dict[str, Any], path: Sequence[Path] = ()
+    tmp_path: Path, video: Path, config: dict[str, Any], path: Sequence[Path] = (), data: Path | None = None
 ) -> list[dict[str, Any]]:
-    """``camsight run VIDEO --config ... --json`` in a fresh data folder, with the tests and
-    ``path`` (installed plugins) importable; the events but camera_status."""
+    """``camsight run VIDEO --config ... --json`` in ``data`` or a fresh data folder, with the
+    tests and ``path`` (installed plugins) importable; the events but camera_status."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    data = tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
+    data = data or tmp_path / f"data-{len(list(tmp_path.glob('data-*')))}"
     command = ["run", str(video), "--config", "c.yaml", "--json", "--data-dir", str(data)]
     done = camsight_process(tmp_path, *command, path=path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -37,7 +37,12 @@ def camsight_run(
 
 
 def run(
-    tmp_path: Path, video: Path, camera: dict[str, object], truth: list[Figure], frames: int
+    tmp_path: Path,
+    video: Path,
+    camera: dict[str, object],
+    truth: list[Figure],
+    frames: int,
+    data: Path | None = None,
 ) -> list[dict[str, Any]]:
     """The scene through motion and the sparse truth analyzer; the events."""
     truth_file = tmp_path / "truth.json"
@@ -51,7 +56,7 @@ def run(
         },
         "cameras": [{"id": "scene", "source": str(video), "analyzers": ["motion", "sparse_truth"], **camera}],
     }
-    return camsight_run(tmp_path, video, config)
+    return camsight_run(tmp_path, video, config, data=data)
 
 
 def count(events: list[dict[str, Any]], kind: str, analyzer: str, state: str = "") -> int:
@@ -155,6 +160,15 @@ def test_the_same_file_gives_the_same_event_ids_and_json(tmp_path: Path) -> None
     # analyzers, whose results reach the behavior service on their own (docs/api.md).
     assert sorted(json.dumps(e, sort_keys=True) for e in first) == sorted(
         json.dumps(e, sort_keys=True) for e in second
+    )
+    # Read again into the same data folder (behavior restores its checkpoint, the index
+    # holds the first reading's events): the same ids, so the index keeps one copy.
+    again = run(tmp_path, video, camera, [walker], 70, data=tmp_path / "data-0")
+    assert {e["id"] for e in again} == {e["id"] for e in first}
+    listed = camsight_process(tmp_path, "events", "list", "--data-dir", "data-0", "--limit", "0", "--json")
+    indexed = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(e["id"] for e in indexed if "CAMERA_STATUS" not in e["type"]) == sorted(
+        {e["id"] for e in first}
     )
 
 

@@ -142,7 +142,7 @@ class CameraEngine:
     def _reset(self, stream: _Stream) -> list[Emission]:
         frame = stream.last
         out: list[Emission] = []
-        for track in stream.tracker.reset():
+        for track in stream.tracker.reset(renumber=frame is not None and frame.recorded):
             for _, runner in self.runners.values():
                 out.extend(runner.lost(frame or track.last, track))
         return out

@@ -62,6 +62,12 @@ class Emission:
 
     event: event_pb2.Event | None
     snapshot: SnapshotRequest | None
+    msg_id: str = ""
+    """The event message's ``Nats-Msg-Id`` (the events stream stores one message per id within
+    its duplicate window): id, state and revision, and the read time of the event's first
+    frame. A replay after a crash re-reads the same frames and is stored once; reading a
+    recording again is a new analysis, whose messages are stored and delivered again under
+    the same event ids."""
 
 
 @dataclass(slots=True)
@@ -169,4 +175,7 @@ class OpenEvent:
             if c is not None:
                 candidates.setdefault((c.frame.seq, id(c.detection)), c)
         request = SnapshotRequest(self.id, tuple(candidates.values())) if candidates else None
-        return Emission(msg, request)
+        read_ns = self.start.ref.capture_time.ToNanoseconds()
+        return Emission(
+            msg, request, f"{self.id}/{event_pb2.EventState.Name(state)}/{self.revision}/{read_ns}"
+        )

@@ -414,7 +414,7 @@ class BehaviorService(Service):
             log.warning("publishing event %s failed (%s); retrying in %.1fs", event.id, exc, delay)
 
         await retry_async(
-            lambda: self.ctx.bus.publish_event(event),
+            lambda: self.ctx.bus.publish_event(event, msg_id=emission.msg_id),
             on=TRANSIENT_ERRORS,
             backoff=PUBLISH_BACKOFF,
             stopping=self.ctx.stopping,

@@ -326,9 +326,16 @@ class StreamTracker:
                 lost.append(track)
         return lost
 
-    def reset(self) -> list[Track]:
-        """Forget everything (camera restarted); returns the tracks that were present."""
+    def reset(self, renumber: bool) -> list[Track]:
+        """Forget every track (the source restarted or ended); returns those that were present.
+
+        ``renumber`` starts the numbers again at 1: a recording read again from
+        its start must give the same numbers, hence the same event ids (which
+        the query index then keeps once). A live camera keeps counting, so that
+        one number means one object for that camera."""
         present = list(self.tracks.values())
         self._labels.clear()
         self.tracks.clear()
+        if renumber:
+            self._numbers = 0
         return present

@@ -103,9 +103,12 @@ class Bus:
             hdrs[subjects.MSG_ID_HEADER] = msg_id
         return await self.js.publish(subject, payload, timeout=timeout, headers=hdrs or None)
 
-    async def publish_event(self, event: event_pb2.Event, timeout: float = 5.0) -> PubAck:
-        """Publish an event on ``events.<type>.<camera>``, de-duplicated by id, state and revision."""
-        msg_id = f"{event.id}/{event_pb2.EventState.Name(event.state)}/{event.revision}"
+    async def publish_event(
+        self, event: event_pb2.Event, timeout: float = 5.0, msg_id: str | None = None
+    ) -> PubAck:
+        """Publish an event on ``events.<type>.<camera>``, de-duplicated by ``msg_id`` (by
+        default its id, state and revision)."""
+        msg_id = msg_id or f"{event.id}/{event_pb2.EventState.Name(event.state)}/{event.revision}"
         return await self.publish(
             subjects.events(event.type, event.camera_id), event, msg_id=msg_id, timeout=timeout
         )
