@@ -170,7 +170,9 @@ Global___EventExplanation: _TypeAlias = EventExplanation  # noqa: Y015
 @_typing.final
 class Event(_message.Message):
     """A searchable thing that happened on a camera, published on
-    `events.<type>.<camera_id>` with `Nats-Msg-Id` = id + "/" + state + "/" + revision.
+    `events.<type>.<camera_id>` with `Nats-Msg-Id` = id + "/" + state + "/" + revision
+    + "/" + the read time of the event's first frame (a new reading of a file is
+    delivered again; a replay after a crash is stored once).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -224,7 +226,7 @@ class Event(_message.Message):
     a file the start is its media position, so analysing the same file with
     the same configuration again gives the same ids; for a live source it is
     the start frame's capture time. A replay after a crash republishes the
-    same id.
+    same id, and so does a file read again, into the same index or not.
     """
     type: Global___EventType.ValueType
     state: Global___EventState.ValueType
