@@ -3,8 +3,8 @@
 The behavior service's events are only as good as its tracks: a track that
 splits in two makes a second zone entry, an id that jumps to another object
 moves a dwell time onto the wrong person. This benchmark measures that with
-the MOT community's metrics (py-motmetrics: MOTA, IDF1, ID switches,
-fragmentations), on scenes whose ground truth is known because they are
+the MOT community's metrics (TrackEval's HOTA; py-motmetrics: MOTA, IDF1, ID
+switches, fragmentations), on scenes whose ground truth is known because they are
 generated:
 
 * ``walk``: four people walk back and forth across the picture at
@@ -45,8 +45,10 @@ decision 0047: unseen tracks at their last box, no interpolation. The rules
 still use the last box (a coasting frame neither extends nor breaks a zone
 run, docs/rules.md); the column tells what placing unseen tracks changes.
 
-Scored with ``motmetrics`` (a match needs IoU >= 0.5, the MOT Challenge's
-rule). Reported per scene and miss rate, for both trackers: MOTA, IDF1, ID
+Scored with ``trackeval`` (HOTA with its detection and association parts,
+DetA and AssA, averaged over IoU thresholds 0.05-0.95: the MOT Challenge's
+main metric since 2020) and ``motmetrics`` (a match needs IoU >= 0.5, the MOT
+Challenge's rule). Reported per scene and miss rate, for both trackers: HOTA, DetA, AssA, MOTA, IDF1, ID
 switches, fragmentations, fragmentations per 10 s of ground-truth presence,
 and the ratios after / before (decision 0070: figures as ratios against a
 baseline of the same run). Several seeds per cell in the full run.
@@ -74,6 +76,7 @@ from camsight.behavior.settings import BehaviorSettings
 from camsight.behavior.tracking import StreamTracker
 from camsight.v1 import analysis_pb2
 from trackers import ByteTrackTracker
+from trackeval.metrics import HOTA
 
 FPS = 10
 MISS_RATES = (0.0, 0.3, 0.5)
@@ -269,8 +272,41 @@ def _distances(truth: Boxes, hyps: Boxes) -> np.ndarray:
     return out
 
 
+def _hota(sc: Scene, hyps: list[Boxes]) -> dict[str, float]:
+    """HOTA with its detection and association parts (TrackEval, the MOT Challenge's scorer).
+
+    HOTA averages over IoU thresholds 0.05-0.95 instead of fixing 0.5, and
+    weighs detection and association equally, where MOTA is dominated by
+    detection and IDF1 by association (Luiten et al., IJCV 2021). TrackEval
+    wants ids numbered from 0 and the full IoU matrix of each frame.
+    """
+    gt_index: dict[int, int] = {}
+    hyp_index: dict[int, int] = {}
+    gt_ids, hyp_ids, similarity = [], [], []
+    for truth, hyp in zip(sc.truth, hyps, strict=True):
+        gt_ids.append(np.array([gt_index.setdefault(k, len(gt_index)) for k in truth], dtype=int))
+        hyp_ids.append(np.array([hyp_index.setdefault(k, len(hyp_index)) for k in hyp], dtype=int))
+        similarity.append(
+            np.array([[iou(t, h) for h in hyp.values()] for t in truth.values()]).reshape(
+                len(truth), len(hyp)
+            )
+        )
+    res = HOTA().eval_sequence(
+        {
+            "num_gt_dets": sum(len(t) for t in sc.truth),
+            "num_tracker_dets": sum(len(h) for h in hyps),
+            "num_gt_ids": len(gt_index),
+            "num_tracker_ids": len(hyp_index),
+            "gt_ids": gt_ids,
+            "tracker_ids": hyp_ids,
+            "similarity_scores": similarity,
+        }
+    )
+    return {key.lower(): round(float(np.mean(res[key])), 4) for key in ("HOTA", "DetA", "AssA")}
+
+
 def score(sc: Scene, hyps: list[Boxes]) -> dict[str, float | int]:
-    """MOTA, IDF1, ID switches and fragmentations of ``hyps`` against the scene's truth."""
+    """HOTA, MOTA, IDF1, ID switches and fragmentations of ``hyps`` against the scene's truth."""
     acc = mm.MOTAccumulator(auto_id=True)
     for truth, hyp in zip(sc.truth, hyps, strict=True):
         acc.update(list(truth), list(hyp), _distances(truth, hyp))
@@ -278,6 +314,7 @@ def score(sc: Scene, hyps: list[Boxes]) -> dict[str, float | int]:
     row = mm.metrics.create().compute(acc, metrics=keys, name=sc.name).iloc[0]
     frags = int(row["num_fragmentations"])
     return {
+        **_hota(sc, hyps),
         "mota": round(float(row["mota"]), 4),
         "idf1": round(float(row["idf1"]), 4),
         "id_switches": int(row["num_switches"]),
