@@ -66,3 +66,15 @@ def test_without_misses_the_tracks_are_the_truth(mot: ModuleType) -> None:
     after = mot.score(scene, mot.track_camsight(scene))
     assert after["idf1"] >= 0.98, after
     assert after["id_switches"] == 0, after
+
+
+def test_slow_walkers_who_vanish_are_not_kept_as_standing(mot: ModuleType) -> None:
+    """In ``cross`` both walkers (about a quarter of their size per second, near the
+    stationary speed) vanish at 17 s. Judged stationary by the noise of their last second,
+    one was parked at its last box for 120 s: a ghost in zones, dwell and counts (decision
+    0049's amendment). None may be present 5 s after they left."""
+    for seed in range(1, 11):
+        scene = mot.scene("cross", miss=0.0, seed=seed, seconds=40.0)
+        hyps = mot.track_camsight(scene)
+        left = max(n for n, truth in enumerate(scene.truth) if truth) + 1
+        assert not any(hyps[left + 5 * mot.FPS :]), (seed, hyps[left + 5 * mot.FPS])

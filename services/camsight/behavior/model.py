@@ -164,15 +164,18 @@ class Track:
         return recent[start:]
 
     def stationary(self, speed: float, window_s: float) -> bool:
-        """:meth:`moved_slowly` over the last ``window_s`` of sightings, or over twice that (a
-        few partial boxes in the short window can look like a step).
+        """:meth:`moved_slowly` over twice ``window_s`` of sightings (a few partial boxes in a
+        short window can look like a step), or at half ``speed`` over ``window_s`` alone (a
+        person who has just stopped: the long window still holds the walk in). Half, because
+        over one second the estimate of a slow walker wanders about the threshold, and a
+        walker judged stationary when unseen is kept at its last box for minutes.
 
         Asked for every unseen track on every frame; it changes only with a new sighting,
         so it is kept in :attr:`memo` until then."""
         key = ("stationary", speed, window_s)
         found: bool | None = self.memo.get(key)
         if found is None:
-            found = self.memo[key] = self.moved_slowly(speed, window_s) or self.moved_slowly(
+            found = self.memo[key] = self.moved_slowly(speed / 2, window_s) or self.moved_slowly(
                 speed, 2 * window_s
             )
         return found
