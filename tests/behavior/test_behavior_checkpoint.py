@@ -102,6 +102,23 @@ def test_a_camera_restored_from_its_checkpoint_goes_on_as_if_never_stopped(cut: 
     assert messages(before + after) == uninterrupted(results)
 
 
+def test_a_checkpoint_from_before_loitering_kept_its_dwell_frames_still_restores() -> None:
+    """Checkpoints taken before ``Loitering.reached`` existed restore, and the run goes on
+    with the same events."""
+    results, settings = dwell_scene(), BehaviorSettings()
+    first = Engine(settings)
+    first.set_camera(dwell_config())
+    before = [em for r in results[:60] for em in first.push(r)]
+    state = first.cameras[CAMERA].state()
+    _, loitering = state["runners"]["dwell"]
+    del loitering.__dict__["reached"]  # as an older camsight pickled it
+    saved = checkpoint.load(checkpoint.dump(checkpoint.Checkpoint(60, state, {}), settings), settings)
+    second = Engine(settings)
+    second.restore(dwell_config(), saved.engine)
+    after = [em for r in results[60:] for em in second.push(r)] + second.flush()
+    assert messages(before + after) == uninterrupted(results)
+
+
 def test_a_rule_changed_while_no_replica_ran_ends_its_open_event_on_restore() -> None:
     results, settings = dwell_scene(), BehaviorSettings()
     first = Engine(settings)

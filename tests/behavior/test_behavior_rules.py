@@ -151,6 +151,33 @@ def test_loitering_starts_after_the_dwell_time_and_ends_on_exit() -> None:
     assert [e.revision for e in loiter] == list(range(1, len(loiter) + 1))
 
 
+def test_a_walker_unseen_before_the_dwell_is_reached_does_not_loiter() -> None:
+    # Inside from frame 31 (x = 0.403), seen until frame 42 (1.4 s inside, still walking),
+    # then never again: the track coasts 1.5 s past the 2 s dwell. Counting the coast
+    # started a loitering that ended at the last sighting with dwell_s 1.4 (< 2).
+    cfg = zone_camera({"id": "idle", "type": "loitering", "zone": "square", "duration_s": 2})
+    points = {seq: (0.103 + 0.01 * (seq - 1), 0.5) for seq in range(1, 43)}
+    events = run(cfg, scene(120, [path(points)]))
+    assert of_type(events, "loitering") == []
+
+
+def test_a_loitering_started_while_parked_standing_never_ends_under_its_dwell() -> None:
+    # Walks in (inside from frame 31), stands 1 s, then a motion detector loses the still
+    # person (last seen at frame 48): coasting 1.5 s, then parked standing, when the dwell
+    # counts on unseen and passes 3 s. When the parked track times out the event ends at
+    # its last sighting, but not before the dwell it started with.
+    cfg = zone_camera({"id": "idle", "type": "loitering", "zone": "square", "duration_s": 3})
+    points = {seq: (0.103 + 0.01 * (seq - 1), 0.5) for seq in range(1, 41)}  # reaches 0.493
+    points.update({seq: (0.493, 0.5) for seq in range(41, 49)})
+    events = run(cfg, scene(160, [path(points)]), stationary_lost_s=5)
+    loiter = of_type(events, "loitering")
+    assert [e.state for e in loiter] == [STARTED, ENDED]
+    started = seq_of(loiter[0].update_time)
+    assert started == 48 + 1.5 * FPS + 1  # parked: the first frame past the coast
+    assert seq_of(loiter[-1].end_time) == started
+    assert loiter[-1].attributes["dwell_s"] == loiter[0].attributes["dwell_s"] == "3.750"
+
+
 def test_crowding_starts_and_ends_on_time() -> None:
     cfg = zone_camera({"id": "crowd", "type": "crowding", "zone": "square", "min_count": 3, "duration_s": 2})
 

@@ -6,8 +6,9 @@ anchor point was in the polygon (beyond ``margin`` from its edge) for
 ``debounce_s`` of media time (and outside likewise), so a box flickering on
 the edge never flips it. Times are those of the first sighting of the run
 that changed the state. A track that coasts or is parked (unseen, see
-:mod:`camsight.behavior.tracking`) keeps its state: it is still in the zone,
-its dwell goes on, it still counts for crowding.
+:mod:`camsight.behavior.tracking`) keeps its state: it is still in the zone
+and still counts for crowding; its dwell goes on while it is parked standing
+(:class:`Loitering` says why not while it merely coasts).
 """
 
 from __future__ import annotations
@@ -121,13 +122,28 @@ class ZoneCrossing(ZoneRule):
 
 class Loitering(ZoneRule):
     """A track inside the zone for at least ``duration_s``: started when the dwell
-    is reached (start time = entry), ended when it leaves or is lost."""
+    is reached (start time = entry), ended when it leaves or is lost.
+
+    The dwell runs to the newest frame while the track is seen or parked standing
+    (a person a motion detector absorbed is still there), but only to its last
+    sighting while it merely coasts: a walker unseen for a second may have left,
+    and starting on that second would publish a loitering whose dwell, ended at
+    the last sighting, is under ``duration_s``. An event that did start (on a
+    parked track) never ends before the frame that reached the dwell.
+    """
 
     names = (RuleType.LOITERING,)
 
     def __init__(self, rule: Rule, camera: CameraConfig, settings: BehaviorSettings) -> None:
         super().__init__(rule, camera, settings)
         self.visits: dict[str, OpenEvent] = {}
+        self.reached: dict[str, Frame] = {}
+        """The frame each started visit reached ``duration_s`` at."""
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Checkpoints (decision 0048) taken before ``reached`` existed restore without it.
+        self.__dict__.update(state)
+        self.__dict__.setdefault("reached", {})
 
     def extra_thresholds(self) -> dict[str, str]:
         return {"duration_s": f"{self.rule.duration_s:g}"}
@@ -146,14 +162,16 @@ class Loitering(ZoneRule):
             else:
                 visit = self.visits.pop(track.key, None)
                 if visit is not None and visit.published:
-                    out.append(self._emit(visit, ENDED, frame, track, change.since))
+                    out.append(self._emit(visit, ENDED, frame, track, self._left(track, change.since)))
         for track in present:  # dwell goes on while a track coasts or is parked
             visit = self.visits.get(track.key)
             if visit is None or not self.members.inside(track.key):
                 continue
             hint = visit.offer_all([track.evidence])
             if not visit.published:
-                if frame.t - visit.start.t >= self.rule.duration_s:
+                until = frame if track.last.t >= frame.t or track.standing is not None else track.last
+                if until.t - visit.start.t >= self.rule.duration_s:
+                    self.reached[track.key] = frame
                     out.append(self._emit(visit, STARTED, frame, track))
                 continue
             visit.dirty = True  # the dwell time grew
@@ -186,13 +204,18 @@ class Loitering(ZoneRule):
             end=end,
         )
 
+    def _left(self, track: Track, left: Frame) -> Frame:
+        """When a started visit ended: ``left``, but not before the dwell was reached."""
+        reached = self.reached.pop(track.key, left)
+        return reached if reached.t > left.t else left
+
     def lost(self, frame: Frame, track: Track) -> list[Emission]:
         change = self.members.forget(track.key)
         visit = self.visits.pop(track.key, None)
         if visit is None or not visit.published:
             return []
         left = change.since if change is not None and not change.new else track.last
-        return [self._emit(visit, ENDED, frame, track, end=left)]
+        return [self._emit(visit, ENDED, frame, track, end=self._left(track, left))]
 
     def close(self, frame: Frame, reason: str) -> list[Emission]:
         out = []
@@ -201,6 +224,7 @@ class Loitering(ZoneRule):
                 summary = f"loitering in zone {self.zone_name} ended: {reason}"
                 out.append(visit.emit(ENDED, frame, summary, [], end=frame))
         self.visits.clear()
+        self.reached.clear()
         return out
 
 
