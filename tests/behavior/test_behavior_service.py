@@ -15,6 +15,7 @@ from camsight.behavior.service import BehaviorService
 from camsight.behavior.settings import BehaviorSettings
 from camsight.bus import Bus, connect, subjects
 from camsight.config import NatsSettings, Settings, StreamSettings
+from camsight.natsserver import EmbeddedNats
 from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, event_pb2, frame_pb2
 from helpers import wait_for
@@ -469,3 +470,19 @@ async def test_a_checkpoint_ahead_of_the_stream_is_refused(
     assert (
         "camera cam starts with no state: checkpoint is at DETECTIONS sequence 1000000, beyond" in caplog.text
     )
+
+
+async def test_a_replica_stopping_without_nats_skips_its_checkpoints_and_stops(
+    bus: Bus, nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping while NATS is down does not wait out one store timeout per camera."""
+    await put_camera(bus, lines=[DOOR], rules=[{"id": "count", "type": "line_cross", "line": "door"}])
+    running = Running(bus)
+    service = await running.__aenter__()
+    await publish_scene(bus, crossing_scene(), frames=False)
+    await wait_for(lambda: consumed(bus), 20, "all results consumed")
+    nats_server.stop()
+    await wait_for(lambda: not bus.connected, 20, "the client saw the server go")
+    assert CAMERA in service.engine.cameras
+    await asyncio.wait_for(running.__aexit__(None, None, None), 30)
+    assert "not checkpointing 1 cameras at shutdown: not connected to NATS" in caplog.text

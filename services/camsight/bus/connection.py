@@ -164,7 +164,7 @@ class Bus:
         return payloads
 
     async def close(self) -> None:
-        """Drain subscriptions, flush and close."""
+        """Drain subscriptions, flush and close; with the server gone, just close."""
         if self.nc.is_closed:
             return
         try:
@@ -175,7 +175,10 @@ class Bus:
             nats.errors.FlushTimeoutError,
             TimeoutError,
         ):
-            await self.nc.close()
+            # Closing flushes too: with no server (a service stopped while NATS is down)
+            # the socket's writer raises, after the client has let everything go.
+            with contextlib.suppress(OSError):
+                await self.nc.close()
 
 
 def _jittered(cfg: NatsSettings) -> Any:
