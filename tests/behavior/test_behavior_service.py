@@ -486,3 +486,27 @@ async def test_a_replica_stopping_without_nats_skips_its_checkpoints_and_stops(
     assert CAMERA in service.engine.cameras
     await asyncio.wait_for(running.__aexit__(None, None, None), 30)
     assert "not checkpointing 1 cameras at shutdown: not connected to NATS" in caplog.text
+
+
+async def test_a_checkpoint_taken_under_other_settings_ends_its_open_events(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its state cannot go on, but it can be read: its open loitering ends (with the reason)
+    instead of staying STARTED in the index for good."""
+    square = {"id": "square", "polygon": [[0.3, 0.3], [0.7, 0.3], [0.7, 0.7], [0.3, 0.7]]}
+    await put_camera(
+        bus, zones=[square], rules=[{"id": "idle", "type": "loitering", "zone": "square", "duration_s": 1}]
+    )
+    standing = scene(40, [mover((0.5, 0.6), (0, 0))])
+    async with Running(bus):
+        await publish_scene(bus, standing, frames=False)
+        await wait_for(lambda: consumed(bus), 20, "all results consumed")
+    assert [e.state for e in await events(bus)] == [event_pb2.EVENT_STATE_STARTED]
+    async with Running(bus, stationary_speed=0.3):
+        await wait_for(lambda: _at_least(bus, 2), 20, "the open loitering ended")
+    started, ended = await events(bus)
+    assert (ended.id, ended.state) == (started.id, event_pb2.EVENT_STATE_ENDED)
+    assert "behavior's state was reset: checkpoint was taken with other tracking settings" in (
+        ended.explanation.summary
+    )
+    assert "camera cam starts with no state" in caplog.text

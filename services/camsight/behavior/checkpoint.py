@@ -77,7 +77,15 @@ _ALLOWED_GLOBALS = frozenset(
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be restored; the message says why, in one line."""
+    """A checkpoint that cannot be restored; the message says why, in one line.
+
+    ``stale`` is the checkpoint when it could be read but not continued (taken under other
+    tracking settings, or ahead of a recreated stream): its open events can still be ended,
+    where an unreadable one's stay open in the index."""
+
+    def __init__(self, message: str, stale: Checkpoint | None = None) -> None:
+        super().__init__(message)
+        self.stale = stale
 
 
 ENGINE_KEYS = frozenset({"config", "streams", "runners"})
@@ -159,8 +167,11 @@ def load(data: bytes, settings: BehaviorSettings, trusted: Iterable[str] = ()) -
         raise CheckpointError(f"checkpoint is corrupt ({type(exc).__name__}: {exc})") from None
     if not (isinstance(engine, dict) and engine.keys() == ENGINE_KEYS and isinstance(private, dict)):
         raise CheckpointError("checkpoint does not hold a camera's engine state")
+    saved = Checkpoint(int(position), engine, private)
     current = _fingerprint(settings)
     if fingerprint != current:
         changed = sorted(k for k in current if fingerprint.get(k) != current[k])
-        raise CheckpointError(f"checkpoint was taken with other tracking settings ({', '.join(changed)})")
-    return Checkpoint(int(position), engine, private)
+        raise CheckpointError(
+            f"checkpoint was taken with other tracking settings ({', '.join(changed)})", stale=saved
+        )
+    return saved

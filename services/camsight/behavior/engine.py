@@ -231,9 +231,9 @@ class Engine:
         self.cameras[config.id] = camera
         return self._counted(camera.configure(config))
 
-    def remove_camera(self, camera_id: str) -> list[Emission]:
+    def remove_camera(self, camera_id: str, reason: str = "the camera was removed") -> list[Emission]:
         camera = self.cameras.pop(camera_id, None)
-        return self._counted(camera.close() if camera else [])
+        return self._counted(camera.close(reason) if camera else [])
 
     def holds(self, camera_id: str, analyzer: str, seq: int) -> bool:
         """The result of (camera, analyzer, seq) waits in a reorder buffer, unprocessed."""

@@ -222,10 +222,15 @@ class BehaviorService(Service):
                 if saved.position > stream.state.last_seq:
                     raise checkpoint.CheckpointError(
                         f"checkpoint is at DETECTIONS sequence {saved.position}, beyond the stream's "
-                        f"last ({stream.state.last_seq}): the stream was recreated since"
+                        f"last ({stream.state.last_seq}): the stream was recreated since",
+                        stale=saved,
                     )
             except checkpoint.CheckpointError as exc:
                 log.warning("camera %s starts with no state: %s", config.id, exc)
+                if exc.stale is not None:  # its open events end, at its last frame
+                    ended = self.engine.restore(config, exc.stale.engine, time.monotonic())
+                    ended += self.engine.remove_camera(config.id, f"behavior's state was reset: {exc}")
+                    return ended + self.engine.set_camera(config)
             else:
                 self._position[config.id] = saved.position
                 log.info(
