@@ -180,6 +180,21 @@ def test_events_are_placed_by_capture_time_and_counted(camera: CameraConfig) -> 
     assert place_events(events, []) == [], "without capture times events cannot be placed"
 
 
+def test_a_recordings_events_are_placed_at_their_media_time(camera: CameraConfig) -> None:
+    """A phone's video says when it was recorded: its events' start_time is months before the
+    reading's capture times, and only their media time places them (before, at about
+    -8e6 s, counted from the first frame and never shown as recent)."""
+    results = [result(i * SAMPLE_EVERY_S) for i in range(10)]
+    events = [line_cross(0.4, 1), line_cross(1.3, 2)]
+    for e in events:
+        e.start_media_time.FromNanoseconds(e.start_time.ToNanoseconds() - CAPTURE_EPOCH_NS)
+        e.start_time.FromNanoseconds(e.start_time.ToNanoseconds() - 90 * 86400 * 10**9)
+    placed = place_events(events, results)
+    assert [round(p.media_time, 3) for p in placed] == [0.4, 1.3]
+    assert overlay_rows(camera, placed, 0.2) == ["middle: in 0 out 0"]
+    assert place_events(events, []) == placed, "a media time needs no result to place it"
+
+
 def test_captions_name_faces_and_tracks() -> None:
     assert detection_caption(person()) == "person 0.90 #7"
     assert detection_caption(face(matched=True)) == "driver 0.80"

@@ -6,11 +6,12 @@ re-decodes every source frame with OpenCV and draws, per analyzer, the most
 recent result at or before the frame's media time while it is fresh (no older
 than one sampled-frame interval), so boxes neither flicker nor linger.
 
-Events carry wall-clock times (the ``capture_time`` of the frame that fired
-them), not media times. Every :class:`FrameRef` carries both, so an event is
-placed on the media timeline through the results' (capture time, media time)
-pairs: the last pair at or before the event's start, plus the difference.
-Events that cannot be placed (no result carries a capture time) are left out
+An event of a recording carries its place in the video (``start_media_time``,
+decision 0046); its ``start_time`` is on the recording's clock (the container's
+creation time plus the media time), which can be months away from when the
+file was read. Events without a media time (a live source's) are placed through
+the results' (capture time, media time) pairs: the last pair at or before the
+event's start, plus the difference. Events that cannot be placed are left out
 of the overlay; the report still lists them.
 
 The output is H.264 (yuv420p, ``+faststart``) written by the ffmpeg binary of
@@ -109,7 +110,8 @@ class PlacedEvent:
 def place_events(
     events: Sequence[event_pb2.Event], results: Sequence[analysis_pb2.AnalysisResult]
 ) -> list[PlacedEvent]:
-    """Events on the media timeline, through the results' (capture, media) time pairs."""
+    """Events on the media timeline: at their media time, else through the results'
+    (capture, media) time pairs."""
     pairs = sorted(
         {
             (r.frame.capture_time.ToNanoseconds(), seconds(r.frame.media_time))
@@ -117,16 +119,15 @@ def place_events(
             if r.frame.HasField("capture_time")
         }
     )
-    if not pairs:
-        return []
     captures = [c for c, _ in pairs]
     placed = []
     for event in events:
-        if not event.HasField("start_time"):
-            continue
-        start = event.start_time.ToNanoseconds()
-        capture, media = pairs[max(0, bisect.bisect_right(captures, start) - 1)]
-        placed.append(PlacedEvent(media + (start - capture) / 1e9, event))
+        if event.HasField("start_media_time"):
+            placed.append(PlacedEvent(seconds(event.start_media_time), event))
+        elif pairs and event.HasField("start_time"):
+            start = event.start_time.ToNanoseconds()
+            capture, media = pairs[max(0, bisect.bisect_right(captures, start) - 1)]
+            placed.append(PlacedEvent(media + (start - capture) / 1e9, event))
     return sorted(placed, key=lambda p: p.media_time)
 
 
