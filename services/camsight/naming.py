@@ -22,8 +22,20 @@ class InvalidIdError(ValueError):
 def validate_id(value: str, what: str = "id") -> str:
     """Return ``value`` when it is a valid id, else raise naming ``what``."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        raise InvalidIdError(f"invalid {what} {value!r}: must be {ID_RULE}")
+        raise InvalidIdError(f"invalid {what} {shown(value)}: must be {ID_RULE}")
     return value
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """``repr(value)``, a long string cut to its first ``limit`` characters and its length.
+
+    For echoing input in an error message: the whole of a 10,000-character id would
+    swell every log line, and over gRPC it overflows the status trailer (8 KiB by
+    default), so the client gets RESOURCE_EXHAUSTED instead of the error.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return repr(value)
 
 
 def redact_uri(uri: str) -> str:

@@ -164,7 +164,9 @@ FILTERS = [
     ("camera = yard label = person", lambda e: e.camera_id == "yard" and e.label == "person"),
     ("direction = IN", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_IN),
     ("direction = out", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_OUT),
-    ("direction != CROSSING_DIRECTION_IN", lambda e: e.direction != analysis_pb2.CROSSING_DIRECTION_IN),
+    # Only line crossings have a direction: != on it is false for every other event.
+    ("direction != CROSSING_DIRECTION_IN", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_OUT),
+    ("direction != OUT", lambda e: e.direction == analysis_pb2.CROSSING_DIRECTION_IN),
     ('attributes.in_count = "2"', lambda e: e.attributes.get("in_count") == "2"),
     # An event without the attribute fails every comparison on it, != included.
     ("attributes.in_count != 2", lambda e: e.attributes.get("in_count") not in (None, "2")),

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
-from camsight.naming import redact_uri
+from camsight.naming import redact_uri, shown
 from camsight.query import rpc
 from camsight.query.errors import ApiError, invalid, not_found
 from camsight.query.registry import check_id, get_entry, list_page
@@ -121,7 +121,7 @@ class CameraServicer(camera_service_pb2_grpc.CameraServiceServicer):
         mask = list(request.update_mask.paths)
         for path in mask:
             if path not in camera_pb2.Camera.DESCRIPTOR.fields_by_name:
-                raise invalid("update_mask", f"unknown field {path!r}")
+                raise invalid("update_mask", f"unknown field {shown(path)}")
         if "id" in mask:
             raise invalid("update_mask", "id cannot be changed")
 

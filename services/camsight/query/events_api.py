@@ -9,15 +9,32 @@ import grpc
 import nats.js.errors
 
 from camsight.bus import Bus, subjects
+from camsight.naming import shown
 from camsight.query import queries, rpc
 from camsight.query.errors import ApiError, invalid, not_found
-from camsight.query.filters import FIELDS, BoolOp, Comparison, Filter
+from camsight.query.filters import FIELDS, BoolOp, Comparison, Filter, timestamp_ns
 from camsight.query.index import EventIndex, Key
 from camsight.query.ingest import LiveHub
 from camsight.query.snapshots import image_info
 from camsight.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 
 REPLAY_PAGE = 500
+
+
+def replay_start(request: event_service_pb2.StreamEventsRequest) -> int | None:
+    """Where StreamEvents replays from, in the index's nanoseconds; None: live events only.
+
+    A time outside the index's range is clamped like a filter's (year 3000: nothing to
+    replay, then live events); an invalid Timestamp is INVALID_ARGUMENT.
+    """
+    if not request.HasField("start_time"):
+        return None
+    try:
+        return timestamp_ns(request.start_time)
+    except ValueError:
+        raise invalid(
+            "start_time", "must be a valid Timestamp: from year 1 to 9999, nanos 0 to 999999999"
+        ) from None
 
 
 class EventServicer(event_service_pb2_grpc.EventServiceServicer):
@@ -55,11 +72,12 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         already sent (same or older revision) are skipped.
         """
         flt = queries.parse(request.filter, live=True)
+        start_ns = replay_start(request)
         sub = self.hub.subscribe()
         try:
             replayed: dict[str, tuple[int, int]] = {}
-            if request.HasField("start_time"):
-                async for event in self._replay(flt, request.start_time.ToNanoseconds()):
+            if start_ns is not None:
+                async for event in self._replay(flt, start_ns):
                     replayed[event.id] = (event.revision, event.state)
                     yield event_service_pb2.StreamEventsResponse(event=event)
             while True:
@@ -93,15 +111,14 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     async def GetSnapshot(
         self, request: event_service_pb2.GetSnapshotRequest, context: grpc.aio.ServicerContext
     ) -> event_service_pb2.Snapshot:
-        if not request.id or len(request.id) > 256:
-            raise invalid("id", "must be 1 to 256 characters")
+        snapshot_id = queries.opaque_id(request.id, "id")
         store = await self.bus.object_store(subjects.SNAPSHOTS_STORE)
         try:
-            result = await asyncio.wait_for(store.get(request.id), rpc.timeout(context, 30.0))
+            result = await asyncio.wait_for(store.get(snapshot_id), rpc.timeout(context, 30.0))
         except nats.js.errors.NotFoundError:
-            raise not_found(f"snapshot {request.id!r}") from None
+            raise not_found(f"snapshot {shown(snapshot_id)}") from None
         data = result.data or b""
         content_type, width, height = await asyncio.to_thread(image_info, data, result.info.headers)
         return event_service_pb2.Snapshot(
-            id=request.id, content_type=content_type, data=data, width=width, height=height
+            id=snapshot_id, content_type=content_type, data=data, width=width, height=height
         )

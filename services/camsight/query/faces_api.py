@@ -19,9 +19,11 @@ from google.protobuf import empty_pb2
 
 from camsight.bus import Bus, subjects
 from camsight.bus import rpc as bus_rpc
+from camsight.naming import shown
 from camsight.query import rpc
 from camsight.query.errors import ApiError, invalid, not_found
 from camsight.query.index import EventIndex
+from camsight.query.queries import opaque_id
 from camsight.query.registry import check_id, list_page
 from camsight.stores.gallery import GalleryConflictError, GalleryStore, IdentityNotFoundError
 from camsight.v1 import face_gallery_service_pb2, face_gallery_service_pb2_grpc, identity_pb2
@@ -81,11 +83,10 @@ class FaceGalleryServicer(face_gallery_service_pb2_grpc.FaceGalleryServiceServic
         self, request: face_gallery_service_pb2.EnrollFaceFromEventRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Identity:
         check_id(request.identity_id, "identity_id")
-        if not request.event_id:
-            raise invalid("event_id", "must not be empty")
-        event = await asyncio.to_thread(self.index.get, request.event_id, rpc.deadline(context))
+        event_id = opaque_id(request.event_id, "event_id")
+        event = await asyncio.to_thread(self.index.get, event_id, rpc.deadline(context))
         if event is None:
-            raise not_found(f"event {request.event_id!r}")
+            raise not_found(f"event {shown(event_id)}")
         if not event.snapshot_id:
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"event {event.id!r} has no snapshot")
         rpc.ensure_connected(self.bus)

@@ -52,11 +52,11 @@ async def list_page(
     after = ""
     if token:
         try:
-            (after,) = pagetoken.decode(token, bound)
-        except (pagetoken.PageTokenError, ValueError) as exc:
+            (after,) = pagetoken.decode(token, bound, (str,))
+        except pagetoken.PageTokenError as exc:
             raise invalid("page_token", str(exc)) from None
     kv = await bus.kv(bucket)
-    keys = [k for k in await bus.kv_keys(bucket) if k > str(after)]
+    keys = [k for k in await bus.kv_keys(bucket) if k > after]
     items: list[M] = []
     for key in keys[:size]:
         try:

@@ -2,7 +2,11 @@
 
 Every handler is wrapped by :func:`unary` (or :func:`streaming`), which
 turns :class:`ApiError`, an index read past the deadline and an unreachable
-NATS into the right gRPC status, so handlers only state what they do.
+NATS into the right gRPC status, so handlers only state what they do (and
+raise rather than call ``context.abort``). Any other exception is a bug:
+it is logged with its traceback and the client gets INTERNAL with a fixed
+message, never grpc's UNKNOWN with the exception's text (which names Python
+types and may quote internals).
 """
 
 from __future__ import annotations
@@ -49,17 +53,19 @@ def timeout(context: grpc.aio.ServicerContext, default: float) -> float:
     return default if remaining is None else max(0.001, min(default, remaining))
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+INTERNAL_MESSAGE = "internal error; see the query service log"
+
+
+def _status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a handler's exception becomes."""
     if isinstance(exc, ApiError):
-        await context.abort(exc.code, exc.message)
+        return exc.code, exc.message
     if isinstance(exc, DeadlineExceededError):
-        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc)
     if isinstance(exc, NATS_DOWN):
-        await context.abort(grpc.StatusCode.UNAVAILABLE, f"NATS unavailable: {type(exc).__name__}")
-    raise exc
-
-
-MAPPED: tuple[type[BaseException], ...] = (ApiError, DeadlineExceededError, *NATS_DOWN)
+        return grpc.StatusCode.UNAVAILABLE, f"NATS unavailable: {type(exc).__name__}"
+    log.error("%s failed", method, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
 def unary(
@@ -69,8 +75,10 @@ def unary(
     async def wrapper(self: S, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         try:
             return await fn(self, request, context)
-        except MAPPED as exc:
-            await _abort(context, exc)
+        except grpc.aio.AbortError:  # the handler aborted with its own status
+            raise
+        except Exception as exc:
+            await context.abort(*_status(exc, fn.__qualname__))
             raise  # unreachable: abort raises
 
     return wrapper
@@ -84,8 +92,10 @@ def streaming(
         try:
             async for item in fn(self, request, context):
                 yield item
-        except MAPPED as exc:
-            await _abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await context.abort(*_status(exc, fn.__qualname__))
 
     return wrapper
 

@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, text_format
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
@@ -39,10 +40,28 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
+class HealthServicer(health.aio.HealthServicer):
+    """grpcio-health-checking's servicer with List, which its 1.85 answers UNIMPLEMENTED.
+
+    List reads the table Check and Watch read (the base class keeps it for its
+    subclasses in ``_server_status``), so the three never disagree.
+    """
+
+    async def List(
+        self, request: health_pb2.HealthListRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthListResponse:
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._server_status.items()
+            }
+        )
+
+
 @dataclass
 class GrpcServer:
     server: grpc.aio.Server
-    health: health.aio.HealthServicer
+    health: HealthServicer
     port: int
 
     async def set_serving(self, serving: bool) -> None:
@@ -70,7 +89,7 @@ def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) 
     face_gallery_service_pb2_grpc.add_FaceGalleryServiceServicer_to_server(
         FaceGalleryServicer(bus, index), server
     )
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     add_reflection(server, (*SERVICES, health.SERVICE_NAME))
     address = f"{cfg.host}:{cfg.port}"
@@ -96,8 +115,9 @@ def build_server(cfg: QuerySettings, index: EventIndex, hub: LiveHub, bus: Bus) 
 
 def add_reflection(server: grpc.aio.Server, names: tuple[str, ...]) -> None:
     """Serve reflection as v1alpha and v1: clients that speak only v1 (newer grpcurl, grpcui,
-    Postman) would otherwise get UNIMPLEMENTED."""
-    servicer = reflection.aio.ReflectionServicer((*names, reflection.SERVICE_NAME))
+    Postman) would otherwise get UNIMPLEMENTED. Both are listed, and both described."""
+    register_reflection_v1()
+    servicer = reflection.aio.ReflectionServicer((*names, reflection.SERVICE_NAME, REFLECTION_V1))
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
@@ -107,6 +127,24 @@ def add_reflection(server: grpc.aio.Server, names: tuple[str, ...]) -> None:
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
     )
+
+
+def register_reflection_v1() -> None:
+    """Put grpc/reflection/v1/reflection.proto in the default descriptor pool, which the
+    reflection servicer describes services from: without it, a client that lists the
+    services and then describes each (``grpcurl describe``) fails on the v1 name.
+
+    The file is v1alpha's renamed, as the two are field for field the same, and v1 is
+    not deprecated. Adding an identical file again (one per server built) changes nothing.
+    """
+    v1alpha = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(v1alpha)
+    v1 = text_format.Parse(
+        text_format.MessageToString(v1alpha).replace("v1alpha", "v1"), descriptor_pb2.FileDescriptorProto()
+    )
+    v1.name = "grpc/reflection/v1/reflection.proto"
+    v1.options.ClearField("deprecated")
+    descriptor_pool.Default().AddSerializedFile(v1.SerializeToString())
 
 
 def _in_use(host: str, port: int) -> bool:

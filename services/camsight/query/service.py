@@ -64,7 +64,7 @@ class QueryService(Service):
         log.info("query serving gRPC", extra={"port": self.grpc.port, "consumer": durable})
         if self.cfg.console.enabled:
             self.console = ConsoleServer(
-                self.cfg.console, TokenAuth(self.cfg.tokens), self._loopback_target(), self.ctx.bus
+                self.cfg.console, TokenAuth(self.cfg.tokens), self.local_target, self.ctx.bus
             )
             await self.console.start()
             log.info("query serving the console", extra={"url": self.console.url})
@@ -90,11 +90,12 @@ class QueryService(Service):
             await self.grpc.server.stop(GRACE_S)
         await ingest  # drained (re-raises if ingestion failed)
 
-    def _loopback_target(self) -> str:
-        """Where the console reaches this service's gRPC server (as a client, with the user's token)."""
-        assert self.grpc is not None
+    @property
+    def local_target(self) -> str:
+        """``host:port`` where a client on this machine reaches the gRPC server: the console
+        (as a client, with the user's token), and the address ``camsight run`` prints."""
         host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(self.cfg.host, self.cfg.host)
-        return f"{host}:{self.grpc.port}"
+        return f"{host}:{self.port}"
 
     async def _retention(self) -> None:
         """Delete what the stream has dropped too, now and every interval."""

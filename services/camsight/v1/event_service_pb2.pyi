@@ -53,16 +53,24 @@ class ListEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     filter: _builtins.str
-    """AIP-160 filter over: camera, type, label, identity, zone, line, rule,
-    state, confidence, start_time, end_time. Example:
+    """AIP-160 filter (a subset: docs/api.md) over: camera, type, label,
+    identity, zone, line, rule, state, direction, attributes.<key>,
+    confidence, start_time, end_time (RFC 3339), start_media_time and
+    end_media_time (seconds into the source). Example:
     `camera = "lobby" AND type = ZONE_ENTER AND start_time >= "2026-01-01T00:00:00Z"`.
     """
     page_size: _builtins.int
-    """Maximum events to return: 1..1000; 0 means 50."""
+    """Maximum events to return; 0 means 50, values above 1000 are capped at
+    1000, negative values are INVALID_ARGUMENT.
+    """
     page_token: _builtins.str
-    """Opaque token from a previous response's next_page_token."""
+    """Opaque token from a previous response's next_page_token, valid only with
+    the same filter and order_by.
+    """
     order_by: _builtins.str
-    """"start_time desc" (default) or "start_time asc"."""
+    """"start_time desc" (the default, also ""), or "start_time asc" (also
+    "start_time"): oldest first.
+    """
     def __init__(
         self,
         *,
@@ -109,6 +117,7 @@ class GetEventRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Event.id: 1 to 256 characters."""
     def __init__(
         self,
         *,
@@ -135,8 +144,8 @@ class CountEventsRequest(_message.Message):
     """Unspecified: one total count."""
     @_builtins.property
     def bucket(self) -> _duration_pb2.Duration:
-        """When set, counts are also split into buckets of this length (>= 1 s),
-        aligned to the Unix epoch, by event start time.
+        """When set, counts are also split into buckets of this length (1 s to
+        9223372036 s, 292 years), aligned to the Unix epoch, by event start time.
         """
 
     def __init__(
@@ -213,10 +222,15 @@ class StreamEventsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     filter: _builtins.str
-    """Same grammar as ListEventsRequest.filter (time fields excluded)."""
+    """Same grammar as ListEventsRequest.filter, without the wall-clock fields
+    start_time and end_time (use the start_time field below); the media
+    times start_media_time and end_media_time are allowed.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """When set, stored events from this time are sent first, then live ones."""
+        """When set, stored events from this time are sent first, then live ones.
+        A time before 1677 or after 2262 is taken as that bound.
+        """
 
     def __init__(
         self,
@@ -258,7 +272,7 @@ class GetSnapshotRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Snapshot id from Event.snapshot_id."""
+    """Snapshot id from Event.snapshot_id: 1 to 256 characters."""
     def __init__(
         self,
         *,

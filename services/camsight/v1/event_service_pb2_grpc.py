@@ -28,7 +28,8 @@ if _version_not_supported:
 
 class EventServiceStub:
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     def __init__(self, channel):
@@ -66,7 +67,8 @@ class EventServiceStub:
 
 class EventServiceServicer:
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     def ListEvents(self, request, context):
@@ -98,7 +100,7 @@ class EventServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSnapshot(self, request, context):
-        """Returns a snapshot image referenced by an event.
+        """Returns a snapshot image referenced by an event; NOT_FOUND when unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,7 +144,8 @@ def add_EventServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class EventService:
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     @staticmethod

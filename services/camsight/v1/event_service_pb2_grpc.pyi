@@ -29,7 +29,8 @@ GRPC_VERSION: str
 
 class EventServiceStub:
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     @_typing.overload
@@ -45,12 +46,13 @@ class EventServiceStub:
     StreamEvents: _grpc.UnaryStreamMultiCallable[_event_service_pb2.StreamEventsRequest, _event_service_pb2.StreamEventsResponse]
     """Follows events live, optionally replaying stored ones from start_time first."""
     GetSnapshot: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.GetSnapshotRequest, _event_service_pb2.Snapshot]
-    """Returns a snapshot image referenced by an event."""
+    """Returns a snapshot image referenced by an event; NOT_FOUND when unknown."""
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -63,11 +65,12 @@ class EventServiceAsyncStub(EventServiceStub):
     StreamEvents: _aio.UnaryStreamMultiCallable[_event_service_pb2.StreamEventsRequest, _event_service_pb2.StreamEventsResponse]  # type: ignore[assignment]
     """Follows events live, optionally replaying stored ones from start_time first."""
     GetSnapshot: _aio.UnaryUnaryMultiCallable[_event_service_pb2.GetSnapshotRequest, _event_service_pb2.Snapshot]  # type: ignore[assignment]
-    """Returns a snapshot image referenced by an event."""
+    """Returns a snapshot image referenced by an event; NOT_FOUND when unknown."""
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """Search, count and follow events. Every method honours deadlines; a bad
-    filter, page token or page size is INVALID_ARGUMENT naming the field.
+    request field (filter, page token, page size, id, bucket, start_time) is
+    INVALID_ARGUMENT, its message starting with the field's name.
     """
 
     @_abc_1.abstractmethod
@@ -108,6 +111,6 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _event_service_pb2.GetSnapshotRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.Snapshot, _abc.Awaitable[_event_service_pb2.Snapshot]]:
-        """Returns a snapshot image referenced by an event."""
+        """Returns a snapshot image referenced by an event; NOT_FOUND when unknown."""
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

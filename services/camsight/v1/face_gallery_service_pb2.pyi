@@ -54,6 +54,7 @@ class EnrollFaceFromEventRequest(_message.Message):
     IDENTITY_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
+    """Event.id: 1 to 256 characters."""
     identity_id: _builtins.str
     display_name: _builtins.str
     def __init__(

@@ -80,7 +80,8 @@ class FaceGalleryServiceServicer:
 
     def EnrollFaceFromEvent(self, request, context):
         """Turns the face in an event's snapshot (e.g. an unknown face) into an
-        enrolled identity.
+        enrolled identity. NOT_FOUND when the event is unknown;
+        FAILED_PRECONDITION when it has no snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

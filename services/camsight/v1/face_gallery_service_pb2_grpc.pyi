@@ -43,7 +43,8 @@ class FaceGalleryServiceStub:
     """
     EnrollFaceFromEvent: _grpc.UnaryUnaryMultiCallable[_face_gallery_service_pb2.EnrollFaceFromEventRequest, _identity_pb2.Identity]
     """Turns the face in an event's snapshot (e.g. an unknown face) into an
-    enrolled identity.
+    enrolled identity. NOT_FOUND when the event is unknown;
+    FAILED_PRECONDITION when it has no snapshot.
     """
     GetIdentity: _grpc.UnaryUnaryMultiCallable[_face_gallery_service_pb2.GetIdentityRequest, _identity_pb2.Identity]
     ListIdentities: _grpc.UnaryUnaryMultiCallable[_face_gallery_service_pb2.ListIdentitiesRequest, _face_gallery_service_pb2.ListIdentitiesResponse]
@@ -63,7 +64,8 @@ class FaceGalleryServiceAsyncStub(FaceGalleryServiceStub):
     """
     EnrollFaceFromEvent: _aio.UnaryUnaryMultiCallable[_face_gallery_service_pb2.EnrollFaceFromEventRequest, _identity_pb2.Identity]  # type: ignore[assignment]
     """Turns the face in an event's snapshot (e.g. an unknown face) into an
-    enrolled identity.
+    enrolled identity. NOT_FOUND when the event is unknown;
+    FAILED_PRECONDITION when it has no snapshot.
     """
     GetIdentity: _aio.UnaryUnaryMultiCallable[_face_gallery_service_pb2.GetIdentityRequest, _identity_pb2.Identity]  # type: ignore[assignment]
     ListIdentities: _aio.UnaryUnaryMultiCallable[_face_gallery_service_pb2.ListIdentitiesRequest, _face_gallery_service_pb2.ListIdentitiesResponse]  # type: ignore[assignment]
@@ -92,7 +94,8 @@ class FaceGalleryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.Identity, _abc.Awaitable[_identity_pb2.Identity]]:
         """Turns the face in an event's snapshot (e.g. an unknown face) into an
-        enrolled identity.
+        enrolled identity. NOT_FOUND when the event is unknown;
+        FAILED_PRECONDITION when it has no snapshot.
         """
 
     @_abc_1.abstractmethod
