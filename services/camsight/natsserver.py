@@ -4,6 +4,12 @@ Used by embedded mode (``camsight run``), ``camsight nats`` and the test
 suite's fixture: the same real server everywhere. Ports are chosen by the
 server itself (``-1``) and read back from its ports file, so there is no race
 between picking a free port and binding it.
+
+The server never outlives the process that started it: it runs in a process
+group of its own (a Ctrl-C at the terminal reaches camsight, which stops the
+server after its services, not the server first), it is told to stop when
+camsight dies, even killed outright (Linux: ``PR_SET_PDEATHSIG``), and its
+run folder (config, ports file) is removed as soon as it is ready.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -98,7 +105,19 @@ class EmbeddedNats:
         }
 
     def start(self, timeout: float = 20.0) -> Self:
-        """Start the server and block until JetStream answers /healthz."""
+        """Start the server and block until JetStream answers /healthz: :meth:`spawn`, then
+        :meth:`wait_ready`."""
+        self.spawn()
+        self.wait_ready(timeout)
+        return self
+
+    def spawn(self) -> None:
+        """Start the server process, without waiting for it to be ready.
+
+        On Linux the server gets SIGTERM (a clean JetStream shutdown) when the *thread* that
+        called this ends, so call it from one that lives as long as the server: the main
+        thread or the event loop's, not an executor's worker.
+        """
         if self._proc is not None:
             raise NatsServerError("server already started")
         binary = find_nats_server()
@@ -108,13 +127,27 @@ class EmbeddedNats:
         conf.write_text(json.dumps(self.config(self._run_dir), indent=2))
         # Without a log file the log goes to the run folder: a start-up failure quotes it.
         with open(self._log_path(), "ab") as out:
-            self._proc = subprocess.Popen([str(binary), "-c", str(conf)], stdout=out, stderr=out)
+            self._proc = subprocess.Popen(
+                _dying_with_us([str(binary), "-c", str(conf)]),
+                stdout=out,
+                stderr=out,
+                process_group=0,  # the terminal's Ctrl-C is for camsight, which stops the server
+            )
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Block until JetStream answers /healthz; a server that does not is stopped, and raises.
+
+        Then the run folder goes: the server has read its config (which holds the users'
+        passwords) and written its ports file, and a camsight killed outright (SIGKILL) must
+        leave nothing behind. Its log, unless ``log_file`` names one, went there too: it is
+        quoted when the start fails, and not kept after.
+        """
         try:
             self._wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
-        return self
+        self._remove_run_dir()
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None and self._run_dir is not None
@@ -180,10 +213,13 @@ class EmbeddedNats:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._remove_run_dir()
+        self.url = self.monitor_url = ""
+
+    def _remove_run_dir(self) -> None:
         if self._run_dir is not None:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
-        self.url = self.monitor_url = ""
 
     def kill(self) -> None:
         """SIGKILL without clean-up: for fault-injection tests."""
@@ -196,3 +232,26 @@ class EmbeddedNats:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_EXEC_DYING_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+"""Run by a fresh interpreter that then becomes the server (execv keeps the pid and the
+parent-death signal): ``prctl(PR_SET_PDEATHSIG)``, unless the parent died first."""
+
+
+def _dying_with_us(command: list[str]) -> list[str]:
+    """``command`` made to get SIGTERM when the thread that starts it ends (the parent process
+    dying included): on Linux, through :data:`_EXEC_DYING_WITH_PARENT`; as it is elsewhere.
+
+    Not a ``preexec_fn``: that makes Python fork() rather than vfork(), and in a process
+    with gRPC threads running, gRPC's fork handlers break the child now and then (the
+    annotated videos' ffmpeg met it: run/annotate.py). The interpreter costs about 20 ms
+    once per server start."""
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-c", _EXEC_DYING_WITH_PARENT, str(os.getpid()), *command]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 from analyzer_helpers import Results, context, make_frame, publish_frames
 from camsight.analyzers import KIND_OBJECTS, Analyzer, Detection, FrameAnalyzer, FrameInfo, Image, hookimpl
-from camsight.analyzers.host import AnalyzerHost, HostSettings
+from camsight.analyzers.host import AnalyzerHost, HostSettings, RepeatedErrors
 from camsight.analyzers.manager import PluginManager, default_manager
 from camsight.bus import Bus, subjects
 from camsight.config import NatsSettings
@@ -239,3 +241,136 @@ async def test_the_next_batch_is_decoded_while_an_analyzer_is_busy(
     await host.stop()
     await task
     await host.close()
+
+
+REFUSED = "analyzer failed: invalid result: "
+NOT_A_LIST = "cli_misbehaves must return a list with one list of detections per input"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "reason"),
+    [
+        ("value_error", "analyzer failed: ValueError: boom at seq 25 with a second line"),
+        ("short", f"{REFUSED}cli_misbehaves returned 1 results for 2 inputs"),
+        (
+            "flat",
+            f"{REFUSED}cli_misbehaves returned Detection for input 1, not a list of detections: "
+            "return one list per input ([] when nothing was found)",
+        ),
+        ("none", f"{REFUSED}{NOT_A_LIST}, got None"),
+        ("generator", f"{REFUSED}{NOT_A_LIST}, got generator"),
+        ("int_attribute", f"{REFUSED}'thing': attributes must map strings to strings, got 'n': 3"),
+    ],
+)
+async def test_what_a_plugin_returns_is_refused_in_the_words_of_the_kit_and_the_cli(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    bikes: list[Any],
+    results: Results,
+    running: Any,
+    mistake: str,
+    reason: str,
+) -> None:
+    """The host, the author kit and ``camsight analyze`` check results with one function:
+    a plugin author meets the same one-line reason in all three."""
+    await publish_frames(bus, "cam", bikes[:2])  # before the service consumes: one batch of two
+    section = {
+        "analyzers": {"cli_misbehaves": {"mistake": mistake}},
+        "plugin_modules": ["analyzers.cli_plugin"],
+        "batch": 2,
+    }
+    service = DetectorService(context(bus, nats_settings, section))
+    await running(service)
+    await wait_for(lambda: len(results.items) == 2, 20, "both frames answered")
+    assert [(r.skipped, r.skip_reason) for r in results.items] == [(True, reason)] * 2
+    assert service.host.stats.failed == 2
+
+
+async def test_a_failure_that_repeats_is_logged_once_then_counted(
+    bus: Bus,
+    nats_settings: NatsSettings,
+    bikes: list[Any],
+    results: Results,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One line per failed batch flooded the log (46 lines for 250 frames)."""
+    await publish_frames(bus, "cam", bikes[:6])  # before consuming: six batches of one
+    host = AnalyzerHost(
+        context(bus, nats_settings, {}), [FailsOnAnalyze()], "detector", HostSettings(batch=1)
+    )
+    await host.load()
+    with caplog.at_level(logging.ERROR, logger="camsight.analyzers.host"):
+        task = asyncio.create_task(host.run())
+        try:
+            await wait_for(lambda: len(results.items) == 6, 20, "six results")
+            running = [r.getMessage() for r in caplog.records]
+        finally:
+            await host.stop()
+            await task
+            await host.close()
+    assert running == ["analyzer fails_on_analyze: analyze failed: ValueError: boom (batch of 1)"]
+    assert len(caplog.records) == 2
+    assert re.fullmatch(
+        r"analyzer fails_on_analyze: analyze failed 5 more times in \d+ s; the latest: ValueError: boom "
+        r"\(batch of 1\)",
+        caplog.records[1].getMessage(),
+    )
+
+
+def test_repeated_failures_are_logged_with_their_count_at_most_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    errors = RepeatedErrors(every_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.ERROR, logger="camsight.analyzers.host"):
+        for t in (0, 10, 20, 70, 80):
+            now[0] = t
+            errors.error("a", "analyze failed", f"boom at {t}")
+        errors.error("b", "analyze failed", "other")
+        now[0] = 100
+        errors.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "analyzer a: analyze failed: boom at 0",
+        "analyzer a: analyze failed 3 more times in 70 s; the latest: boom at 70",
+        "analyzer b: analyze failed: other",
+        "analyzer a: analyze failed 1 more times in 30 s; the latest: boom at 80",
+    ]
+
+
+class Hangs(FrameAnalyzer):
+    """Never returns from ``analyze`` until the test lets it (a model stuck in a driver call)."""
+
+    name = "hangs"
+    kind = KIND_OBJECTS
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def analyze(self, images: Sequence[Image], frames: Sequence[FrameInfo]) -> list[list[Detection]]:
+        self.entered.set()
+        self.release.wait(120)
+        return [[] for _ in images]
+
+
+async def test_an_analyzer_call_that_never_returns_is_left_behind_when_the_host_stops(
+    bus: Bus, nats_settings: NatsSettings, bikes: list[Any]
+) -> None:
+    """The drain waited for the call for ever: the service, and the process, could not stop."""
+    hangs = Hangs()
+    host = AnalyzerHost(
+        context(bus, nats_settings, {}), [hangs], "detector", HostSettings(stop_timeout_s=0.5)
+    )
+    await host.load()
+    await publish_frames(bus, "cam", bikes[:1])
+    stopping = asyncio.Event()
+    task = asyncio.create_task(host.run_until(stopping))
+    try:
+        await wait_for(hangs.entered.is_set, 20, "the analyzer inside its call")
+        stopping.set()
+        await asyncio.wait_for(task, 10)
+        assert host.abandoned == ["analyzer hangs did not return from analyze() within 0.5 s"]
+        await asyncio.wait_for(host.close(), 10)  # without closing the analyzer that is still busy
+    finally:
+        hangs.release.set()

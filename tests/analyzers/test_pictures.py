@@ -38,6 +38,7 @@ class Recorder(FrameAnalyzer):
 
     name = "takes_numpy"
     kind = KIND_OBJECTS
+    version = "1"
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)

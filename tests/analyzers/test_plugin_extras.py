@@ -12,21 +12,21 @@ from pathlib import Path
 import pytest
 from camsight.analyzers import AnalyzerError
 from camsight.analyzers.manager import default_manager
+from helpers import entry_point_site
 
 MODULE = "camsight_needy_plugin"
 
 
 def install(site: Path, requirement: str) -> None:
     """A distribution ``camsight-needy`` whose entry point ``needy`` needs extra ``needy``."""
-    info = site / "camsight_needy-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: camsight-needy\nVersion: 1.0\nProvides-Extra: needy\n"
-        f'Requires-Dist: pluggy\nRequires-Dist: {requirement}; extra == "needy"\n'
+    entry_point_site(
+        site,
+        "camsight-needy",
+        {"needy": MODULE},
+        # Importing it would fail loudly: an unavailable plugin must not be imported at all.
+        {MODULE: "raise RuntimeError('imported although its extra is missing')\n"},
+        f'Provides-Extra: needy\nRequires-Dist: pluggy\nRequires-Dist: {requirement}; extra == "needy"\n',
     )
-    (info / "entry_points.txt").write_text(f"[camsight]\nneedy = {MODULE}\n")
-    # Importing it would fail loudly: an unavailable plugin must not be imported at all.
-    (site / f"{MODULE}.py").write_text("raise RuntimeError('imported although its extra is missing')\n")
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ class WrongType:
 class Dummy(FrameAnalyzer):
     name = "hog"  # clashes with the built-in
     kind = KIND_OBJECTS
+    version = "1"
 
     def analyze(self, images: list[Image], frames: list[FrameInfo]) -> list[list[Detection]]:
         return [[] for _ in images]
@@ -113,10 +114,12 @@ def test_a_name_clash_blocks_that_name_only_with_an_error_naming_both_plugins() 
     manager.add(Clashing(), name="clashing")
     assert manager.clashes() == {"hog": ["clashing", "opencv"]}
     assert "hog" not in manager.analyzers() and "motion" in manager.analyzers()
-    with pytest.raises(
-        AnalyzerError, match=r"'hog' is provided by both plugin 'clashing' and plugin 'opencv': disable one"
-    ):
+    with pytest.raises(AnalyzerError) as refused:
         manager.create("hog")
+    assert str(refused.value) == (
+        "analyzer 'hog' is provided by both plugin 'clashing' and camsight's own plugin 'opencv': "
+        "rename it in 'clashing', or disable that plugin (disabled_plugins: [clashing])"
+    )
     assert manager.create("motion").name == "motion"
 
 
@@ -149,6 +152,7 @@ def test_explicit_plugin_module_is_registered_once() -> None:
 
 TUTORIAL = [
     "camsight-example-plugin/src/camsight_example_plugin/__init__.py",
+    "camsight-example-plugin/tests/test_bright_spots.py",
     "camsight-example-clips/src/camsight_example_clips/__init__.py",
     "camsight-example-plugin/src/camsight_example_plugin/rules.py",
 ]

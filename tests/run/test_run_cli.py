@@ -119,3 +119,21 @@ def test_bad_config_exits_2(cli: Cli, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cameras.0.id" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_mistake_in_an_analyzer_s_settings_is_one_line_before_anything_starts(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """It came 2-4 s late, under the progress bar ("0.0% starting") of a run already started."""
+    config = tmp_path / "typo.yaml"
+    config.write_text("services:\n  detector:\n    analyzers:\n      motion: {min_aera: 0.01}\n")
+    data = tmp_path / "data"
+    proc = cli(
+        "run", str(sample_video("carphone_pristine.mp4")), "--config", str(config), "--data-dir", str(data)
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        "camsight: services.detector.analyzers: invalid config for analyzer 'motion': "
+        "min_aera: Extra inputs are not permitted"
+    ]
+    assert not (data / "nats").exists(), "nats-server was started"

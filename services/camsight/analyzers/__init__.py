@@ -33,6 +33,9 @@ from camsight.analyzers.api import (
     Picture,
     Precision,
     Privacy,
+    ResultError,
+    check_results,
+    detections_problem,
 )
 from camsight.analyzers.devices import resolve_device
 from camsight.analyzers.hookspecs import hookimpl
@@ -63,10 +66,13 @@ __all__ = [
     "Picture",
     "Precision",
     "Privacy",
+    "ResultError",
     "RuleConfig",
     "SourceReader",
     "SourceUnavailable",
     "TrackView",
+    "check_results",
+    "detections_problem",
     "hookimpl",
     "resolve_device",
 ]

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import abc
 import enum
+import numbers
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -188,6 +189,9 @@ class Detection:
 
         The one check: the conformance kit fails a plugin on it, and the host
         refuses such a result at run time (counted as failed, never stored).
+        Besides the box and score it checks the types the wire format needs
+        (string attributes, a numeric embedding, JPEG bytes), so a mistake
+        there is named here instead of failing deep in the host's conversion.
         """
         if not isinstance(self.label, str) or not self.label:
             return "a detection has an empty label"
@@ -200,6 +204,27 @@ class Detection:
             return f"{self.label!r}: box {self.box} is not normalised x1<=x2, y1<=y2 in 0..1"
         if not 0.0 <= score <= 1.0:
             return f"{self.label!r}: score {self.score} is not in 0..1"
+        return self._typing_problem()
+
+    def _typing_problem(self) -> str | None:
+        """The fields besides box and score whose Python types the wire message cannot take."""
+        if not isinstance(self.attributes, dict):
+            return f"{self.label!r}: attributes must be a dict, not {type(self.attributes).__name__}"
+        for key, value in self.attributes.items():
+            if not (isinstance(key, str) and isinstance(value, str)):
+                return f"{self.label!r}: attributes must map strings to strings, got {key!r}: {value!r}"
+        if isinstance(self.embedding, str | bytes) or not isinstance(self.embedding, Sequence | np.ndarray):
+            return f"{self.label!r}: embedding must be a list of floats, not {type(self.embedding).__name__}"
+        odd = next((v for v in self.embedding if not isinstance(v, numbers.Real)), None)
+        if odd is not None:
+            return f"{self.label!r}: embedding must be a list of floats, got {type(odd).__name__} {odd!r}"
+        if not isinstance(self.crop_jpeg, bytes):
+            return f"{self.label!r}: crop_jpeg must be bytes (a JPEG), not {type(self.crop_jpeg).__name__}"
+        keypoints = self.keypoints
+        if not isinstance(keypoints, Sequence) or not all(isinstance(k, Keypoint) for k in keypoints):
+            return f"{self.label!r}: keypoints must be a list of Keypoint"
+        if not isinstance(self.privacy, int):
+            return f"{self.label!r}: privacy must be a Privacy, not {type(self.privacy).__name__}"
         return None
 
 
@@ -227,9 +252,11 @@ class Analyzer(abc.ABC):
       ``-``, ``_``); results go to ``detections.<name>.<camera>``.
     * ``kind``: what it finds: ``objects``, ``faces``, ``motion``,
       ``actions``, ...
-    * ``version``: plugin and model version, reported with every result.
+    * ``version``: plugin and model version, reported with every result;
+      declared by the plugin's class (the conformance kit refuses the base's ``"0"``).
     * ``Config``: a pydantic model (subclass of :class:`AnalyzerConfig`);
-      the host validates the operator's settings with it.
+      the host validates the operator's settings with it (an analyzer without
+      settings of its own may keep the base's).
     * ``inputs``: ``"numpy"`` (the default: BGR ``uint8`` arrays) or
       ``"tensor"``: ``3 x H x W`` RGB ``uint8`` torch tensors on the device
       the analyzer runs on (``config.device``), decoded there (nvJPEG on a
@@ -287,7 +314,8 @@ class FrameAnalyzer(Analyzer):
 
         ``images[i]`` is the decoded picture of ``frames[i]`` (a :data:`Picture`
         of the kind ``inputs`` declares). The batch may mix cameras and may be
-        empty (then return ``[]``).
+        empty (then return ``[]``). A list or a tuple, not a generator: the host
+        needs its length (:func:`check_results`).
         """
 
 
@@ -313,4 +341,62 @@ class ClipAnalyzer(Analyzer):
 
     @abc.abstractmethod
     def analyze_clips(self, clips: Sequence[Clip]) -> list[list[Detection]]:
-        """Return one list of detections (labels for the window) per clip."""
+        """Return one list of detections (labels for the window) per clip, as
+        :meth:`FrameAnalyzer.analyze` returns one per image."""
+
+
+class ResultError(AnalyzerError):
+    """What an analyzer returned is not one list of detections per input: its whole batch fails."""
+
+
+def check_results(name: str, found: object, inputs: int) -> list[Sequence[object]]:
+    """What analyzer ``name`` returned for ``inputs`` pictures (or clips), one sequence per input.
+
+    The shape :meth:`FrameAnalyzer.analyze` and :meth:`ClipAnalyzer.analyze_clips` promise,
+    checked by the host, the author kit and ``camsight analyze`` alike, so that each says
+    the same thing: a sequence (a list or a tuple; not a generator, whose length the host
+    cannot know) holding one sequence of detections per input, in order. Raises
+    :class:`ResultError` naming ``name`` and the problem. What each input's sequence holds
+    is :func:`detections_problem`'s to check: a bad detection fails its own frame only.
+    """
+    if not is_sequence(found):
+        raise ResultError(
+            f"{name} must return a list with one list of detections per input, got {described(found)}"
+        )
+    if len(found) != inputs:
+        raise ResultError(f"{name} returned {len(found)} results for {inputs} inputs")
+    per_input: list[Sequence[object]] = []
+    for i, detections in enumerate(found, start=1):
+        if not is_sequence(detections):
+            raise ResultError(
+                f"{name} returned {described(detections)} for input {i}, not a list of detections: "
+                "return one list per input ([] when nothing was found)"
+            )
+        per_input.append(detections)
+    return per_input
+
+
+def detections_problem(detections: Sequence[object]) -> str | None:
+    """Why one input's detections break the contract (the first that does), or None when none does."""
+    for detection in detections:
+        if not isinstance(detection, Detection):
+            return f"results must be Detection objects, got {described(detection)}"
+        if (problem := detection.problem()) is not None:
+            return problem
+    return None
+
+
+def described(value: object) -> str:
+    """What ``value`` is, for an error message about a plugin's return value: ``None``,
+    ``class Foo`` (a class where an instance or a list belongs), or its type's name."""
+    if value is None:
+        return "None"
+    if isinstance(value, type):
+        return f"class {value.__name__}"
+    return type(value).__name__
+
+
+def is_sequence(value: object) -> TypeGuard[Sequence[object]]:
+    """A list, a tuple or another sequence, but not a string: what a plugin may return where
+    a list belongs."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)

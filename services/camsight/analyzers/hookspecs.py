@@ -21,7 +21,10 @@ entry-point group, that implements one or more of the hooks below with
         return [Blobs]
 
 Rule types and source schemes are declared the same way (``camsight_rules``,
-``camsight_sources``).
+``camsight_sources``). The entry point's name is the plugin's name, unique among
+the installed packages: one that takes the name of camsight's own plugin
+(``opencv``, ``torch``, ``faces``, ``camsight-rules``, ``camsight-sources``) is
+not loaded, and two third-party ones sharing a name are both refused.
 
 The docstring of each hook below is its documentation. Hooks are stable:
 new hooks may be added, existing ones keep their signature.

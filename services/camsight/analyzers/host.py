@@ -17,7 +17,8 @@ do not wait for JPEG decoding or the bus):
    analyzers run and see a GPU, per ``decode``), and RGB tensors decoded on
    the device of each analyzer declaring ``inputs = "tensor"``, left there
    (:mod:`camsight.analyzers.pictures`);
-3. run every analyzer on the frames meant for it, each in a worker thread;
+3. run every analyzer on the frames meant for it, each on a thread of its own
+   (:class:`PluginThread`);
    a clip analyzer gets sliding windows kept here per camera (a tensor clip
    analyzer's on its device: its clips never go through host memory);
 4. let an optional ``postprocess`` coroutine enrich the results (the face
@@ -29,21 +30,26 @@ do not wait for JPEG decoding or the bus):
 
 Stages 1-2 are the first pipeline stage, 3-4 the second, 5 the third.
 
-A plugin raising on a batch is counted and logged and the batch's results
-are published as skipped with the reason; the service goes on. A plugin
-that fails to load makes the host not-ready (``load_errors``) while the
-other analyzers keep working.
+A plugin raising on a batch is counted and logged (one line; a failure that
+repeats is logged again with its count at most every minute) and the batch's
+results are published as skipped with the reason; the service goes on. A
+plugin that fails to load makes the host not-ready (``load_errors``) while the
+other analyzers keep working. A call that has not returned ``stop_timeout_s``
+after the host was asked to stop is left behind, so that the service stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -61,10 +67,13 @@ from camsight.analyzers.api import (
     FrameInfo,
     Image,
     Precision,
+    ResultError,
+    check_results,
+    detections_problem,
 )
 from camsight.analyzers.devices import cuda_available
 from camsight.analyzers.explain import Explainer, encode
-from camsight.analyzers.manager import PluginManager, default_manager
+from camsight.analyzers.manager import PluginManager, default_manager, error_line, failed_to_load
 from camsight.analyzers.pictures import decode_frames, decode_tensors, tensor_device
 from camsight.analyzers.windows import SlidingWindows
 from camsight.bus import MalformedMessageError, Pipeline, PullWorker, WorkerConfig, subjects
@@ -73,6 +82,7 @@ from camsight.runtime import ServiceContext
 from camsight.v1 import analysis_pb2, frame_pb2
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Postprocess = Callable[[Analyzer, Sequence[Image], Sequence[analysis_pb2.AnalysisResult]], Awaitable[None]]
 """``async (analyzer, images, results)``: enrich analysed results in place before publishing."""
@@ -82,6 +92,8 @@ EXPLAIN = "explain"
 
 SKIP_TOO_OLD = "too old"
 SKIP_END_OF_STREAM = "end of stream"
+REPEATED_ERRORS_EVERY_S = 60.0
+"""How often a failure that repeats (an analyzer failing on every batch) is logged again, with its count."""
 
 BATCH = Histogram(
     "camsight_analyzer_batch_size",
@@ -126,6 +138,14 @@ class HostSettings(BaseModel):
         description="auto = torchvision on the GPU when a torch analyzer runs on one, else OpenCV",
     )
     ack_wait_s: float = Field(default=60.0, gt=0, description="redeliver frames held longer than this")
+    stop_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "on stop, wait this long for the analyzer calls in progress; one still running then is "
+            "left behind (its frames are not acknowledged) and the service stops without it"
+        ),
+    )
     pipelined: bool = Field(
         default=True,
         description=(
@@ -172,6 +192,120 @@ class HostStats:
     publish_s: float = 0.0
     handle_s: float = 0.0
     """Seconds spent in the three stages, summed (pipelined, they overlap in wall time)."""
+
+
+class PluginThread:
+    """A daemon thread of one analyzer's own, running its calls (load, analyze, explain,
+    close) one after the other.
+
+    A plugin's call cannot be interrupted. On asyncio's default executor, one that never
+    returns keeps the process alive after everything else stopped: ``asyncio.run`` waits
+    for the executor's threads when it ends, and the interpreter for every non-daemon
+    thread at exit. On a daemon thread, a hung analyzer is left behind when the host stops
+    (after ``stop_timeout_s``), and :attr:`busy` names the call it is stuck in. One thread
+    per analyzer also keeps the protocol's promise that an instance never runs two calls
+    at once, and keeps a torch analyzer on the thread that loaded it.
+    """
+
+    def __init__(self, analyzer: str) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=f"analyzer-{analyzer}", daemon=True)
+        self._stopped = False
+        self.busy: str | None = None
+        """The name of the method running now (``analyze``, ``load``...); None when idle."""
+
+    async def call(self, method: Callable[..., T], *args: Any) -> T:
+        """``method(*args)`` on this thread, once the calls before it returned."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            self.busy = getattr(method, "__name__", "a call")
+            try:
+                outcome: tuple[Any, BaseException | None] = (method(*args), None)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome = (None, exc)
+            finally:
+                self.busy = None
+            with contextlib.suppress(RuntimeError):  # the loop closed while the call ran
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+        if self._thread.ident is None:
+            self._thread.start()
+        self._jobs.put(job)
+        return await future
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called: no call may follow."""
+        return self._stopped
+
+    def stop(self) -> None:
+        """End the thread once the calls queued so far returned."""
+        if self._thread.ident is not None and not self._stopped:
+            self._jobs.put(None)
+        self._stopped = True
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # the caller stopped waiting (the host gave up on the call)
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class RepeatedErrors:
+    """Logs a failure once, then how often it repeated.
+
+    An analyzer that fails on every batch would log a line per batch (46 lines for 250
+    frames, and as many in a service's log every minute): the first failure of each kind
+    of each analyzer is logged whole, the next ones are counted and logged as one line with
+    the count and the latest message at most every ``every_s`` seconds, and what is still
+    counted when the host closes is logged then.
+    """
+
+    def __init__(
+        self, every_s: float = REPEATED_ERRORS_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._counted: dict[tuple[str, str], tuple[int, float, str]] = {}
+        """(analyzer, what failed) -> (repeats not logged yet, when last logged, the latest message)."""
+
+    def error(self, analyzer: str, what: str, message: str) -> None:
+        """Log (or count) that ``what`` failed for ``analyzer`` with ``message`` (one line)."""
+        key, now = (analyzer, what), self._clock()
+        if key not in self._counted:
+            log.error("analyzer %s: %s: %s", analyzer, what, message)
+            self._counted[key] = (0, now, message)
+            return
+        count, logged, _ = self._counted[key]
+        if now - logged >= self.every_s:
+            self._log_repeats(key, count + 1, now - logged, message)
+            self._counted[key] = (0, now, message)
+        else:
+            self._counted[key] = (count + 1, logged, message)
+
+    def flush(self) -> None:
+        """Log the repeats counted and not logged yet."""
+        now = self._clock()
+        for key, (count, logged, message) in self._counted.items():
+            if count:
+                self._log_repeats(key, count, now - logged, message)
+        self._counted.clear()
+
+    @staticmethod
+    def _log_repeats(key: tuple[str, str], count: int, seconds: float, latest: str) -> None:
+        analyzer, what = key
+        log.error(
+            "analyzer %s: %s %d more times in %.0f s; the latest: %s", analyzer, what, count, seconds, latest
+        )
 
 
 @dataclass
@@ -222,7 +356,11 @@ class AnalyzerHost:
         self.settings = settings
         self.postprocess = postprocess
         self.load_errors: dict[str, str] = {}
+        self.abandoned: list[str] = []
+        """One line per analyzer call the host stopped without (it had not returned): :meth:`run_until`."""
         self.stats = HostStats()
+        self._threads = {a.name: PluginThread(a.name) for a in self.analyzers}
+        self._errors = RepeatedErrors()
         self._windows: dict[str, SlidingWindows] = {}
         self._worker: PullWorker | None = None
         self._gpu_decode = False
@@ -230,14 +368,21 @@ class AnalyzerHost:
         """Analyzer name -> the device its pictures are decoded on (None: BGR arrays); set by load()."""
 
     async def load(self) -> None:
-        """Load every analyzer in a worker thread; failures go to :attr:`load_errors`."""
+        """Load every analyzer on its thread; failures go to :attr:`load_errors`. Cancelled
+        (the service stops meanwhile), a load still running is named in :attr:`abandoned`."""
         for analyzer in self.analyzers:
+            thread = self._threads[analyzer.name]
             try:
-                await asyncio.to_thread(analyzer.load)
+                await thread.call(analyzer.load)
                 if analyzer.name in self.explain:
-                    await asyncio.to_thread(_probe_explain, analyzer)
+                    assert isinstance(analyzer, Explainer)
+                    # A small blank picture: an analyzer that cannot explain in its configuration fails now.
+                    await thread.call(analyzer.explain, [np.zeros((64, 64, 3), np.uint8)])
+            except asyncio.CancelledError:
+                self._give_up("before the service stopped")
+                raise
             except Exception as exc:
-                reason = f"analyzer {analyzer.name} failed to load: {type(exc).__name__}: {exc}"
+                reason = failed_to_load(analyzer.name, exc)
                 log.error("%s", reason)
                 self.load_errors[analyzer.name] = reason
         self._devices = {a.name: tensor_device(a) for a in self.analyzers if a.name not in self.load_errors}
@@ -277,25 +422,57 @@ class AnalyzerHost:
         await self._worker.run()
 
     async def run_until(self, stopping: asyncio.Event) -> None:
-        """Run until ``stopping`` is set, then drain: a service's whole ``run()``."""
+        """Run until ``stopping`` is set, then drain: a service's whole ``run()``.
+
+        Draining finishes the batches in hand, so it waits for their analyzer calls: a call
+        that has not returned after ``stop_timeout_s`` cannot be interrupted, so the host
+        stops without it (:attr:`abandoned` names it; its frames are not acknowledged and
+        come again to the next consumer) instead of keeping the service from stopping.
+        """
         task = asyncio.create_task(self.run(), name=f"{self.service_name}-host")
         waiter = asyncio.create_task(stopping.wait())
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        await self.stop()
-        waiter.cancel()
-        await task
+        try:
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            await self.stop()
+            await asyncio.wait({task}, timeout=self.settings.stop_timeout_s)
+            if not task.done():
+                self._give_up(f"within {self.settings.stop_timeout_s:g} s")
+        finally:
+            waiter.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not task.cancelled():
+            task.result()  # the run's own error, if it failed
+
+    def _give_up(self, waited: str) -> None:
+        """Name, in :attr:`abandoned` and the log, each analyzer whose call is still running
+        when the host stops without waiting for it any longer."""
+        for name, thread in self._threads.items():
+            if thread.busy is not None:
+                line = f"analyzer {name} did not return from {thread.busy}() {waited}"
+                log.error("%s; stopping without it", line)
+                self.abandoned.append(line)
 
     async def stop(self) -> None:
         if self._worker is not None:
             await self._worker.stop()
 
     async def close(self) -> None:
-        """Close every analyzer (idempotent, errors logged)."""
+        """Close every analyzer (idempotent, errors logged) but one still in a call the host
+        gave up on, and log the failures counted and not logged yet."""
         for analyzer in self.analyzers:
-            try:
-                await asyncio.to_thread(analyzer.close)
-            except Exception:
-                log.exception("closing analyzer %s failed", analyzer.name)
+            thread = self._threads[analyzer.name]
+            if thread.stopped:
+                continue
+            if thread.busy is None:
+                try:
+                    await thread.call(analyzer.close)
+                except Exception as exc:
+                    log.error("closing analyzer %s failed: %s", analyzer.name, error_line(exc))
+            thread.stop()
+        self._errors.flush()
 
     async def handle(self, msgs: Sequence[Msg]) -> list[BaseException | None]:
         """Analyse one fetched batch and publish every result; one outcome per message."""
@@ -421,8 +598,9 @@ class AnalyzerHost:
                     assert isinstance(analyzer, FrameAnalyzer)
                     batch = await self._run_frames(analyzer, live, detections, skips)
             except Exception as exc:
-                reason = f"analyzer failed: {type(exc).__name__}: {exc}"[:500]
-                log.error("analyzer %s failed on a batch of %d: %s", analyzer.name, len(live), reason)
+                problem = f"invalid result: {exc}" if isinstance(exc, ResultError) else error_line(exc)
+                reason = f"analyzer failed: {problem}"[:500]
+                self._errors.error(analyzer.name, "analyze failed", f"{problem} (batch of {len(live)})")
                 ERRORS.labels(self.service_name, analyzer.name).inc()
                 self.stats.failed += len(live)
                 FRAMES.labels(self.service_name, analyzer.name, "failed").inc(len(live))
@@ -471,16 +649,10 @@ class AnalyzerHost:
         if not found:
             return
         try:
-            maps = await asyncio.to_thread(analyzer.explain, [image for image, _ in found])
+            maps = await self._threads[analyzer.name].call(analyzer.explain, [image for image, _ in found])
             encoded = await asyncio.to_thread(lambda: [encode(m) for m in maps])
         except Exception as exc:
-            log.error(
-                "analyzer %s failed to explain %d frames: %s: %s",
-                analyzer.name,
-                len(found),
-                type(exc).__name__,
-                exc,
-            )
+            self._errors.error(analyzer.name, "explain failed", f"{error_line(exc)} (batch of {len(found)})")
             ERRORS.labels(self.service_name, analyzer.name).inc()
             return
         for (_, result), png in zip(found, encoded, strict=True):
@@ -494,8 +666,9 @@ class AnalyzerHost:
         try:
             await self.postprocess(analyzer, images, analysed)
         except Exception as exc:
-            reason = f"postprocess failed: {type(exc).__name__}: {exc}"[:500]
-            log.error("%s (analyzer %s, %d frames)", reason, analyzer.name, len(analysed))
+            problem = error_line(exc)
+            reason = f"postprocess failed: {problem}"[:500]
+            self._errors.error(analyzer.name, "postprocess failed", f"{problem} (batch of {len(analysed)})")
             ERRORS.labels(self.service_name, analyzer.name).inc()
             for result in analysed:
                 del result.detections[:]
@@ -519,9 +692,8 @@ class AnalyzerHost:
     ) -> int:
         device = self._devices[analyzer.name]
         images = [it.pictures[device] for it in live]
-        found = await asyncio.to_thread(analyzer.analyze, images, [it.info for it in live])
-        _check_count(analyzer, found, len(live))
-        self._accept(analyzer, live, found, detections, skips)
+        found = await self._threads[analyzer.name].call(analyzer.analyze, images, [it.info for it in live])
+        self._accept(analyzer, live, check_results(analyzer.name, found, len(live)), detections, skips)
         return len(live)
 
     async def _run_clips(
@@ -543,16 +715,15 @@ class AnalyzerHost:
                 owners.append(it)
         if not clips:
             return 0
-        found = await asyncio.to_thread(analyzer.analyze_clips, clips)
-        _check_count(analyzer, found, len(clips))
-        self._accept(analyzer, owners, found, detections, skips)
+        found = await self._threads[analyzer.name].call(analyzer.analyze_clips, clips)
+        self._accept(analyzer, owners, check_results(analyzer.name, found, len(clips)), detections, skips)
         return len(clips)
 
     def _accept(
         self,
         analyzer: Analyzer,
         owners: list[_Item],
-        found: Sequence[Sequence[Detection]],
+        found: Sequence[Sequence[object]],
         detections: dict[int, list[analysis_pb2.Detection]],
         skips: dict[int, str],
     ) -> None:
@@ -564,14 +735,14 @@ class AnalyzerHost:
         """
         bad = 0
         for it, dets in zip(owners, found, strict=True):
-            problem = next((p for d in dets if (p := _problem(d)) is not None), None)
+            problem = detections_problem(dets)
             if problem is None:
-                detections[id(it)] = [to_proto(d) for d in dets]
+                detections[id(it)] = [to_proto(cast(Detection, d)) for d in dets]
                 continue
             bad += 1
             skips[id(it)] = f"analyzer failed: invalid result: {problem}"[:500]
             if bad == 1:
-                log.error("analyzer %s returned an invalid result: %s", analyzer.name, problem)
+                self._errors.error(analyzer.name, "invalid result", problem)
         if bad:
             self.stats.failed += bad
             FRAMES.labels(self.service_name, analyzer.name, "failed").inc(bad)
@@ -650,23 +821,6 @@ def create_analyzers(
             explained.add(name)
         analyzers.append(analyzer)
     return analyzers, explained
-
-
-def _probe_explain(analyzer: Analyzer) -> None:
-    """Explain one small blank picture, so an analyzer that cannot in its configuration fails at load."""
-    assert isinstance(analyzer, Explainer)
-    analyzer.explain([np.zeros((64, 64, 3), np.uint8)])
-
-
-def _problem(det: object) -> str | None:
-    if not isinstance(det, Detection):
-        return f"results must be Detection objects, got {type(det).__name__}"
-    return det.problem()
-
-
-def _check_count(analyzer: Analyzer, found: Sequence[Sequence[Detection]], expected: int) -> None:
-    if len(found) != expected:
-        raise RuntimeError(f"{analyzer.name} returned {len(found)} results for {expected} inputs")
 
 
 def _stream_sequence(msg: Msg) -> int:

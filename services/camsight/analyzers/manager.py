@@ -7,8 +7,10 @@ camsight's own rule types and schemes as plugins too, so one table holds each ki
 Plugins come from the ``camsight`` entry-point group (built-ins included,
 exactly like third-party packages) or are added explicitly as modules
 (tests, embedded use). A plugin that cannot be imported, or whose hook
-raises, is recorded in :attr:`PluginManager.errors` and skipped: one
-broken package must not take every analyzer down.
+raises or returns something else than a list of classes, is recorded in
+:attr:`PluginManager.errors` (logged once) and skipped: one broken package
+must not take every analyzer, rule type or source down. So is an entry point
+that takes the name of another distribution's (camsight's own plugin wins).
 
 A plugin whose distribution declares an extra named like its entry point
 (``camsight[torch]`` for the ``torch`` plugin) needs that extra's packages: when
@@ -22,7 +24,7 @@ import importlib
 import importlib.metadata
 import logging
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -31,7 +33,15 @@ from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import ValidationError
 
 from camsight.analyzers import hookspecs
-from camsight.analyzers.api import Analyzer, AnalyzerError, ClipAnalyzer, FrameAnalyzer, Precision
+from camsight.analyzers.api import (
+    Analyzer,
+    AnalyzerError,
+    ClipAnalyzer,
+    FrameAnalyzer,
+    Precision,
+    described,
+    is_sequence,
+)
 from camsight.naming import InvalidIdError, validate_id
 
 log = logging.getLogger(__name__)
@@ -79,6 +89,19 @@ BUILTIN_RULES = "camsight-rules"
 """Plugin name under which the behavior service registers camsight's own rule types."""
 BUILTIN_SOURCES = "camsight-sources"
 """Plugin name under which the decoder registers camsight's own source schemes."""
+RESERVED = frozenset({BUILTIN_RULES, BUILTIN_SOURCES})
+"""Plugin names camsight registers itself: no entry point may take them."""
+OWN_DISTRIBUTION = "camsight"
+"""camsight's own distribution, whose entry points (opencv, torch, faces) are its built-in plugins."""
+DISABLE_IN_CONFIG = "disabled_plugins: [{plugin}]"
+"""How a configuration disables a plugin: the advice of clash messages in services and ``camsight run``."""
+ANALYZERS_HOOK = "camsight_analyzers"
+HOOKS = {
+    ANALYZERS_HOOK: "analyzer classes",
+    "camsight_rules": "rule type classes",
+    "camsight_sources": "source classes",
+}
+"""Every hook, with what it returns (for the message when a plugin returns something else)."""
 
 
 @dataclass(frozen=True)
@@ -94,14 +117,22 @@ class PluginManager:
     """Finds plugins and the analyzers, rule types and source schemes they provide.
 
     ``disabled`` names plugins (entry-point names or explicit module
-    names) that must not be loaded at all.
+    names) that must not be loaded at all. ``disable_hint`` says how the
+    caller's user disables a plugin (``{plugin}`` stands for its name): a
+    configuration's ``disabled_plugins`` by default, ``--disable`` on the
+    commands that take it; clash messages quote it.
     """
 
-    def __init__(self, disabled: Iterable[str] = ()) -> None:
+    def __init__(self, disabled: Iterable[str] = (), disable_hint: str = DISABLE_IN_CONFIG) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._disabled = set(disabled)
+        self._disable_hint = disable_hint
         self._versions: dict[str, str] = {}
+        self._returned: dict[tuple[str, str], list[Any]] = {}
+        """(hook, plugin) -> what its implementation returned, checked: each is called once."""
+        self.builtin: set[str] = set()
+        """Names of camsight's own plugins (its distribution's entry points, its rule types and sources)."""
         self.errors: dict[str, str] = {}
         """Plugin name -> why it could not be used."""
         self.unavailable: dict[str, str] = {}
@@ -110,22 +141,66 @@ class PluginManager:
         """Plugin name -> why a rule type or source scheme it declares cannot be used."""
 
     def load_entry_points(self) -> None:
-        """Import every plugin registered in the ``camsight`` entry-point group."""
+        """Import every plugin registered in the ``camsight`` entry-point group.
+
+        An entry point's name is its plugin's name, so two distributions registering one
+        name cannot both be loaded: camsight's own plugin (or the reserved name of its
+        rule types and sources) is kept and the other is refused in :attr:`errors`,
+        naming both distributions; two third-party ones are both refused, as entry-point
+        order is the installer's (decision 0025 chose the same for analyzer names).
+        """
+        by_name: dict[str, list[importlib.metadata.EntryPoint]] = {}
         for ep in importlib.metadata.entry_points(group=hookspecs.PROJECT):
-            if ep.name in self._disabled or self._pm.has_plugin(ep.name):
+            by_name.setdefault(ep.name, []).append(ep)
+        for name, eps in by_name.items():
+            if name in self._disabled or self._pm.has_plugin(name):
                 continue
-            lacking = missing_extra(ep)
-            if lacking:
-                self.unavailable[ep.name] = lacking
-                log.info("plugin %s is unavailable: %s", ep.name, lacking)
-                continue
-            try:
-                module = ep.load()
-            except Exception as exc:
-                self._fail(ep.name, f"cannot import {ep.value}: {type(exc).__name__}: {exc}")
-                continue
-            version = ep.dist.version if ep.dist is not None else _module_version(module)
-            self.add(module, name=ep.name, version=version)
+            chosen = self._unique(name, eps)
+            if chosen is not None:
+                self._load(chosen)
+
+    def _unique(
+        self, name: str, eps: list[importlib.metadata.EntryPoint]
+    ) -> importlib.metadata.EntryPoint | None:
+        """The one entry point to load of those registered as ``name``, the others refused."""
+        own = [ep for ep in eps if _distribution(ep) == OWN_DISTRIBUTION and name not in RESERVED]
+        if own or name in RESERVED:
+            for ep in eps:
+                if ep not in own:
+                    dist = _distribution(ep)
+                    self._fail(
+                        f"{name} ({dist})",
+                        f"entry point {name!r} of distribution {dist!r} is the name of camsight's own "
+                        f"plugin {name!r} (distribution {OWN_DISTRIBUTION!r}), which is loaded instead: "
+                        "rename the entry point (names in the camsight entry-point group must be unique)",
+                    )
+            return own[0] if own else None
+        if len(eps) > 1:
+            both = " and ".join(f"distribution {d!r}" for d in sorted(_distribution(ep) for ep in eps))
+            self._fail(
+                name,
+                f"entry point {name!r} is registered by both {both}, so neither is loaded: names in "
+                "the camsight entry-point group must be unique; uninstall one, or rename its entry point",
+            )
+            return None
+        return eps[0]
+
+    def _load(self, ep: importlib.metadata.EntryPoint) -> None:
+        """Import and register one entry point's plugin, unless its extra is missing or it fails."""
+        lacking = missing_extra(ep)
+        if lacking:
+            self.unavailable[ep.name] = lacking
+            log.info("plugin %s is unavailable: %s", ep.name, lacking)
+            return
+        try:
+            module = ep.load()
+        except Exception as exc:
+            self._fail(ep.name, f"cannot import {ep.value}: {error_line(exc)}")
+            return
+        version = ep.dist.version if ep.dist is not None else _module_version(module)
+        self.add(module, name=ep.name, version=version)
+        if _distribution(ep) == OWN_DISTRIBUTION:
+            self.builtin.add(ep.name)
 
     def add(
         self, plugin: types.ModuleType | object, name: str | None = None, version: str | None = None
@@ -138,9 +213,12 @@ class PluginManager:
             raise AnalyzerError(f"plugin {name!r} is registered twice")
         self._pm.register(plugin, name=name)
         self._versions[name] = version or _module_version(plugin)
+        if name in RESERVED:
+            self.builtin.add(name)
 
     def plugins(self) -> list[PluginInfo]:
-        """Every registered plugin with the analyzers it declares, sorted by name."""
+        """Every usable plugin with what it declares, sorted by name (the broken ones are in
+        :attr:`errors`)."""
         infos: dict[str, PluginInfo] = {}
         for plugin_name, plugin in self._pm.list_name_plugin():
             if plugin is None:  # blocked
@@ -149,22 +227,12 @@ class PluginManager:
                 plugin_name, getattr(plugin, "__name__", type(plugin).__name__), self._versions[plugin_name]
             )
             infos[plugin_name] = info
-        for impl in self._pm.hook.camsight_analyzers.get_hookimpls():
-            info = infos[impl.plugin_name]
-            try:
-                classes = list(cast(Iterable[Any], impl.function() or ()))
-                info.analyzers = [_describe(cls, impl.plugin_name) for cls in classes]
-            except Exception as exc:
-                self._fail(impl.plugin_name, f"camsight_analyzers() failed: {type(exc).__name__}: {exc}")
-        try:
-            for rule in self.rule_types().values():
-                if rule.plugin in infos:
-                    infos[rule.plugin].rules.append(rule.name)
-            for source in self.source_types().values():
-                if source.plugin in infos:
-                    infos[source.plugin].sources.append(source.name)
-        except AnalyzerError as exc:
-            log.error("%s", exc)
+        for plugin_name, analyzers in self._declarations(ANALYZERS_HOOK).items():
+            infos[plugin_name].analyzers = analyzers
+        for rule in self.rule_types().values():
+            infos[rule.plugin].rules.append(rule.name)
+        for source in self.source_types().values():
+            infos[source.plugin].sources.append(source.name)
         return sorted((i for i in infos.values() if i.name not in self.errors), key=lambda i: i.name)
 
     def analyzers(self) -> dict[str, AnalyzerInfo]:
@@ -180,6 +248,27 @@ class PluginManager:
             for name, infos in self._declared().items()
             if len(infos) > 1
         }
+
+    def clash_message(self, name: str) -> str:
+        """One line saying which plugins declare analyzer ``name`` and how to settle it.
+
+        When camsight's own plugin is one of them, the advice is about the others (rename
+        the analyzer there, or disable them): disabling camsight's plugin would also lose
+        its other analyzers (``opencv`` has ``hog`` and ``flow_activity`` beside ``motion``).
+        """
+        plugins = self.clashes()[name]
+        own = [p for p in plugins if p in self.builtin]
+        named = " and ".join(f"camsight's own plugin {p!r}" if p in own else f"plugin {p!r}" for p in plugins)
+        said = f"analyzer {name!r} is provided by {'both ' if len(plugins) == 2 else ''}{named}"
+        others = [p for p in plugins if p not in own]
+        if own and others:
+            hints = ", ".join(self._disable_hint.format(plugin=p) for p in others)
+            return (
+                f"{said}: rename it in {', '.join(repr(p) for p in others)}, "
+                f"or disable {'that plugin' if len(others) == 1 else 'those plugins'} ({hints})"
+            )
+        hints = " or ".join(self._disable_hint.format(plugin=p) for p in plugins)
+        return f"{said}: disable all but one of them ({hints})"
 
     def _declared(self) -> dict[str, list[AnalyzerInfo]]:
         found: dict[str, list[AnalyzerInfo]] = {}
@@ -197,22 +286,12 @@ class PluginManager:
         return self._types("camsight_sources", "source scheme", BUILTIN_SOURCES)
 
     def _types(self, hook: str, what: str, builtin_plugin: str) -> dict[str, TypeInfo]:
-        """Name -> declaration, through pluggy's hook call. A declaration that is no class, or
-        whose name is not a name, and a name two plugins declare, are recorded in
-        :attr:`type_errors` and left out; a name camsight's own plugin declares stays its own."""
-        plugins = [(name, plugin) for name, plugin in self._pm.list_name_plugin() if plugin is not None]
-        # A plugin module owns the classes of its package (a module's package: the module
-        # itself for a package, its parent for a plain module); its own module first.
-        owners = {_home(plugin): name for name, plugin in plugins}
-        owners.update({getattr(plugin, "__name__", None): name for name, plugin in plugins})
+        """Name -> declaration. A declaration that is no class, or whose name is not a name,
+        and a name two plugins declare, are recorded in :attr:`type_errors` and left out; a
+        name camsight's own plugin declares stays its own."""
         found: dict[str, list[TypeInfo]] = {}
-        try:
-            declarations = getattr(self._pm.hook, hook)()
-        except Exception as exc:  # one raising hook fails pluggy's whole call: say so, in one line
-            raise AnalyzerError(f"a {hook} hook raised {type(exc).__name__}: {exc}") from None
-        for declared in declarations:
-            for cls in declared or ():
-                plugin = _owner(cls, owners)
+        for plugin, classes in self._declarations(hook).items():
+            for cls in classes:
                 try:
                     for name in _declared_names(cls, hook, what):
                         found.setdefault(name, []).append(TypeInfo(name, plugin, cls))
@@ -235,6 +314,43 @@ class PluginManager:
                     self.type_errors[info.plugin] = f"{what} {name!r} is declared by both {both}"
         return types
 
+    def _declarations(self, hook: str) -> dict[str, list[Any]]:
+        """Plugin name -> what its ``hook`` declares (for the analyzers hook, described), for
+        every usable plugin implementing it.
+
+        Every hook of every plugin is called on its own, and once: pluggy's joint hook call
+        would fail every plugin's declarations for one that raises, and calling again on
+        each question would log a broken plugin's error each time. A plugin whose hook
+        raises or returns something else than a list of classes is broken (in
+        :attr:`errors`) as a whole, whichever hook it was.
+        """
+        for name in HOOKS:
+            for impl in getattr(self._pm.hook, name).get_hookimpls():
+                if (name, impl.plugin_name) not in self._returned:
+                    self._returned[name, impl.plugin_name] = self._call(name, impl.plugin_name, impl.function)
+        return {
+            plugin: declared
+            for (name, plugin), declared in self._returned.items()
+            if name == hook and plugin not in self.errors
+        }
+
+    def _call(self, hook: str, plugin: str, function: Callable[[], object]) -> list[Any]:
+        """What one plugin's ``hook`` returns, checked; [] with the plugin broken when it raises
+        or returns anything else than a list of classes (None, pluggy's "nothing", is [])."""
+        try:
+            returned = function()
+            if returned is not None and not is_sequence(returned):
+                raise AnalyzerError(
+                    f"{hook}() must return a list of {HOOKS[hook]}, got {described(returned)}"
+                )
+            classes = list(cast(Iterable[Any], returned or ()))
+            return [_describe(cls, plugin) for cls in classes] if hook == ANALYZERS_HOOK else classes
+        except AnalyzerError as exc:
+            self._fail(plugin, str(exc))
+        except Exception as exc:
+            self._fail(plugin, f"{hook}() failed: {error_line(exc)}")
+        return []
+
     def create(
         self,
         name: str,
@@ -247,9 +363,8 @@ class PluginManager:
         ``device`` and ``precision`` fill in what the analyzer's own config
         leaves unset. Raises :class:`AnalyzerError` naming the problem.
         """
-        clash = self.clashes().get(name)
-        if clash:
-            raise AnalyzerError(clash_message(name, clash))
+        if name in self.clashes():
+            raise AnalyzerError(self.clash_message(name))
         available = self.analyzers()
         if name not in available:
             known = ", ".join(sorted(available)) or "none"
@@ -263,8 +378,10 @@ class PluginManager:
         return instantiate(available[name].cls, config, device, precision)
 
     def _fail(self, plugin: str, reason: str) -> None:
-        log.error("plugin %s is unusable: %s", plugin, reason)
-        self.errors[plugin] = reason
+        """Record ``plugin`` as broken, and log it: once, with its first reason."""
+        if plugin not in self.errors:
+            log.error("plugin %s is unusable: %s", plugin, reason)
+            self.errors[plugin] = reason
 
 
 def instantiate(
@@ -293,41 +410,14 @@ def problems(exc: ValidationError) -> str:
 
 def _describe(cls: Any, plugin: str) -> AnalyzerInfo:
     if not (isinstance(cls, type) and issubclass(cls, FrameAnalyzer | ClipAnalyzer)):
-        raise AnalyzerError(f"{cls!r} is not a FrameAnalyzer or ClipAnalyzer subclass")
+        raise AnalyzerError(
+            f"{ANALYZERS_HOOK}() returned {cls!r}, which is not a FrameAnalyzer or ClipAnalyzer subclass"
+        )
     for attr in ("name", "kind"):
         if not isinstance(getattr(cls, attr, None), str):
             raise AnalyzerError(f"analyzer class {cls.__name__} does not declare {attr!r}")
     validate_id(cls.name, "analyzer name")
     return AnalyzerInfo(cls.name, cls.kind, cls.version, cls.clip, plugin, cls)
-
-
-def clash_message(name: str, plugins: Sequence[str]) -> str:
-    """One line saying which plugins declare analyzer ``name`` and how to settle it."""
-    both = " and ".join(f"plugin {p!r}" for p in plugins)
-    return (
-        f"analyzer {name!r} is provided by both {both}: disable one of them "
-        f"(disabled_plugins: [{plugins[-1]}], or camsight analyze --disable {plugins[-1]})"
-    )
-
-
-def _owner(cls: Any, owners: Mapping[str | None, str]) -> str:
-    """The plugin owning ``cls``'s module or the nearest package above it (pluggy's hook call
-    gives results without their plugin); else the class's module."""
-    module = str(getattr(cls, "__module__", ""))
-    parts = module.split(".")
-    for depth in range(len(parts), 0, -1):
-        plugin = owners.get(".".join(parts[:depth]))
-        if plugin is not None:
-            return plugin
-    return module
-
-
-def _home(plugin: object) -> str | None:
-    """The package a plugin module's rule classes may live in."""
-    name = getattr(plugin, "__name__", None)
-    if name is None or hasattr(plugin, "__path__"):
-        return name
-    return name.rpartition(".")[0] or name
 
 
 def _declared_names(cls: Any, hook: str, what: str) -> tuple[str, ...]:
@@ -376,13 +466,47 @@ def _module_version(plugin: object) -> str:
     return str(getattr(plugin, "__version__", "0"))
 
 
-def default_manager(disabled: Iterable[str] = (), extra: Iterable[str] = ()) -> PluginManager:
-    """Entry-point plugins plus ``extra`` modules imported by dotted name."""
-    manager = PluginManager(disabled)
+def _distribution(ep: importlib.metadata.EntryPoint) -> str:
+    """The (normalised) name of the distribution that registers ``ep``."""
+    name = ep.dist.name if ep.dist is not None else "?"
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: message`` on one line: how a plugin's exception is logged and printed (a line
+    break in its message would split a log record, and a command's error is one line)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def failed_to_load(name: str, exc: BaseException) -> str:
+    """Why analyzer ``name`` is not running: what its ``load()`` raised, the same line in the
+    host (a service's readiness) and in ``camsight analyze``."""
+    return f"analyzer {name} failed to load: {error_line(exc)}"
+
+
+def default_manager(
+    disabled: Iterable[str] = (),
+    extra: Iterable[str] = (),
+    *,
+    must_import: bool = False,
+    disable_hint: str = DISABLE_IN_CONFIG,
+) -> PluginManager:
+    """Entry-point plugins plus ``extra`` modules imported by dotted name.
+
+    An ``extra`` module that cannot be imported is a broken plugin like any other (a
+    service keeps its other analyzers); with ``must_import`` (a module a user named on
+    the command line) it raises :class:`AnalyzerError` instead, with the reason.
+    """
+    manager = PluginManager(disabled, disable_hint)
     manager.load_entry_points()
     for module_name in extra:
         try:
-            manager.add(importlib.import_module(module_name), name=module_name)
+            module = importlib.import_module(module_name)
         except Exception as exc:
-            manager._fail(module_name, f"cannot import {module_name}: {type(exc).__name__}: {exc}")
+            reason = f"cannot import {module_name}: {error_line(exc)}"
+            if must_import:
+                raise AnalyzerError(reason) from None
+            manager._fail(module_name, reason)
+            continue
+        manager.add(module, name=module_name)
     return manager

@@ -3,12 +3,13 @@
 From a plugin's own tests::
 
     from camsight.analyzers.testing import check_conformance, run_on_source
+    from camsight.samples import sample_video
 
     def test_conformance():
         check_conformance(MyAnalyzer, {"threshold": 0.3})
 
-    def test_finds_things(tmp_path):
-        results = list(run_on_source(MyAnalyzer(), "sample.mp4", limit=20))
+    def test_finds_things():  # camsight's sample videos: pip install 'camsight[samples]'
+        results = list(run_on_source(MyAnalyzer(), sample_video("bikes.mp4"), limit=20))
         assert any(dets for _, _, dets in results)
 
     def test_rule():
@@ -23,7 +24,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -38,6 +39,9 @@ from camsight.analyzers.api import (
     FrameAnalyzer,
     FrameInfo,
     Image,
+    ResultError,
+    check_results,
+    detections_problem,
 )
 from camsight.analyzers.manager import instantiate, problems
 from camsight.analyzers.pictures import image_to_tensor, tensor_device
@@ -46,6 +50,8 @@ from camsight.analyzers.windows import SlidingWindows
 from camsight.naming import validate_id
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+_BASES = (Analyzer, FrameAnalyzer, ClipAnalyzer)
+"""camsight's analyzer base classes: what a plugin declares is on its own classes."""
 
 Result = tuple[FrameInfo, Image, list[Detection]]
 
@@ -57,7 +63,12 @@ class ConformanceError(AssertionError):
 def read_source(
     source: str | Path, limit: int | None = None, camera_id: str = "local"
 ) -> Iterator[tuple[Image, FrameInfo]]:
-    """Decoded frames of a video file or of a folder of images (sorted by name)."""
+    """Decoded frames of a video file or of a folder of images (sorted by name).
+
+    The source is opened at once: a missing path raises :class:`FileNotFoundError` and a
+    file OpenCV cannot read :class:`ValueError` here, before any frame is asked for (an
+    image of a folder that cannot be read raises when its turn comes).
+    """
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -71,7 +82,12 @@ def read_source(
         images = _frames(capture)
     else:
         raise FileNotFoundError(f"{path} is neither a video file nor a folder of images")
-    for seq, image in enumerate(itertools.islice(images, limit), start=1):
+    return _numbered(itertools.islice(images, limit), camera_id, fps)
+
+
+def _numbered(images: Iterable[Image], camera_id: str, fps: float) -> Iterator[tuple[Image, FrameInfo]]:
+    """Each image with its info: numbered from 1, its media time from ``fps`` (0 when unknown)."""
+    for seq, image in enumerate(images, start=1):
         height, width = image.shape[:2]
         yield image, FrameInfo(camera_id, seq, width, height, media_time=(seq - 1) / fps if fps else 0.0)
 
@@ -101,6 +117,10 @@ def run_on_frames(
 
     Clip analyzers get sliding windows; frames without a due window yield no detections.
     An analyzer whose ``inputs`` is ``"tensor"`` gets tensors on its device, as from the host.
+    What it returns is checked as the host checks it (:func:`~camsight.analyzers.check_results`):
+    a wrong shape raises :class:`~camsight.analyzers.ResultError` with the host's message;
+    each frame's detections are yielded as returned, for the caller to check
+    (:func:`~camsight.analyzers.detections_problem`), as ``camsight analyze`` does.
     """
     windows = SlidingWindows(analyzer.window, analyzer.stride) if isinstance(analyzer, ClipAnalyzer) else None
     iterator = iter(frames)
@@ -114,14 +134,15 @@ def run_on_frames(
             ]
             clips = [(i, clip) for i, clip in due if clip is not None]
             found = analyzer.analyze_clips([clip for _, clip in clips]) if clips else []
-            per_frame: list[list[Detection]] = [[] for _ in chunk]
-            for (i, _), dets in zip(clips, found, strict=True):
-                per_frame[i] = list(dets)
+            per_frame: list[Sequence[object]] = [[] for _ in chunk]
+            for (i, _), dets in zip(clips, check_results(analyzer.name, found, len(clips)), strict=True):
+                per_frame[i] = dets
         else:
             assert isinstance(analyzer, FrameAnalyzer)
-            per_frame = analyzer.analyze(pictures, [info for _, info in chunk])
+            found = analyzer.analyze(pictures, [info for _, info in chunk])
+            per_frame = check_results(analyzer.name, found, len(chunk))
         for (image, info), dets in zip(chunk, per_frame, strict=True):
-            yield info, image, list(dets)
+            yield info, image, cast(list[Detection], list(dets))
 
 
 def as_inputs(analyzer: Analyzer, images: Sequence[Image]) -> list[Any]:
@@ -164,17 +185,20 @@ def check_conformance(
 ) -> None:
     """Check that an analyzer class follows the protocol; raise :class:`ConformanceError` if not.
 
-    Declared ``name`` (a valid id), ``kind``, ``version`` and ``Config``; the
-    config validates; load; batches of 1 and ``batch`` (clip analyzers:
-    1 and ``batch`` windows); an empty batch gives ``[]``; one result per
-    input; boxes in 0..1 with x1 <= x2, y1 <= y2; scores in 0..1; close
-    twice. An analyzer whose ``inputs`` is ``"tensor"`` (read once loaded,
-    so a kind that follows the config is checked in that config) is run on
-    RGB ``3 x H x W`` uint8 tensors on its device, as the host hands them
-    (clip analyzers: windows of them), and must take them without raising
-    and without changing them in place (the host shares them between
-    analyzers); every other one on BGR arrays. Call it once per config for
-    an analyzer whose kind depends on it.
+    Declared ``name`` (a valid id), ``kind`` and ``version`` (the class's own: the
+    base's ``"0"`` is no version) and a ``Config`` deriving from ``AnalyzerConfig``
+    (inherited by an analyzer without settings of its own); the config validates;
+    load; batches of 1 and ``batch`` (clip analyzers: 1 and ``batch`` windows); an
+    empty batch gives ``[]``; one result list per input (a list or tuple; checked
+    as the host checks it); each detection keeps :meth:`Detection.problem`'s
+    contract (boxes in 0..1 with x1 <= x2, y1 <= y2, scores in 0..1, string
+    attributes...); close twice. An analyzer whose ``inputs`` is ``"tensor"`` (read
+    once loaded, so a kind that follows the config is checked in that config) is
+    run on RGB ``3 x H x W`` uint8 tensors on its device, as the host hands them
+    (clip analyzers: windows of them), and must take them without raising and
+    without changing them in place (the host shares them between analyzers);
+    every other one on BGR arrays. Call it once per config for an analyzer whose
+    kind depends on it.
     Pass ``frames`` (e.g. from :func:`read_source`) to check on pictures
     your analyzer finds things in, and ``device="cuda"`` to check it on the
     GPU as well.
@@ -207,6 +231,11 @@ def _declared(cls: type[Analyzer]) -> None:
         value = getattr(cls, attr, None)
         if not isinstance(value, str) or not value:
             raise ConformanceError(f"{cls.__name__} must declare a non-empty string {attr!r}")
+    if not any("version" in vars(base) for base in cls.__mro__ if base not in _BASES):
+        raise ConformanceError(
+            f"{cls.__name__} must declare its own 'version' (published with every result as "
+            'model_version): it inherits the base class\'s "0"'
+        )
     try:
         validate_id(cls.name, "analyzer name")
     except ValueError as exc:
@@ -221,9 +250,7 @@ def _check_frames(
     frames = list(frames or synthetic_frames(batch + 1))
     if len(frames) < batch + 1:
         raise ValueError(f"check_conformance needs at least {batch + 1} frames")
-    empty = analyzer.analyze([], [])
-    if list(empty) != []:
-        raise ConformanceError(f"{analyzer.name}: an empty batch must give [], got {empty!r}")
+    _check_empty(analyzer, analyzer.analyze([], []))
     for chunk in (frames[:1], frames[1 : batch + 1]):
         pictures = as_inputs(analyzer, [img for img, _ in chunk])
         infos = [info for _, info in chunk]
@@ -245,17 +272,13 @@ def _check_clips(
         Clip(frames[0][1].camera_id, pictures[i : i + analyzer.window], [info for _, info in part])
         for i, part in ((i, frames[i : i + analyzer.window]) for i in range(batch))
     ]
-    empty = analyzer.analyze_clips([])
-    if list(empty) != []:
-        raise ConformanceError(f"{analyzer.name}: an empty batch must give [], got {empty!r}")
+    _check_empty(analyzer, analyzer.analyze_clips([]))
     for chunk in (clips[:1], clips):
         found = _on_inputs(analyzer, pictures, partial(analyzer.analyze_clips, chunk))
         _check_results(analyzer, found, len(chunk))
 
 
-def _on_inputs(
-    analyzer: Analyzer, pictures: Sequence[Any], call: Callable[[], Sequence[Sequence[Detection]]]
-) -> Sequence[Sequence[Detection]]:
+def _on_inputs(analyzer: Analyzer, pictures: Sequence[Any], call: Callable[[], object]) -> object:
     """``call()``; for a tensor analyzer, one that raises or changes its shared inputs fails the check."""
     if analyzer.inputs != "tensor":
         return call()
@@ -274,15 +297,22 @@ def _on_inputs(
     return found
 
 
-def _check_results(analyzer: Analyzer, found: Sequence[Sequence[Detection]], expected: int) -> None:
-    if not isinstance(found, Sequence) or len(found) != expected:
-        raise ConformanceError(f"{analyzer.name}: expected {expected} result lists, got {found!r}")
-    for dets in found:
-        for det in dets:
-            if not isinstance(det, Detection):
-                raise ConformanceError(f"{analyzer.name}: results must be Detection objects, got {det!r}")
-            if (problem := det.problem()) is not None:
-                raise ConformanceError(f"{analyzer.name}: {problem}")
+def _check_empty(analyzer: Analyzer, found: object) -> None:
+    try:
+        check_results(analyzer.name, found, 0)
+    except ResultError as exc:
+        raise ConformanceError(f"{analyzer.name}: an empty batch must give []: {exc}") from None
+
+
+def _check_results(analyzer: Analyzer, found: object, expected: int) -> None:
+    """The host's checks of what ``analyze``/``analyze_clips`` returned, as a ConformanceError."""
+    try:
+        per_input = check_results(analyzer.name, found, expected)
+    except ResultError as exc:
+        raise ConformanceError(str(exc)) from None
+    for dets in per_input:
+        if (problem := detections_problem(dets)) is not None:
+            raise ConformanceError(f"{analyzer.name}: {problem}")
 
 
 def synthetic_tracks(frames: int = 30, fps: float = 10.0) -> list[tuple[float, list[TrackView]]]:

@@ -11,8 +11,10 @@ for checking a model on footage before deploying it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,12 +22,20 @@ import cv2
 import typer
 import yaml
 
-from camsight.analyzers import Analyzer, AnalyzerError, Detection, FrameInfo, Image
+from camsight.analyzers import (
+    Analyzer,
+    AnalyzerError,
+    Detection,
+    FrameInfo,
+    Image,
+    ResultError,
+    detections_problem,
+)
 from camsight.analyzers.explain import Explainer, overlay
-from camsight.analyzers.manager import default_manager
+from camsight.analyzers.manager import error_line, failed_to_load
 from camsight.analyzers.testing import read_source, run_on_frames
 from camsight.cli import app
-from camsight.cli.common import EXIT_USAGE, fail
+from camsight.cli.common import EXIT_USAGE, fail, plugin_manager
 
 
 @app.command("analyze")
@@ -59,20 +69,78 @@ def analyze_command(
         list[str] | None, typer.Option("--disable", help="Do not load this plugin (repeatable).")
     ] = None,
 ) -> None:
-    """Run one analyzer over SOURCE in-process and print what it finds."""
+    """Run one analyzer over SOURCE in-process and print what it finds.
+
+    Exit status: 0; 1 when the analyzer fails to load, raises, or returns results out of
+    the plugin contract; 2 for a usage error (an unknown analyzer, a bad option or source).
+    """
     config = _parse_options(option or [])
+    manager = plugin_manager(disable, plugin_module)
     try:
-        manager = default_manager(disabled=disable or (), extra=plugin_module or ())
         analyzer = manager.create(plugin, config, device=device)
-        analyzer.load()
     except AnalyzerError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:  # before the analyzer loads (seconds, for a model): a source that cannot be read is a usage error
+        frames = read_source(source, limit)
+    except (OSError, ValueError) as exc:
         fail(str(exc), EXIT_USAGE)
     if explain is not None:
         _explain_dir(analyzer, plugin, explain)
+    with plugin_errors(plugin):
+        try:
+            analyzer.load()
+        except Exception as exc:
+            fail(failed_to_load(plugin, exc))
+        try:
+            summary = _run(analyzer, _readable(frames), batch, output, explain, as_json)
+        finally:
+            analyzer.close()
+    # On stderr: stdout stays one detection per line (or pure JSON lines) for pipes.
+    wrote = [str(output)] if output is not None else []
+    wrote += [f"{summary.explained} overlays to {explain}"] if explain is not None else []
+    typer.echo(summary.line(plugin) + "".join(f"; wrote {w}" for w in wrote), err=True)
+    if summary.invalid:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def plugin_errors(plugin: str) -> Iterator[None]:
+    """What the plugin's code raises inside is one line naming it, exit 1, as the host logs it:
+    a result of the wrong shape in the host's words, anything else as ``analyzer NAME raised
+    TYPE: message``. The command's own exits pass."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ResultError as exc:
+        fail(f"invalid result: {exc}")
+    except Exception as exc:
+        fail(f"analyzer {plugin} raised {error_line(exc)}")
+
+
+def _readable(frames: Iterable[tuple[Image, FrameInfo]]) -> Iterator[tuple[Image, FrameInfo]]:
+    """``frames``, a picture that cannot be read (a folder's broken image) a usage error, not
+    the plugin's: the source is the user's."""
+    try:
+        yield from frames
+    except (OSError, ValueError) as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _run(
+    analyzer: Analyzer,
+    frames: Iterable[tuple[Image, FrameInfo]],
+    batch: int,
+    output: Path | None,
+    explain: Path | None,
+    as_json: bool,
+) -> Summary:
+    """The loaded analyzer over ``frames``: detections printed, or drawn into ``output``, and
+    saliency overlays written into ``explain``."""
     writer: cv2.VideoWriter | None = None
     summary = Summary()
     try:
-        for info, image, found in run_on_frames(analyzer, read_source(source, limit), batch):
+        for info, image, found in run_on_frames(analyzer, frames, batch):
             detections = summary.add(info, found)
             if explain is not None:
                 assert isinstance(analyzer, Explainer)
@@ -85,20 +153,10 @@ def analyze_command(
             else:
                 for det in detections:
                     typer.echo(_line(info, det, as_json))
-    except (OSError, ValueError, AnalyzerError) as exc:
-        fail(str(exc), EXIT_USAGE)
-    except Exception as exc:  # the plugin raised: one line, as the host logs it
-        fail(f"analyzer {plugin} raised {type(exc).__name__}: {' '.join(str(exc).split())}")
     finally:
-        analyzer.close()
         if writer is not None:
             writer.release()
-    # On stderr: stdout stays one detection per line (or pure JSON lines) for pipes.
-    wrote = [str(output)] if output is not None else []
-    wrote += [f"{summary.explained} overlays to {explain}"] if explain is not None else []
-    typer.echo(summary.line(plugin) + "".join(f"; wrote {w}" for w in wrote), err=True)
-    if summary.invalid:
-        raise typer.Exit(1)
+    return summary
 
 
 class Summary:
@@ -114,10 +172,10 @@ class Summary:
     def add(self, info: FrameInfo, found: list[Detection]) -> list[Detection]:
         """Count one frame's detections; returns those that keep the contract (as the host keeps)."""
         self.frames += 1
-        problems = [p for d in found if (p := d.problem()) is not None]
-        if problems:
+        problem = detections_problem(found)
+        if problem is not None:
             self.invalid += 1
-            self.first_problem = self.first_problem or f"frame {info.seq}: {problems[0]}"
+            self.first_problem = self.first_problem or f"frame {info.seq}: {problem}"
             return []
         self.labels.update(d.label for d in found)
         return found
@@ -169,7 +227,7 @@ def _explain_dir(analyzer: Analyzer, plugin: str, folder: Path) -> None:
 
 def _write(path: Path, image: Image) -> None:
     if not cv2.imwrite(str(path), image):
-        raise OSError(f"cannot write {path}")
+        fail(f"cannot write {path}")
 
 
 def _writer(path: Path, info: FrameInfo) -> cv2.VideoWriter:

@@ -21,10 +21,11 @@ QUERY_SERVICE = "camsight.query.service:QueryService"
 
 async def serve(settings: Settings, data_dir: Path) -> None:
     """The folder's nats-server and a query service with a read-only console, until a signal."""
-    with cancelled_by_signals():
-        async with EmbeddedPipeline(
+    with cancelled_by_signals() as interruption:
+        interruption.pipeline = EmbeddedPipeline(
             settings, data_dir, services=[QUERY_SERVICE], nats_log=data_dir / "nats.log", keep_cameras=True
-        ) as pipeline:
+        )
+        async with interruption.pipeline as pipeline:
             await console_keeper(None, read_only=True)(pipeline, PipelineSummary())
 
 

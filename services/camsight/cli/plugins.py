@@ -11,10 +11,10 @@ import typer
 
 from camsight import __version__
 from camsight.analyzers.docs import render
-from camsight.analyzers.manager import BUILTIN_RULES, BUILTIN_SOURCES, clash_message, default_manager
+from camsight.analyzers.manager import BUILTIN_RULES, BUILTIN_SOURCES, DISABLE_IN_CONFIG
 from camsight.behavior.rules import builtin as builtin_rules
 from camsight.cli import app
-from camsight.cli.common import EXIT_USAGE, fail
+from camsight.cli.common import DISABLE_OPTION, EXIT_USAGE, fail, plugin_manager
 from camsight.decoder import plugins as builtin_sources
 
 plugins_app = typer.Typer(help="Analyzer plugins (the `camsight` entry-point group).", no_args_is_help=True)
@@ -35,7 +35,9 @@ def list_plugins(
     """Show each plugin with its analyzers; analyzer names two plugins declare (unusable until
     one is disabled), unavailable plugins (an extra not installed) with the command that
     installs it, broken ones with the reason."""
-    manager = default_manager(disabled=disable or (), extra=plugin_module or ())
+    # A clash is settled in the configuration; --disable here shows what that would change.
+    hint = f"{DISABLE_IN_CONFIG}, or {DISABLE_OPTION} to see it here"
+    manager = plugin_manager(disable, plugin_module, hint)
     # camsight's own rule types and schemes, registered as the services register them: listed,
     # and a plugin claiming one of their names is shown refused.
     manager.add(builtin_rules, name=BUILTIN_RULES, version=__version__)
@@ -65,8 +67,8 @@ def list_plugins(
             typer.echo(f"  {scheme + '://':<24} camera source")
         if not plugin.analyzers and not plugin.rules and not plugin.sources:
             typer.echo("  (nothing)")
-    for name, owners in sorted(clashes.items()):
-        typer.secho(f"CLASH: {clash_message(name, owners)}", fg=typer.colors.RED)
+    for name in sorted(clashes):
+        typer.secho(f"CLASH: {manager.clash_message(name)}", fg=typer.colors.RED)
     for name, lacking in sorted(manager.unavailable.items()):
         typer.secho(f"{name}: unavailable: {lacking}", fg=typer.colors.YELLOW)
     for name, reason in sorted((manager.errors | manager.type_errors).items()):

@@ -58,6 +58,9 @@ class DetectorService(Service):
     def failures(self) -> list[str]:
         return list(self.host.load_errors.values())
 
+    def abandoned(self) -> list[str]:
+        return self.host.abandoned
+
     async def run(self) -> None:
         await self.host.run_until(self.ctx.stopping)
 
