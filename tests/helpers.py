@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from camsight.samples import sample_video
 
 __all__ = [
+    "entry_point_site",
     "install_example",
     "install_package",
     "needs",
@@ -100,16 +101,17 @@ def camsight_command(*args: str) -> list[str]:
     return [sys.executable, "-c", _INTERRUPTIBLE, *args]
 
 
-def start_camsight(*args: str, cwd: Path, tmpdir: Path) -> subprocess.Popen[str]:
+def start_camsight(*args: str, cwd: Path, tmpdir: Path, path: Sequence[Path] = ()) -> subprocess.Popen[str]:
     """``camsight ARGS`` in the background (see :func:`camsight_command`), stdout and stderr piped,
-    with ``TMPDIR=tmpdir``: where an embedded nats-server keeps its folder (see :func:`leftovers`)."""
+    with ``TMPDIR=tmpdir``: where an embedded nats-server keeps its folder (see :func:`leftovers`);
+    the tests and ``path`` importable (test plugins), as for :func:`camsight_process`."""
     return subprocess.Popen(
         camsight_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env={**os.environ, "TMPDIR": str(tmpdir)},
+        env={**os.environ, "TMPDIR": str(tmpdir), "PYTHONPATH": _pythonpath(path)},
     )
 
 
@@ -164,10 +166,31 @@ def camsight_process(
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).parent), *map(str, path), os.environ.get("PYTHONPATH", "")]
-            ),
-        },
+        env={**os.environ, "PYTHONPATH": _pythonpath(path)},
     )
+
+
+def _pythonpath(path: Sequence[Path]) -> str:
+    """``PYTHONPATH`` for a camsight child process: the tests (their plugins), ``path``, the inherited one."""
+    return os.pathsep.join([str(Path(__file__).parent), *map(str, path), os.environ.get("PYTHONPATH", "")])
+
+
+def entry_point_site(
+    site: Path,
+    distribution: str,
+    entry_points: Mapping[str, str],
+    modules: Mapping[str, str],
+    metadata: str = "",
+) -> Path:
+    """Make ``site`` a folder that, on ``sys.path`` or ``PYTHONPATH``, installs a third-party
+    plugin package without pip: distribution ``distribution`` 1.0 (plus ``metadata`` lines),
+    whose ``entry_points`` (name -> module) are in the ``camsight`` group, and ``modules``
+    (name -> source). Returns ``site``."""
+    info = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n{metadata}")
+    points = "".join(f"{name} = {module}\n" for name, module in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[camsight]\n{points}")
+    for name, source in modules.items():
+        (site / f"{name}.py").write_text(source)
+    return site

@@ -9,7 +9,7 @@ import nats
 import pytest
 from camsight.bus import Bus, Pipeline, PullWorker, WorkerConfig, connect, each, subjects
 from camsight.config import NatsSettings, StreamSettings
-from camsight.v1 import event_pb2
+from camsight.v1 import event_pb2, frame_pb2
 from helpers import wait_for
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, StorageType
@@ -158,6 +158,27 @@ async def test_transient_failure_is_retried_not_dead_lettered(bus: Bus) -> None:
     await worker.stop()
     await asyncio.wait_for(task, 5)
     assert (await bus.js.stream_info("DEADLETTER")).state.messages == 0
+
+
+async def test_a_worker_creates_its_consumer_again_when_the_stream_comes_back(bus: Bus) -> None:
+    # FRAMES after a nats-server restart: the topology step declares the stream again, not the
+    # analyzers' consumers; the worker that owns one creates it again (decision 0083).
+    seen: list[int] = []
+
+    async def record(msg: Msg) -> None:
+        seen.append(frame_pb2.Frame.FromString(msg.data).seq)
+
+    config = WorkerConfig(stream="FRAMES", durable="det", filter_subjects=["frames.>"], fetch_timeout=0.2)
+    worker = PullWorker(bus, config, each(record))
+    task = asyncio.create_task(worker.run())
+    await bus.publish(subjects.frames("cam"), frame_pb2.Frame(camera_id="cam", seq=1))
+    await wait_for(lambda: seen == [1], what="the first frame")
+    await bus.js.delete_stream("FRAMES")  # what the restarted server has of a memory stream
+    await bus.ensure_topology()
+    await bus.publish(subjects.frames("cam"), frame_pb2.Frame(camera_id="cam", seq=2))
+    await wait_for(lambda: seen == [1, 2], 10, "the frame published into the new stream")
+    await worker.stop()
+    await asyncio.wait_for(task, 5)
 
 
 async def test_worker_with_several_filters(bus: Bus) -> None:

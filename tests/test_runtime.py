@@ -150,6 +150,33 @@ async def test_without_declare_topology_waits_not_ready_until_the_topology_exist
         assert await asyncio.wait_for(task, 10) == 0
 
 
+async def test_a_restarted_nats_server_gets_the_topology_again_before_the_process_is_ready(
+    tmp_path: Path,
+) -> None:
+    # Without a cluster it comes back without its memory streams (FRAMES): a process that
+    # declares the topology declares it again after the lost connection, and is not ready
+    # until then (decision 0083; the processes that only check it wait: test_one_server.py).
+    port = free_port()
+    server = EmbeddedNats(store_dir=tmp_path / "js", port=port).start()
+    settings = Settings(
+        nats=NatsSettings(servers=[server.url], reconnect_wait_s=0.1, reconnect_jitter_s=0),
+        http=HttpSettings(host="127.0.0.1", port=0),
+    )
+    runtime = Runtime(settings, [Recorder], name="recorder")
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_for(lambda: runtime.readiness()[0], 20, "ready")
+        server.stop()
+        await wait_for(lambda: not runtime.readiness()[0], 10, "not ready without NATS")
+        server = EmbeddedNats(store_dir=tmp_path / "js", port=port).start()
+        await wait_for(lambda: runtime.readiness()[0], 20, "ready again")
+        assert (await runtime.ctx.bus.js.stream_info("FRAMES")).config.storage == "memory"
+    finally:
+        runtime.stop()
+        assert await asyncio.wait_for(task, 30) == 0
+        server.stop()
+
+
 async def test_check_topology_names_what_is_missing(bus: Bus) -> None:
     await bus.check_topology()  # the fixture declared everything
     await bus.js.delete_object_store("faces")

@@ -5,13 +5,52 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import av
 from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.decoder.service import DecoderService
+from camsight.decoder.sources import EndOfSource, Source
 from camsight.v1 import camera_pb2, frame_pb2
+from helpers import sample_video
 from nats.aio.msg import Msg
+
+TRUNCATED = "truncated: read 5.6 s of 10.0 s (140 of 250 frames)"
+"""What a decoder says of :func:`truncated_video`."""
+
+
+def faststart(path: Path, source: Path) -> Path:
+    """``source`` remuxed with its index (moov) in front, as web and camera exports write it."""
+    with av.open(str(source)) as original, av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        video = original.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        for packet in original.demux(video):
+            if packet.dts is not None:  # not the demuxer's final empty packet
+                packet.stream = stream
+                out.mux(packet)
+    return path
+
+
+def read_to_the_end(source: Source) -> int:
+    """Grab every picture (the sampler takes all); how many there were."""
+    count = 0
+    while True:
+        try:
+            source.grab(lambda t: True)
+        except EndOfSource:
+            return count
+        count += 1
+
+
+def truncated_video(path: Path, keep: float = 0.6) -> Path:
+    """bikes.mp4 (250 frames, 10 s) with its index in front, cut after ``keep`` of its bytes:
+    readable, just short (140 frames at 0.6), the way an interrupted copy or upload leaves it."""
+    whole = faststart(path.with_name(f"whole-{path.name}"), sample_video("bikes.mp4")).read_bytes()
+    path.write_bytes(whole[: int(len(whole) * keep)])
+    return path
+
 
 # Short times so ownership, back-off and watchdogs play out in a test's seconds.
 FAST: dict[str, Any] = {

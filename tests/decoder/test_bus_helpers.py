@@ -208,6 +208,23 @@ async def test_a_member_that_leaves_is_not_counted_even_before_its_ttl(bus: Bus)
     assert await three.members() == ["one", "three", "two"]
 
 
+async def test_a_lost_lease_bucket_is_created_again_and_no_lease_changes_hands(bus: Bus) -> None:
+    # A memory bucket: a nats-server restarted without a cluster comes back without it.
+    one = await LeaseTable.open(bus, "test_lost", "one", ttl=60.0)
+    two = await LeaseTable.open(bus, "test_lost", "two", ttl=60.0)
+    for table in (one, two):
+        await table.heartbeat()
+    assert await one.claim("cam1") and await two.members() == ["one", "two"]
+    await bus.js.delete_stream("KV_test_lost")
+    await two.heartbeat()  # the first to beat creates the bucket again
+    assert await two.members() == ["two"]  # "one" has not beaten into it yet...
+    assert not await two.claim("cam1")  # ...so "two" claims nothing it did not hold, for a TTL
+    assert await one.renew("cam1")  # while "one" takes its lease back
+    assert await two.holder_of("cam1") == "one"
+    await one.heartbeat()
+    assert await two.members() == ["one", "two"]
+
+
 async def _members_are(table: LeaseTable, expected: list[str]) -> bool:
     await table.heartbeat()
     return await table.members() == expected

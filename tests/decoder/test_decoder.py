@@ -15,7 +15,15 @@ from camsight.bus import Bus, subjects
 from camsight.cameras import CameraConfig
 from camsight.decoder.settings import DecoderSettings
 from camsight.v1 import camera_pb2, event_pb2, frame_pb2
-from decoder_support import Frames, StartDecoder, camera_status, put_camera, state_is
+from decoder_support import (
+    TRUNCATED,
+    Frames,
+    StartDecoder,
+    camera_status,
+    put_camera,
+    state_is,
+    truncated_video,
+)
 from helpers import sample_video, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import REGISTRY
@@ -63,9 +71,11 @@ async def test_config_cameras_are_seeded_and_frames_flow_until_removed(
     assert await camera_status(bus, "bikes") is None
 
 
-async def _slow_consumer(bus: Bus, received: list[frame_pb2.Frame], stop: asyncio.Event) -> None:
+async def _slow_consumer(
+    bus: Bus, received: list[frame_pb2.Frame], stop: asyncio.Event, camera: str = "carphone"
+) -> None:
     sub = await bus.js.pull_subscribe(
-        "frames.carphone",
+        subjects.frames(camera),
         durable="slow",
         stream=subjects.FRAMES_STREAM,
         config=ConsumerConfig(durable_name="slow", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%"),
@@ -122,6 +132,29 @@ async def test_lossless_file_loses_no_frame_and_ends(
     assert status.frames_published == 120 and status.frames_dropped == 0 and status.progress == 1.0
     states = await _status_events(bus, "carphone")
     assert states[-1] == "ended" and "online" in states
+
+
+async def test_a_truncated_file_is_analysed_as_far_as_it_goes_then_its_camera_is_in_error(
+    bus: Bus, start_decoder: StartDecoder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Readable up to the cut, so it used to end like a whole file: "ended", 100 %, no error.
+    caplog.set_level(logging.WARNING, logger="camsight.decoder.status")
+    path = truncated_video(tmp_path / "cut.mp4")
+    await start_decoder([CameraConfig(id="cut", source=str(path))])
+    received: list[frame_pb2.Frame] = []
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(_slow_consumer(bus, received, stop, "cut"))
+    await wait_for(state_is(bus, "cut", camera_pb2.CAMERA_STATE_ERROR), 60, "camera in error")
+    stop.set()
+    await consumer
+    # Every picture there is, then the end marker (behavior closes the file's events on it),
+    # acknowledged before the error is reported.
+    assert [f.seq for f in received] == list(range(1, 142)) and received[-1].end_of_stream
+    status = await camera_status(bus, "cut")
+    assert status is not None and status.last_error == f"{path}: {TRUNCATED}"
+    assert status.frames_published == 140 and status.progress == pytest.approx(0.56)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"camera cut is error: {path}: {TRUNCATED}"]
 
 
 @pytest.mark.parametrize(("window", "batch"), [(None, None), (9, 7)], ids=["defaults", "partial-batches"])

@@ -27,7 +27,15 @@ from camsight.decoder.nvjpeg import FrameEncoder, encode_tensors
 from camsight.decoder.settings import DecoderSettings, JpegEncode
 from camsight.decoder.sources import EndOfSource, SourceError, SourceKind
 from camsight.v1 import camera_pb2, frame_pb2
-from decoder_support import Frames, StartDecoder, camera_status, state_is
+from decoder_support import (
+    TRUNCATED,
+    Frames,
+    StartDecoder,
+    camera_status,
+    read_to_the_end,
+    state_is,
+    truncated_video,
+)
 from helpers import sample_video, wait_for
 from nats.js.api import AckPolicy, ConsumerConfig
 from pydantic import ValidationError
@@ -258,6 +266,29 @@ def test_nvdec_source_plumbing_with_the_library_faked(monkeypatch: pytest.Monkey
     source.close()
     assert decoder.ended  # the decoder thread is stopped
     capture.release()
+
+
+class CutDecoder(PlanarDecoder):
+    """:class:`PlanarDecoder` over a truncated file: the container's frame count (bikes.mp4's
+    250) is more than the pictures there are (what PyNvVideoCodec reports is not verified here)."""
+
+    def __len__(self) -> int:
+        return 250
+
+
+def test_nvdec_says_how_much_of_a_truncated_file_it_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import torch
+
+    fake = SimpleNamespace(ThreadedDecoder=CutDecoder, OutputColorType=SimpleNamespace(RGBP="RGBP"))
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    source = NvdecSource(str(truncated_video(tmp_path / "cut.mp4")))
+    source.open()
+    assert read_to_the_end(source) == 140
+    assert source.shortfall() == TRUNCATED
+    source.close()
 
 
 @pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device (NVDEC)")

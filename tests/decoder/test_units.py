@@ -13,9 +13,18 @@ from camsight.config import ConfigError, Settings, service_section
 from camsight.decoder.frames import FpsSampler, fit_size
 from camsight.decoder.service import DecoderService, InvalidCamera, parse_entry
 from camsight.decoder.settings import DecoderSettings
-from camsight.decoder.sources import EndOfSource, SourceError, SourceKind, VideoSource, classify, open_source
+from camsight.decoder.sources import (
+    EndOfSource,
+    Measured,
+    SourceError,
+    SourceKind,
+    VideoSource,
+    classify,
+    open_source,
+)
 from camsight.runtime import ServiceContext
 from camsight.v1 import camera_pb2
+from decoder_support import TRUNCATED, faststart, read_to_the_end, truncated_video
 from helpers import sample_video
 from hypothesis import given
 from hypothesis import strategies as st
@@ -146,6 +155,54 @@ def test_a_file_seeks_to_the_exact_picture_of_a_media_time(index: int) -> None:
     assert after is not None and after.image is not None
     assert after.media_time == target.media_time
     assert (after.image == target.image).all()
+
+
+def test_a_truncated_file_says_how_much_of_its_declared_length_was_read(tmp_path: Path) -> None:
+    # The index is in front, so the cut file opens and plays 140 pictures, then just ends.
+    source = open_source(
+        str(truncated_video(tmp_path / "cut.mp4")), image_fps=0, open_timeout_s=5, read_timeout_s=5
+    )
+    assert isinstance(source, Measured)
+    assert read_to_the_end(source) == 140
+    assert source.shortfall() == TRUNCATED
+    source.close()
+
+
+def opencv_written(path: Path, source: Path) -> Path:
+    """``source`` re-encoded by OpenCV's own writer (mp4v), as tools built on it write files."""
+    capture = cv2.VideoCapture(str(source))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), capture.get(cv2.CAP_PROP_FPS), size)
+    while (grabbed := capture.read())[0]:
+        writer.write(grabbed[1])
+    writer.release()
+    capture.release()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sample", "variant"),
+    [
+        ("bikes.mp4", ""),
+        ("carphone_pristine.mp4", ""),
+        ("bigbuckbunny.mp4", ""),
+        ("bikes.mp4", "faststart"),  # what the truncated file is cut from
+        ("carphone_pristine.mp4", "mp4v"),
+        ("bikes.mp4", "resumed"),  # a takeover near the end: seeks to the last picture
+    ],
+)
+def test_a_whole_file_is_not_short(sample: str, variant: str, tmp_path: Path) -> None:
+    path = sample_video(sample)
+    if variant == "faststart":
+        path = faststart(tmp_path / "fast.mp4", path)
+    elif variant == "mp4v":
+        path = opencv_written(tmp_path / "written.mp4", path)
+    source = open_source(str(path), image_fps=0, open_timeout_s=5, read_timeout_s=5)
+    assert isinstance(source, Measured)
+    if variant == "resumed":
+        source.seek(9.96)
+    assert read_to_the_end(source) > 0 and source.shortfall() is None
+    source.close()
 
 
 def test_a_folder_seeks_by_media_time(tmp_path: Path) -> None:

@@ -416,6 +416,12 @@ CASES: list[Case] = [
         offline=_bad_file(lambda b: b[: len(b) // 3]),
     ),
     Case(
+        "video-truncated-after-its-index",
+        "the first 60 % of an mp4 written with faststart (its index in front: it plays, then ends)",
+        "its 140 frames analysed, then camera in error: 'truncated: read 5.6 s of 10.0 s'",
+        covered_by="tests/decoder/test_decoder.py::test_a_truncated_file_is_analysed_as_far_as_it_goes_then_its_camera_is_in_error",
+    ),
+    Case(
         "video-header-only",
         "the first 2000 bytes of an mp4",
         "camera in error: 'cannot decode', permanent",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -70,25 +71,31 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def ready(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why ``/readyz`` says not ready (None when ready; "" when it does not answer)."""
         if not self.alive():
             raise AssertionError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+                return None if resp.status == 200 else ""
+        except urllib.error.HTTPError as exc:
+            return str(json.loads(exc.read() or b"{}").get("reason", ""))
+        except (urllib.error.URLError, OSError, ValueError):
+            return ""
 
     async def kill9(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         await asyncio.to_thread(self.proc.wait, 10)
 
-    async def stop(self) -> int:
+    async def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait for the drain; returns the exit code."""
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.to_thread(self.proc.wait, 30)
+        return await asyncio.to_thread(self.proc.wait, timeout)
 
 
 def restarted(server: EmbeddedNats) -> EmbeddedNats:

@@ -27,8 +27,10 @@ from camsight.cameras import CameraConfig
 from camsight.config import NatsSettings, StreamSettings
 from camsight.natsserver import EmbeddedNats
 from camsight.query.settings import default_index_path
+from camsight.stores.cameras import Registry
 from camsight.v1 import analysis_pb2, camera_pb2, event_pb2, frame_pb2
 from helpers import sample_video, wait_for
+from nats.js.api import AckPolicy, ConsumerConfig
 from processes import ServiceProcess, cluster, restarted, retry
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -163,6 +165,77 @@ async def test_cluster_loses_a_node_and_keeps_every_acknowledged_event(tmp_path:
         await bus.close()
         for node in nodes:
             node.stop()
+
+
+async def test_a_file_loses_no_frame_when_the_cluster_node_holding_frames_restarts(tmp_path: Path) -> None:
+    """In a cluster, FRAMES (one replica, in memory) outlives the restart of its node as a
+    stream, but empty and numbering from 1 again, and the decoder, connected to another node,
+    never sees its connection drop. It finds the frames the analyzer was owed gone once the
+    acks stall, and decodes the file again after the last frame it acknowledged
+    (decision 0083): the analyzer gets every frame, and the file ends once, whole."""
+    nodes = cluster(tmp_path)
+    await asyncio.gather(*(asyncio.to_thread(n.start, 30) for n in nodes))
+    bus = await client([n.url for n in nodes], "analyzer")
+    received: list[frame_pb2.Frame] = []
+    decoder: ServiceProcess | None = None
+    try:
+        await retry(bus.ensure_topology, PUBLISH_ERRORS, tries=100)
+        info = await retry(lambda: bus.js.stream_info(subjects.FRAMES_STREAM), PUBLISH_ERRORS)
+        holder = next(n for n in nodes if n.server_name == info.cluster.leader)  # type: ignore[union-attr]
+        others = [n.url for n in nodes if n is not holder]
+        fast = {"reconnect_wait_s": 0.1, "reconnect_jitter_s": 0.05}
+        settings = {"nats": {"servers": others, **fast}, "log": {"level": "INFO"}}
+        decoder = ServiceProcess(
+            "decoder", tmp_path, settings | {"services": {"decoder": {"status_interval_s": 0.2}}}
+        )
+        decoder.start()
+        await wait_for(decoder.ready, 30, "decoder ready")
+        stop = asyncio.Event()
+        analyzer = asyncio.create_task(_analyze_slowly(bus, received, stop))
+        camera = CameraConfig(id="car", source=str(sample_video("carphone_pristine.mp4")))
+        await Registry(bus).put(camera.to_proto())
+        await wait_for(lambda: len(received) >= 40, 60, "40 frames analysed")
+        holder.stop()
+        holder = restarted(holder).start()
+
+        async def ended() -> bool:
+            statuses = await retry(lambda: bus.kv(subjects.CAMERA_STATUS_BUCKET), PUBLISH_ERRORS)
+            entry = await retry(lambda: statuses.get("car"), PUBLISH_ERRORS)
+            status = camera_pb2.CameraStatus.FromString(entry.value or b"")
+            return status.state == camera_pb2.CAMERA_STATE_ENDED and status.frames_published == 120
+
+        await wait_for(ended, 120, "the file ended, every frame published")
+        stop.set()
+        await analyzer
+        assert {f.seq for f in received} == set(range(1, 122))  # 120 pictures and the end marker
+        assert received[-1].end_of_stream
+        assert "decoding again after frame" in decoder.log.read_text()
+    finally:
+        if decoder is not None:
+            assert await decoder.stop() == 0, decoder.log.read_text()[-3000:]
+        await bus.close()
+        for node in nodes:
+            node.stop()
+
+
+async def _analyze_slowly(bus: Bus, received: list[frame_pb2.Frame], stop: asyncio.Event) -> None:
+    """An analyzer slower than the decoder: a durable consumer of every frame, acked one by one
+    after a while, riding out the restart of a node."""
+    config = ConsumerConfig(durable_name="analyzer", ack_policy=AckPolicy.EXPLICIT, sample_freq="100%")
+    sub = await retry(
+        lambda: bus.js.pull_subscribe(
+            subjects.FRAMES_ALL, durable="analyzer", stream=subjects.FRAMES_STREAM, config=config
+        ),
+        PUBLISH_ERRORS,
+    )
+    while not stop.is_set():
+        try:
+            for msg in await sub.fetch(4, timeout=0.5):
+                received.append(frame_pb2.Frame.FromString(msg.data))
+                await asyncio.sleep(0.03)  # the analysis
+                await msg.ack()
+        except PUBLISH_ERRORS:
+            continue
 
 
 # -- behavior kill -9 ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Which cameras ``camsight run`` runs: a source matches a configured camera by its
 resolved path, ``--config`` alone runs every configured camera, a configured camera
 left out is named; a file is analysed whole however slow the analyzer is; an analyzer
-that fails to load stops the run at once, leaving nothing behind."""
+that fails to load stops the run at once, leaving nothing behind; one that fails on
+every frame fails the run, its error logged once; a truncated file fails it too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import yaml
 from camsight.cameras import CameraConfig
 from camsight.run import not_run, source_cameras
 from camsight.run.pipeline import DEFAULT_RULES
+from decoder.decoder_support import TRUNCATED, truncated_video
 from helpers import leftovers, sample_video
 
 TESTS = Path(__file__).parent.parent
@@ -120,6 +122,18 @@ def test_a_file_runs_its_configured_camera_and_is_analysed_whole_by_a_slow_analy
 
 
 @pytest.mark.slow
+def test_a_truncated_file_is_a_camera_error_in_the_summary_and_the_exit_status(tmp_path: Path) -> None:
+    # Readable up to the cut, it used to finish as "ended", 100 %, exit 0, 140 of 250 frames.
+    truncated_video(tmp_path / "cut.mp4")
+    done = camsight_run(tmp_path, {"services": {"detector": {"analyzers": {"motion": {}}}}}, "cut.mp4")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert re.search(r"frames decoded\s*│\s*140\s", done.stderr), done.stderr
+    assert re.search(r"error: cut\s*│\s*cut\.mp4: truncated: read 5\.6 s", done.stderr), done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"camsight: cut: cut.mp4: {TRUNCATED}"
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
 def test_an_analyzer_that_fails_to_load_stops_the_run_in_one_line(tmp_path: Path) -> None:
     shutil.copy(sample_video("carphone_pristine.mp4"), tmp_path / "clip.mp4")
     config = {
@@ -135,3 +149,29 @@ def test_an_analyzer_that_fails_to_load_stops_the_run_in_one_line(tmp_path: Path
         "/models/broken.pt"
     )
     assert not leftovers(tmp_path / "tmp"), "the embedded nats-server or its folder outlived the run"
+
+
+@pytest.mark.slow
+def test_an_analyzer_failing_on_every_frame_fails_the_run_and_its_error_is_logged_once(
+    tmp_path: Path,
+) -> None:
+    """Such a run exited 0 with "failed 250" in its summary, after one error line per batch."""
+    shutil.copy(sample_video("carphone_pristine.mp4"), tmp_path / "clip.mp4")
+    detector = {
+        "plugin_modules": ["analyzers.cli_plugin"],
+        "analyzers": {"cli_misbehaves": {"mistake": "value_error"}},
+        "batch": 2,
+    }
+    done = camsight_run(tmp_path, {"services": {"detector": detector}}, "clip.mp4")
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = done.stderr.strip().splitlines()
+    failed = re.fullmatch(
+        r"camsight: analyzer cli_misbehaves failed on all (\d+) frames it was given \(its error is above\)",
+        lines[-1],
+    )
+    assert failed and int(failed.group(1)) > 10, lines[-1]
+    logged = [line for line in lines if "camsight.analyzers.host: analyzer cli_misbehaves" in line]
+    first = "analyzer cli_misbehaves: analyze failed: ValueError: boom at seq 25 with a second line"
+    assert re.search(rf"{first} \(batch of [12]\)$", logged[0]), logged
+    # Not a line per batch: the count at the end (and once a minute, should the run last that long).
+    assert 2 <= len(logged) <= 3 and all(" more times in " in line for line in logged[1:]), logged

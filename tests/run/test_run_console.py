@@ -13,21 +13,33 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import grpc
 import pytest
 from camsight.query.console.session import COOKIE, Session
 from camsight.query.settings import Scope
+from camsight.v1.event_service_pb2 import ListEventsRequest
+from camsight.v1.event_service_pb2_grpc import EventServiceStub
 from helpers import camsight_command, leftovers, sample_video, start_camsight
 
 pytestmark = pytest.mark.slow
 
 
-def console_address(proc: subprocess.Popen[str], note: str = "") -> str:
-    """The address ``console: URL (...Ctrl-C to stop)`` printed on stderr (after the progress bars)."""
+def stderr_line(proc: subprocess.Popen[str], pattern: str, what: str, before: str | None = None) -> str:
+    """The first group of the next line of stderr that ``pattern`` finds; fails at the end of
+    stderr, or at a line that ``before`` finds first."""
     assert proc.stderr is not None
     for line in proc.stderr:
-        if found := re.search(rf"console: (http://127\.0\.0\.1:\d+/) \({note}Ctrl-C to stop\)", line):
+        if found := re.search(pattern, line):
             return found.group(1)
-    raise AssertionError(f"no console address was printed (exit {proc.wait(30)})")
+        if before is not None and re.search(before, line):
+            raise AssertionError(f"no {what} was printed before {line.strip()!r}")
+    raise AssertionError(f"no {what} was printed (exit {proc.wait(30)})")
+
+
+def console_address(proc: subprocess.Popen[str], note: str = "") -> str:
+    """The address ``console: URL (...Ctrl-C to stop)`` printed on stderr (after the progress bars)."""
+    pattern = rf"console: (http://127\.0\.0\.1:\d+/) \({note}Ctrl-C to stop\)"
+    return stderr_line(proc, pattern, "console address")
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -47,12 +59,17 @@ def test_run_with_console_then_console_of_the_folder(tmp_path: Path) -> None:
         "run", str(video), "--json", "--console", "--data-dir", str(data), cwd=tmp_path, tmpdir=runs
     )
     try:
+        # Printed at the start, before the progress bars: where clients reach this run.
+        api = stderr_line(proc, r"gRPC API: (127\.0\.0\.1:\d+)$", "gRPC address", before="console: ")
         url = console_address(proc)
         with urllib.request.urlopen(url + "events") as response:  # anonymous: no tokens configured
             page = response.read().decode()
         assert "runs without tokens" in page
         rows = re.findall(r'<tr id="event-([^"]+)">', page)
         assert rows, "the finished run's events are not listed"
+        with grpc.insecure_channel(api) as channel:
+            listed = EventServiceStub(channel).ListEvents(ListEventsRequest(page_size=1000), timeout=10)
+        assert set(rows) <= {event.id for event in listed.events}
         out, _ = stop(proc)
     finally:
         proc.kill()

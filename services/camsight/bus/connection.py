@@ -2,7 +2,10 @@
 
 :class:`Bus` wraps one NATS connection and its JetStream context. Reconnects
 are unlimited with jittered delays, so a NATS restart costs a service a few
-seconds of not-ready, never its life.
+seconds of not-ready, never its life. :class:`Link` counts the connection's
+losses: a restarted nats-server may have lost what it kept in memory (the
+FRAMES stream, the decoder's lease bucket, their consumers), so whoever
+depends on those looks again after each loss (decision 0083).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import nats.errors
 from google.protobuf.message import Message
 from nats.aio.client import Client, Server
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, PubAck
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck, StreamInfo
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -36,19 +39,63 @@ BUS_ERRORS = (nats.errors.Error, TimeoutError)
 that can go on without the answer (and try again later)."""
 
 
+class Link:
+    """How many times a connection was lost, and whether it is up: fed by nats-py's callbacks.
+
+    A count rather than a flag, so that a waiter learns of a loss even when the
+    connection came back before it looked: the server it reconnected to may have
+    restarted and lost its memory streams meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.losses = 0
+        self.up = True
+        self._changed = asyncio.Condition()
+
+    async def lost(self) -> None:
+        self.losses += 1
+        self.up = False
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def restored(self) -> None:
+        self.up = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_up(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.up)
+
+    async def wait_lost(self, since: int) -> None:
+        """Return once the connection was lost more often than ``since`` times."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.losses > since)
+
+
 class Bus:
     """One NATS connection with JetStream, as camsight uses it."""
 
-    def __init__(self, nc: Client, streams: StreamSettings) -> None:
+    def __init__(self, nc: Client, streams: StreamSettings, link: Link | None = None) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self.streams = streams
+        self.link = link or Link()
         self._kv: dict[str, KeyValue] = {}
         self._obj: dict[str, ObjectStore] = {}
 
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    async def has_stream(self, stream: str) -> bool:
+        """Whether ``stream`` exists (a restarted nats-server has no memory stream until the
+        topology is declared again)."""
+        try:
+            await self.js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return False
+        return True
 
     async def ensure_topology(
         self,
@@ -126,9 +173,15 @@ class Bus:
         "no keys" for a bucket that had some. A key deleted a moment ago may
         still be listed (its delete marker is stored): reading it says so.
         """
+        keys, _ = await self.kv_listing(bucket, match)
+        return keys
+
+    async def kv_listing(self, bucket: str, match: str = ">") -> tuple[list[str], StreamInfo]:
+        """:meth:`kv_keys`, and the stream info they come from (which bucket that is: when it was
+        created, its last sequence)."""
         prefix = f"$KV.{bucket}."
         info = await self.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + match)
-        return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {}))
+        return sorted(s.removeprefix(prefix) for s in (info.state.subjects or {})), info
 
     async def object_store(self, name: str) -> ObjectStore:
         if name not in self._obj:
@@ -228,6 +281,7 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
     """Connect once; raises when no server answers, and ConfigError at once for a TLS
     failure that no retry mends (see :mod:`camsight.bus.tls`)."""
     client: list[Client] = []
+    link = Link()
     options = connection_options(cfg, name)
     refused: asyncio.Future[ConfigError] = asyncio.get_running_loop().create_future()
 
@@ -243,10 +297,12 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
             log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
+        await link.lost()
         if not closing():
             log.warning("nats: disconnected, reconnecting")
 
     async def on_reconnect() -> None:
+        await link.restored()
         log.info("nats: reconnected")
 
     connecting = asyncio.ensure_future(
@@ -264,7 +320,7 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
         raise refused.result()
     nc = connecting.result()  # or its error
     client.append(nc)
-    return Bus(nc, streams)
+    return Bus(nc, streams, link)
 
 
 async def connect_with_retry(

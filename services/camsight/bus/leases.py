@@ -23,6 +23,15 @@ A holder that cannot renew (network partition) treats a lease as lost once
 ``ttl`` has passed since its last successful renewal (see :meth:`valid`), so
 two replicas never believe they hold the same lease at the same time (up to
 clock-rate skew, which is negligible over seconds).
+
+The bucket is kept in memory, so a restarted nats-server loses every lease
+and heartbeat at once (decision 0083): without a cluster the bucket itself is
+gone, and the first holder to beat creates it again; in a cluster it comes
+back empty, its sequence counting from 0 again. A holder takes back the
+leases it still holds (a create, so only if nobody was first), and no holder
+that saw the bucket lose its keys claims anything else for one ``ttl``: by
+then every live holder has beaten and taken its own back, so nobody takes a
+lease whose holder, not yet listed again, still works on it.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
 import nats.errors
 import nats.js.errors
@@ -74,11 +84,12 @@ def rendezvous_owner(item: str, members: Iterable[str]) -> str | None:
     return max(members, key=weight, default=None)
 
 
-async def open_lease_bucket(bus: Bus, bucket: str, ttl: float) -> tuple[KeyValue, float]:
+async def open_lease_bucket(bus: Bus, bucket: str, ttl: float) -> tuple[KeyValue, float, bool]:
     """Open (or create) a memory KV bucket whose keys expire ``ttl`` after their last write.
 
-    Returns the bucket and its real TTL: a bucket created earlier with another
-    TTL is kept as it is (every replica must agree), with a warning.
+    Returns the bucket, its real TTL and whether this call created it: a bucket
+    created earlier with another TTL is kept as it is (every replica must agree),
+    with a warning.
     """
     try:
         info = await bus.js.stream_info(f"KV_{bucket}")
@@ -92,7 +103,7 @@ async def open_lease_bucket(bus: Bus, bucket: str, ttl: float) -> tuple[KeyValue
                 storage=StorageType.MEMORY,
             )
         )
-        return kv, ttl
+        return kv, ttl, True
     actual = float(info.config.max_age or 0.0)
     if abs(actual - ttl) > 1e-3:
         log.warning(
@@ -102,7 +113,7 @@ async def open_lease_bucket(bus: Bus, bucket: str, ttl: float) -> tuple[KeyValue
             ttl,
             actual,
         )
-    return await bus.js.key_value(bucket), actual
+    return await bus.js.key_value(bucket), actual, False
 
 
 class LeaseTable:
@@ -116,15 +127,32 @@ class LeaseTable:
         self.ttl = ttl
         self._revisions: dict[str, int] = {}
         self._renewed: dict[str, float] = {}
+        self._listed: tuple[datetime | None, int] | None = None  # the bucket's creation, last sequence
+        self._claims_from = 0.0  # monotonic: no new claim before (the bucket was recreated)
 
     @classmethod
     async def open(cls, bus: Bus, bucket: str, holder: str, ttl: float) -> LeaseTable:
-        kv, actual_ttl = await open_lease_bucket(bus, bucket, ttl)
+        kv, actual_ttl, _ = await open_lease_bucket(bus, bucket, ttl)
         return cls(bus, bucket, kv, holder, actual_ttl)
 
     async def heartbeat(self) -> None:
-        """Say this holder is alive (call more often than the TTL)."""
-        await self.kv.put(MEMBER_PREFIX + self.holder, str(time.time()).encode())
+        """Say this holder is alive (call more often than the TTL); create the bucket again
+        when it is gone."""
+        key, value = MEMBER_PREFIX + self.holder, str(time.time()).encode()
+        try:
+            await self.kv.put(key, value)
+        except nats.js.errors.NoStreamResponseError:  # no stream stores the bucket's subjects
+            self.kv, _, created = await open_lease_bucket(self.bus, self.bucket, self.ttl)
+            if created:  # else another holder was first, which the next listing shows
+                log.warning(
+                    "lease bucket %s was gone (a nats-server restart?); created it again", self.bucket
+                )
+                self._bucket_lost()
+            await self.kv.put(key, value)
+
+    def _bucket_lost(self) -> None:
+        """Every lease vanished with the bucket: claim nothing new for one TTL (see the module)."""
+        self._claims_from = time.monotonic() + self.ttl
 
     async def leave(self) -> None:
         """Remove the heartbeat so others stop counting this holder at once."""
@@ -140,7 +168,10 @@ class LeaseTable:
         marker listed there until the TTL removes it, so each listed
         heartbeat is read: a deleted one does not count.
         """
-        listed = await self.bus.kv_keys(self.bucket, match=MEMBER_PREFIX + ">")
+        listed, info = await self.bus.kv_listing(self.bucket, match=MEMBER_PREFIX + ">")
+        seen, self._listed = self._listed, (info.created, info.state.last_seq)
+        if seen is not None and (seen[0] != info.created or info.state.last_seq < seen[1]):
+            self._bucket_lost()  # created again by another holder, or emptied (a cluster's restart)
         live = []
         for key in listed:
             try:
@@ -162,6 +193,12 @@ class LeaseTable:
         """Take the lease if nobody holds it; True when this holder now holds it."""
         if name in self._revisions:
             return await self.renew(name)
+        if time.monotonic() < self._claims_from:
+            return False
+        return await self._create(name)
+
+    async def _create(self, name: str) -> bool:
+        """Take the lease with a create: only when nobody holds it."""
         started = time.monotonic()
         try:
             revision = await self.kv.create(LEASE_PREFIX + name, self.holder.encode())
@@ -182,7 +219,13 @@ class LeaseTable:
                 LEASE_PREFIX + name, self.holder.encode(), last=revision
             )
         except nats.js.errors.KeyWrongLastSequenceError:
-            log.warning("lease %s was taken over by another holder", name)
+            if self.valid(name) and await self.holder_of(name) is None and await self._create(name):
+                # The key vanished while the lease was ours: the bucket was created again (or emptied).
+                log.info("lease %s taken back in a recreated bucket", name)
+                self._bucket_lost()
+                return True
+            taken = "was taken over by another holder" if self.valid(name) else "expired before its renewal"
+            log.warning("lease %s %s", name, taken)
             self._forget(name)
             return False
         except LEASE_ERRORS as exc:

@@ -201,10 +201,16 @@ class PacedChannel:
     def in_flight(self) -> int:
         """Messages published since the oldest one not acknowledged by every pacing consumer,
         that one included (0 when all are acknowledged): what ``window`` bounds."""
+        return self._sent - self.acknowledged
+
+    @property
+    def acknowledged(self) -> int:
+        """How many of the messages registered by :meth:`published`, oldest first, every pacing
+        consumer acknowledged (or stopped pacing): the first ones that are out of the way."""
         if not self._inflight:
-            return 0
+            return self._sent
         oldest, _ = next(iter(self._inflight.values()))
-        return self._sent - oldest
+        return oldest
 
     def ready(self, reserved: int = 0) -> bool:
         """A message may be published now (what :meth:`wait_turn` would return at once for)."""

@@ -18,6 +18,10 @@ The contract every consuming service relies on:
   means redelivery after ``ack_wait``.
 * :meth:`PullWorker.stop` drains: the batch in hand is finished and acked,
   then the loop ends.
+* A durable consumer that vanished under the worker is created again: a
+  nats-server restarted without a cluster loses its memory streams (FRAMES)
+  and their consumers, and the topology step declares only the streams; the
+  service that owns a consumer is the one that knows its settings (decision 0083).
 * A :class:`Pipeline` handler is run in stages that overlap across batches
   (decode the next batch while this one is analysed and the previous one
   published); batches stay in fetch order in every stage, and the acks
@@ -41,7 +45,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Histogram
 
 from camsight.bus import subjects
-from camsight.bus.connection import Bus
+from camsight.bus.connection import BUS_ERRORS, Bus
 from camsight.retry import Backoff, retry_async
 
 log = logging.getLogger(__name__)
@@ -94,6 +98,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     nats.js.errors.ServiceUnavailableError,
     TimeoutError,
 )
+
+
+CONSUMER_NOT_FOUND = 10014
+"""JetStream's error code for a consumer that does not exist (10059: the stream does not)."""
 
 
 class MalformedMessageError(ValueError):
@@ -211,17 +219,24 @@ class PullWorker:
             )
 
     async def run(self) -> None:
-        """Fetch and handle batches until :meth:`stop` is called."""
+        """Fetch and handle batches until :meth:`stop` is called.
+
+        Cancelled (a handler that did not finish when its service had to stop), it still
+        unsubscribes: messages fetched for it and never taken would otherwise hold up the
+        connection's drain at close for its whole timeout (30 s).
+        """
         await self.subscribe()
-        if isinstance(self.handler, Pipeline):
-            await self._run_pipeline(self.handler)
-        else:
-            while not self._stopping.is_set():
-                if msgs := await self._fetch():
-                    await self.process(msgs)
         assert self._sub is not None
-        with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
-            await self._sub.unsubscribe()
+        try:
+            if isinstance(self.handler, Pipeline):
+                await self._run_pipeline(self.handler)
+            else:
+                while not self._stopping.is_set():
+                    if msgs := await self._fetch():
+                        await self.process(msgs)
+        finally:
+            with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
+                await self._sub.unsubscribe()
 
     async def _fetch(self) -> list[Msg]:
         """The next batch; empty when none came within the fetch timeout, or when the worker
@@ -247,6 +262,37 @@ class PullWorker:
             return list(await self._sub.fetch(self.config.batch, timeout=self.config.fetch_timeout))
         except (nats.errors.TimeoutError, TimeoutError):
             return []
+        except nats.js.errors.ServiceUnavailableError:
+            # What a fetch from a consumer that does not exist gets (no responders).
+            await self._recreate_if_gone()
+            raise
+
+    async def _recreate_if_gone(self) -> None:
+        """Create the durable consumer again if its stream exists and it does not (any more)."""
+        try:
+            await self.bus.js.consumer_info(self.config.stream, self.config.durable)
+            return
+        except nats.js.errors.NotFoundError as exc:
+            if exc.err_code != CONSUMER_NOT_FOUND:
+                return  # the stream itself is missing: the runtime waits for the topology
+        except TRANSIENT_ERRORS:
+            return
+        try:
+            await apply_consumer(self.bus, self.config)
+        except BUS_ERRORS as exc:  # tried again on the next failure
+            log.warning(
+                "consumer %s of stream %s is gone and could not be created: %s",
+                self.name,
+                self.config.stream,
+                exc,
+            )
+            return
+        log.warning(
+            "consumer %s of stream %s was gone (a nats-server restart loses memory streams and "
+            "their consumers); created it again",
+            self.name,
+            self.config.stream,
+        )
 
     async def _run_pipeline(self, pipeline: Pipeline) -> None:
         """Fetch into the first stage until stopped; then every batch in flight is finished."""

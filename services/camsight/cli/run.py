@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from google.protobuf import json_format
@@ -132,6 +134,16 @@ def print_summary(summary: PipelineSummary, console: Console, cameras: list[Came
 T = TypeVar("T")
 PipelineHook = Callable[[EmbeddedPipeline, PipelineSummary], Awaitable[None]]
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_INTERRUPTED = 130
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal; ``abandoned`` names what it stopped without (an analyzer
+    call that did not return in its grace period), one line each."""
+
+    def __init__(self, abandoned: list[str]) -> None:
+        super().__init__()
+        self.abandoned = abandoned
 
 
 async def run_pipeline(
@@ -146,55 +158,92 @@ async def run_pipeline(
 
     ``before`` runs once every service is ready (e.g. enroll faces), ``after``
     once everything drained, while the pipeline still runs (e.g. read what
-    it produced for a report).
+    it produced for a report). A signal stops it (:func:`cancelled_by_signals`) and
+    raises :class:`Interrupted`.
     """
-    with cancelled_by_signals() as signalled:
-        try:
-            return await _run_pipeline(settings, cameras, data_dir, as_json, before, after)
-        except asyncio.CancelledError:
-            if signalled:
-                raise KeyboardInterrupt from None
-            raise
+    with cancelled_by_signals() as interruption:
+        summary = PipelineSummary()
+        # Before the progress bars: a first run may download the COCO detector's weights (its own bar).
+        choice = await asyncio.to_thread(choose_detector, settings)
+        summary.detector, summary.detector_fallback = choice.detector, choice.fallback
+        interruption.pipeline = EmbeddedPipeline(choice.settings, data_dir, nats_log=data_dir / "nats.log")
+        interruption.pipeline.check()  # a configuration mistake is one line, before the progress bars
+        await _run_pipeline(interruption.pipeline, summary, cameras, as_json, before, after, interruption)
+        return summary
+
+
+@dataclass
+class Interruption:
+    """The stop signals a command received, the pipeline they stop, and what a second one
+    still does before the process ends at once."""
+
+    signals: list[signal.Signals] = field(default_factory=list)
+    pipeline: EmbeddedPipeline | None = None
+    """Once set: a second signal stops its nats-server, and :class:`Interrupted` names what it
+    stopped without."""
+    before_exit: list[Callable[[], None]] = field(default_factory=list)
+    """Called in order by a second signal, after the nats-server stopped (put the terminal back)."""
+
+    def exit_now(self) -> NoReturn:
+        """End the process at once (exit 130): what is still running (an analyzer call that
+        never returns, services draining) is not waited for."""
+        steps = [self.pipeline.abort] if self.pipeline is not None else []
+        for step in [*steps, *self.before_exit]:
+            with contextlib.suppress(Exception):
+                step()
+        typer.secho("camsight: interrupted again: stopped at once", err=True, fg=typer.colors.RED)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 @contextlib.contextmanager
-def cancelled_by_signals() -> Iterator[list[signal.Signals]]:
-    """SIGTERM and SIGHUP cancel the running task the way asyncio cancels it on Ctrl-C (SIGINT),
-    so the embedded pipeline unwinds and its nats-server stops with its folder; yields the
-    signals received."""
+def cancelled_by_signals() -> Iterator[Interruption]:
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP cancel the running task, so the embedded pipeline
+    unwinds: the analyzers get their grace period (``stop_timeout_s``), then nats-server
+    stops with its folder, and :class:`Interrupted` is raised. A second one while it unwinds
+    ends the process at once (:meth:`Interruption.exit_now`). An ignored SIGINT (a job
+    started in the background of a non-interactive shell) stays ignored, as Python leaves it."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
     assert main is not None, "called from a task"
-    signalled: list[signal.Signals] = []
+    interruption = Interruption()
+    handled = [*TERMINATING_SIGNALS]
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        handled.append(signal.SIGINT)  # in place of asyncio's own, which knows no second signal
 
     def on_signal(sig: signal.Signals) -> None:
-        signalled.append(sig)
+        interruption.signals.append(sig)
+        if len(interruption.signals) > 1:
+            interruption.exit_now()
         main.cancel()
 
-    for sig in TERMINATING_SIGNALS:
+    for sig in handled:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        yield signalled
+        yield interruption
+    except asyncio.CancelledError:
+        if interruption.signals:
+            pipeline = interruption.pipeline
+            raise Interrupted(pipeline.abandoned() if pipeline is not None else []) from None
+        raise
     finally:
-        for sig in TERMINATING_SIGNALS:
+        for sig in handled:
             loop.remove_signal_handler(sig)
 
 
 async def _run_pipeline(
-    settings: Settings,
+    pipeline: EmbeddedPipeline,
+    summary: PipelineSummary,
     cameras: list[CameraConfig],
-    data_dir: Path,
     as_json: bool,
     before: PipelineHook | None,
     after: PipelineHook | None,
-) -> PipelineSummary:
-    summary = PipelineSummary()
+    interruption: Interruption,
+) -> None:
     stderr = plain_console(stderr=True)
     printer = EventPrinter(as_json, summary)
     started = asyncio.get_running_loop().time()
-    # Before the progress bars: a first run may download the COCO detector's weights (its own bar).
-    choice = await asyncio.to_thread(choose_detector, settings)
-    settings, summary.detector, summary.detector_fallback = choice.settings, choice.detector, choice.fallback
     with Progress(
         TextColumn("{task.description:<16}"),
         BarColumn(),
@@ -203,6 +252,7 @@ async def _run_pipeline(
         console=stderr,
         transient=False,
     ) as progress:
+        interruption.before_exit.append(progress.stop)  # the terminal's cursor back
         bars = {c.id: progress.add_task(c.id, total=1.0, state="starting") for c in cameras}
 
         def on_status(status: camera_pb2.CameraStatus) -> None:
@@ -210,7 +260,9 @@ async def _run_pipeline(
             done = 1.0 if status.state == camera_pb2.CAMERA_STATE_ENDED else status.progress
             progress.update(bars[status.camera_id], completed=done, state=state)
 
-        async with EmbeddedPipeline(settings, data_dir, nats_log=data_dir / "nats.log") as pipeline:
+        async with pipeline:
+            # Where `camsight events ... --server` and other clients reach this run's API.
+            stderr.print(f"gRPC API: {pipeline.grpc_target()}")
             if before is not None:
                 await before(pipeline, summary)
             async with pipeline.watch_events(printer):
@@ -220,7 +272,6 @@ async def _run_pipeline(
             summary.analyzer_frames = analyzer_counts()
             if after is not None:
                 await after(pipeline, summary)
-    return summary
 
 
 def annotator(
@@ -293,8 +344,10 @@ def run_or_exit(main: Coroutine[Any, Any, T], interrupted: str = "interrupted") 
         fail(f"embedded NATS: {exc}")
     except PipelineFailed as exc:
         fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except Interrupted as exc:
+        fail("; ".join([*exc.abandoned, interrupted]), EXIT_INTERRUPTED)
+    except KeyboardInterrupt:  # before the signals were ours (asyncio's own Ctrl-C)
+        fail(interrupted, EXIT_INTERRUPTED)
 
 
 def with_console(settings: Settings, **console: object) -> Settings:
@@ -395,7 +448,13 @@ def run_command(
         bool, typer.Option("--console", help="After the run, serve the web console until Ctrl-C.")
     ] = False,
 ) -> None:
-    """Start NATS and every service, run the sources, print events, exit when done."""
+    """Start NATS and every service, run the sources, print events, exit when done.
+
+    Exit status: 0; 1 when a camera failed or an analyzer failed on every frame it was
+    given; 2 for a usage or configuration error; 130 when stopped by Ctrl-C, SIGTERM or
+    SIGHUP (analyzers get services.<service>.stop_timeout_s to return, then the run stops
+    without them; a second signal stops it at once).
+    """
     sources = sources or []
     for source in sources:
         check_source(source)
@@ -439,5 +498,6 @@ def run_command(
         out.print(f"annotated video: {video}")
     if report is not None:
         print_report(report, out)
-    if summary.errors:
-        fail("; ".join(f"{cid}: {err}" for cid, err in summary.errors.items()))
+    failures = [f"{cid}: {err}" for cid, err in summary.errors.items()] + summary.failed_analyzers
+    if failures:
+        fail("; ".join(failures))

@@ -19,6 +19,15 @@ decoding overlaps publishing, and memory stays bounded.
   of one frame, sent as soon as decoded. The thread never waits for the
   publisher: a frame that finds the queue full is dropped and counted, and
   files are played at their media rate.
+
+FRAMES is a memory stream. Once the connection was lost, and whenever the
+analyzers' acks stall, a lossless camera checks that FRAMES still holds the
+oldest frame it stored that they have not all acknowledged; if the nats-server
+lost it (came back with a new FRAMES, or in a cluster with the same one
+emptied), the frames after the last one they all acknowledged are gone, and
+the camera stops and asks to be decoded again from there
+(:meth:`CameraWorker.rewind_point`, decision 0083). It never marks a file ``ended``
+unless every frame of it was acknowledged in the FRAMES it was stored in.
 """
 
 from __future__ import annotations
@@ -29,10 +38,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
+import nats.errors
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js.api import PubAck
@@ -44,10 +55,11 @@ from camsight.decoder.frames import Encoded, FpsSampler
 from camsight.decoder.nvdec import open_nvdec
 from camsight.decoder.nvjpeg import FrameEncoder
 from camsight.decoder.plugins import SourceRegistry, default_sources
-from camsight.decoder.resume import Resume
+from camsight.decoder.resume import Owed, Resume, holds
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.sources import (
     EndOfSource,
+    Measured,
     Picture,
     Source,
     SourceError,
@@ -102,6 +114,8 @@ class _End:
 class _State:
     state: State
     error: str | None = None
+    end: bool = False
+    """The source was read to its end: every frame must be acknowledged before the state."""
 
 
 @dataclass
@@ -111,6 +125,25 @@ class _Sent:
     task: asyncio.Task[PubAck]
     frame: frame_pb2.Frame
     progress: float  # the file's, once this frame is published
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A frame (or the end marker) FRAMES stored, not known to be acknowledged by every
+    pacing consumer yet."""
+
+    seq: int
+    media_time: float
+    capture_time: Timestamp
+    stream_seq: int = 0
+
+
+class _Halt(Exception):
+    """The publisher stops without losing anything: the lease lapsed, or FRAMES lost frames."""
+
+
+class FramesLost(_Halt):
+    """FRAMES no longer holds the newest frame this camera stored: the server lost it."""
 
 
 _DONE = object()
@@ -137,6 +170,7 @@ class CameraWorker:
         licensed: Callable[[], bool] = lambda: True,
         resume: Resume | None = None,
         sources: SourceRegistry | None = None,
+        on_rewind: Callable[[], None] = lambda: None,
     ) -> None:
         self.bus = bus
         self.sources = sources or default_sources()
@@ -154,7 +188,7 @@ class CameraWorker:
         self._stop = threading.Event()
         self._backoff = Backoff(settings.backoff_min_s, settings.backoff_max_s)
         self._reconnect = threading.Event()
-        self._origin: Timestamp | None = None
+        self._origin: Timestamp | None = resume.origin if resume else None
         """A file's media origin (Frame.media_origin), set at its first picture."""
         self._slots = threading.Semaphore(settings.queue_frames)  # batches queued
         self._pictures: list[_Picture] = []  # decoded on the GPU, to be encoded together
@@ -169,7 +203,18 @@ class CameraWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._resume = resume
         self._seq = resume.seq if resume else 0
+        self._replay = dict(resume.replay) if resume else {}
         self._pending: deque[_Sent] = deque()
+        # Lossless: where the analyzers stand, for a rewind (decision 0083).
+        self._floor = (
+            _Stored(resume.seq, resume.media_time, Timestamp()) if resume else _Stored(0, 0.0, Timestamp())
+        )
+        """The newest frame every pacing consumer acknowledged."""
+        self._stored: deque[_Stored] = deque()  # registered with the channel, after the floor
+        self._counted = 0  # of the channel's registered messages, those taken into the floor
+        self._checked = -1  # the connection's losses when FRAMES was last checked (-1: never)
+        self._halted = False
+        self._on_rewind = on_rewind
         self._last_frame = time.monotonic()
         self._fallback_warned = False
         self._encoder = FrameEncoder(config, settings.encode)
@@ -207,20 +252,28 @@ class CameraWorker:
         await self._settle_in_flight()
 
     async def _settle_in_flight(self) -> None:
-        """Count what was sent before the stop: published if the server stored it, else dropped."""
-        if self._pending:
+        """Count what was sent before the stop: published if the server stored it, else dropped
+        (real time only: a lossless file's frame is decoded again by whoever goes on with it).
+        A halted publisher counts nothing: what it sent is sent again after the rewind."""
+        if self._pending and not self._halted:
             await asyncio.wait([sent.task for sent in self._pending], timeout=self.settings.publish_timeout_s)
         while self._pending:
             sent = self._pending.popleft()
             stored = sent.task.done() and not sent.task.cancelled() and sent.task.exception() is None
             if not stored:
                 sent.task.cancel()
-            if sent.frame.end_of_stream:
+            if sent.frame.end_of_stream or self._halted:
                 continue
             if stored:
                 self.status.frame_published(sent.progress)
-            else:
+            elif not self.lossless:
                 self.status.frame_dropped()
+
+    @property
+    def halted(self) -> bool:
+        """The publisher stopped by itself (lease lapsed, FRAMES lost): the camera must be
+        started again, from :meth:`rewind_point` if FRAMES lost its frames."""
+        return self._halted
 
     @property
     def finished(self) -> bool:
@@ -253,6 +306,20 @@ class CameraWorker:
                     self._slots.release()
                 elif isinstance(item, _End):
                     await self._publish([(self._end_marker(item), self.status.progress)])
+        except _Halt as halt:
+            self._halted = True
+            self._stop.set()  # the decode thread must not wait for this publisher either
+            if isinstance(halt, FramesLost) and (rewind := self.rewind_point()) is not None:
+                log.warning(
+                    "camera %s: FRAMES lost the frames the analyzers had not acknowledged (a restart "
+                    "of its nats-server: it is a memory stream); decoding again after frame %d "
+                    "(media time %.3fs)",
+                    self.config.id,
+                    rewind.seq,
+                    rewind.media_time,
+                    extra={"camera": self.config.id},
+                )
+                self._on_rewind()
         except Exception as exc:
             if self._stop.is_set():
                 return  # e.g. the paced channel closed under a waiting publisher
@@ -263,10 +330,12 @@ class CameraWorker:
             )
 
     async def _apply_state(self, item: _State) -> None:
+        if item.end and self.channel is not None:
+            # "Ended" means every analyzer has seen every frame, in the FRAMES they went to.
+            await self._paced(self.channel, self.channel.drain())
+            await self._frames_checked()
         if item.state == camera_pb2.CAMERA_STATE_ENDED:
             self.status.progress = 1.0
-            if self.channel is not None:
-                await self.channel.drain()  # "ended" means every analyzer has seen every frame
         await self.status.set_state(item.state, item.error)
 
     def _message(self, item: _Frame) -> frame_pb2.Frame:
@@ -310,18 +379,85 @@ class CameraWorker:
             await self._settle_oldest()
         if self.channel is not None:
             await self._wait_turn(self.channel, room=len(batch))
+            await self._frames_checked()
         if not self.licensed():
-            return  # the lease lapsed: the service is about to stop this camera
+            raise _Halt("the lease lapsed: the service is about to stop this camera")
         for frame, progress in batch:
             self._seq += 1
             frame.seq = self._seq
+            if (taken := self._replay.pop(self._seq, None)) is not None:
+                frame.capture_time.CopyFrom(taken)  # the same frame again, not a restart
             self._pending.append(_Sent(self._send(frame), frame, progress))
 
     def _send(self, frame: frame_pb2.Frame) -> asyncio.Task[PubAck]:
         # Tasks start in creation order, so frames reach the server in seq order.
-        return asyncio.ensure_future(
-            self.bus.publish(self.subject, frame, timeout=self.settings.publish_timeout_s)
-        )
+        return asyncio.ensure_future(self._send_now(frame))
+
+    async def _send_now(self, frame: frame_pb2.Frame) -> PubAck:
+        """Publish, unless the connection is down: nats-py would buffer the frame and send it
+        once reconnected, into a FRAMES that may be another one by then, ahead of the frames
+        a rewind sends again (checked and sent with no await in between)."""
+        if self.lossless and not self.bus.connected:
+            raise nats.errors.ConnectionReconnectingError
+        return await self.bus.publish(self.subject, frame, timeout=self.settings.publish_timeout_s)
+
+    async def _frames_checked(self, again: bool = False) -> None:
+        """Lossless: return once FRAMES is known to hold what the analyzers still owe this camera
+        an ack for, checked after every loss of the connection (and now, ``again``); raise
+        :class:`FramesLost` when it does not (a memory stream does not survive a restart of its
+        nats-server)."""
+        link = self.bus.link
+        while again or self._checked != link.losses or not link.up:
+            again = False
+            await link.wait_up()
+            losses = link.losses
+            try:
+                kept = await self._keeps_owed()
+            except BUS_ERRORS as exc:
+                log.debug("camera %s: cannot check FRAMES: %s", self.config.id, exc)
+                kept = None
+            if kept is None:
+                await asyncio.sleep(self.settings.backoff_min_s)
+                again = True
+                continue
+            if not kept:
+                raise FramesLost(f"FRAMES lost frame {self._owed()} of camera {self.config.id}")
+            self._checked = losses
+
+    async def _keeps_owed(self) -> bool | None:
+        """Whether FRAMES holds what the analyzers owe this camera; None while FRAMES does not
+        exist (a restarted server, the topology not declared yet), which the status says."""
+        if await self.bus.has_stream(subjects.FRAMES_STREAM):
+            self._count_acknowledged()  # what they acknowledged is owed no more
+            return await holds(self.bus, self.config.id, self._owed())
+        waiting = f"waiting for stream {subjects.FRAMES_STREAM}"
+        await self.status.set_state(camera_pb2.CAMERA_STATE_STARTING, waiting)
+        return None
+
+    def _owed(self) -> Owed | None:
+        """The oldest frame FRAMES stored that some pacing consumer may not have acknowledged."""
+        return Owed(self._stored[0].stream_seq, self._stored[0].seq) if self._stored else None
+
+    def _count_acknowledged(self) -> None:
+        """Move the floor past the frames every pacing consumer acknowledged; not once the
+        connection was lost until FRAMES was checked again, since a consumer lost with the
+        stream counts as one that acknowledged everything."""
+        if self.channel is None or self._checked != self.bus.link.losses or not self.bus.link.up:
+            return
+        while self._counted < self.channel.acknowledged and self._stored:
+            self._floor = self._stored.popleft()
+            self._counted += 1
+
+    def rewind_point(self) -> Resume | None:
+        """Lossless: where decoding goes on without losing a frame if FRAMES lost what this
+        camera sent: after the newest frame every pacing consumer acknowledged, with the
+        capture times of those after it that may have reached one (see :class:`Resume`)."""
+        if self.channel is None:
+            return None
+        sent = {s.seq: s.capture_time for s in self._stored}
+        sent |= {s.frame.seq: s.frame.capture_time for s in self._pending if s.frame.seq}
+        replay = {seq: t for seq, t in self._replay.items() if seq > self._floor.seq} | sent
+        return Resume(self._floor.seq, self._floor.media_time, self._origin, replay, self._owed())
 
     async def _settle_all(self) -> None:
         while self._pending:
@@ -340,12 +476,19 @@ class CameraWorker:
                     self.status.frame_dropped()
                     log.debug("frame of %s dropped: %s", self.config.id, exc)
                     return
-                # Lossless (and the end marker, always): send it again once NATS answers.
+                # Lossless (and the end marker, always): send it again once NATS answers,
+                # into the FRAMES it was meant for.
                 await asyncio.sleep(self.settings.backoff_min_s)
+                if self.channel is not None:
+                    await self._frames_checked()
                 sent.task = self._send(sent.frame)
         self._pending.popleft()
         if self.channel is not None:
             self.channel.published(ack.seq)
+            frame = sent.frame
+            media_time = frame.media_time.ToNanoseconds() / 1e9
+            self._stored.append(_Stored(frame.seq, media_time, frame.capture_time, ack.seq))
+            self._count_acknowledged()
         if sent.frame.end_of_stream:
             return  # not a frame: counts nothing, changes no state
         self._last_frame = time.monotonic()
@@ -361,7 +504,13 @@ class CameraWorker:
         # Waiting anyway: settle the PubAcks first, so the status counts those frames as
         # published and the channel follows their acks, while the analyzers catch up.
         await self._settle_all()
-        turn = asyncio.ensure_future(channel.wait_turn(reserved=room - 1))
+        await self._paced(channel, channel.wait_turn(reserved=room - 1))
+
+    async def _paced(self, channel: PacedChannel, waiting: Coroutine[Any, Any, None]) -> None:
+        """Wait on the channel (for a turn, or for every ack), saying so in the status while no
+        analyzer reads the camera, and checking FRAMES whenever no ack came for a while: the
+        acks a lost FRAMES owed never come (its consumers start again from sequence 1)."""
+        turn = asyncio.ensure_future(waiting)
         try:
             while not turn.done():
                 await asyncio.wait({turn}, timeout=self.settings.pacing_resync_s)
@@ -370,6 +519,8 @@ class CameraWorker:
                     await self.status.set_state(
                         camera_pb2.CAMERA_STATE_STARTING, WAITING_FOR_ANALYZERS.format(subject=self.subject)
                     )
+                if not turn.done():  # a stall: the acks FRAMES owes may be lost with it
+                    await self._frames_checked(again=True)
             turn.result()
         finally:
             if not turn.done():
@@ -466,7 +617,7 @@ class CameraWorker:
         """Seek a file taken over mid-way to its last published picture (the first open only);
         returns that picture's media time, after which reading goes on."""
         resume, self._resume = self._resume, None
-        if resume is None:
+        if resume is None or resume.seq == 0:
             return None
         source.seek(resume.media_time)
         return resume.media_time
@@ -504,7 +655,13 @@ class CameraWorker:
                     take, anchor = sampler.take, None
                     continue
                 self._pass_on(_End(last_media_time))
-                self._pass_on(_State(camera_pb2.CAMERA_STATE_ENDED, ""))
+                # A file read to its end, or to where it stops short of its own length: every
+                # picture there was is analysed either way, but a short one is an error.
+                short = source.shortfall() if isinstance(source, Measured) else None
+                if short is None:
+                    self._pass_on(_State(camera_pb2.CAMERA_STATE_ENDED, "", end=True))
+                else:
+                    self._pass_on(_State(camera_pb2.CAMERA_STATE_ERROR, f"{self._shown}: {short}", end=True))
                 return "finished"
             except SourceError as exc:
                 self._pass_on(_State(camera_pb2.CAMERA_STATE_OFFLINE, f"{exc}; reconnecting"))

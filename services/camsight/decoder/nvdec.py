@@ -33,6 +33,7 @@ from camsight.decoder.sources import (
     EndOfSource,
     FrameFilter,
     Grabbed,
+    Length,
     Source,
     SourceError,
     SourceKind,
@@ -189,6 +190,11 @@ class NvdecSource:
 
     def progress(self) -> float:
         return min(1.0, self._index / self._frames) if self._frames else 0.0
+
+    def shortfall(self) -> str | None:
+        """A file that ended before the frame count its container states (see :class:`Length`)."""
+        read = self._index / self._fps if self._fps > 0 else 0.0
+        return Length.of_frames(self._frames, self._fps).shortfall(read, self._index, self._fps)
 
     def close(self) -> None:
         if self._decoder is not None:

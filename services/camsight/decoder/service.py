@@ -10,6 +10,11 @@
   (:mod:`camsight.bus.leases`). A replica that dies loses its leases after
   ``lease_ttl_s``; the others take them on their next tick, so takeover
   happens within ``lease_ttl_s + renew_interval_s``.
+* Rewinds: a file whose frames FRAMES lost (a nats-server restart: it is a
+  memory stream) is decoded again after the last frame every analyzer
+  acknowledged. The worker finds out and stops; the service keeps the point
+  it stopped at and starts the camera again from there, now or whenever this
+  replica owns it again (decision 0083).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from camsight.cameras import CameraConfig
 from camsight.config import ConfigError, service_section
 from camsight.decoder.camera import CameraWorker
 from camsight.decoder.plugins import checked_sources
-from camsight.decoder.resume import already_ended, resume_point
+from camsight.decoder.resume import Resume, already_ended, resume_point
 from camsight.decoder.settings import DecoderSettings
 from camsight.decoder.status import StatusReporter
 from camsight.runtime import Service, ServiceContext
@@ -88,6 +93,8 @@ class DecoderService(Service):
         # What each owned camera was started with: a new revision, even of the same
         # value, restarts it (and replays an ended file).
         self._running: dict[str, tuple[Entry, int]] = {}
+        # Where a lossless file stopped (revision, point), for when FRAMES lost its frames.
+        self._rewinds: dict[str, tuple[int, Resume]] = {}
         self._leases: LeaseTable | None = None
         self._pacer: AckPacer | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -226,6 +233,9 @@ class DecoderService(Service):
                 log.info("camera %s was written in the registry; restarting it", camera)
                 await self._stop_camera(camera, report=None, release=False)
                 await self._start_camera(camera, entry)
+            elif self.workers[camera].halted:
+                await self._stop_camera(camera, report=None, release=False)
+                await self._start_camera(camera, entry)
         for camera in sorted(mine - set(self.workers)):
             if await self._leases.claim(camera):
                 await self._start_camera(camera, self.registry[camera])
@@ -241,6 +251,7 @@ class DecoderService(Service):
     async def _start_camera(self, camera: str, entry: Entry) -> None:
         assert self._pacer is not None
         revision = self.revisions.get(camera, 0)
+        rewind_revision, rewind = self._rewinds.pop(camera, (0, None))
         status = StatusReporter(self.ctx.bus, camera, self.decoder_id, revision)
         self._running[camera] = (entry, revision)
         record = await status.read()
@@ -266,8 +277,11 @@ class DecoderService(Service):
                 status,
                 self._pacer,
                 lambda: leases.valid(camera),
-                resume=await resume_point(self.ctx.bus, entry, status, record),
+                resume=await resume_point(
+                    self.ctx.bus, entry, status, record, rewind if rewind_revision == revision else None
+                ),
                 sources=self.sources,
+                on_rewind=self._wake.set,
             )
             log.info("decoding camera %s from %s", camera, entry.redacted_source, extra={"camera": camera})
             await worker.start()
@@ -282,7 +296,13 @@ class DecoderService(Service):
         forget_status: bool = False,
     ) -> None:
         worker = self.workers.pop(camera)
-        self._running.pop(camera, None)
+        revision = self._running.pop(camera, (None, 0))[1]
+        # Before the stop, which settles what was in flight: those frames may be sent again.
+        rewind = worker.rewind_point()
+        if rewind is not None and not forget_status and worker.status.state != camera_pb2.CAMERA_STATE_ENDED:
+            self._rewinds[camera] = (revision, rewind)
+        else:
+            self._rewinds.pop(camera, None)
         await worker.stop()
         self._retired = [w for w in self._retired if not w.finished] + [worker]
         if report is not None:
@@ -307,6 +327,10 @@ class _Idle:
         self.status = status
 
     finished = True
+    halted = False
+
+    def rewind_point(self) -> Resume | None:
+        return None
 
     async def stop(self) -> None:
         return None

@@ -10,6 +10,12 @@ of images played in name order, or another scheme a source plugin reads
 Errors are :class:`SourceError` with a message that names the problem and
 never contains credentials (URIs are redacted), and a ``permanent`` flag:
 a missing or undecodable file will not fix itself, a network camera may.
+
+A file whose index is at its front (an MP4 written with ``faststart``) stays
+readable when its end is cut off: it just ends early, as if it were shorter.
+:meth:`VideoSource.shortfall` compares where it ended with the length its
+container declares for the video, so a truncated file is not taken for a
+finished one.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import av
@@ -131,6 +137,58 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Measured(Protocol):
+    """A source that knows how long it should be (a video file; plugins need not)."""
+
+    def shortfall(self) -> str | None:
+        """After :class:`EndOfSource`: one line saying how much of the declared length was
+        never read, or None when it ended where its container said it would."""
+
+
+TRUNCATION_SLACK_S = 0.5
+"""How far short of its declared length a file may end and still count as whole: the
+declared length and the last picture's time may disagree by a frame or two (edit lists,
+rounding); a cut-off file misses far more."""
+
+
+@dataclass(frozen=True)
+class Length:
+    """The length a container declares for a video stream: seconds (0: none) and frames (0: none)."""
+
+    seconds: float
+    frames: int
+
+    @classmethod
+    def of_frames(cls, frames: int, fps: float) -> Length:
+        return cls(frames / fps if frames > 0 and fps > 0 else 0.0, frames)
+
+    def shortfall(self, seconds: float, frames: int, fps: float) -> str | None:
+        """``truncated: read 5.6 s of 10.0 s (140 of 250 frames)`` for a file that ended after
+        ``frames`` pictures, ``seconds`` into it, more than :data:`TRUNCATION_SLACK_S` (or two
+        frames) short of this length; None when it did not, or when no length is declared."""
+        slack = max(TRUNCATION_SLACK_S, 2 / fps if fps > 0 else 0.0)
+        if self.seconds <= 0 or self.seconds - seconds <= slack:
+            return None
+        counted = f" ({frames} of {self.frames} frames)" if self.frames else ""
+        return f"truncated: read {seconds:.1f} s of {self.seconds:.1f} s{counted}"
+
+
+def declared_length(path: str) -> Length:
+    """What the container says of its first video stream's own length (PyAV; OpenCV
+    estimates a missing frame count from the container's duration, which an audio track
+    may make longer than the video). None declared, or unreadable: ``Length(0, 0)``."""
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 0)
+            if stream.duration and stream.time_base:
+                return Length(float(stream.duration * stream.time_base), stream.frames)
+            return Length.of_frames(stream.frames, fps)
+    except (av.FFmpegError, OSError, IndexError):
+        return Length(0.0, 0)
+
+
 def open_source(
     uri: str,
     *,
@@ -185,6 +243,8 @@ class VideoSource:
         self._frames = 0.0
         self._fps = 0.0
         self._index = 0
+        self._length = Length(0.0, 0)
+        self._last_media_time = 0.0
 
     def open(self) -> None:
         if self.kind is SourceKind.FILE:
@@ -202,6 +262,9 @@ class VideoSource:
         self._frames = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         self._fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self._index = 0
+        self._last_media_time = 0.0
+        if self.kind is SourceKind.FILE:
+            self._length = declared_length(self.target)
 
     def _capture(self) -> cv2.VideoCapture:
         params = [
@@ -238,6 +301,7 @@ class VideoSource:
         if self.kind is SourceKind.FILE and media_time > 0:
             self._cap.set(cv2.CAP_PROP_POS_MSEC, media_time * 1000.0)
             self._index = round(media_time * self._fps) if self._fps > 0 else 0
+            self._last_media_time = media_time
 
     def grab(self, take: FrameFilter) -> Grabbed | None:
         """Grab the next picture; None when the sampler skips it (not decoded to BGR)."""
@@ -247,7 +311,7 @@ class VideoSource:
                 raise EndOfSource
             raise SourceError(f"stream {self.shown} stopped delivering frames", permanent=False)
         self._index += 1
-        media_time = self._media_time()
+        media_time = self._last_media_time = self._media_time()
         if not take(media_time):
             return None
         ok, image = self._cap.retrieve()
@@ -267,6 +331,13 @@ class VideoSource:
         if self.kind is not SourceKind.FILE or self._frames <= 0:
             return 0.0
         return min(1.0, self._index / self._frames)
+
+    def shortfall(self) -> str | None:
+        """A file that ended short of its declared length (see :class:`Length`)."""
+        if self.kind is not SourceKind.FILE:
+            return None
+        end = self._last_media_time + (1 / self._fps if self._fps > 0 and self._index else 0.0)
+        return self._length.shortfall(end, self._index, self._fps)
 
     def close(self) -> None:
         if self._cap is not None:

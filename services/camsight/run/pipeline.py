@@ -139,6 +139,16 @@ class PipelineSummary:
             cid: s.last_error for cid, s in self.cameras.items() if s.state == camera_pb2.CAMERA_STATE_ERROR
         }
 
+    @property
+    def failed_analyzers(self) -> list[str]:
+        """One line per analyzer that failed on every frame it was given: a run that found
+        nothing because of it must not pass for one that had nothing to find."""
+        return [
+            f"analyzer {name} failed on all {counts['failed']} frames it was given (its error is above)"
+            for name, counts in sorted(self.analyzer_frames.items())
+            if counts.get("failed") and not counts.get("analyzed")
+        ]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "seconds": round(self.seconds, 3),
@@ -225,23 +235,36 @@ class EmbeddedPipeline:
             await self.__aexit__()
             raise
 
-    async def _start(self) -> EmbeddedPipeline:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.nats.start)
-        # Everything on loopback, on ports nobody else can hold: several runs
-        # may share a machine. A config file can still choose the gRPC port.
+    def check(self) -> None:
+        """Construct every service as :meth:`__aenter__` will, and start nothing: a setting
+        they refuse (a typo in an analyzer's config, an analyzer two plugins declare) raises
+        its one-line :class:`~camsight.config.ConfigError` now, before nats-server starts and
+        before ``camsight run`` draws its progress bars."""
+        Runtime(self._for_services(self.settings.nats), self.service_classes, name="run")
+
+    def _for_services(self, nats: NatsSettings) -> Settings:
+        """The settings the services run with: ``nats``; everything on loopback, on ports nobody
+        else can hold (several runs may share a machine; a config file can still choose the
+        gRPC port); this data folder; no camera of the config (:meth:`add_cameras` adds them)."""
         query = {"host": "127.0.0.1", "port": 0, **self.settings.services.get("query", {})}
-        admin = self._nats_as(credentials(self.admin), declare_topology=True)
-        if not self.keep_cameras:  # a run plays only its own cameras; a look at a folder keeps them
-            await self._forget_earlier_cameras(admin)
         update = {
-            "nats": admin,
+            "nats": nats,
             "cameras": [],
             "http": HttpSettings(host="127.0.0.1", port=0),
             "data_dir": self.data_dir,
             "services": {**self.settings.services, "query": query},
         }
-        self.settings = self.settings.model_copy(update=update)
+        return self.settings.model_copy(update=update)
+
+    async def _start(self) -> EmbeddedPipeline:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # From the event loop's thread, which outlives the server (EmbeddedNats.spawn).
+        self.nats.spawn()
+        await asyncio.to_thread(self.nats.wait_ready)
+        admin = self._nats_as(credentials(self.admin), declare_topology=True)
+        if not self.keep_cameras:  # a run plays only its own cameras; a look at a folder keeps them
+            await self._forget_earlier_cameras(admin)
+        self.settings = self._for_services(admin)
         own = {name: self._nats_as(credentials(user)) for name, user in self.users.items()}
         self.runtime = Runtime(self.settings, self.service_classes, name="run", connections=own)
         self._task = asyncio.create_task(self.runtime.run())
@@ -296,13 +319,35 @@ class EmbeddedPipeline:
                 await asyncio.wait_for(self._task, 60)
         await asyncio.to_thread(self.nats.stop)
 
-    def console_url(self) -> str:
-        """The web console's address (when ``services.query.console.enabled``, as with ``--console``)."""
+    def abandoned(self) -> list[str]:
+        """What the services stopped without (an analyzer call that never returned), once
+        stopped: one line each, for the closing message."""
+        return self.runtime.abandoned() if self.runtime is not None else []
+
+    def abort(self) -> None:
+        """Stop nats-server now, from a signal handler, when the process must end at once
+        (a second Ctrl-C): its data is flushed, its folder removed; the services are not
+        waited for."""
+        self.nats.stop(timeout=5)
+
+    def _query(self) -> QueryService:
         assert self.runtime is not None
         for service in self.runtime.services:
-            if isinstance(service, QueryService) and service.console is not None:
-                return service.console.url
-        raise RuntimeError("the console is not enabled (services.query.console.enabled)")
+            if isinstance(service, QueryService):
+                return service
+        raise RuntimeError("this pipeline runs no query service")
+
+    def grpc_target(self) -> str:
+        """The query service's gRPC address, ``host:port`` (a free port on loopback unless the
+        config's ``services.query`` names others)."""
+        return self._query().local_target
+
+    def console_url(self) -> str:
+        """The web console's address (when ``services.query.console.enabled``, as with ``--console``)."""
+        console = self._query().console
+        if console is None:
+            raise RuntimeError("the console is not enabled (services.query.console.enabled)")
+        return console.url
 
     @property
     def bus(self) -> Bus:

@@ -1,4 +1,10 @@
-"""Run services: connect, declare or check the topology, start, loop, drain on a signal, exit."""
+"""Run services: connect, declare or check the topology, start, loop, drain on a signal, exit.
+
+The topology is declared or checked again after every loss of the process's NATS
+connection, and the process is not ready until that is done: a restarted nats-server
+has lost its memory streams (FRAMES), and services that went on as if they were there
+would publish into nothing (decision 0083).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,8 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from camsight.bus import Bus, connect_with_retry
-from camsight.bus.topology import TopologyMissingError
+from camsight.bus import BUS_ERRORS, Bus, connect_with_retry
+from camsight.bus.topology import ClusterFormingError, TopologyMissingError
 from camsight.config import NatsSettings, Settings
 from camsight.runtime.health import HealthServer
 from camsight.runtime.ports import http_port
@@ -65,6 +71,8 @@ class Runtime:
         self.health = HealthServer(self.readiness, settings.http.host, http_port(settings.http, name))
         self._phase = "connecting to NATS"
         self._started = False
+        self._topology_at = 0  # connection losses before the topology was last declared or found
+        self._follower: asyncio.Task[None] | None = None
 
     def _contexts(self) -> list[ServiceContext]:
         return [self.ctx, *self._own.values()]
@@ -73,6 +81,8 @@ class Runtime:
         if any(ctx._bus is not None and not ctx.bus.connected for ctx in self._contexts()):
             return False, "NATS connection lost, reconnecting"
         if not self._started:
+            return False, self._phase
+        if self.ctx._bus is not None and self.ctx.bus.link.losses != self._topology_at:
             return False, self._phase
         for service in self.services:
             ready, reason = service.readiness()
@@ -83,6 +93,10 @@ class Runtime:
     def failures(self) -> list[str]:
         """Every service's :meth:`~camsight.runtime.service.Service.failures`, named."""
         return [f"{service.name}: {failure}" for service in self.services for failure in service.failures()]
+
+    def abandoned(self) -> list[str]:
+        """Every service's :meth:`~camsight.runtime.service.Service.abandoned`, named."""
+        return [f"{service.name}: {line}" for service in self.services for line in service.abandoned()]
 
     def stop(self) -> None:
         """Ask every service to drain and return (signal-safe)."""
@@ -97,6 +111,10 @@ class Runtime:
             if await self._prepare():
                 code = await self._run_services()
         finally:
+            if self._follower is not None:
+                self._follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._follower
             for service in self.services:
                 try:
                     await service.close()
@@ -115,11 +133,14 @@ class Runtime:
         if bus is None:
             return False
         self.ctx.attach(bus)
+        losses = bus.link.losses
         if self.settings.nats.declare_topology:
             self._phase = "declaring the topology"
             await bus.ensure_topology()
         elif await self._until_stopped(self._wait_for_topology(bus)) is None:
             return False
+        self._topology_at = losses
+        self._follower = asyncio.create_task(self._follow_topology(bus), name=f"{self.name}-topology")
         for service, ctx in self._own.items():
             self._phase = f"connecting {service} to NATS"
             own = await self._until_stopped(self._connect(ctx.settings.nats, f"{self.name}-{service}"))
@@ -138,11 +159,44 @@ class Runtime:
             try:
                 await bus.check_topology()
                 return True
-            except (TopologyMissingError, TimeoutError) as exc:
-                reason = f"waiting for the topology: {exc or 'NATS did not answer'}"
-                if self._phase != reason:
-                    log.warning("%s", reason)
-                self._phase = reason
+            except (TopologyMissingError, *BUS_ERRORS) as exc:
+                self._waiting(f"waiting for the topology: {exc or 'NATS did not answer'}")
+            await asyncio.sleep(TOPOLOGY_RETRY_S)
+
+    def _waiting(self, reason: str) -> None:
+        """Make ``reason`` the not-ready reason, logged once when it changes."""
+        if self._phase != reason:
+            log.warning("%s", reason)
+        self._phase = reason
+
+    async def _follow_topology(self, bus: Bus) -> None:
+        """After each loss of the connection, declare or check the topology again once it is
+        back; :meth:`readiness` says not ready until then.
+
+        A nats-server restarted without a cluster keeps its file streams but not its memory
+        ones: FRAMES comes back only when the topology step (or this process, when it
+        declares the topology) declares it again, and until it does no frame can be stored.
+        """
+        while True:
+            await bus.link.wait_lost(self._topology_at)
+            losses = bus.link.losses
+            self._phase = "NATS connection lost: checking the topology once reconnected"
+            await bus.link.wait_up()
+            if self.settings.nats.declare_topology:
+                await self._declare_again(bus)
+            else:
+                await self._wait_for_topology(bus)
+            log.info("the topology is there again after the NATS connection was lost")
+            self._topology_at = losses
+
+    async def _declare_again(self, bus: Bus) -> None:
+        """Declare the topology until it works (the server may still be coming up)."""
+        while True:
+            try:
+                await bus.ensure_topology()
+                return
+            except (ClusterFormingError, *BUS_ERRORS) as exc:
+                self._waiting(f"declaring the topology again: {exc or type(exc).__name__}")
             await asyncio.sleep(TOPOLOGY_RETRY_S)
 
     async def _until_stopped(self, work: Awaitable[T]) -> T | None:
@@ -160,7 +214,10 @@ class Runtime:
 
     async def _run_services(self) -> int:
         for service in self.services:
-            await service.start()
+            # A start may wait on a plugin (an analyzer's load()) that never returns: a stop
+            # meanwhile must still stop the process.
+            if await self._until_stopped(_started(service)) is None:
+                return 0
         self._started = True
         tasks: dict[asyncio.Task[Any], Service] = {
             asyncio.create_task(s.run(), name=s.name): s for s in self.services
@@ -188,6 +245,11 @@ class Runtime:
                 pending = set()
         stopping.cancel()
         return code
+
+
+async def _started(service: Service) -> bool:
+    await service.start()
+    return True
 
 
 async def serve(settings: Settings, factories: Sequence[ServiceFactory], name: str) -> int:

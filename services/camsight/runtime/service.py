@@ -77,3 +77,9 @@ class Service(abc.ABC):
         that failed to load). A cluster keeps such a pod up and not ready, for an operator
         to see; ``camsight run`` stops on it at once instead of waiting. Default: none."""
         return []
+
+    def abandoned(self) -> list[str]:
+        """What the service stopped without, once stopped: work that did not end when asked
+        (an analyzer call that never returned), one line each, for the one who stopped it.
+        Default: none."""
+        return []
