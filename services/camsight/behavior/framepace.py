@@ -47,6 +47,7 @@ import logging
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -161,12 +162,14 @@ class FrameFollower:
                     continue
                 except FOLLOW_ERRORS as exc:
                     log.warning("following the frames of camera %s: %s; trying again", camera_id, exc)
+                    # Unsubscribed before it is dropped: a subscription left open holds the
+                    # connection's drain at shutdown for its whole timeout (30 s after a
+                    # NATS restart).
+                    await _unsubscribe(sub)
                     sub = None
                     await asyncio.sleep(RETRY_S)  # back-off, not a synchronisation
         finally:
-            if sub is not None:
-                with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
-                    await sub.unsubscribe()
+            await _unsubscribe(sub)
 
     async def _arrived(self, camera_id: str, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
@@ -190,6 +193,12 @@ class FrameFollower:
         for camera_id, held in list(self._held.items()):
             if held.msgs:
                 await self.done(camera_id, max(held.msgs))
+
+
+async def _unsubscribe(sub: JetStreamContext.PullSubscription | None) -> None:
+    if sub is not None:
+        with contextlib.suppress(*TRANSIENT_ERRORS, nats.errors.BadSubscriptionError):
+            await sub.unsubscribe()
 
 
 async def _ack(msg: Msg) -> None:
