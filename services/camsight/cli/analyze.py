@@ -144,7 +144,10 @@ def _run(
             detections = summary.add(info, found)
             if explain is not None:
                 assert isinstance(analyzer, Explainer)
-                [saliency] = analyzer.explain([image])
+                try:
+                    [saliency] = analyzer.explain([image])
+                except AnalyzerError as exc:  # cannot explain as configured: the host's not-ready reason
+                    fail(f"--explain: {exc}", EXIT_USAGE)
                 _write(explain / f"{info.seq:06d}.jpg", annotate(overlay(image, saliency), detections))
                 summary.explained += 1
             if output is not None:
