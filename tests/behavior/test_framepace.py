@@ -3,7 +3,10 @@ consumer per camera, acked as behavior gets past each frame, or when it is idle.
 
 from __future__ import annotations
 
+import asyncio
+
 import nats.js.errors
+import pytest
 from camsight.behavior.framepace import FrameFollower, Held, durable
 from camsight.bus import Bus, subjects
 from camsight.bus.pacing import FOLLOWER
@@ -50,6 +53,27 @@ async def test_frames_are_acked_once_behavior_got_past_them_or_is_idle(bus: Bus)
         await follower.unfollow("cam")  # the camera left the registry
         assert not await exists(bus, "cam")
     finally:
+        await follower.close()
+
+
+async def test_a_follower_stops_even_when_its_cancellation_is_lost(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's ``wait_for`` inside nats-py's ``next_msg`` returns a frame that lands
+    as the cancellation does, and the cancellation is gone. Modelled here by never
+    cancelling: the follower still stops, within a fetch, since it is not the camera's
+    task any more. Before, it fetched for good and ``unfollow`` never returned (a stopping
+    replica hung holding its lock)."""
+    monkeypatch.setattr(FrameFollower, "_interrupt", staticmethod(lambda task: None))
+    follower = FrameFollower(bus, inactive_s=60)
+    follower.follow("cam")
+    await wait_for(lambda: exists(bus, "cam"), 10, "the camera's consumer")
+    async with asyncio.timeout(10):
+        await follower.unfollow("cam")
+    assert not await exists(bus, "cam")
+    follower.follow("other")
+    await wait_for(lambda: exists(bus, "other"), 10, "the other camera's consumer")
+    async with asyncio.timeout(10):
         await follower.close()
 
 

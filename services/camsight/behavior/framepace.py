@@ -142,15 +142,26 @@ class FrameFollower:
 
     async def _stop(self, camera_id: str) -> None:
         if (task := self._tasks.pop(camera_id, None)) is not None:
-            task.cancel()
+            self._interrupt(task)
+            await asyncio.wait({task})  # a cancellation of the caller itself still propagates
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                task.result()
+
+    @staticmethod
+    def _interrupt(task: asyncio.Task[None]) -> None:
+        """Cut the task's fetch short. Not all it takes to stop it: nats-py's ``next_msg``
+        waits in an inner ``wait_for`` task, and Python 3.11 loses a cancellation that
+        lands as a frame arrives (the frame is returned instead). The loop in
+        :meth:`_fetch` therefore also ends once it is no longer the camera's task: a lost
+        cancellation held a stopping replica (and its lock) for good, once in a CI run."""
+        task.cancel()
 
     async def _fetch(self, camera_id: str) -> None:
-        """Create (or bind to) the camera's consumer and take in its frames until cancelled."""
+        """Create (or bind to) the camera's consumer and take in its frames until
+        :meth:`_stop` takes this task out (and cancels it)."""
         sub = None
         try:
-            while True:
+            while self._tasks.get(camera_id) is asyncio.current_task():
                 try:
                     if sub is None:
                         await self.bus.js.add_consumer(subjects.FRAMES_STREAM, self.consumer(camera_id))
