@@ -20,6 +20,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,8 @@ from reliability_support import system_settings
 
 pytestmark = pytest.mark.slow
 
+TOPOLOGY_TIMEOUT_S = 20
+"""``camsight topology --timeout`` in these tests: a refused user must fail well before it."""
 SERVICE_NAMES = ("decoder", "detector", "face", "behavior", "query")
 REFUSED = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 
@@ -87,8 +90,9 @@ def topology_cli(server: EmbeddedNats, user: ServiceUser, workdir: Path) -> subp
     config.write_text(
         yaml.safe_dump({"nats": {"servers": [server.url], **credentials(user)}, "log": {"format": "text"}})
     )
+    command = ["topology", "--config", str(config), "--timeout", str(TOPOLOGY_TIMEOUT_S)]
     return subprocess.run(
-        [sys.executable, "-m", "camsight", "topology", "--config", str(config), "--timeout", "20"],
+        [sys.executable, "-m", "camsight", *command],
         capture_output=True,
         text=True,
         timeout=120,
@@ -353,10 +357,15 @@ async def test_topology_command_is_idempotent_and_needs_the_topology_role(
         await owner.check_topology()
     finally:
         await owner.close()
-    # A service's user may not change the topology: the command says so and fails.
+    # A service's user may not change the topology: the command says so and fails, at once
+    # (the server's permissions violation), not after its --timeout of unanswered requests.
+    began = time.monotonic()
     refused = await asyncio.to_thread(topology_cli, secured, users["query"], tmp_path)
     assert refused.returncode == 1
-    assert "allowed to create and update" in refused.stderr
+    error = refused.stderr.strip().splitlines()[-1]
+    assert "this NATS user is not allowed to create and update camsight's streams" in error
+    assert "permissions violation" in error
+    assert time.monotonic() - began < TOPOLOGY_TIMEOUT_S
 
 
 # -- embedded mode ------------------------------------------------------------------

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, PubAck, StreamInfo
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
+from nats.protocol.parser import PERMISSIONS_ERR
 
 from camsight.bus import subjects, tls
 from camsight.bus.topology import ClusterFormingError, check_topology, ensure_topology
@@ -50,7 +51,27 @@ class Link:
     def __init__(self) -> None:
         self.losses = 0
         self.up = True
+        self.refusals: list[str] = []  # the server's permissions violations, as nats-py words them
         self._changed = asyncio.Condition()
+
+    async def refused(self, error: str) -> None:
+        """The server refused this user something: it answers nothing, the request times out."""
+        self.refusals.append(error)
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_refused(self, subject_prefix: str) -> str:
+        """The first permissions violation on a subject starting with ``subject_prefix``: a
+        caller whose request can only time out learns why at once. nats-py lower-cases the
+        server's error, subject included: compared, and returned, in lower case."""
+        wanted = f'"{subject_prefix.lower()}'
+
+        def found() -> str | None:
+            return next((r for r in self.refusals if wanted in r.lower()), None)
+
+        async with self._changed:
+            await self._changed.wait_for(lambda: found() is not None)
+        return found() or ""
 
     async def lost(self) -> None:
         self.losses += 1
@@ -289,6 +310,8 @@ async def connect(cfg: NatsSettings, streams: StreamSettings, name: str) -> Bus:
         return bool(client) and (client[0].is_closed or client[0].is_draining)
 
     async def on_error(exc: Exception) -> None:
+        if PERMISSIONS_ERR in str(exc):
+            await link.refused(str(exc))
         final = None if client else tls.refusal(exc, cfg)
         if final is not None:
             if not refused.done():

@@ -19,6 +19,8 @@ FRAMES_ALL = "frames.>"
 DETECTIONS_ALL = "detections.>"
 EVENTS_ALL = "events.>"
 DEADLETTER_ALL = "deadletter.>"
+JS_API_PREFIX = "$JS.API."
+"""Where JetStream's API requests go (NATS permissions grant them by these subjects)."""
 
 CAMERAS_BUCKET = "cameras"
 CAMERA_STATUS_BUCKET = "camera_status"

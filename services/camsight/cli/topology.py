@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from camsight.bus import connect_with_retry
+from camsight.bus import connect_with_retry, subjects
 from camsight.bus.topology import ClusterFormingError, topology_streams
 from camsight.cli import app
 from camsight.cli.common import ConfigOption, fail, settings_or_exit
@@ -34,11 +34,23 @@ async def declare(settings: Settings, timeout: float) -> None:
         )
     except TimeoutError:
         fail(f"NATS at {servers} was unreachable for {timeout:.0f}s")
+    left = max(1.0, deadline - asyncio.get_running_loop().time())
+    waits = (ClusterFormingError, TimeoutError)
+    declaring = asyncio.ensure_future(
+        asyncio.wait_for(bus.ensure_topology(attempts=None, retry_on=waits), left)
+    )
+    # A user not allowed to is answered nothing: its requests would time out until the
+    # deadline (5 minutes by default). The server's permissions violation says so at once.
+    refused = asyncio.ensure_future(bus.link.wait_refused(subjects.JS_API_PREFIX))
     try:
-        left = max(1.0, deadline - asyncio.get_running_loop().time())
-        await asyncio.wait_for(
-            bus.ensure_topology(attempts=None, retry_on=(ClusterFormingError, TimeoutError)), left
-        )
+        await asyncio.wait({declaring, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if not declaring.done():
+            fail(
+                "this NATS user is not allowed to create and update camsight's streams (NATS "
+                "answered a JetStream request with a permissions violation; its log names the "
+                "subject): run camsight topology as the topology user (docs/deploy.md)"
+            )
+        await declaring
     except ClusterFormingError as exc:
         fail(f"the JetStream cluster at {servers} did not form in {timeout:.0f}s: {exc}")
     except TimeoutError:
@@ -48,6 +60,9 @@ async def declare(settings: Settings, timeout: float) -> None:
             "server log names a permissions violation)"
         )
     finally:
+        for task in (declaring, refused):
+            task.cancel()
+        await asyncio.gather(declaring, refused, return_exceptions=True)
         await bus.close()
 
 
