@@ -11,6 +11,7 @@ depends on those looks again after each loss (decision 0083).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -51,7 +52,9 @@ class Link:
     def __init__(self) -> None:
         self.losses = 0
         self.up = True
-        self.refusals: list[str] = []  # the server's permissions violations, as nats-py words them
+        # The server's latest permissions violations, as nats-py words them (bounded: a
+        # long-lived service refused something again and again keeps only the latest).
+        self.refusals: collections.deque[str] = collections.deque(maxlen=64)
         self._changed = asyncio.Condition()
 
     async def refused(self, error: str) -> None:
