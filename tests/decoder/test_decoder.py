@@ -157,6 +157,25 @@ async def test_a_truncated_file_is_analysed_as_far_as_it_goes_then_its_camera_is
     assert warnings == [f"camera cut is error: {path}: {TRUNCATED}"]
 
 
+async def test_a_truncated_file_looped_is_said_once_and_loops_what_there_is(
+    bus: Bus, start_decoder: StartDecoder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="camsight.decoder")
+    path = truncated_video(tmp_path / "cut.mp4")
+    await start_decoder([CameraConfig(id="cut", source=str(path), loop=True)])
+    received: list[frame_pb2.Frame] = []
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(_slow_consumer(bus, received, stop, "cut"))
+    await wait_for(lambda: len(received) > 2 * 140 + 1, 60, "the readable part looped twice")
+    stop.set()
+    await consumer
+    assert not any(f.end_of_stream for f in received)
+    status = await camera_status(bus, "cut")
+    assert status is not None and status.state == camera_pb2.CAMERA_STATE_ONLINE
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"camera cut: {path}: {TRUNCATED}; looping the part that can be read"]
+
+
 @pytest.mark.parametrize(("window", "batch"), [(None, None), (9, 7)], ids=["defaults", "partial-batches"])
 async def test_lossless_frames_go_in_batches_within_the_window(
     bus: Bus, start_decoder: StartDecoder, window: int | None, batch: int | None

@@ -217,6 +217,7 @@ class CameraWorker:
         self._on_rewind = on_rewind
         self._last_frame = time.monotonic()
         self._fallback_warned = False
+        self._short_warned = False  # a looped file's truncation, said once
         self._encoder = FrameEncoder(config, settings.encode)
 
     async def start(self) -> None:
@@ -605,6 +606,16 @@ class CameraWorker:
             self._backoff.wait(attempt, self._stop)
             attempt += 1
 
+    def _warn_short(self, source: Source) -> None:
+        """A looped file that stops short of its own length: said once, then its pictures
+        loop as they are (a simulated live camera has no end to report an error at)."""
+        short = source.shortfall() if isinstance(source, Measured) else None
+        if short is not None and not self._short_warned:
+            log.warning(
+                "camera %s: %s: %s; looping the part that can be read", self.config.id, self._shown, short
+            )
+            self._short_warned = True
+
     def _decode_fallback(self, reason: str) -> None:
         """NVDEC cannot decode this camera here: say so once for ``nvdec`` (``auto`` expects it)."""
         if self.config.decode is VideoDecode.NVDEC and not self._fallback_warned:
@@ -649,6 +660,7 @@ class CameraWorker:
                     )
                     return "finished"
                 if self.config.loop:
+                    self._warn_short(source)
                     source.close()
                     source.open()
                     sampler.reset()
