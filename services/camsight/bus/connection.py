@@ -63,18 +63,13 @@ class Link:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_refused(self, subject_prefix: str) -> str:
-        """The first permissions violation on a subject starting with ``subject_prefix``: a
+    async def wait_refused(self, subject_prefix: str) -> None:
+        """Return once the server refused a subject starting with ``subject_prefix``: a
         caller whose request can only time out learns why at once. nats-py lower-cases the
-        server's error, subject included: compared, and returned, in lower case."""
+        server's error, subject included, so the prefix is compared in lower case."""
         wanted = f'"{subject_prefix.lower()}'
-
-        def found() -> str | None:
-            return next((r for r in self.refusals if wanted in r.lower()), None)
-
         async with self._changed:
-            await self._changed.wait_for(lambda: found() is not None)
-        return found() or ""
+            await self._changed.wait_for(lambda: any(wanted in r.lower() for r in self.refusals))
 
     async def lost(self) -> None:
         self.losses += 1

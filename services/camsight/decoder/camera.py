@@ -609,8 +609,7 @@ class CameraWorker:
     def _warn_short(self, source: Source) -> None:
         """A looped file that stops short of its own length: said once, then its pictures
         loop as they are (a simulated live camera has no end to report an error at)."""
-        short = source.shortfall() if isinstance(source, Measured) else None
-        if short is not None and not self._short_warned:
+        if not self._short_warned and (short := _shortfall(source)) is not None:
             log.warning(
                 "camera %s: %s: %s; looping the part that can be read", self.config.id, self._shown, short
             )
@@ -669,7 +668,7 @@ class CameraWorker:
                 self._pass_on(_End(last_media_time))
                 # A file read to its end, or to where it stops short of its own length: every
                 # picture there was is analysed either way, but a short one is an error.
-                short = source.shortfall() if isinstance(source, Measured) else None
+                short = _shortfall(source)
                 if short is None:
                     self._pass_on(_State(camera_pb2.CAMERA_STATE_ENDED, "", end=True))
                 else:
@@ -773,3 +772,8 @@ def _duration(seconds: float) -> Duration:
     duration = Duration()
     duration.FromNanoseconds(round(seconds * 1e9))
     return duration
+
+
+def _shortfall(source: Source) -> str | None:
+    """How far short of its declared length a source that just ended stopped, if it knows."""
+    return source.shortfall() if isinstance(source, Measured) else None
